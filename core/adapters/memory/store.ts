@@ -1,0 +1,195 @@
+/**
+ * An in-memory store for tests and throwaway runs. Same semantics as the durable adapters
+ * (the contract suite runs against all of them); nothing survives the process.
+ */
+import type {
+  Checkpoint,
+  InstanceStatus,
+  Lease,
+  LeaseGrant,
+  LeaseRef,
+  LeaseRequest,
+  RunQuery,
+  Store,
+  Trigger,
+  WriteBatch,
+} from '../../ports/store.js';
+import { TERMINAL_STATUSES, type Json, type LogLine, type RunRecord } from '../../types.js';
+import { matchesRunQuery, runRecency } from '../run-query.js';
+
+export class MemoryStore implements Store {
+  private readonly leases = new Map<string, Lease>();
+  private readonly runs = new Map<string, RunRecord>();
+  private readonly logs = new Map<string, LogLine[]>();
+  private readonly checkpoints = new Map<string, Checkpoint>();
+  private readonly state = new Map<string, Json>();
+  private readonly statuses = new Map<string, InstanceStatus>();
+  private triggers: Trigger[] = [];
+
+  acquireLeases(requests: LeaseRequest[], now: number): Promise<LeaseGrant[]> {
+    return Promise.resolve(
+      requests.map((request): LeaseGrant => {
+        const current = this.leases.get(request.signature);
+        if (current && current.owner !== null && current.expiresAt > now) {
+          return { granted: false, holder: clone(current) };
+        }
+        const lease: Lease = {
+          signature: request.signature,
+          owner: request.owner,
+          expiresAt: now + request.ttlMs,
+          token: (current?.token ?? 0) + 1,
+          runId: request.runId,
+          instanceId: request.instanceId,
+          task: request.task,
+        };
+        this.leases.set(request.signature, lease);
+        const takenOver = current && current.owner !== null ? clone(current) : undefined;
+        return takenOver ? { granted: true, lease: clone(lease), takenOver } : { granted: true, lease: clone(lease) };
+      }),
+    );
+  }
+
+  renewLeases(refs: LeaseRef[], ttlMs: number, now: number): Promise<boolean[]> {
+    return Promise.resolve(
+      refs.map((ref) => {
+        const lease = this.leases.get(ref.signature);
+        if (!lease || lease.owner !== ref.owner || lease.token !== ref.token) return false;
+        lease.expiresAt = now + ttlMs;
+        return true;
+      }),
+    );
+  }
+
+  getLease(signature: string): Promise<Lease | undefined> {
+    const lease = this.leases.get(signature);
+    return Promise.resolve(lease ? clone(lease) : undefined);
+  }
+
+  listActiveLeases(now: number): Promise<Lease[]> {
+    return Promise.resolve(
+      [...this.leases.values()].filter((l) => l.owner !== null && l.expiresAt > now).map(clone),
+    );
+  }
+
+  commit(batch: WriteBatch): Promise<void> {
+    for (const run of batch.runs ?? []) this.runs.set(run.id, clone(run));
+    for (const line of batch.logs ?? []) {
+      const lines = this.logs.get(line.runId) ?? [];
+      lines.push({ ...line });
+      this.logs.set(line.runId, lines);
+    }
+    for (const checkpoint of batch.checkpoints ?? []) this.checkpoints.set(checkpoint.signature, clone(checkpoint));
+    for (const ref of batch.releases ?? []) {
+      const lease = this.leases.get(ref.signature);
+      if (lease && lease.owner === ref.owner && lease.token === ref.token) {
+        lease.owner = null;
+        lease.expiresAt = 0;
+      }
+    }
+    for (const trigger of batch.triggers ?? []) this.triggers.push(clone(trigger));
+    return Promise.resolve();
+  }
+
+  getRun(id: string): Promise<RunRecord | undefined> {
+    const run = this.runs.get(id);
+    return Promise.resolve(run ? clone(run) : undefined);
+  }
+
+  listRuns(query: RunQuery): Promise<RunRecord[]> {
+    const limit = query.limit ?? 100;
+    const matching = [...this.runs.values()].filter((run) => matchesRunQuery(run, query));
+    matching.sort((a, b) => b.queuedAt - a.queuedAt || (b.id < a.id ? -1 : 1));
+    return Promise.resolve(matching.slice(0, limit).map(clone));
+  }
+
+  lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
+    let best: RunRecord | undefined;
+    for (const run of this.runs.values()) {
+      if (!matchesRunQuery(run, query)) continue;
+      if (!best || runRecency(run) > runRecency(best) || (runRecency(run) === runRecency(best) && run.id > best.id)) {
+        best = run;
+      }
+    }
+    return Promise.resolve(best ? clone(best) : undefined);
+  }
+
+  getLogs(runId: string, afterSeq = 0): Promise<LogLine[]> {
+    const lines = (this.logs.get(runId) ?? []).filter((l) => l.seq > afterSeq);
+    lines.sort((a, b) => a.seq - b.seq);
+    return Promise.resolve(lines.map((l) => ({ ...l })));
+  }
+
+  getCheckpoint(signature: string): Promise<Checkpoint | undefined> {
+    const checkpoint = this.checkpoints.get(signature);
+    return Promise.resolve(checkpoint ? clone(checkpoint) : undefined);
+  }
+
+  getState(instanceId: string, key: string): Promise<Json | undefined> {
+    const value = this.state.get(stateKey(instanceId, key));
+    return Promise.resolve(value === undefined ? undefined : clone(value));
+  }
+
+  setState(instanceId: string, key: string, value: Json | undefined): Promise<void> {
+    if (value === undefined) this.state.delete(stateKey(instanceId, key));
+    else this.state.set(stateKey(instanceId, key), clone(value));
+    return Promise.resolve();
+  }
+
+  getInstanceStatus(instanceId: string): Promise<InstanceStatus | undefined> {
+    const status = this.statuses.get(instanceId);
+    return Promise.resolve(status ? clone(status) : undefined);
+  }
+
+  listInstanceStatus(): Promise<InstanceStatus[]> {
+    return Promise.resolve([...this.statuses.values()].map(clone));
+  }
+
+  setInstanceStatus(instanceId: string, status: InstanceStatus | undefined): Promise<void> {
+    if (status) this.statuses.set(instanceId, clone(status));
+    else this.statuses.delete(instanceId);
+    return Promise.resolve();
+  }
+
+  addTrigger(trigger: Trigger): Promise<void> {
+    this.triggers.push(clone(trigger));
+    return Promise.resolve();
+  }
+
+  takeTriggers(limit: number): Promise<Trigger[]> {
+    this.triggers.sort((a, b) => a.at - b.at);
+    return Promise.resolve(this.triggers.splice(0, limit));
+  }
+
+  pruneRuns(endedBefore: number): Promise<number> {
+    const keep = new Set<string>();
+    const latestSuccess = new Map<string, RunRecord>();
+    for (const run of this.runs.values()) {
+      if (run.status !== 'succeeded') continue;
+      const best = latestSuccess.get(run.signature);
+      if (!best || runRecency(run) > runRecency(best)) latestSuccess.set(run.signature, run);
+    }
+    for (const run of latestSuccess.values()) keep.add(run.id);
+    let removed = 0;
+    for (const run of [...this.runs.values()]) {
+      const ended = TERMINAL_STATUSES.has(run.status) && run.endedAt !== undefined && run.endedAt < endedBefore;
+      if (ended && !keep.has(run.id)) {
+        this.runs.delete(run.id);
+        this.logs.delete(run.id);
+        removed += 1;
+      }
+    }
+    return Promise.resolve(removed);
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function stateKey(instanceId: string, key: string): string {
+  return `${instanceId}\u0000${key}`;
+}
+
+function clone<T>(value: T): T {
+  return structuredClone(value);
+}

@@ -1,0 +1,105 @@
+/**
+ * Errors of ujr. Whether to retry is part of the error model (`retryable`), never decided by
+ * matching messages. Messages say what is wrong and what to do next.
+ */
+import type { ErrorInfo } from './types.js';
+
+export class UjrError extends Error {
+  /** Whether the runner may try the same task again after this error. */
+  readonly retryable: boolean = true;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Throw from a task handler to fail at once, without the remaining attempts. */
+export class NonRetryableError extends UjrError {
+  override readonly retryable = false;
+}
+
+/** Throw from a task handler to mark the run `skipped` (nothing to do), not failed. */
+export class SkipError extends UjrError {
+  override readonly retryable = false;
+}
+
+/** The task ran past its timeout. */
+export class TaskTimeoutError extends UjrError {
+  constructor(
+    readonly timeoutMs: number,
+    detail = '',
+  ) {
+    super(
+      `task timed out after ${timeoutMs} ms${detail}; raise timeoutMs on the task (or in its spec) if it needs longer`,
+    );
+  }
+}
+
+/** The runner is shutting down; the run is recorded `interrupted` and planned again next start. */
+export class ShutdownError extends UjrError {
+  constructor() {
+    super('the runner is shutting down; the task will be planned again on the next start');
+  }
+}
+
+/** The job stopped returning the task or its instance was disabled or retired. */
+export class CancelledError extends UjrError {
+  override readonly retryable = false;
+}
+
+/** Another runner took the lease over (this one missed its renewals); the work is fenced off. */
+export class LeaseLostError extends UjrError {
+  override readonly retryable = false;
+}
+
+/** A child process running a task exited or hung. */
+export class TaskProcessError extends UjrError {}
+
+/** The result is larger than the runner's cap. */
+export class ResultTooLargeError extends NonRetryableError {}
+
+/** A task spec returned by `getRunnableTasks` that cannot be run. */
+export class InvalidTaskSpecError extends NonRetryableError {}
+
+/** A configuration problem: names the file, instance and field at fault. */
+export class ConfigError extends UjrError {
+  override readonly retryable = false;
+}
+
+/** A store adapter failed to read or write. */
+export class StoreError extends UjrError {}
+
+/** Whether the error allows another attempt. Plain errors do. */
+export function isRetryable(error: unknown): boolean {
+  if (error instanceof Error && 'retryable' in error && typeof error.retryable === 'boolean') {
+    return error.retryable;
+  }
+  return true;
+}
+
+/**
+ * Whether the error marks a skip. Matched by name as well, because errors thrown in a child
+ * process cross the process boundary as plain data.
+ */
+export function isSkip(error: unknown): boolean {
+  return error instanceof SkipError || (error instanceof Error && error.name === 'SkipError');
+}
+
+/** The name, message and stack of anything thrown. */
+export function toErrorInfo(error: unknown): ErrorInfo {
+  if (error instanceof Error) {
+    const info: ErrorInfo = { name: error.name, message: error.message };
+    if (error.stack !== undefined) info.stack = error.stack;
+    return info;
+  }
+  return { name: 'Error', message: typeof error === 'string' ? error : safeString(error) };
+}
+
+function safeString(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
