@@ -250,7 +250,8 @@ export interface TaskDefinition<P = unknown, I = any, R = unknown> {
 /** A job type, as returned by `defineJob`. */
 export interface JobType<P = any> {
   name: string;
-  params: z.ZodType<P>;
+  /** Parses instance params into `P`. */
+  params: z.ZodType;
   /** The default schedule of its instances. */
   schedule?: string;
   getRunnableTasks(ctx: PlanContext<P>): TaskSpec[] | Promise<TaskSpec[]>;

@@ -1,0 +1,129 @@
+/**
+ * Executors start one attempt of a task somewhere: in this process (inline) or in a child
+ * process (continuous and isolated tasks). The runner owns everything else (leases, records,
+ * timeouts, retries); an executor only runs the handler and relays what it reports.
+ */
+import { isRetryable, isSkip, toErrorInfo } from '../errors.js';
+import { canonicalJson } from '../signature.js';
+import type { ErrorInfo, Json, JobType, LogLevel, ObjectStore, TaskContext, TaskDefinition } from '../types.js';
+
+/** Everything an attempt needs to run, as plain data (it crosses process boundaries). */
+export interface AttemptRequest {
+  runId: string;
+  instanceId: string;
+  jobType: string;
+  task: string;
+  signature: string;
+  attempt: number;
+  input: Json;
+  params: unknown;
+  fencingToken: number;
+  lastCheckpoint: Json | undefined;
+}
+
+/** What a running attempt reports back to the runner. */
+export interface AttemptHooks {
+  log(level: LogLevel, message: string): void;
+  progress(current: number, total: number | undefined, message: string | undefined): void;
+  heartbeat(): void;
+  checkpoint(value: Json): Promise<void>;
+}
+
+export type AttemptOutcome =
+  | { ok: true; result: Json | undefined }
+  | { ok: false; error: ErrorInfo; retryable: boolean; skip: boolean };
+
+export interface AttemptHandle {
+  /** Settles when the handler returned or threw, or its process ended. Never rejects. */
+  readonly done: Promise<AttemptOutcome>;
+  /** Asks the handler to stop (its AbortSignal fires with `reason`). */
+  abort(reason: Error): void;
+  /** Stops it for sure, if this executor can; returns whether it could. */
+  kill(): boolean;
+}
+
+export interface Executor {
+  start(job: JobType, definition: TaskDefinition, request: AttemptRequest, hooks: AttemptHooks): AttemptHandle;
+  /** Stops whatever it still runs (used at shutdown after the grace period). */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the task context over hooks and runs the handler; shared by the inline executor and the
+ * child-process host so a handler sees the same context in both.
+ */
+export function runHandler(
+  definition: TaskDefinition,
+  request: AttemptRequest,
+  hooks: AttemptHooks,
+  objects: ObjectStore,
+  signal: AbortSignal,
+): Promise<AttemptOutcome> {
+  const log = (level: LogLevel) => (message: string, fields?: Record<string, unknown>) =>
+    hooks.log(level, fields === undefined ? message : `${message} ${safeFields(fields)}`);
+  const tctx: TaskContext = {
+    runId: request.runId,
+    instanceId: request.instanceId,
+    task: request.task,
+    signature: request.signature,
+    attempt: request.attempt,
+    params: request.params,
+    signal,
+    log: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
+    progress: (current, total, message) => hooks.progress(current, total, message),
+    heartbeat: () => hooks.heartbeat(),
+    checkpoint: (value) => hooks.checkpoint(value),
+    lastCheckpoint: request.lastCheckpoint,
+    fencingToken: request.fencingToken,
+    objects,
+  };
+  return settle(() => definition.run(request.input, tctx));
+}
+
+/** Turns a handler call into an outcome; the result must be JSON. */
+export async function settle(call: () => unknown): Promise<AttemptOutcome> {
+  let value: unknown;
+  try {
+    value = await call();
+  } catch (error) {
+    return failure(error);
+  }
+  if (value === undefined) return { ok: true, result: undefined };
+  try {
+    canonicalJson(value, 'result');
+  } catch (error) {
+    return { ok: false, error: toErrorInfo(error), retryable: false, skip: false };
+  }
+  return { ok: true, result: value as Json };
+}
+
+export function failure(error: unknown): AttemptOutcome {
+  return { ok: false, error: toErrorInfo(error), retryable: isRetryable(error), skip: isSkip(error) };
+}
+
+function safeFields(fields: Record<string, unknown>): string {
+  try {
+    return JSON.stringify(fields);
+  } catch {
+    return '[unserializable fields]';
+  }
+}
+
+/** Runs handlers in this process: the fastest path, for batch tasks that honour their AbortSignal. */
+export class InlineExecutor implements Executor {
+  constructor(private readonly objects: ObjectStore) {}
+
+  start(_job: JobType, definition: TaskDefinition, request: AttemptRequest, hooks: AttemptHooks): AttemptHandle {
+    const controller = new AbortController();
+    const done = runHandler(definition, request, hooks, this.objects, controller.signal);
+    return {
+      done,
+      abort: (reason) => controller.abort(reason),
+      kill: () => false,
+    };
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * The planner side of the engine: the context a job's `getRunnableTasks` sees, and the checks
+ * that turn what it returned into runnable tasks (or clear errors naming the bad spec).
+ */
+import { InvalidTaskSpecError } from '../errors.js';
+import { mergeRetry } from '../retry.js';
+import { canonicalJson, defaultSignature } from '../signature.js';
+import type { Store } from '../ports/store.js';
+import type {
+  HistoryQuery,
+  InstanceConfig,
+  JobType,
+  Json,
+  Logger,
+  ObjectStore,
+  PlanContext,
+  RetryPolicy,
+  RunRecord,
+  RunSummary,
+  TaskDefinition,
+  TaskKind,
+  TaskSpec,
+} from '../types.js';
+
+/** Batch tasks without a timeout of their own get this one. */
+export const DEFAULT_BATCH_TIMEOUT_MS = 15 * 60_000;
+
+/** A task spec that passed every check, with everything the runner needs resolved. */
+export interface PlannedTask {
+  task: string;
+  definition: TaskDefinition;
+  input: Json;
+  kind: TaskKind;
+  signature: string;
+  timeoutMs: number | undefined;
+  retry: RetryPolicy;
+  isolate: boolean;
+}
+
+export interface PlanOutcome {
+  tasks: PlannedTask[];
+  /** Specs that were rejected, each with an error naming the spec and what is wrong. */
+  rejected: InvalidTaskSpecError[];
+}
+
+export function summarize(run: RunRecord): RunSummary {
+  const summary: RunSummary = {
+    id: run.id,
+    instanceId: run.instanceId,
+    task: run.task,
+    signature: run.signature,
+    status: run.status,
+    attempt: run.attempt,
+  };
+  if (run.startedAt !== undefined) summary.startedAt = run.startedAt;
+  if (run.endedAt !== undefined) summary.endedAt = run.endedAt;
+  if (run.result !== undefined) summary.result = run.result;
+  return summary;
+}
+
+export function buildPlanContext(options: {
+  instance: InstanceConfig;
+  reason: PlanContext<unknown>['reason'];
+  store: Store;
+  objects: ObjectStore;
+  log: Logger;
+  now: () => number;
+  onDone: (reason: string | undefined) => void;
+}): PlanContext<unknown> {
+  const { instance, store } = options;
+  const signatureOf = (task: string, input: Json = {}) => defaultSignature(instance.id, task, canonicalJson(input));
+  const toRunQuery = (query: HistoryQuery) => {
+    if ('signature' in query) return { signature: query.signature };
+    const instanceId = query.instanceId ?? instance.id;
+    if (query.input === undefined) return { instanceId, task: query.task };
+    return { signature: defaultSignature(instanceId, query.task, canonicalJson(query.input)) };
+  };
+  return {
+    instanceId: instance.id,
+    params: instance.params,
+    reason: options.reason,
+    now: options.now,
+    state: {
+      get: async <T extends Json = Json>(key: string) => (await store.getState(instance.id, key)) as T | undefined,
+      set: (key, value) => store.setState(instance.id, key, value),
+      delete: (key) => store.setState(instance.id, key, undefined),
+    },
+    history: {
+      async lastSuccess(query) {
+        const run = await store.lastRun({ ...toRunQuery(query), status: 'succeeded' });
+        return run && summarize(run);
+      },
+      async lastRun(query) {
+        const run = await store.lastRun(toRunQuery(query));
+        return run && summarize(run);
+      },
+    },
+    signatureOf,
+    objects: options.objects,
+    log: options.log,
+    done: (reason) => options.onDone(reason),
+  };
+}
+
+/** Checks each spec a plan returned; bad ones are rejected one by one, never the whole plan. */
+export function resolveSpecs(job: JobType, instanceId: string, specs: unknown): PlanOutcome {
+  const outcome: PlanOutcome = { tasks: [], rejected: [] };
+  if (!Array.isArray(specs)) {
+    outcome.rejected.push(
+      new InvalidTaskSpecError(
+        `job type "${job.name}" (instance "${instanceId}"): getRunnableTasks returned ${describe(specs)}; return an array of task specs such as [{ task: "name", input: {} }]`,
+      ),
+    );
+    return outcome;
+  }
+  const seen = new Set<string>();
+  specs.forEach((spec: unknown, index) => {
+    try {
+      const planned = resolveSpec(job, instanceId, spec, index);
+      if (seen.has(planned.signature)) return;
+      seen.add(planned.signature);
+      outcome.tasks.push(planned);
+    } catch (error) {
+      outcome.rejected.push(
+        error instanceof InvalidTaskSpecError
+          ? error
+          : new InvalidTaskSpecError(`instance "${instanceId}", task spec #${index}: ${String(error)}`, { cause: error }),
+      );
+    }
+  });
+  return outcome;
+}
+
+function resolveSpec(job: JobType, instanceId: string, raw: unknown, index: number): PlannedTask {
+  const where = `instance "${instanceId}" (job type "${job.name}"), task spec #${index}`;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new InvalidTaskSpecError(`${where} is ${describe(raw)}; a task spec is an object such as { task: "name", input: {} }`);
+  }
+  const spec = raw as Partial<TaskSpec>;
+  if (typeof spec.task !== 'string' || !Object.hasOwn(job.tasks, spec.task)) {
+    const known = Object.keys(job.tasks).join(', ');
+    throw new InvalidTaskSpecError(`${where} names task ${JSON.stringify(spec.task)}, which job type "${job.name}" does not define; its tasks are: ${known}`);
+  }
+  const definition = job.tasks[spec.task] as TaskDefinition;
+  let input: unknown = spec.input === undefined ? {} : spec.input;
+  if (definition.input) {
+    const parsed = definition.input.safeParse(input);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const path = issue && issue.path.length > 0 ? `input.${issue.path.join('.')}` : 'input';
+      throw new InvalidTaskSpecError(`${where} (task "${spec.task}"): ${path}: ${issue?.message ?? 'invalid'}`);
+    }
+    input = parsed.data;
+  }
+  let canonical: string;
+  try {
+    canonical = canonicalJson(input, 'input');
+  } catch (error) {
+    throw new InvalidTaskSpecError(`${where} (task "${spec.task}"): ${(error as Error).message}`, { cause: error });
+  }
+  const kind = spec.kind ?? definition.kind ?? 'batch';
+  if (kind !== 'batch' && kind !== 'continuous') {
+    throw new InvalidTaskSpecError(`${where} (task "${spec.task}"): kind must be "batch" or "continuous", not ${JSON.stringify(kind)}`);
+  }
+  if (spec.signature !== undefined && (typeof spec.signature !== 'string' || spec.signature.length === 0 || spec.signature.length > 512)) {
+    throw new InvalidTaskSpecError(`${where} (task "${spec.task}"): signature must be a non-empty string of at most 512 characters`);
+  }
+  const timeoutMs = spec.timeoutMs ?? definition.timeoutMs ?? (kind === 'batch' ? DEFAULT_BATCH_TIMEOUT_MS : undefined);
+  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+    throw new InvalidTaskSpecError(`${where} (task "${spec.task}"): timeoutMs must be a positive number of milliseconds`);
+  }
+  const retry = mergeRetry(definition.retry, spec.retry);
+  if (!(Number.isInteger(retry.attempts) && retry.attempts >= 1)) {
+    throw new InvalidTaskSpecError(`${where} (task "${spec.task}"): retry.attempts must be an integer of at least 1`);
+  }
+  return {
+    task: spec.task,
+    definition,
+    input: input as Json,
+    kind,
+    signature: spec.signature ?? defaultSignature(instanceId, spec.task, canonical),
+    timeoutMs,
+    retry,
+    isolate: kind === 'continuous' || definition.isolate === true,
+  };
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value} (${String(value)})`;
+}

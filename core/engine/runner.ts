@@ -1,0 +1,1218 @@
+/**
+ * The runner: asks due instances for tasks, takes each signature's lease, dispatches attempts
+ * within the concurrency limits, renews leases by heartbeat, retries with backoff, supervises
+ * continuous tasks, and records every attempt. It only talks to ports (store, object store,
+ * executors), so the same engine runs on SQLite, in memory, or on DynamoDB.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { monotonicFactory } from 'ulid';
+import {
+  CancelledError,
+  LeaseLostError,
+  ResultTooLargeError,
+  ShutdownError,
+  TaskProcessError,
+  TaskTimeoutError,
+  isRetryable,
+  toErrorInfo,
+} from '../errors.js';
+import { backoffDelay, mergeRetry } from '../retry.js';
+import { parseSchedule, type Schedule } from '../schedule.js';
+import { canonicalJson } from '../signature.js';
+import type { InstanceStatus, LeaseRef, Store, Trigger } from '../ports/store.js';
+import type {
+  ErrorInfo,
+  InstanceConfig,
+  JobType,
+  Json,
+  LogLevel,
+  Logger,
+  ObjectStore,
+  PlanContext,
+  RetryPolicy,
+  RunOrigin,
+  RunRecord,
+  RunStatus,
+} from '../types.js';
+import { Deque } from './deque.js';
+import { failure, InlineExecutor, type AttemptHandle, type AttemptOutcome, type Executor } from './executor.js';
+import { Journal } from './journal.js';
+import { buildPlanContext, resolveSpecs, type PlannedTask } from './planner.js';
+
+export interface RunnerOptions {
+  store: Store;
+  objects: ObjectStore;
+  jobs: JobType[];
+  instances?: InstanceConfig[];
+  /** Runs continuous and isolated tasks (child processes locally). */
+  processExecutor?: Executor;
+  /** Runs plain batch tasks. Default: in this process. */
+  inlineExecutor?: Executor;
+  /** Lease owner id. Default: host, pid and a random suffix. */
+  owner?: string;
+  /** Batch tasks running at once, across instances. Default 16. */
+  concurrency?: number;
+  /** Continuous tasks running at once. Default 32. */
+  maxContinuous?: number;
+  /** Tasks leased and waiting for a slot; beyond it, instances are asked again as slots free. Default 10,000. */
+  maxQueued?: number;
+  /** Lease lifetime; leases are renewed every third of it. Default 30 s. */
+  leaseTtlMs?: number;
+  /** How often schedules and triggers are looked at. Default 500 ms. */
+  tickMs?: number;
+  /** After an abort (timeout, shutdown, cancel), how long a task gets before the hard stop. Default 5 s. */
+  graceMs?: number;
+  /** Largest JSON result stored with a run. Default 256 KiB. */
+  maxResultBytes?: number;
+  /** A plan (getRunnableTasks) taking longer fails. Default 60 s. */
+  planTimeoutMs?: number;
+  /** Ended runs older than this are pruned (the latest success per signature stays). Default 30 days. */
+  retentionMs?: number;
+  /** Restart backoff of continuous tasks. */
+  continuousRestart?: Partial<RetryPolicy>;
+  /** Log lines kept per run; further lines are dropped with a note. Default 10,000. */
+  maxLogLinesPerRun?: number;
+  /** Plan once, run until idle, then stop; continuous tasks are not started. */
+  once?: boolean;
+  /** The clock (epoch ms). */
+  now?: () => number;
+  random?: () => number;
+  /** Where the runner's own messages go (plan errors, takeovers, store trouble). */
+  log?: Logger;
+}
+
+export interface RunnerStats {
+  queued: number;
+  running: number;
+  continuous: number;
+  backoff: number;
+  succeeded: number;
+  failed: number;
+  skipped: number;
+  interrupted: number;
+  cancelled: number;
+  retried: number;
+  deduplicated: number;
+  takenOver: number;
+  planErrors: number;
+}
+
+export interface RunnerEvents {
+  /** A run record changed status. */
+  run: [run: RunRecord];
+  planned: [instanceId: string, count: number];
+  planError: [instanceId: string, error: ErrorInfo];
+  deduplicated: [instanceId: string, signature: string, holder: string | null];
+  retired: [instanceId: string, reason: string | undefined];
+  idle: [];
+  storeError: [error: ErrorInfo];
+}
+
+type AttemptState = 'queued' | 'running' | 'backoff' | 'abandoned';
+
+/** One held signature and its current attempt. */
+interface Attempt {
+  planned: PlannedTask;
+  instance: InstanceRuntime;
+  run: RunRecord;
+  lease: LeaseRef;
+  state: AttemptState;
+  handle?: AttemptHandle;
+  abortReason?: Error;
+  timers: NodeJS.Timeout[];
+  watchdog?: NodeJS.Timeout;
+  logLines: number;
+  lastRenewal: number;
+  /** Continuous tasks: the job returned it again since it last ended. */
+  wanted: boolean;
+  /** Continuous tasks: restarts in a row without a healthy run. */
+  restarts: number;
+  trigger?: Trigger;
+}
+
+interface InstanceRuntime {
+  config: InstanceConfig;
+  job: JobType;
+  schedule: Schedule;
+  nextDueAt: number;
+  status: InstanceStatus | undefined;
+  planning: boolean;
+  replan: PlanContext<unknown>['reason'] | undefined;
+  followupPending: boolean;
+  /** Tasks it could not admit for lack of room; it is asked again when room frees. */
+  backlogged: boolean;
+  batchQueue: Deque<Attempt>;
+  continuousQueue: Deque<Attempt>;
+  batchRunning: number;
+  /** Signatures that ended since the last scheduled plan; follow-up plans do not restart them. */
+  finishedSinceTick: Set<string>;
+}
+
+const CONTINUOUS_HEALTHY_MS = 60_000;
+const MAX_LOG_MESSAGE = 8_192;
+
+const silentLog: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export class Runner extends EventEmitter<RunnerEvents> {
+  readonly owner: string;
+  private readonly store: Store;
+  private readonly objects: ObjectStore;
+  private readonly journal: Journal;
+  private readonly inline: Executor;
+  private readonly processExecutor: Executor | undefined;
+  private readonly jobs = new Map<string, JobType>();
+  private readonly instances = new Map<string, InstanceRuntime>();
+  private readonly held = new Map<string, Attempt>();
+  private readonly nextId = monotonicFactory();
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly log: Logger;
+  private readonly options: Required<
+    Pick<
+      RunnerOptions,
+      | 'concurrency'
+      | 'maxContinuous'
+      | 'maxQueued'
+      | 'leaseTtlMs'
+      | 'tickMs'
+      | 'graceMs'
+      | 'maxResultBytes'
+      | 'planTimeoutMs'
+      | 'retentionMs'
+      | 'maxLogLinesPerRun'
+      | 'once'
+    >
+  >;
+  private readonly continuousRestart: RetryPolicy;
+  private readonly counters: RunnerStats = {
+    queued: 0,
+    running: 0,
+    continuous: 0,
+    backoff: 0,
+    succeeded: 0,
+    failed: 0,
+    skipped: 0,
+    interrupted: 0,
+    cancelled: 0,
+    retried: 0,
+    deduplicated: 0,
+    takenOver: 0,
+    planErrors: 0,
+  };
+  private batchRunning = 0;
+  private continuousRunning = 0;
+  private pendingWork = 0;
+  private rotation: InstanceRuntime[] = [];
+  private rotationIndex = 0;
+  private timers: NodeJS.Timeout[] = [];
+  private started = false;
+  private stopping = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(options: RunnerOptions) {
+    super();
+    this.store = options.store;
+    this.objects = options.objects;
+    this.inline = options.inlineExecutor ?? new InlineExecutor(options.objects);
+    this.processExecutor = options.processExecutor;
+    this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.log = options.log ?? silentLog;
+    this.options = {
+      concurrency: options.concurrency ?? 16,
+      maxContinuous: options.maxContinuous ?? 32,
+      maxQueued: options.maxQueued ?? 10_000,
+      leaseTtlMs: options.leaseTtlMs ?? 30_000,
+      tickMs: options.tickMs ?? 500,
+      graceMs: options.graceMs ?? 5_000,
+      maxResultBytes: options.maxResultBytes ?? 256 * 1024,
+      planTimeoutMs: options.planTimeoutMs ?? 60_000,
+      retentionMs: options.retentionMs ?? 30 * 86_400_000,
+      maxLogLinesPerRun: options.maxLogLinesPerRun ?? 10_000,
+      once: options.once ?? false,
+    };
+    this.continuousRestart = mergeRetry({ attempts: Number.MAX_SAFE_INTEGER }, options.continuousRestart);
+    this.journal = new Journal(this.store, (error) => this.reportStoreError(error));
+    for (const job of options.jobs) {
+      if (this.jobs.has(job.name)) throw new TypeError(`two job types are named "${job.name}"; job type names must be unique`);
+      this.jobs.set(job.name, job);
+    }
+    this.setInstances(options.instances ?? []);
+  }
+
+  /** Counts since start, and what is in flight now. */
+  stats(): RunnerStats {
+    return {
+      ...this.counters,
+      queued: this.pendingWork,
+      running: this.batchRunning,
+      continuous: this.continuousRunning,
+    };
+  }
+
+  /** The instances this runner knows, with their retirement status. */
+  listInstances(): { config: InstanceConfig; status: InstanceStatus | undefined; nextDueAt: number }[] {
+    return [...this.instances.values()].map((i) => ({ config: i.config, status: i.status, nextDueAt: i.nextDueAt }));
+  }
+
+  /**
+   * Applies a new instance configuration while running: new instances are planned at once,
+   * disabled or removed ones stop their continuous tasks and queued work (running batch tasks
+   * finish), and changed params restart their continuous tasks.
+   */
+  setInstances(configs: InstanceConfig[]): void {
+    const seen = new Set<string>();
+    for (const config of configs) {
+      seen.add(config.id);
+      const job = this.jobs.get(config.job);
+      if (!job) {
+        throw new TypeError(
+          `instance "${config.id}" names job type "${config.job}", which is not loaded; known job types: ${[...this.jobs.keys()].join(', ')}`,
+        );
+      }
+      const existing = this.instances.get(config.id);
+      if (!existing) {
+        const runtime: InstanceRuntime = {
+          config,
+          job,
+          schedule: parseSchedule(config.schedule),
+          nextDueAt: this.now(),
+          status: undefined,
+          planning: false,
+          replan: undefined,
+          followupPending: false,
+          backlogged: false,
+          batchQueue: new Deque(),
+          continuousQueue: new Deque(),
+          batchRunning: 0,
+          finishedSinceTick: new Set(),
+        };
+        this.instances.set(config.id, runtime);
+        this.rotation.push(runtime);
+        continue;
+      }
+      const before = existing.config;
+      existing.config = config;
+      if (this.started && canonicalJson(before, 'config') !== canonicalJson(config, 'config')) void this.refreshStatus(existing);
+      existing.job = job;
+      if (before.schedule !== config.schedule) {
+        existing.schedule = parseSchedule(config.schedule);
+        existing.nextDueAt = this.now();
+      }
+      if (!config.enabled && before.enabled) {
+        this.cancelInstanceWork(existing, `instance "${config.id}" was disabled`);
+      } else if (config.enabled && !before.enabled) {
+        existing.nextDueAt = this.now();
+      } else if (canonicalJson(before.params, 'params') !== canonicalJson(config.params, 'params') || before.job !== config.job) {
+        this.cancelInstanceWork(existing, `instance "${config.id}" changed its configuration`, 'continuous');
+        existing.nextDueAt = this.now();
+      }
+    }
+    for (const runtime of [...this.instances.values()]) {
+      if (seen.has(runtime.config.id)) continue;
+      this.cancelInstanceWork(runtime, `instance "${runtime.config.id}" was removed from the configuration`);
+      this.instances.delete(runtime.config.id);
+      this.rotation = this.rotation.filter((r) => r !== runtime);
+    }
+    if (this.started) this.tick();
+  }
+
+  /** Starts planning and running until `stop()`. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const statuses = await this.store.listInstanceStatus();
+    for (const status of statuses) {
+      const runtime = this.instances.get(status.instanceId);
+      if (runtime) runtime.status = status;
+    }
+    this.every(Math.max(10, Math.floor(this.options.leaseTtlMs / 3)), () => this.renewLeases());
+    if (!this.options.once) {
+      this.every(this.options.tickMs, () => this.tick());
+      this.every(3_600_000, () => void this.prune());
+      void this.prune();
+    }
+    this.tick();
+  }
+
+  /**
+   * Plans every enabled instance once, runs until nothing is left (follow-ups included), stops,
+   * and returns the stats. Continuous tasks are not started in this mode.
+   */
+  async runOnce(): Promise<RunnerStats> {
+    await this.start();
+    await this.whenIdle();
+    await this.stop();
+    return this.stats();
+  }
+
+  /** Resolves when nothing is queued, running, backing off or being planned. */
+  whenIdle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Records an ad-hoc run request; the next tick (of any runner on this store) takes it. */
+  async trigger(instanceId: string, task?: string, input?: Json): Promise<Trigger> {
+    const trigger: Trigger = { id: this.nextId(), instanceId, at: this.now() };
+    if (task !== undefined) trigger.task = task;
+    if (input !== undefined) trigger.input = input;
+    await this.store.addTrigger(trigger);
+    if (this.started && !this.stopping) void this.takeTriggers();
+    return trigger;
+  }
+
+  /**
+   * Stops planning, aborts running tasks, waits up to `graceMs` for them, records them
+   * `interrupted` (planned again next start) and releases every lease.
+   */
+  async stop(graceMs = this.options.graceMs): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    const heartbeat = setInterval(() => this.renewLeases(), Math.max(10, Math.floor(this.options.leaseTtlMs / 3)));
+    try {
+      const shutdown = new ShutdownError();
+      const running: Promise<unknown>[] = [];
+      for (const attempt of [...this.held.values()]) {
+        if (attempt.state === 'running' && attempt.handle) {
+          attempt.abortReason ??= shutdown;
+          attempt.handle.abort(attempt.abortReason);
+          running.push(attempt.handle.done);
+        } else if (attempt.state === 'abandoned') {
+          this.forget(attempt, true);
+        } else {
+          this.endWithoutRunning(attempt, 'interrupted', toErrorInfo(shutdown));
+        }
+      }
+      await waitAll(running, graceMs);
+      for (const attempt of [...this.held.values()]) {
+        if (attempt.handle && attempt.handle.kill()) continue;
+        this.finish(attempt, failure(attempt.abortReason ?? shutdown));
+      }
+      await waitAll(
+        [...this.held.values()].flatMap((a) => (a.handle ? [a.handle.done] : [])),
+        graceMs,
+      );
+      for (const attempt of [...this.held.values()]) this.forget(attempt, true);
+      await Promise.all([this.inline.close(), this.processExecutor?.close()]);
+      await this.journal.flush().catch(() => undefined);
+    } finally {
+      clearInterval(heartbeat);
+      this.resolveIdle();
+    }
+  }
+
+  // ---- planning ------------------------------------------------------------------------------
+
+  private tick(): void {
+    if (this.stopping) return;
+    void this.takeTriggers();
+    const now = this.now();
+    for (const runtime of this.instances.values()) {
+      if (!this.isActive(runtime) || now < runtime.nextDueAt) continue;
+      runtime.nextDueAt = this.options.once ? Number.POSITIVE_INFINITY : runtime.schedule.next(now);
+      runtime.finishedSinceTick.clear();
+      this.requestPlan(runtime, 'schedule');
+    }
+    this.checkIdle();
+  }
+
+  private isActive(runtime: InstanceRuntime): boolean {
+    return runtime.config.enabled && runtime.status?.retiredAt === undefined;
+  }
+
+  private takingTriggers = false;
+
+  private async takeTriggers(): Promise<void> {
+    if (this.takingTriggers || this.stopping) return;
+    this.takingTriggers = true;
+    try {
+      const triggers = await this.store.takeTriggers(100);
+      for (const trigger of triggers) await this.applyTrigger(trigger);
+    } catch (error) {
+      this.reportStoreError(error);
+    } finally {
+      this.takingTriggers = false;
+      this.checkIdle();
+    }
+  }
+
+  private async applyTrigger(trigger: Trigger): Promise<void> {
+    const runtime = this.instances.get(trigger.instanceId);
+    if (!runtime) {
+      this.log.warn(`trigger for unknown instance "${trigger.instanceId}" dropped; check the id with "ujr jobs list"`);
+      return;
+    }
+    if (trigger.task === undefined) {
+      this.requestPlan(runtime, 'manual');
+      return;
+    }
+    const outcome = resolveSpecs(runtime.job, runtime.config.id, [{ task: trigger.task, input: trigger.input ?? {} }]);
+    for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
+    await this.admit(runtime, outcome.tasks, 'manual', trigger);
+  }
+
+  private requestPlan(runtime: InstanceRuntime, reason: PlanContext<unknown>['reason']): void {
+    if (this.stopping) return;
+    if (runtime.planning) {
+      if (runtime.replan !== 'schedule') runtime.replan = reason;
+      return;
+    }
+    runtime.planning = true;
+    void this.plan(runtime, reason).finally(() => {
+      runtime.planning = false;
+      const again = runtime.replan;
+      runtime.replan = undefined;
+      if (again !== undefined) this.requestPlan(runtime, again);
+      else this.checkIdle();
+    });
+  }
+
+  private async plan(runtime: InstanceRuntime, reason: PlanContext<unknown>['reason']): Promise<void> {
+    if (reason !== 'manual' && !this.isActive(runtime)) return;
+    runtime.backlogged = false;
+    let doneReason: { reason: string | undefined } | undefined;
+    const ctx = buildPlanContext({
+      instance: runtime.config,
+      reason,
+      store: this.store,
+      objects: this.objects,
+      log: this.log,
+      now: this.now,
+      onDone: (why) => {
+        doneReason = { reason: why };
+      },
+    });
+    let specs: unknown;
+    try {
+      specs = await withTimeout(
+        Promise.resolve().then(() => runtime.job.getRunnableTasks(ctx)),
+        this.options.planTimeoutMs,
+        `getRunnableTasks of instance "${runtime.config.id}" did not return within ${this.options.planTimeoutMs} ms`,
+      );
+    } catch (error) {
+      this.reportPlanError(runtime, error);
+      return;
+    }
+    if (this.stopping) return;
+    const outcome = resolveSpecs(runtime.job, runtime.config.id, specs);
+    for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
+    if (outcome.rejected.length === 0 && runtime.status?.planError) await this.setStatus(runtime, { planError: undefined });
+    this.reconcileContinuous(runtime, outcome.tasks);
+    await this.admit(runtime, outcome.tasks, reason === 'followup' ? 'followup' : 'schedule');
+    if (doneReason) await this.retire(runtime, doneReason.reason);
+  }
+
+  /** Continuous tasks the job no longer returns are stopped; those it returns stay wanted. */
+  private reconcileContinuous(runtime: InstanceRuntime, tasks: PlannedTask[]): void {
+    const returned = new Set(tasks.map((t) => t.signature));
+    for (const attempt of this.held.values()) {
+      if (attempt.instance !== runtime || attempt.planned.kind !== 'continuous') continue;
+      if (returned.has(attempt.planned.signature)) attempt.wanted = true;
+      else this.cancel(attempt, `the job no longer returns continuous task "${attempt.planned.task}"`);
+    }
+  }
+
+  private async admit(runtime: InstanceRuntime, tasks: PlannedTask[], origin: RunOrigin, trigger?: Trigger): Promise<void> {
+    const room = Math.max(0, this.options.maxQueued - this.pendingWork);
+    const candidates: PlannedTask[] = [];
+    for (const task of tasks) {
+      if (this.held.has(task.signature)) continue;
+      if (origin === 'followup' && runtime.finishedSinceTick.has(task.signature)) continue;
+      if (task.kind === 'continuous' && this.options.once) {
+        this.log.info(`continuous task "${task.task}" of "${runtime.config.id}" is not started in --once mode`);
+        continue;
+      }
+      if (candidates.length >= room) {
+        runtime.backlogged = true;
+        break;
+      }
+      candidates.push(task);
+    }
+    this.emit('planned', runtime.config.id, tasks.length);
+    if (candidates.length === 0) return;
+    const now = this.now();
+    const runIds = candidates.map(() => this.nextId());
+    let grants;
+    try {
+      grants = await this.store.acquireLeases(
+        candidates.map((task, i) => ({
+          signature: task.signature,
+          owner: this.owner,
+          ttlMs: this.options.leaseTtlMs,
+          runId: runIds[i] as string,
+          instanceId: runtime.config.id,
+          task: task.task,
+        })),
+        now,
+      );
+    } catch (error) {
+      this.reportStoreError(error);
+      return;
+    }
+    if (this.stopping) {
+      for (const grant of grants) if (grant.granted) this.journal.release(refOf(grant.lease));
+      return;
+    }
+    grants.forEach((grant, i) => {
+      const task = candidates[i] as PlannedTask;
+      if (!grant.granted) {
+        this.counters.deduplicated += 1;
+        this.emit('deduplicated', runtime.config.id, task.signature, grant.holder.owner);
+        return;
+      }
+      if (this.held.has(task.signature)) {
+        // Taken by another plan of ours in the meantime; ours already runs it.
+        this.journal.release(refOf(grant.lease));
+        return;
+      }
+      const run = this.newRun(runtime, task, runIds[i] as string, 1, grant.takenOver ? 'takeover' : origin, grant.lease.token);
+      const attempt: Attempt = {
+        planned: task,
+        instance: runtime,
+        run,
+        lease: refOf(grant.lease),
+        state: 'queued',
+        timers: [],
+        logLines: 0,
+        lastRenewal: now,
+        wanted: true,
+        restarts: 0,
+      };
+      if (trigger) attempt.trigger = trigger;
+      this.held.set(task.signature, attempt);
+      if (grant.takenOver) void this.interruptTakenOver(grant.takenOver.runId, grant.takenOver.owner);
+      this.enqueue(attempt);
+    });
+    this.pump();
+  }
+
+  private newRun(
+    runtime: InstanceRuntime,
+    task: PlannedTask,
+    id: string,
+    attempt: number,
+    origin: RunOrigin,
+    token: number,
+  ): RunRecord {
+    return {
+      id,
+      instanceId: runtime.config.id,
+      jobType: runtime.job.name,
+      task: task.task,
+      signature: task.signature,
+      kind: task.kind,
+      status: 'queued',
+      attempt,
+      maxAttempts: task.kind === 'continuous' ? 0 : task.retry.attempts,
+      origin,
+      runner: this.owner,
+      fencingToken: token,
+      queuedAt: this.now(),
+      input: task.input,
+    };
+  }
+
+  /** A runner died holding this signature; its run is marked interrupted. */
+  private async interruptTakenOver(runId: string | null, owner: string | null): Promise<void> {
+    this.counters.takenOver += 1;
+    if (runId === null) return;
+    try {
+      const run = await this.store.getRun(runId);
+      if (!run || (run.status !== 'running' && run.status !== 'queued')) return;
+      run.status = 'interrupted';
+      run.endedAt = this.now();
+      run.error = {
+        name: 'LeaseExpiredError',
+        message: `runner ${owner ?? '?'} stopped renewing its lease (it died or hung); runner ${this.owner} took the task over`,
+      };
+      this.journal.putRun(run);
+      this.emit('run', run);
+    } catch (error) {
+      this.reportStoreError(error);
+    }
+  }
+
+  private async retire(runtime: InstanceRuntime, reason: string | undefined): Promise<void> {
+    const retiredAt = this.now();
+    await this.setStatus(runtime, { retiredAt, retiredReason: reason });
+    this.log.info(`instance "${runtime.config.id}" is done${reason ? `: ${reason}` : ''}; it will not be planned again`);
+    this.cancelInstanceWork(runtime, `instance "${runtime.config.id}" is done`, 'continuous');
+    this.emit('retired', runtime.config.id, reason);
+  }
+
+  /** Re-reads an instance's status (a CLI may have un-retired it). */
+  private async refreshStatus(runtime: InstanceRuntime): Promise<void> {
+    try {
+      runtime.status = await this.store.getInstanceStatus(runtime.config.id);
+    } catch (error) {
+      this.reportStoreError(error);
+    }
+  }
+
+  private async setStatus(runtime: InstanceRuntime, patch: Partial<Omit<InstanceStatus, 'instanceId'>>): Promise<void> {
+    const next: InstanceStatus = { ...runtime.status, ...patch, instanceId: runtime.config.id };
+    for (const key of Object.keys(next) as (keyof InstanceStatus)[]) if (next[key] === undefined) delete next[key];
+    runtime.status = next;
+    try {
+      await this.store.setInstanceStatus(runtime.config.id, Object.keys(next).length > 1 ? next : undefined);
+    } catch (error) {
+      this.reportStoreError(error);
+    }
+  }
+
+  private reportPlanError(runtime: InstanceRuntime, error: unknown): void {
+    const info = toErrorInfo(error);
+    this.counters.planErrors += 1;
+    this.log.error(`instance "${runtime.config.id}": ${info.message}`);
+    this.emit('planError', runtime.config.id, info);
+    void this.setStatus(runtime, { planError: { ...info, at: this.now() } });
+  }
+
+  // ---- dispatch ------------------------------------------------------------------------------
+
+  private enqueue(attempt: Attempt): void {
+    attempt.state = 'queued';
+    this.pendingWork += 1;
+    attempt.run.status = 'queued';
+    this.journal.putRun(attempt.run);
+    if (attempt.planned.kind === 'continuous') attempt.instance.continuousQueue.push(attempt);
+    else attempt.instance.batchQueue.push(attempt);
+  }
+
+  /** Starts queued attempts while limits allow, taking instances in turn. */
+  private pump(): void {
+    if (this.stopping) return;
+    for (const runtime of this.rotation) {
+      const queue = runtime.continuousQueue;
+      while (queue.length > 0 && this.continuousRunning < this.options.maxContinuous) {
+        const attempt = queue.shift() as Attempt;
+        if (attempt.state === 'queued') this.startAttempt(attempt);
+      }
+    }
+    let progressed = true;
+    while (progressed && this.batchRunning < this.options.concurrency) {
+      progressed = false;
+      for (let n = 0; n < this.rotation.length && this.batchRunning < this.options.concurrency; n += 1) {
+        this.rotationIndex = (this.rotationIndex + 1) % this.rotation.length;
+        const runtime = this.rotation[this.rotationIndex] as InstanceRuntime;
+        const limit = runtime.config.concurrency;
+        while (runtime.batchQueue.length > 0 && runtime.batchRunning < limit && this.batchRunning < this.options.concurrency) {
+          const attempt = runtime.batchQueue.shift() as Attempt;
+          if (attempt.state !== 'queued') continue;
+          this.startAttempt(attempt);
+          progressed = true;
+          // Take one per instance per round, so a large backlog does not starve the others.
+          break;
+        }
+      }
+    }
+  }
+
+  private startAttempt(attempt: Attempt): void {
+    this.pendingWork -= 1;
+    attempt.state = 'running';
+    const { planned, run, instance } = attempt;
+    if (planned.kind === 'continuous') this.continuousRunning += 1;
+    else {
+      this.batchRunning += 1;
+      instance.batchRunning += 1;
+    }
+    run.status = 'running';
+    run.startedAt = this.now();
+    this.journal.putRun(run);
+    this.emit('run', run);
+    void this.launch(attempt);
+  }
+
+  private async launch(attempt: Attempt): Promise<void> {
+    const { planned, run, instance } = attempt;
+    const executor = planned.isolate ? this.processExecutor : this.inline;
+    if (!executor) {
+      this.finish(
+        attempt,
+        failure(
+          new TaskProcessError(
+            `task "${planned.task}" runs in a child process (continuous or isolate), but this runner has no process executor; run it with "ujr run"`,
+          ),
+        ),
+      );
+      return;
+    }
+    let lastCheckpoint: Json | undefined;
+    try {
+      lastCheckpoint = (await this.store.getCheckpoint(planned.signature))?.value;
+    } catch (error) {
+      this.reportStoreError(error);
+    }
+    if (attempt.abortReason) {
+      this.finish(attempt, failure(attempt.abortReason));
+      return;
+    }
+    const handle = executor.start(
+      instance.job,
+      planned.definition,
+      {
+        runId: run.id,
+        instanceId: run.instanceId,
+        jobType: run.jobType,
+        task: run.task,
+        signature: run.signature,
+        attempt: run.attempt,
+        input: run.input,
+        params: instance.config.params,
+        fencingToken: run.fencingToken,
+        lastCheckpoint,
+      },
+      {
+        log: (level, message) => this.appendLog(attempt, level, message),
+        progress: (current, total, message) => {
+          run.progress = { current, updatedAt: this.now() };
+          if (total !== undefined) run.progress.total = total;
+          if (message !== undefined) run.progress.message = message;
+          this.journal.putRun(run);
+        },
+        heartbeat: () => this.onHeartbeat(attempt),
+        checkpoint: (value) => {
+          canonicalJson(value, 'checkpoint');
+          this.journal.checkpoint({ signature: run.signature, value, runId: run.id, at: this.now() });
+          return this.journal.flush();
+        },
+      },
+    );
+    attempt.handle = handle;
+    if (planned.timeoutMs !== undefined) {
+      const timeoutMs = planned.timeoutMs;
+      attempt.timers.push(setTimeout(() => this.abortAttempt(attempt, new TaskTimeoutError(timeoutMs)), timeoutMs));
+    }
+    const watchdogMs = planned.definition.heartbeatTimeoutMs;
+    if (watchdogMs !== undefined) {
+      attempt.watchdog = setTimeout(
+        () => this.abortAttempt(attempt, new TaskProcessError(`no heartbeat for ${watchdogMs} ms; the task is considered hung and is stopped`)),
+        watchdogMs,
+      );
+    }
+    const outcome = await handle.done;
+    if (attempt.state === 'abandoned') {
+      this.forget(attempt, true);
+      return;
+    }
+    if (attempt.state === 'running') this.finish(attempt, outcome);
+  }
+
+  private onHeartbeat(attempt: Attempt): void {
+    attempt.watchdog?.refresh();
+    const now = this.now();
+    if (now - attempt.lastRenewal < this.options.leaseTtlMs / 10) return;
+    attempt.lastRenewal = now;
+    this.store.renewLeases([attempt.lease], this.options.leaseTtlMs, now).then(
+      ([ok]) => {
+        if (ok === false) this.leaseLost(attempt);
+      },
+      (error: unknown) => this.reportStoreError(error),
+    );
+  }
+
+  /** Aborts a running attempt for `reason`; stops it hard after the grace period. */
+  private abortAttempt(attempt: Attempt, reason: Error): void {
+    if (attempt.state !== 'running' || !attempt.handle) return;
+    if (attempt.abortReason) return;
+    attempt.abortReason = reason;
+    attempt.handle.abort(reason);
+    attempt.timers.push(
+      setTimeout(() => {
+        if (attempt.state !== 'running' || !attempt.handle) return;
+        if (attempt.handle.kill()) return;
+        // An inline handler ignoring its signal cannot be killed: record the attempt as over, but
+        // keep holding the signature until the handler really returns.
+        this.log.warn(
+          `task "${attempt.planned.task}" (run ${attempt.run.id}) ignored its abort signal for ${this.options.graceMs} ms; it is abandoned and its signature stays leased until it returns. Set isolate: true on tasks that may hang.`,
+        );
+        this.finish(attempt, failure(reason), true);
+      }, this.options.graceMs),
+    );
+  }
+
+  // ---- endings -------------------------------------------------------------------------------
+
+  /** Records how an attempt ended and decides what follows: done, retry, or restart. */
+  private finish(attempt: Attempt, raw: AttemptOutcome, abandon = false): void {
+    if (attempt.state !== 'running') return;
+    this.clearTimers(attempt);
+    const { planned, run, instance } = attempt;
+    if (planned.kind === 'continuous') this.continuousRunning -= 1;
+    else {
+      this.batchRunning -= 1;
+      instance.batchRunning -= 1;
+    }
+    const outcome = this.checkResult(raw);
+    const reason = attempt.abortReason;
+    run.endedAt = this.now();
+    let status: RunStatus;
+    if (outcome.ok) {
+      status = 'succeeded';
+      if (outcome.result !== undefined) run.result = outcome.result;
+    } else {
+      // When the runner aborted the attempt, its reason is the error, with the handler's stack.
+      run.error = reason ? { ...toErrorInfo(reason), ...(outcome.error.stack ? { stack: outcome.error.stack } : {}) } : outcome.error;
+      const retryable = reason ? isRetryable(reason) : outcome.retryable;
+      if (reason instanceof ShutdownError || reason instanceof LeaseLostError) status = 'interrupted';
+      else if (reason instanceof CancelledError) status = 'cancelled';
+      else if (outcome.skip && !reason) status = 'skipped';
+      else if (planned.kind === 'continuous') status = 'failed';
+      else if (retryable && run.attempt < run.maxAttempts) status = 'retrying';
+      else status = 'failed';
+    }
+    if (abandon) {
+      attempt.state = 'abandoned';
+      run.status = status === 'retrying' ? 'failed' : status;
+      this.count(run.status);
+      this.journal.putRun(run);
+      this.emit('run', run);
+      this.schedulePump();
+      return;
+    }
+    run.status = status;
+    this.count(status);
+    this.journal.putRun(run);
+    this.emit('run', run);
+
+    if (status === 'retrying') this.retryLater(attempt);
+    else if (planned.kind === 'continuous' && status === 'failed' && !this.stopping) this.restartLater(attempt, outcome);
+    else if (status === 'failed' && planned.definition.revert) void this.revertThenRelease(attempt);
+    else this.forget(attempt, reason instanceof LeaseLostError === false);
+    this.schedulePump();
+  }
+
+  private checkResult(outcome: AttemptOutcome): AttemptOutcome {
+    if (!outcome.ok || outcome.result === undefined) return outcome;
+    const bytes = Buffer.byteLength(JSON.stringify(outcome.result));
+    if (bytes <= this.options.maxResultBytes) return outcome;
+    return failure(
+      new ResultTooLargeError(
+        `the result is ${bytes} bytes, over the ${this.options.maxResultBytes}-byte cap; write large outputs to the object store (tctx.objects.put) and return their key`,
+      ),
+    );
+  }
+
+  private retryLater(attempt: Attempt): void {
+    const { planned, run, instance } = attempt;
+    const delay = backoffDelay(planned.retry, run.attempt, this.random);
+    this.counters.retried += 1;
+    this.appendLog(attempt, 'warn', `attempt ${run.attempt} of ${run.maxAttempts} failed: ${run.error?.message ?? ''}; retrying in ${delay} ms`);
+    attempt.run = this.newRun(instance, planned, this.nextId(), run.attempt + 1, 'retry', attempt.lease.token);
+    attempt.logLines = 0;
+    attempt.state = 'backoff';
+    delete attempt.abortReason;
+    delete attempt.handle;
+    this.counters.backoff += 1;
+    attempt.timers.push(
+      setTimeout(() => {
+        this.counters.backoff -= 1;
+        attempt.timers = [];
+        this.enqueue(attempt);
+        this.pump();
+      }, delay),
+    );
+    // The next attempt is visible as queued (with its start time in the future) right away.
+    this.journal.putRun(attempt.run);
+  }
+
+  /** A continuous task ended badly: restart it after a backoff if its job still returns it. */
+  private restartLater(attempt: Attempt, outcome: AttemptOutcome): void {
+    const { planned, run, instance } = attempt;
+    const healthy = run.startedAt !== undefined && this.now() - run.startedAt >= CONTINUOUS_HEALTHY_MS;
+    attempt.restarts = healthy ? 1 : attempt.restarts + 1;
+    const delay = backoffDelay(this.continuousRestart, attempt.restarts, this.random);
+    this.log.warn(
+      `continuous task "${planned.task}" of "${instance.config.id}" stopped (${outcome.ok ? 'returned' : (run.error?.message ?? 'failed')}); restarting in ${delay} ms if its job still returns it`,
+    );
+    attempt.run = this.newRun(instance, planned, this.nextId(), run.attempt + 1, 'restart', attempt.lease.token);
+    attempt.logLines = 0;
+    attempt.state = 'backoff';
+    attempt.wanted = false;
+    delete attempt.abortReason;
+    delete attempt.handle;
+    this.counters.backoff += 1;
+    attempt.timers.push(
+      setTimeout(() => {
+        this.counters.backoff -= 1;
+        attempt.timers = [];
+        if (attempt.wanted && this.isActive(instance)) {
+          this.enqueue(attempt);
+          this.pump();
+        } else {
+          this.endWithoutRunning(attempt, 'cancelled', {
+            name: 'CancelledError',
+            message: `the job no longer returns continuous task "${planned.task}"`,
+          });
+        }
+      }, delay),
+    );
+    // Ask the job now, so the restart knows whether the task is still wanted.
+    this.requestPlan(instance, 'restart');
+  }
+
+  private async revertThenRelease(attempt: Attempt): Promise<void> {
+    const { planned, run, instance } = attempt;
+    const revert = planned.definition.revert;
+    if (revert) {
+      const log: Logger = {
+        debug: (m) => this.appendLog(attempt, 'debug', m),
+        info: (m) => this.appendLog(attempt, 'info', m),
+        warn: (m) => this.appendLog(attempt, 'warn', m),
+        error: (m) => this.appendLog(attempt, 'error', m),
+      };
+      const outcome = await withTimeout(
+        Promise.resolve().then(() =>
+          revert(run.input, run.error ?? { name: 'Error', message: 'failed' }, {
+            instanceId: instance.config.id,
+            params: instance.config.params,
+            log,
+            objects: this.objects,
+          }),
+        ),
+        planned.timeoutMs ?? this.options.graceMs,
+        `revert of task "${planned.task}" did not finish in time`,
+      ).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      if (outcome === undefined) this.appendLog(attempt, 'info', 'reverted after the last attempt failed');
+      else this.appendLog(attempt, 'error', `revert failed: ${toErrorInfo(outcome).message}`);
+    }
+    this.forget(attempt, true);
+  }
+
+  /** Ends a queued or backing-off attempt that never started. */
+  private endWithoutRunning(attempt: Attempt, status: RunStatus, error: ErrorInfo): void {
+    if (attempt.state === 'queued') this.pendingWork -= 1;
+    if (attempt.state === 'backoff' && attempt.timers.length > 0) this.counters.backoff -= 1;
+    this.clearTimers(attempt);
+    attempt.state = 'abandoned';
+    const { run } = attempt;
+    run.status = status;
+    run.endedAt = this.now();
+    run.error = error;
+    this.count(status);
+    this.journal.putRun(run);
+    this.emit('run', run);
+    this.forget(attempt, true);
+  }
+
+  private cancel(attempt: Attempt, why: string): void {
+    const error = new CancelledError(why);
+    if (attempt.state === 'running') this.abortAttempt(attempt, error);
+    else if (attempt.state === 'queued' || attempt.state === 'backoff') this.endWithoutRunning(attempt, 'cancelled', toErrorInfo(error));
+  }
+
+  private cancelInstanceWork(runtime: InstanceRuntime, why: string, only?: 'continuous'): void {
+    for (const attempt of [...this.held.values()]) {
+      if (attempt.instance !== runtime) continue;
+      if (only === 'continuous' && attempt.planned.kind !== 'continuous') continue;
+      if (attempt.state === 'running' && attempt.planned.kind !== 'continuous') continue;
+      this.cancel(attempt, why);
+    }
+  }
+
+  /** Drops the signature; releases its lease (after its final record) unless it was lost. */
+  private forget(attempt: Attempt, release: boolean): void {
+    this.clearTimers(attempt);
+    const current = this.held.get(attempt.planned.signature);
+    if (current === attempt) this.held.delete(attempt.planned.signature);
+    if (release) this.journal.release(attempt.lease);
+    if (attempt.trigger && attempt.run.status === 'interrupted') {
+      // An ad-hoc run cut short by shutdown is asked for again on the next start.
+      this.journal.addTrigger({ ...attempt.trigger, id: this.nextId() });
+    }
+    attempt.state = 'abandoned';
+    const runtime = attempt.instance;
+    runtime.finishedSinceTick.add(attempt.planned.signature);
+    this.followUp(runtime);
+    this.checkIdle();
+  }
+
+  /** As soon as a task of an instance ends (and its record is stored), the job is asked again. */
+  private followUp(runtime: InstanceRuntime): void {
+    if (runtime.followupPending || this.stopping || !this.instances.has(runtime.config.id)) return;
+    runtime.followupPending = true;
+    this.journal.flush().then(
+      () => {
+        runtime.followupPending = false;
+        if (this.isActive(runtime)) this.requestPlan(runtime, 'followup');
+        else this.checkIdle();
+      },
+      () => {
+        runtime.followupPending = false;
+        this.checkIdle();
+      },
+    );
+  }
+
+  private leaseLost(attempt: Attempt): void {
+    if (this.held.get(attempt.planned.signature) !== attempt) return;
+    const error = new LeaseLostError(
+      `the lease on ${attempt.planned.signature} (token ${attempt.lease.token}) was lost: this runner missed its renewals and another runner may have taken it over`,
+    );
+    this.log.warn(error.message);
+    if (attempt.state === 'running') this.abortAttempt(attempt, error);
+    else if (attempt.state === 'abandoned') this.forget(attempt, false);
+    else {
+      if (attempt.state === 'queued') this.pendingWork -= 1;
+      if (attempt.state === 'backoff') this.counters.backoff -= 1;
+      this.clearTimers(attempt);
+      attempt.state = 'abandoned';
+      attempt.run.status = 'interrupted';
+      attempt.run.endedAt = this.now();
+      attempt.run.error = toErrorInfo(error);
+      this.count('interrupted');
+      this.journal.putRun(attempt.run);
+      this.emit('run', attempt.run);
+      this.forget(attempt, false);
+    }
+  }
+
+  // ---- leases, logs, housekeeping ------------------------------------------------------------
+
+  private renewing = false;
+
+  private renewLeases(): void {
+    if (this.renewing || this.held.size === 0) return;
+    this.renewing = true;
+    const attempts = [...this.held.values()];
+    const now = this.now();
+    this.store
+      .renewLeases(
+        attempts.map((a) => a.lease),
+        this.options.leaseTtlMs,
+        now,
+      )
+      .then(
+        (results) => {
+          results.forEach((ok, i) => {
+            const attempt = attempts[i] as Attempt;
+            if (ok) attempt.lastRenewal = now;
+            else this.leaseLost(attempt);
+          });
+        },
+        (error: unknown) => this.reportStoreError(error),
+      )
+      .finally(() => {
+        this.renewing = false;
+      });
+  }
+
+  private appendLog(attempt: Attempt, level: LogLevel, message: string): void {
+    const max = this.options.maxLogLinesPerRun;
+    if (attempt.logLines > max) return;
+    attempt.logLines += 1;
+    const text =
+      attempt.logLines > max
+        ? `log truncated: more than ${max} lines in this run`
+        : message.length > MAX_LOG_MESSAGE
+          ? `${message.slice(0, MAX_LOG_MESSAGE)}… (${message.length - MAX_LOG_MESSAGE} more characters)`
+          : message;
+    this.journal.log({ runId: attempt.run.id, seq: attempt.logLines, at: this.now(), level, message: text });
+  }
+
+  private async prune(): Promise<void> {
+    try {
+      const removed = await this.store.pruneRuns(this.now() - this.options.retentionMs);
+      if (removed > 0) this.log.info(`pruned ${removed} runs older than the retention period`);
+    } catch (error) {
+      this.reportStoreError(error);
+    }
+  }
+
+  private reportStoreError(error: unknown): void {
+    const info = toErrorInfo(error);
+    this.log.error(`store error: ${info.message}`);
+    this.emit('storeError', info);
+  }
+
+  private count(status: RunStatus): void {
+    if (status === 'succeeded' || status === 'failed' || status === 'skipped' || status === 'interrupted' || status === 'cancelled') {
+      this.counters[status] += 1;
+    }
+  }
+
+  private clearTimers(attempt: Attempt): void {
+    for (const timer of attempt.timers) clearTimeout(timer);
+    attempt.timers = [];
+    if (attempt.watchdog) clearTimeout(attempt.watchdog);
+    delete attempt.watchdog;
+  }
+
+  private pumpScheduled = false;
+
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    queueMicrotask(() => {
+      this.pumpScheduled = false;
+      this.pump();
+      this.checkIdle();
+    });
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const timer = setInterval(fn, ms);
+    this.timers.push(timer);
+  }
+
+  private isIdle(): boolean {
+    if (this.held.size > 0 || this.takingTriggers) return false;
+    for (const runtime of this.instances.values()) {
+      if (runtime.planning || runtime.followupPending) return false;
+      if (this.options.once && runtime.nextDueAt !== Number.POSITIVE_INFINITY && this.isActive(runtime)) return false;
+    }
+    return true;
+  }
+
+  private checkIdle(): void {
+    for (const runtime of this.instances.values()) {
+      if (runtime.backlogged && !runtime.planning && this.pendingWork < this.options.maxQueued / 2) {
+        runtime.backlogged = false;
+        this.requestPlan(runtime, 'followup');
+      }
+    }
+    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
+    this.resolveIdle();
+    this.emit('idle');
+  }
+
+  private resolveIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+function refOf(lease: { signature: string; owner: string | null; token: number }): LeaseRef {
+  return { signature: lease.signature, owner: lease.owner ?? '', token: lease.token };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TaskTimeoutError(ms, ` (${message})`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function waitAll(promises: Promise<unknown>[], ms: number): Promise<void> {
+  if (promises.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(promises),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
