@@ -854,7 +854,12 @@ export class Runner extends EventEmitter<RunnerEvents> {
     const reason = attempt.abortReason;
     run.endedAt = this.now();
     let status: RunStatus;
-    if (outcome.ok) {
+    if (outcome.ok && planned.kind === 'continuous' && reason !== undefined) {
+      // A continuous task that returned because it was asked to stop did not finish its work.
+      status = reason instanceof CancelledError ? 'cancelled' : 'interrupted';
+      if (outcome.result !== undefined) run.result = outcome.result;
+      run.error = toErrorInfo(reason);
+    } else if (outcome.ok) {
       status = 'succeeded';
       if (outcome.result !== undefined) run.result = outcome.result;
     } else {

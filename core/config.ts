@@ -1,0 +1,148 @@
+/**
+ * Job instance configuration: the instances file (`jobs/instances.json` by default), validated
+ * instance by instance. A bad instance is reported with its id and field, and its last good
+ * version keeps running; the other instances take their edits.
+ */
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { parseSchedule } from './schedule.js';
+import type { InstanceConfig, JobType } from './types.js';
+
+const DEFAULT_SCHEDULE = 'rate(1 minute)';
+
+/** One instance entry as written in the file. */
+export const instanceEntrySchema = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'use letters, digits, "_", "." and "-" (at most 128), starting with a letter or digit'),
+    job: z.string().min(1),
+    params: z.unknown().optional(),
+    enabled: z.boolean().default(true),
+    schedule: z.string().optional(),
+    concurrency: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const instancesFileSchema = z.object({ instances: z.array(z.unknown()) }).passthrough();
+
+export interface ConfigProblem {
+  /** The instance at fault, when one is. */
+  instanceId?: string;
+  /** The field at fault, as a dotted path (`params.intervalMs`). */
+  field?: string;
+  message: string;
+}
+
+export interface ParsedConfig {
+  instances: InstanceConfig[];
+  problems: ConfigProblem[];
+}
+
+export function formatProblem(source: string, problem: ConfigProblem): string {
+  const where = [source, problem.instanceId && `instance "${problem.instanceId}"`, problem.field].filter(Boolean).join(': ');
+  return `${where}: ${problem.message}`;
+}
+
+/**
+ * Validates the file's text. Instances with problems are left out of `instances` (the caller keeps
+ * their last good version, see `mergeWithLastGood`).
+ */
+export function parseInstancesText(text: string, jobs: readonly JobType[]): ParsedConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    return { instances: [], problems: [{ message: `not valid JSON (${(error as Error).message}); fix the syntax` }] };
+  }
+  return parseInstances(raw, jobs);
+}
+
+export function parseInstances(raw: unknown, jobs: readonly JobType[]): ParsedConfig {
+  const file = instancesFileSchema.safeParse(raw);
+  if (!file.success) {
+    return { instances: [], problems: [{ field: 'instances', message: 'the file must be an object { "instances": [ ... ] }' }] };
+  }
+  const byName = new Map(jobs.map((job) => [job.name, job]));
+  const result: ParsedConfig = { instances: [], problems: [] };
+  const ids = new Set<string>();
+  file.data.instances.forEach((entry, index) => {
+    const fallbackId = entryId(entry) ?? `#${index}`;
+    const parsed = instanceEntrySchema.safeParse(entry);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) {
+        result.problems.push({ instanceId: fallbackId, field: issue.path.join('.') || undefined, message: issue.message });
+      }
+      return;
+    }
+    const { id, job: jobName, enabled, concurrency } = parsed.data;
+    if (ids.has(id)) {
+      result.problems.push({ instanceId: id, field: 'id', message: 'this id is used by another instance; ids must be unique' });
+      return;
+    }
+    ids.add(id);
+    const job = byName.get(jobName);
+    if (!job) {
+      result.problems.push({
+        instanceId: id,
+        field: 'job',
+        message: `no job type is named "${jobName}"; known job types: ${[...byName.keys()].join(', ') || '(none loaded)'}`,
+      });
+      return;
+    }
+    const params = job.params.safeParse(parsed.data.params ?? {});
+    if (!params.success) {
+      for (const issue of params.error.issues) {
+        result.problems.push({ instanceId: id, field: ['params', ...issue.path].join('.'), message: issue.message });
+      }
+      return;
+    }
+    const schedule = parsed.data.schedule ?? job.schedule ?? DEFAULT_SCHEDULE;
+    try {
+      parseSchedule(schedule);
+    } catch (error) {
+      result.problems.push({ instanceId: id, field: 'schedule', message: (error as Error).message });
+      return;
+    }
+    result.instances.push({
+      id,
+      job: jobName,
+      params: params.data,
+      enabled,
+      schedule,
+      concurrency: concurrency ?? Number.POSITIVE_INFINITY,
+    });
+  });
+  return result;
+}
+
+/** Keeps the last good version of every instance that is broken in `next`. */
+export function mergeWithLastGood(lastGood: readonly InstanceConfig[], next: ParsedConfig, wholeFileBroken: boolean): InstanceConfig[] {
+  if (wholeFileBroken) return [...lastGood];
+  const broken = new Set(next.problems.map((p) => p.instanceId).filter((id): id is string => id !== undefined));
+  const merged = [...next.instances];
+  for (const previous of lastGood) {
+    if (broken.has(previous.id) && !merged.some((i) => i.id === previous.id)) merged.push(previous);
+  }
+  return merged;
+}
+
+/** Whether the problems concern the whole file rather than single instances. */
+export function isWholeFileBroken(parsed: ParsedConfig): boolean {
+  return parsed.problems.some((p) => p.instanceId === undefined);
+}
+
+export async function readInstancesFile(path: string, jobs: readonly JobType[]): Promise<ParsedConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    return { instances: [], problems: [{ message: `cannot read the file (${(error as Error).message}); create it or pass --instances` }] };
+  }
+  return parseInstancesText(text, jobs);
+}
+
+function entryId(entry: unknown): string | undefined {
+  if (entry && typeof entry === 'object' && 'id' in entry && typeof entry.id === 'string') return entry.id;
+  return undefined;
+}

@@ -1,0 +1,95 @@
+/**
+ * Watches the instances file and applies edits to a running runner without a restart. Each
+ * problem is reported with the file, instance and field; broken instances keep their last good
+ * version. Polls the file's stat (robust against editors that replace files) and also listens
+ * to fs.watch for a quicker reaction.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { dirname, basename } from 'node:path';
+import { formatProblem, isWholeFileBroken, mergeWithLastGood, readInstancesFile } from '../config.js';
+import type { InstanceConfig, JobType } from '../types.js';
+
+export interface ConfigWatcherOptions {
+  path: string;
+  jobs: readonly JobType[];
+  /** Receives the instances to run after each change. */
+  apply(instances: InstanceConfig[]): void;
+  /** Receives one line per problem. */
+  report(message: string): void;
+  pollMs?: number;
+}
+
+export class ConfigWatcher {
+  private lastGood: InstanceConfig[] = [];
+  private fingerprint = '';
+  private timer: NodeJS.Timeout | undefined;
+  private watcher: FSWatcher | undefined;
+  private checking: Promise<void> | undefined;
+
+  constructor(private readonly options: ConfigWatcherOptions) {}
+
+  /** Reads the file once; returns its problems (empty when all is well). */
+  async load(): Promise<string[]> {
+    this.fingerprint = await this.readFingerprint();
+    return this.reload();
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.check(), this.options.pollMs ?? 1_000);
+    this.timer.unref();
+    try {
+      this.watcher = watch(dirname(this.options.path), (_event, file) => {
+        if (file === null || file === basename(this.options.path)) void this.check();
+      });
+      this.watcher.on('error', () => this.watcher?.close());
+    } catch {
+      // Polling alone still works.
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.watcher?.close();
+  }
+
+  get instances(): readonly InstanceConfig[] {
+    return this.lastGood;
+  }
+
+  /** Looks for a change now (tests call it to avoid waiting for the poll). */
+  check(): Promise<void> {
+    this.checking ??= this.checkOnce().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async checkOnce(): Promise<void> {
+    const fingerprint = await this.readFingerprint();
+    if (fingerprint === this.fingerprint) return;
+    this.fingerprint = fingerprint;
+    await this.reload();
+  }
+
+  private async reload(): Promise<string[]> {
+    const parsed = await readInstancesFile(this.options.path, this.options.jobs);
+    const messages = parsed.problems.map((p) => formatProblem(this.options.path, p));
+    const whole = isWholeFileBroken(parsed);
+    for (const message of messages) {
+      this.options.report(`${message}${whole || this.lastGood.length > 0 ? ' (the last good configuration keeps running)' : ''}`);
+    }
+    this.lastGood = mergeWithLastGood(this.lastGood, parsed, whole);
+    this.options.apply(this.lastGood);
+    return messages;
+  }
+
+  private async readFingerprint(): Promise<string> {
+    try {
+      const info = await stat(this.options.path);
+      return `${info.mtimeMs}:${info.size}:${info.ino}`;
+    } catch {
+      return 'missing';
+    }
+  }
+}

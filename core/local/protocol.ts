@@ -1,0 +1,57 @@
+/**
+ * Messages between the runner and a task's child process, one zod schema each; both sides
+ * parse what they receive, so a confused child cannot corrupt the runner.
+ */
+import { z } from 'zod';
+import type { Json } from '../types.js';
+
+const json: z.ZodType<Json> = z.lazy(() =>
+  z.union([z.null(), z.boolean(), z.number(), z.string(), z.array(json), z.record(z.string(), json)]),
+);
+
+const errorInfo = z.object({ name: z.string(), message: z.string(), stack: z.string().optional() });
+
+export const attemptRequestSchema = z.object({
+  runId: z.string(),
+  instanceId: z.string(),
+  jobType: z.string(),
+  task: z.string(),
+  signature: z.string(),
+  attempt: z.number(),
+  input: json,
+  params: z.unknown(),
+  fencingToken: z.number(),
+  lastCheckpoint: json.optional(),
+});
+
+export const toChildSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('start'),
+    jobsModule: z.string(),
+    objectsRoot: z.string(),
+    request: attemptRequestSchema,
+  }),
+  z.object({ type: z.literal('abort'), reason: errorInfo }),
+  z.object({ type: z.literal('checkpointed'), seq: z.number() }),
+]);
+export type ToChild = z.infer<typeof toChildSchema>;
+
+export const fromChildSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('log'), level: z.enum(['debug', 'info', 'warn', 'error']), message: z.string() }),
+  z.object({
+    type: z.literal('progress'),
+    current: z.number(),
+    total: z.number().optional(),
+    message: z.string().optional(),
+  }),
+  z.object({ type: z.literal('heartbeat') }),
+  z.object({ type: z.literal('checkpoint'), seq: z.number(), value: json }),
+  z.object({
+    type: z.literal('done'),
+    outcome: z.discriminatedUnion('ok', [
+      z.object({ ok: z.literal(true), result: json.optional() }),
+      z.object({ ok: z.literal(false), error: errorInfo, retryable: z.boolean(), skip: z.boolean() }),
+    ]),
+  }),
+]);
+export type FromChild = z.infer<typeof fromChildSchema>;

@@ -1,0 +1,95 @@
+/**
+ * The embedded local runtime: a runner on the SQLite store under `.ujr/`, the data directory as
+ * object store, continuous and isolated tasks in child processes, and a live instances file.
+ */
+import { mkdirSync } from 'node:fs';
+import { resolve, join } from 'node:path';
+import { DirectoryObjectStore } from '../adapters/fs/objects.js';
+import { SqliteStore } from '../adapters/sqlite/store.js';
+import { Runner, type RunnerOptions } from '../engine/runner.js';
+import type { JobType, Logger } from '../types.js';
+import { ConfigWatcher } from './config-watcher.js';
+import { loadJobTypes } from './jobs-module.js';
+import { ProcessExecutor } from './process-executor.js';
+
+export interface LocalPaths {
+  /** The runtime's folder: the SQLite file and the data directory live here. */
+  home: string;
+  /** Module exporting the job types. */
+  jobsModule: string;
+  /** The instances file. */
+  instancesFile: string;
+}
+
+export const DEFAULT_PATHS = { home: '.ujr', jobsModule: 'jobs/index.ts', instancesFile: 'jobs/instances.json' } as const;
+
+export function resolvePaths(options: Partial<LocalPaths>, cwd = process.cwd()): LocalPaths {
+  return {
+    home: resolve(cwd, options.home ?? DEFAULT_PATHS.home),
+    jobsModule: resolve(cwd, options.jobsModule ?? DEFAULT_PATHS.jobsModule),
+    instancesFile: resolve(cwd, options.instancesFile ?? DEFAULT_PATHS.instancesFile),
+  };
+}
+
+export function databasePath(paths: Pick<LocalPaths, 'home'>): string {
+  return join(paths.home, 'ujr.db');
+}
+
+export function dataPath(paths: Pick<LocalPaths, 'home'>): string {
+  return join(paths.home, 'data');
+}
+
+export function openLocalStore(paths: Pick<LocalPaths, 'home'>): SqliteStore {
+  mkdirSync(paths.home, { recursive: true });
+  return SqliteStore.open(databasePath(paths));
+}
+
+export interface LocalRuntime {
+  runner: Runner;
+  store: SqliteStore;
+  watcher: ConfigWatcher;
+  jobs: JobType[];
+  /** Problems found in the instances file at start. */
+  configProblems: string[];
+  /** Stops the runner (graceful), the watcher and closes the store. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function openLocalRuntime(
+  paths: LocalPaths,
+  options: Omit<RunnerOptions, 'store' | 'objects' | 'jobs' | 'instances' | 'processExecutor'> & { log: Logger },
+): Promise<LocalRuntime> {
+  const jobs = await loadJobTypes(paths.jobsModule);
+  const store = openLocalStore(paths);
+  const objectsRoot = dataPath(paths);
+  mkdirSync(objectsRoot, { recursive: true });
+  const runner = new Runner({
+    ...options,
+    store,
+    objects: new DirectoryObjectStore(objectsRoot),
+    jobs,
+    processExecutor: new ProcessExecutor({ jobsModule: paths.jobsModule, objectsRoot }),
+  });
+  const watcher = new ConfigWatcher({
+    path: paths.instancesFile,
+    jobs,
+    apply: (instances) => runner.setInstances(instances),
+    report: (message) => options.log.error(message),
+  });
+  const configProblems = await watcher.load();
+  let closed = false;
+  return {
+    runner,
+    store,
+    watcher,
+    jobs,
+    configProblems,
+    async close(graceMs) {
+      if (closed) return;
+      closed = true;
+      watcher.stop();
+      await runner.stop(graceMs);
+      await store.close();
+    },
+  };
+}
