@@ -39,7 +39,7 @@ export interface JobDefinition<S extends z.ZodType, T extends Record<string, Tas
  */
 export function defineJob<S extends z.ZodType, T extends Record<string, TaskDefinition<z.infer<S>>>>(
   definition: JobDefinition<S, T>,
-): JobType<z.infer<S>> {
+): JobType<z.infer<S>> & { tasks: T } {
   if (!/^[a-z0-9][a-z0-9_.-]*$/i.test(definition.name)) {
     throw new TypeError(
       `job type name "${definition.name}" must start with a letter or digit and hold only letters, digits, "_", "." and "-"`,

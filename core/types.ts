@@ -163,7 +163,11 @@ export type RunSummary = Pick<
   'id' | 'instanceId' | 'task' | 'signature' | 'status' | 'attempt' | 'startedAt' | 'endedAt' | 'result'
 >;
 
-/** Selects runs in history queries: by task (and input) of an instance, or by signature. */
+/**
+ * Selects runs in history queries: by task (and input) of an instance, or by signature.
+ * `input` is matched through the default signature it derives; for tasks given an explicit
+ * signature, query `{ signature }`.
+ */
 export type HistoryQuery =
   | { task: string; input?: Json; instanceId?: string }
   | { signature: string };

@@ -188,5 +188,6 @@ function resolveSpec(job: JobType, instanceId: string, raw: unknown, index: numb
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value} (${String(value)})`;
+  if (typeof value === 'object') return 'an object';
+  return typeof value === 'function' ? 'a function' : `a ${typeof value} (${String(value)})`;
 }

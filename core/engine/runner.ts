@@ -965,32 +965,30 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   private async revertThenRelease(attempt: Attempt): Promise<void> {
     const { planned, run, instance } = attempt;
-    const revert = planned.definition.revert;
-    if (revert) {
-      const log: Logger = {
-        debug: (m) => this.appendLog(attempt, 'debug', m),
-        info: (m) => this.appendLog(attempt, 'info', m),
-        warn: (m) => this.appendLog(attempt, 'warn', m),
-        error: (m) => this.appendLog(attempt, 'error', m),
-      };
-      const outcome = await withTimeout(
-        Promise.resolve().then(() =>
-          revert(run.input, run.error ?? { name: 'Error', message: 'failed' }, {
-            instanceId: instance.config.id,
-            params: instance.config.params,
-            log,
-            objects: this.objects,
-          }),
-        ),
-        planned.timeoutMs ?? this.options.graceMs,
-        `revert of task "${planned.task}" did not finish in time`,
-      ).then(
-        () => undefined,
-        (error: unknown) => error,
-      );
-      if (outcome === undefined) this.appendLog(attempt, 'info', 'reverted after the last attempt failed');
-      else this.appendLog(attempt, 'error', `revert failed: ${toErrorInfo(outcome).message}`);
-    }
+    const definition = planned.definition;
+    const log: Logger = {
+      debug: (m) => this.appendLog(attempt, 'debug', m),
+      info: (m) => this.appendLog(attempt, 'info', m),
+      warn: (m) => this.appendLog(attempt, 'warn', m),
+      error: (m) => this.appendLog(attempt, 'error', m),
+    };
+    const error = await withTimeout(
+      Promise.resolve().then(() =>
+        definition.revert?.(run.input, run.error ?? { name: 'Error', message: 'failed' }, {
+          instanceId: instance.config.id,
+          params: instance.config.params,
+          log,
+          objects: this.objects,
+        }),
+      ),
+      planned.timeoutMs ?? this.options.graceMs,
+      `revert of task "${planned.task}" did not finish in time`,
+    ).then(
+      () => undefined,
+      (failed: unknown) => failed,
+    );
+    if (error === undefined) this.appendLog(attempt, 'info', 'reverted after the last attempt failed');
+    else this.appendLog(attempt, 'error', `revert failed: ${toErrorInfo(error).message}`);
     this.forget(attempt, true);
   }
 
