@@ -188,6 +188,8 @@ function resolveSpec(job: JobType, instanceId: string, raw: unknown, index: numb
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'object') return 'an object';
-  return typeof value === 'function' ? 'a function' : `a ${typeof value} (${String(value)})`;
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+    return `a ${typeof value} (${String(value)})`;
+  }
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }

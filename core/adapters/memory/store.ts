@@ -166,7 +166,10 @@ export class MemoryStore implements Store {
     for (const run of this.runs.values()) {
       if (run.status !== 'succeeded') continue;
       const best = latestSuccess.get(run.signature);
-      if (!best || runRecency(run) > runRecency(best)) latestSuccess.set(run.signature, run);
+      // Same order as lastRun: recency, then the greater id.
+      if (!best || runRecency(run) > runRecency(best) || (runRecency(run) === runRecency(best) && run.id > best.id)) {
+        latestSuccess.set(run.signature, run);
+      }
     }
     for (const run of latestSuccess.values()) keep.add(run.id);
     let removed = 0;
