@@ -33,7 +33,8 @@ export async function listProcessedFiles(objects: ObjectStore, source: string): 
 async function isOutdated(ctx: PlanContext<SummaryParams>, inputs: readonly ObjectInfo[]): Promise<boolean> {
   if (inputs.length === 0) return false;
   const last = await ctx.history.lastSuccess({ task: 'report' });
-  const builtAt = last?.endedAt;
+  // The report read its inputs after it started: anything written since then is newer than it.
+  const builtAt = last?.startedAt ?? last?.endedAt;
   if (builtAt === undefined) return true;
   if (inputs.some((input) => input.modifiedAt > builtAt)) return true;
   return (await ctx.objects.stat(reportKeys(ctx.params.source).json)) === undefined;
