@@ -1,0 +1,824 @@
+/**
+ * The embedded default store: one SQLite file (`.ujr/ujr.db`) shared by every runner process on
+ * the machine. WAL mode lets readers work while one writer commits; every write that decides
+ * something (a lease, a trigger hand-out) runs in a `BEGIN IMMEDIATE` transaction, so it holds
+ * the file's write lock from its first read and two processes never grant the same thing.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { StoreError } from '../../errors.js';
+import type {
+  Checkpoint,
+  InstanceStatus,
+  Lease,
+  LeaseGrant,
+  LeaseRef,
+  LeaseRequest,
+  RunQuery,
+  Store,
+  Trigger,
+  WriteBatch,
+} from '../../ports/store.js';
+import { parseJson } from '../../signature.js';
+import {
+  TERMINAL_STATUSES,
+  type ErrorInfo,
+  type Json,
+  type LogLevel,
+  type LogLine,
+  type Progress,
+  type RunOrigin,
+  type RunRecord,
+  type RunStatus,
+  type TaskKind,
+} from '../../types.js';
+
+/** How long a statement waits for another process's write lock before failing. */
+const BUSY_TIMEOUT_MS = 5000;
+
+/** The schema version this code writes (`PRAGMA user_version`). */
+const SCHEMA_VERSION = 1;
+
+/** Migrations by the version they lead to; each runs once, in its own transaction. */
+const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
+  [
+    1,
+    `
+    CREATE TABLE IF NOT EXISTS leases (
+      signature   TEXT PRIMARY KEY,
+      owner       TEXT,
+      expires_at  INTEGER NOT NULL,
+      token       INTEGER NOT NULL,
+      run_id      TEXT,
+      instance_id TEXT NOT NULL,
+      task        TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS leases_active ON leases (expires_at) WHERE owner IS NOT NULL;
+
+    CREATE TABLE IF NOT EXISTS runs (
+      id            TEXT PRIMARY KEY,
+      instance_id   TEXT NOT NULL,
+      job_type      TEXT NOT NULL,
+      task          TEXT NOT NULL,
+      signature     TEXT NOT NULL,
+      kind          TEXT NOT NULL,
+      status        TEXT NOT NULL,
+      attempt       INTEGER NOT NULL,
+      max_attempts  INTEGER NOT NULL,
+      origin        TEXT NOT NULL,
+      runner        TEXT NOT NULL,
+      fencing_token INTEGER NOT NULL,
+      queued_at     INTEGER NOT NULL,
+      started_at    INTEGER,
+      ended_at      INTEGER,
+      input         TEXT NOT NULL,
+      result        TEXT,
+      error         TEXT,
+      progress      TEXT
+    );
+    -- listRuns: newest first by (queued_at, id), under each filter.
+    CREATE INDEX IF NOT EXISTS runs_queued_at ON runs (queued_at, id);
+    CREATE INDEX IF NOT EXISTS runs_instance_task ON runs (instance_id, task, queued_at, id);
+    CREATE INDEX IF NOT EXISTS runs_signature ON runs (signature, queued_at, id);
+    CREATE INDEX IF NOT EXISTS runs_status ON runs (status, queued_at, id);
+    -- lastRun (run history of every plan): newest by recency, then id.
+    CREATE INDEX IF NOT EXISTS runs_instance_task_recency
+      ON runs (instance_id, task, COALESCE(ended_at, queued_at), id);
+    CREATE INDEX IF NOT EXISTS runs_signature_recency ON runs (signature, COALESCE(ended_at, queued_at), id);
+    -- pruneRuns
+    CREATE INDEX IF NOT EXISTS runs_ended_at ON runs (ended_at) WHERE ended_at IS NOT NULL;
+
+    CREATE TABLE IF NOT EXISTS logs (
+      run_id  TEXT NOT NULL,
+      seq     INTEGER NOT NULL,
+      at      INTEGER NOT NULL,
+      level   TEXT NOT NULL,
+      message TEXT NOT NULL,
+      PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE IF NOT EXISTS checkpoints (
+      signature TEXT PRIMARY KEY,
+      value     TEXT NOT NULL,
+      run_id    TEXT NOT NULL,
+      at        INTEGER NOT NULL
+    );
+
+    CREATE TABLE IF NOT EXISTS state (
+      instance_id TEXT NOT NULL,
+      key         TEXT NOT NULL,
+      value       TEXT NOT NULL,
+      PRIMARY KEY (instance_id, key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE IF NOT EXISTS instance_status (
+      instance_id    TEXT PRIMARY KEY,
+      retired_at     INTEGER,
+      retired_reason TEXT,
+      plan_error     TEXT
+    );
+
+    CREATE TABLE IF NOT EXISTS triggers (
+      seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+      id          TEXT NOT NULL,
+      instance_id TEXT NOT NULL,
+      task        TEXT,
+      input       TEXT,
+      at          INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS triggers_at ON triggers (at, seq);
+    `,
+  ],
+];
+
+const TERMINAL_LIST = [...TERMINAL_STATUSES].map((s) => `'${s}'`).join(', ');
+
+/** How many runs one prune transaction deletes, so that it never holds the write lock for long. */
+const PRUNE_CHUNK = 500;
+
+/**
+ * Runs that `pruneRuns` deletes (parameters: the cutoff, then a limit): terminal, ended before
+ * the cutoff, and not the latest success of their signature. A success goes only when a newer
+ * success of its signature exists, newer in the order of `lastRun`: recency, then id.
+ */
+const SELECT_PRUNABLE = `
+  SELECT id FROM runs AS r
+  WHERE r.ended_at IS NOT NULL AND r.ended_at < ?
+    AND +r.status IN (${TERMINAL_LIST})
+    AND (
+      r.status <> 'succeeded'
+      OR EXISTS (
+        SELECT 1 FROM runs AS n
+        WHERE n.signature = r.signature AND +n.status = 'succeeded'
+          AND (
+            COALESCE(n.ended_at, n.queued_at) > COALESCE(r.ended_at, r.queued_at)
+            OR (COALESCE(n.ended_at, n.queued_at) = COALESCE(r.ended_at, r.queued_at) AND n.id > r.id)
+          )
+      )
+    )
+  LIMIT ?`;
+
+interface LeaseRow {
+  signature: string;
+  owner: string | null;
+  expires_at: number;
+  token: number;
+  run_id: string | null;
+  instance_id: string;
+  task: string;
+}
+
+interface RunRow {
+  id: string;
+  instance_id: string;
+  job_type: string;
+  task: string;
+  signature: string;
+  kind: string;
+  status: string;
+  attempt: number;
+  max_attempts: number;
+  origin: string;
+  runner: string;
+  fencing_token: number;
+  queued_at: number;
+  started_at: number | null;
+  ended_at: number | null;
+  input: string;
+  result: string | null;
+  error: string | null;
+  progress: string | null;
+}
+
+type RunParams = [
+  id: string,
+  instanceId: string,
+  jobType: string,
+  task: string,
+  signature: string,
+  kind: string,
+  status: string,
+  attempt: number,
+  maxAttempts: number,
+  origin: string,
+  runner: string,
+  fencingToken: number,
+  queuedAt: number,
+  startedAt: number | null,
+  endedAt: number | null,
+  input: string,
+  result: string | null,
+  error: string | null,
+  progress: string | null,
+];
+
+interface LogRow {
+  run_id: string;
+  seq: number;
+  at: number;
+  level: string;
+  message: string;
+}
+
+interface CheckpointRow {
+  signature: string;
+  value: string;
+  run_id: string;
+  at: number;
+}
+
+interface StatusRow {
+  instance_id: string;
+  retired_at: number | null;
+  retired_reason: string | null;
+  plan_error: string | null;
+}
+
+interface TriggerRow {
+  seq: number;
+  id: string;
+  instance_id: string;
+  task: string | null;
+  input: string | null;
+  at: number;
+}
+
+type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
+
+/**
+ * The SQLite adapter of the {@link Store} port, on better-sqlite3: one file, WAL journal,
+ * `synchronous = NORMAL`, a 5 s busy timeout. Several processes may open the same file; leases
+ * and triggers are granted atomically across them. Hot-path writes arrive as one `commit` batch,
+ * applied in one transaction with statements prepared once.
+ *
+ * Failures of SQLite surface as {@link StoreError}s whose message names the file and what to do.
+ *
+ * @example
+ * ```ts
+ * const store = SqliteStore.open('.ujr/ujr.db');
+ * const [grant] = await store.acquireLeases(
+ *   [{ signature: 'a/collect/x', owner: 'runner-1', ttlMs: 30_000, runId: 'r1', instanceId: 'a', task: 'collect' }],
+ *   Date.now(),
+ * );
+ * await store.close();
+ * ```
+ */
+export class SqliteStore implements Store {
+  private closed = false;
+
+  private readonly selectLease: Stmt<[string], LeaseRow>;
+  private readonly upsertLease: Stmt<[string, string, number, string, string, string, number], { token: number }>;
+  private readonly renewLease: Stmt<[number, string, string, number]>;
+  private readonly releaseLease: Stmt<[string, string, number]>;
+  private readonly selectActiveLeases: Stmt<[number], LeaseRow>;
+  private readonly upsertRun: Stmt<RunParams>;
+  private readonly selectRun: Stmt<[string], RunRow>;
+  private readonly insertLog: Stmt<[string, number, number, string, string]>;
+  private readonly selectLogs: Stmt<[string, number], LogRow>;
+  private readonly upsertCheckpoint: Stmt<[string, string, string, number]>;
+  private readonly selectCheckpoint: Stmt<[string], CheckpointRow>;
+  private readonly selectState: Stmt<[string, string], { value: string }>;
+  private readonly upsertState: Stmt<[string, string, string]>;
+  private readonly deleteState: Stmt<[string, string]>;
+  private readonly selectStatus: Stmt<[string], StatusRow>;
+  private readonly selectStatuses: Stmt<[], StatusRow>;
+  private readonly upsertStatus: Stmt<[string, number | null, string | null, string | null]>;
+  private readonly deleteStatus: Stmt<[string]>;
+  private readonly insertTrigger: Stmt<[string, string, string | null, string | null, number]>;
+  private readonly selectTriggers: Stmt<[number], TriggerRow>;
+  private readonly deleteTrigger: Stmt<[number]>;
+  private readonly selectPrunable: Stmt<[number, number], { id: string }>;
+  private readonly deleteRunLogs: Stmt<[string]>;
+  private readonly deleteRun: Stmt<[string]>;
+  /** Run queries by shape (the bits of `runQuerySql`), prepared on first use. */
+  private readonly runQueries = new Map<number, Stmt<unknown[], RunRow>>();
+
+  private readonly acquireTx: (requests: LeaseRequest[], now: number) => LeaseGrant[];
+  private readonly renewTx: (refs: LeaseRef[], ttlMs: number, now: number) => boolean[];
+  private readonly commitTx: (batch: WriteBatch) => void;
+  private readonly takeTriggersTx: (limit: number) => Trigger[];
+  /** Prunes in chunks of `PRUNE_CHUNK` runs, one transaction each; returns how many went. */
+  private readonly pruneTx: (endedBefore: number) => number;
+
+  private constructor(
+    private readonly db: Database.Database,
+    /** The database file, as given to `open`. */
+    readonly path: string,
+  ) {
+    migrate(db, path);
+
+    this.selectLease = db.prepare('SELECT * FROM leases WHERE signature = ?');
+    this.upsertLease = db.prepare(`
+      INSERT INTO leases (signature, owner, expires_at, token, run_id, instance_id, task)
+      VALUES (?, ?, ?, 1, ?, ?, ?)
+      ON CONFLICT (signature) DO UPDATE SET
+        owner = excluded.owner, expires_at = excluded.expires_at, token = leases.token + 1,
+        run_id = excluded.run_id, instance_id = excluded.instance_id, task = excluded.task
+      WHERE leases.owner IS NULL OR leases.expires_at <= ?
+      RETURNING token`);
+    this.renewLease = db.prepare(
+      'UPDATE leases SET expires_at = ? WHERE signature = ? AND owner = ? AND token = ?',
+    );
+    this.releaseLease = db.prepare(
+      'UPDATE leases SET owner = NULL, expires_at = 0 WHERE signature = ? AND owner = ? AND token = ?',
+    );
+    this.selectActiveLeases = db.prepare(
+      'SELECT * FROM leases WHERE owner IS NOT NULL AND expires_at > ? ORDER BY signature',
+    );
+    this.upsertRun = db.prepare(`
+      INSERT INTO runs (id, instance_id, job_type, task, signature, kind, status, attempt, max_attempts,
+        origin, runner, fencing_token, queued_at, started_at, ended_at, input, result, error, progress)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (id) DO UPDATE SET
+        instance_id = excluded.instance_id, job_type = excluded.job_type, task = excluded.task,
+        signature = excluded.signature, kind = excluded.kind, status = excluded.status,
+        attempt = excluded.attempt, max_attempts = excluded.max_attempts, origin = excluded.origin,
+        runner = excluded.runner, fencing_token = excluded.fencing_token, queued_at = excluded.queued_at,
+        started_at = excluded.started_at, ended_at = excluded.ended_at, input = excluded.input,
+        result = excluded.result, error = excluded.error, progress = excluded.progress`);
+    this.selectRun = db.prepare('SELECT * FROM runs WHERE id = ?');
+    this.insertLog = db.prepare(
+      'INSERT OR REPLACE INTO logs (run_id, seq, at, level, message) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.selectLogs = db.prepare('SELECT * FROM logs WHERE run_id = ? AND seq > ? ORDER BY seq');
+    this.upsertCheckpoint = db.prepare(
+      'INSERT OR REPLACE INTO checkpoints (signature, value, run_id, at) VALUES (?, ?, ?, ?)',
+    );
+    this.selectCheckpoint = db.prepare('SELECT * FROM checkpoints WHERE signature = ?');
+    this.selectState = db.prepare('SELECT value FROM state WHERE instance_id = ? AND key = ?');
+    this.upsertState = db.prepare('INSERT OR REPLACE INTO state (instance_id, key, value) VALUES (?, ?, ?)');
+    this.deleteState = db.prepare('DELETE FROM state WHERE instance_id = ? AND key = ?');
+    this.selectStatus = db.prepare('SELECT * FROM instance_status WHERE instance_id = ?');
+    this.selectStatuses = db.prepare('SELECT * FROM instance_status ORDER BY instance_id');
+    this.upsertStatus = db.prepare(
+      'INSERT OR REPLACE INTO instance_status (instance_id, retired_at, retired_reason, plan_error) VALUES (?, ?, ?, ?)',
+    );
+    this.deleteStatus = db.prepare('DELETE FROM instance_status WHERE instance_id = ?');
+    this.insertTrigger = db.prepare(
+      'INSERT INTO triggers (id, instance_id, task, input, at) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.selectTriggers = db.prepare('SELECT * FROM triggers ORDER BY at, seq LIMIT ?');
+    this.deleteTrigger = db.prepare('DELETE FROM triggers WHERE seq = ?');
+    this.selectPrunable = db.prepare(SELECT_PRUNABLE);
+    this.deleteRunLogs = db.prepare('DELETE FROM logs WHERE run_id = ?');
+    this.deleteRun = db.prepare('DELETE FROM runs WHERE id = ?');
+
+    const acquire = db.transaction((requests: LeaseRequest[], now: number) =>
+      requests.map((request) => this.acquireOne(request, now)),
+    );
+    this.acquireTx = (requests, now) => acquire.immediate(requests, now);
+
+    const renew = db.transaction((refs: LeaseRef[], ttlMs: number, now: number) =>
+      refs.map((ref) => this.renewLease.run(now + ttlMs, ref.signature, ref.owner, ref.token).changes === 1),
+    );
+    this.renewTx = (refs, ttlMs, now) => renew.immediate(refs, ttlMs, now);
+
+    const commit = db.transaction((batch: WriteBatch) => this.applyBatch(batch));
+    this.commitTx = (batch) => commit.immediate(batch);
+
+    const take = db.transaction((limit: number) => {
+      const rows = this.selectTriggers.all(limit);
+      for (const row of rows) this.deleteTrigger.run(row.seq);
+      return rows.map(rowToTrigger);
+    });
+    this.takeTriggersTx = (limit) => take.immediate(limit);
+
+    const pruneChunk = db.transaction((endedBefore: number) => {
+      const rows = this.selectPrunable.all(endedBefore, PRUNE_CHUNK);
+      for (const { id } of rows) {
+        this.deleteRunLogs.run(id);
+        this.deleteRun.run(id);
+      }
+      return rows.length;
+    });
+    this.pruneTx = (endedBefore) => {
+      let removed = 0;
+      for (;;) {
+        const chunk = pruneChunk.immediate(endedBefore);
+        removed += chunk;
+        if (chunk < PRUNE_CHUNK) return removed;
+      }
+    };
+  }
+
+  /**
+   * Opens (creating when missing, with its parent directories) the store at `path`, and brings
+   * its schema up to date. `':memory:'` opens a private in-memory database.
+   *
+   * @throws {StoreError} when the file cannot be opened or is not a ujr database.
+   */
+  static open(path: string): SqliteStore {
+    let db: Database.Database | undefined;
+    try {
+      if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
+      db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      return new SqliteStore(db, path);
+    } catch (error) {
+      db?.close();
+      throw toStoreError(error, path, 'opening the store');
+    }
+  }
+
+  acquireLeases(requests: LeaseRequest[], now: number): Promise<LeaseGrant[]> {
+    return this.exec('acquiring leases', () => this.acquireTx(requests, now));
+  }
+
+  renewLeases(refs: LeaseRef[], ttlMs: number, now: number): Promise<boolean[]> {
+    return this.exec('renewing leases', () => this.renewTx(refs, ttlMs, now));
+  }
+
+  getLease(signature: string): Promise<Lease | undefined> {
+    return this.exec('reading a lease', () => {
+      const row = this.selectLease.get(signature);
+      return row && rowToLease(row);
+    });
+  }
+
+  listActiveLeases(now: number): Promise<Lease[]> {
+    return this.exec('listing leases', () => this.selectActiveLeases.all(now).map(rowToLease));
+  }
+
+  commit(batch: WriteBatch): Promise<void> {
+    return this.exec('committing a batch of writes', () => this.commitTx(batch));
+  }
+
+  getRun(id: string): Promise<RunRecord | undefined> {
+    return this.exec('reading a run', () => {
+      const row = this.selectRun.get(id);
+      return row && rowToRun(row);
+    });
+  }
+
+  listRuns(query: RunQuery): Promise<RunRecord[]> {
+    return this.exec('listing runs', () => {
+      const limit = Math.floor(query.limit ?? 100);
+      if (!(limit > 0)) return [];
+      return this.queryRuns(query, 'queued', limit).map(rowToRun);
+    });
+  }
+
+  lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
+    return this.exec('reading the last run', () => {
+      const [row] = this.queryRuns(query, 'recency', 1);
+      return row && rowToRun(row);
+    });
+  }
+
+  getLogs(runId: string, afterSeq = 0): Promise<LogLine[]> {
+    return this.exec('reading logs', () => this.selectLogs.all(runId, afterSeq).map(rowToLog));
+  }
+
+  getCheckpoint(signature: string): Promise<Checkpoint | undefined> {
+    return this.exec('reading a checkpoint', () => {
+      const row = this.selectCheckpoint.get(signature);
+      return row && { signature: row.signature, value: parseJson(row.value), runId: row.run_id, at: row.at };
+    });
+  }
+
+  getState(instanceId: string, key: string): Promise<Json | undefined> {
+    return this.exec('reading instance state', () => {
+      const row = this.selectState.get(instanceId, key);
+      return row && parseJson(row.value);
+    });
+  }
+
+  setState(instanceId: string, key: string, value: Json | undefined): Promise<void> {
+    return this.exec('writing instance state', () => {
+      if (value === undefined) this.deleteState.run(instanceId, key);
+      else this.upsertState.run(instanceId, key, JSON.stringify(value));
+    });
+  }
+
+  getInstanceStatus(instanceId: string): Promise<InstanceStatus | undefined> {
+    return this.exec('reading an instance status', () => {
+      const row = this.selectStatus.get(instanceId);
+      return row && rowToStatus(row);
+    });
+  }
+
+  listInstanceStatus(): Promise<InstanceStatus[]> {
+    return this.exec('listing instance statuses', () => this.selectStatuses.all().map(rowToStatus));
+  }
+
+  setInstanceStatus(instanceId: string, status: InstanceStatus | undefined): Promise<void> {
+    return this.exec('writing an instance status', () => {
+      if (status === undefined) {
+        this.deleteStatus.run(instanceId);
+        return;
+      }
+      this.upsertStatus.run(
+        instanceId,
+        status.retiredAt ?? null,
+        status.retiredReason ?? null,
+        status.planError === undefined ? null : JSON.stringify(status.planError),
+      );
+    });
+  }
+
+  addTrigger(trigger: Trigger): Promise<void> {
+    return this.exec('adding a trigger', () => {
+      this.putTrigger(trigger);
+    });
+  }
+
+  takeTriggers(limit: number): Promise<Trigger[]> {
+    return this.exec('taking triggers', () => {
+      const count = Math.floor(limit);
+      return count > 0 ? this.takeTriggersTx(count) : [];
+    });
+  }
+
+  pruneRuns(endedBefore: number): Promise<number> {
+    return this.exec('pruning runs', () => this.pruneTx(endedBefore));
+  }
+
+  /** Closes the database; later calls fail with a `StoreError`. Calling it again does nothing. */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const closing = this.exec('closing the store', () => {
+      this.db.close();
+    });
+    this.closed = true;
+    return closing;
+  }
+
+  private acquireOne(request: LeaseRequest, now: number): LeaseGrant {
+    const current = this.selectLease.get(request.signature);
+    const granted = this.upsertLease.get(
+      request.signature,
+      request.owner,
+      now + request.ttlMs,
+      request.runId,
+      request.instanceId,
+      request.task,
+      now,
+    );
+    if (!granted) {
+      // The upsert's condition refused: someone holds a live lease. `current` is that lease
+      // (the immediate transaction keeps other writers out between the two statements).
+      const holder = current ?? this.selectLease.get(request.signature);
+      if (!holder) throw new Error(`lease ${request.signature} refused but not found`);
+      return { granted: false, holder: rowToLease(holder) };
+    }
+    const lease: Lease = {
+      signature: request.signature,
+      owner: request.owner,
+      expiresAt: now + request.ttlMs,
+      token: granted.token,
+      runId: request.runId,
+      instanceId: request.instanceId,
+      task: request.task,
+    };
+    return current && current.owner !== null
+      ? { granted: true, lease, takenOver: rowToLease(current) }
+      : { granted: true, lease };
+  }
+
+  private applyBatch(batch: WriteBatch): void {
+    if (batch.runs) {
+      for (const run of batch.runs) {
+        this.upsertRun.run(
+          run.id,
+          run.instanceId,
+          run.jobType,
+          run.task,
+          run.signature,
+          run.kind,
+          run.status,
+          run.attempt,
+          run.maxAttempts,
+          run.origin,
+          run.runner,
+          run.fencingToken,
+          run.queuedAt,
+          run.startedAt ?? null,
+          run.endedAt ?? null,
+          JSON.stringify(run.input),
+          run.result === undefined ? null : JSON.stringify(run.result),
+          run.error === undefined ? null : JSON.stringify(run.error),
+          run.progress === undefined ? null : JSON.stringify(run.progress),
+        );
+      }
+    }
+    if (batch.logs) {
+      for (const line of batch.logs) this.insertLog.run(line.runId, line.seq, line.at, line.level, line.message);
+    }
+    if (batch.checkpoints) {
+      for (const c of batch.checkpoints) this.upsertCheckpoint.run(c.signature, JSON.stringify(c.value), c.runId, c.at);
+    }
+    if (batch.releases) {
+      for (const ref of batch.releases) this.releaseLease.run(ref.signature, ref.owner, ref.token);
+    }
+    if (batch.triggers) {
+      for (const trigger of batch.triggers) this.putTrigger(trigger);
+    }
+  }
+
+  private putTrigger(trigger: Trigger): void {
+    this.insertTrigger.run(
+      trigger.id,
+      trigger.instanceId,
+      trigger.task ?? null,
+      trigger.input === undefined ? null : JSON.stringify(trigger.input),
+      trigger.at,
+    );
+  }
+
+  /** Runs matching `query`, in `order`; one prepared statement per combination of filters. */
+  private queryRuns(query: Omit<RunQuery, 'limit'>, order: RunOrder, limit: number): RunRow[] {
+    const params: unknown[] = [];
+    let shape = order === 'queued' ? 0 : 1;
+    if (query.instanceId !== undefined) {
+      shape |= 2;
+      params.push(query.instanceId);
+    }
+    if (query.task !== undefined) {
+      shape |= 4;
+      params.push(query.task);
+    }
+    if (query.signature !== undefined) {
+      shape |= 8;
+      params.push(query.signature);
+    }
+    if (query.status !== undefined) {
+      if (Array.isArray(query.status)) {
+        shape |= 32;
+        params.push(JSON.stringify(query.status));
+      } else {
+        shape |= 16;
+        params.push(query.status);
+      }
+    }
+    if (query.since !== undefined) {
+      shape |= 64;
+      params.push(query.since);
+    }
+    if (query.until !== undefined) {
+      shape |= 128;
+      params.push(query.until);
+    }
+    params.push(limit);
+    let statement = this.runQueries.get(shape);
+    if (!statement) {
+      statement = this.db.prepare<unknown[], RunRow>(runQuerySql(shape));
+      this.runQueries.set(shape, statement);
+    }
+    return statement.all(...params);
+  }
+
+  /** Runs `fn`, turning what SQLite throws into a `StoreError` naming the file and the operation. */
+  private exec<T>(what: string, fn: () => T): Promise<T> {
+    if (this.closed) {
+      return Promise.reject(
+        new StoreError(`${describeFile(this.path)} is closed (while ${what}); open it again with SqliteStore.open`),
+      );
+    }
+    try {
+      return Promise.resolve(fn());
+    } catch (error) {
+      return Promise.reject(toStoreError(error, this.path, what));
+    }
+  }
+}
+
+/** `listRuns` orders by queue time, `lastRun` by recency (end time, else queue time). */
+type RunOrder = 'queued' | 'recency';
+
+/**
+ * The run query of a shape: bit 1 orders by recency (else queue time), then one bit per filter,
+ * whose parameters come in this order: 2 instance, 4 task, 8 signature, 16 one status,
+ * 32 a JSON array of statuses, 64 since, 128 until; the limit comes last.
+ */
+function runQuerySql(shape: number): string {
+  const where: string[] = [];
+  if (shape & 2) where.push('instance_id = ?');
+  if (shape & 4) where.push('task = ?');
+  if (shape & 8) where.push('signature = ?');
+  // With an instance or signature filter, those indexes select far fewer rows than the status
+  // index would (most runs share a status); unary `+` keeps the planner off it.
+  const status = shape & (2 | 8) ? '+status' : 'status';
+  if (shape & 16) where.push(`${status} = ?`);
+  if (shape & 32) where.push(`${status} IN (SELECT value FROM json_each(?))`);
+  if (shape & 64) where.push('queued_at >= ?');
+  if (shape & 128) where.push('queued_at < ?');
+  const order = shape & 1 ? 'COALESCE(ended_at, queued_at) DESC, id DESC' : 'queued_at DESC, id DESC';
+  return `SELECT * FROM runs ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT ?`;
+}
+
+/** Creates or upgrades the schema, one `user_version` step at a time. */
+function migrate(db: Database.Database, path: string): void {
+  const step = db.transaction((version: number, sql: string) => {
+    // Another process may have migrated while this one waited for the write lock.
+    if (userVersion(db) >= version) return;
+    db.exec(sql);
+    db.pragma(`user_version = ${version}`);
+  });
+  const current = userVersion(db);
+  if (current > SCHEMA_VERSION) {
+    throw new StoreError(
+      `${path} has schema version ${current}, newer than this ujr understands (${SCHEMA_VERSION}); upgrade ujr, or point it at another store file`,
+    );
+  }
+  for (const [version, sql] of MIGRATIONS) {
+    if (current < version) step.immediate(version, sql);
+  }
+}
+
+function userVersion(db: Database.Database): number {
+  const value = db.pragma('user_version', { simple: true });
+  return typeof value === 'number' ? value : 0;
+}
+
+function toStoreError(error: unknown, path: string, what: string): StoreError {
+  if (error instanceof StoreError) return error;
+  const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : '';
+  const message = error instanceof Error ? error.message : String(error);
+  const file = describeFile(path);
+  let advice: string;
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    advice = `database is locked: another process held it for more than ${BUSY_TIMEOUT_MS} ms; look for a stuck ujr process or a tool holding a transaction open on the file, then try again`;
+  } else if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
+    advice = `${message}: the file is damaged or not a ujr database; move it aside and start again with a fresh file`;
+  } else if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM')) {
+    advice = `${message}: check that the file and its directory exist and are writable by this user`;
+  } else if (code.startsWith('SQLITE_FULL') || code.startsWith('SQLITE_IOERR')) {
+    advice = `${message}: check the free disk space and the health of the disk holding the file`;
+  } else {
+    advice = message;
+  }
+  return new StoreError(`${file} failed while ${what}: ${advice}`, { cause: error });
+}
+
+function describeFile(path: string): string {
+  return path === ':memory:' || path === '' ? 'the in-memory SQLite store' : `SQLite store ${path}`;
+}
+
+function rowToLease(row: LeaseRow): Lease {
+  return {
+    signature: row.signature,
+    owner: row.owner,
+    expiresAt: row.expires_at,
+    token: row.token,
+    runId: row.run_id,
+    instanceId: row.instance_id,
+    task: row.task,
+  };
+}
+
+function rowToRun(row: RunRow): RunRecord {
+  const run: RunRecord = {
+    id: row.id,
+    instanceId: row.instance_id,
+    jobType: row.job_type,
+    task: row.task,
+    signature: row.signature,
+    kind: stored<TaskKind>(row.kind),
+    status: stored<RunStatus>(row.status),
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    origin: stored<RunOrigin>(row.origin),
+    runner: row.runner,
+    fencingToken: row.fencing_token,
+    queuedAt: row.queued_at,
+    input: parseJson(row.input),
+  };
+  if (row.started_at !== null) run.startedAt = row.started_at;
+  if (row.ended_at !== null) run.endedAt = row.ended_at;
+  if (row.result !== null) run.result = parseJson(row.result);
+  if (row.error !== null) run.error = storedJson<ErrorInfo>(row.error);
+  if (row.progress !== null) run.progress = storedJson<Progress>(row.progress);
+  return run;
+}
+
+function rowToLog(row: LogRow): LogLine {
+  return { runId: row.run_id, seq: row.seq, at: row.at, level: stored<LogLevel>(row.level), message: row.message };
+}
+
+function rowToStatus(row: StatusRow): InstanceStatus {
+  const status: InstanceStatus = { instanceId: row.instance_id };
+  if (row.retired_at !== null) status.retiredAt = row.retired_at;
+  if (row.retired_reason !== null) status.retiredReason = row.retired_reason;
+  if (row.plan_error !== null) status.planError = storedJson<ErrorInfo & { at: number }>(row.plan_error);
+  return status;
+}
+
+function rowToTrigger(row: TriggerRow): Trigger {
+  const trigger: Trigger = { id: row.id, instanceId: row.instance_id, at: row.at };
+  if (row.task !== null) trigger.task = row.task;
+  if (row.input !== null) trigger.input = parseJson(row.input);
+  return trigger;
+}
+
+/** A string column this adapter only ever writes from a value of type `T` (trusted origin). */
+function stored<T extends string>(value: string): T {
+  return value as T;
+}
+
+/** A JSON column this adapter only ever writes from a value of type `T` (trusted origin). */
+function storedJson<T>(text: string): T {
+  return parseJson(text) as unknown as T;
+}

@@ -1,0 +1,850 @@
+/**
+ * The store contract: one suite every `Store` adapter must pass (memory, SQLite, DynamoDB).
+ * The memory store is the reference; an adapter that behaves differently has a bug.
+ *
+ * Times are passed explicitly (`now`), so nothing here sleeps.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { LeaseRequest, Store, Trigger } from '../../core/ports/store.js';
+import type { LogLine, RunRecord } from '../../core/types.js';
+
+export interface StoreFixture {
+  store: Store;
+  /** Closes the store and removes whatever it left behind. */
+  cleanup(): Promise<void>;
+}
+
+const T0 = 1_700_000_000_000;
+
+function leaseRequest(signature: string, owner: string, overrides: Partial<LeaseRequest> = {}): LeaseRequest {
+  return {
+    signature,
+    owner,
+    ttlMs: 1000,
+    runId: `run-${owner}-${signature}`,
+    instanceId: 'collector-a',
+    task: 'fetch',
+    ...overrides,
+  };
+}
+
+function makeRun(id: string, overrides: Partial<RunRecord> = {}): RunRecord {
+  return {
+    id,
+    instanceId: 'collector-a',
+    jobType: 'collector',
+    task: 'fetch',
+    signature: 'collector-a/fetch/x',
+    kind: 'batch',
+    status: 'queued',
+    attempt: 1,
+    maxAttempts: 3,
+    origin: 'schedule',
+    runner: 'runner-1',
+    fencingToken: 1,
+    queuedAt: T0,
+    input: { query: 'q' },
+    ...overrides,
+  };
+}
+
+/** A run that ended with `status` at `endedAt` (queued and started shortly before). */
+function endedRun(id: string, status: RunRecord['status'], endedAt: number, overrides: Partial<RunRecord> = {}): RunRecord {
+  return makeRun(id, { status, queuedAt: endedAt - 20, startedAt: endedAt - 10, endedAt, ...overrides });
+}
+
+function logLine(runId: string, seq: number, message = `line ${seq}`): LogLine {
+  return { runId, seq, at: T0 + seq, level: 'info', message };
+}
+
+function ids(runs: readonly { id: string }[]): string[] {
+  return runs.map((r) => r.id);
+}
+
+/**
+ * Registers the store contract for one adapter. `makeStore` gives a fresh, empty store per test.
+ *
+ * @example
+ * ```ts
+ * describeStoreContract('memory', () => Promise.resolve({ store: new MemoryStore(), cleanup: () => Promise.resolve() }));
+ * ```
+ */
+export function describeStoreContract(name: string, makeStore: () => Promise<StoreFixture>): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    let fixture: StoreFixture;
+
+    beforeEach(async () => {
+      fixture = await makeStore();
+      store = fixture.store;
+    });
+
+    afterEach(async () => {
+      await fixture.cleanup();
+    });
+
+    describe('leases', () => {
+      it('grants a free signature with token 1 and an expiry of now + ttl', async () => {
+        const [grant] = await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 500 })], T0);
+
+        expect(grant).toStrictEqual({
+          granted: true,
+          lease: {
+            signature: 's1',
+            owner: 'runner-1',
+            expiresAt: T0 + 500,
+            token: 1,
+            runId: 'run-runner-1-s1',
+            instanceId: 'collector-a',
+            task: 'fetch',
+          },
+        });
+        expect(await store.getLease('s1')).toStrictEqual(grant?.granted ? grant.lease : undefined);
+      });
+
+      it('refuses a live lease to another runner and reports the holder', async () => {
+        const [first] = await store.acquireLeases([leaseRequest('s1', 'runner-1')], T0);
+
+        const [second] = await store.acquireLeases([leaseRequest('s1', 'runner-2')], T0 + 999);
+
+        expect(second).toStrictEqual({ granted: false, holder: first?.granted ? first.lease : undefined });
+        expect((await store.getLease('s1'))?.owner).toBe('runner-1');
+      });
+
+      it('refuses a second acquisition by the same owner while its lease is live', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1')], T0);
+
+        const [again] = await store.acquireLeases([leaseRequest('s1', 'runner-1')], T0 + 1);
+
+        expect(again?.granted).toBe(false);
+        expect((await store.getLease('s1'))?.token).toBe(1);
+      });
+
+      it('takes over an expired lease, reports the lease it replaced and increments the token', async () => {
+        const [first] = await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 100 })], T0);
+
+        const [takeover] = await store.acquireLeases([leaseRequest('s1', 'runner-2', { ttlMs: 100 })], T0 + 150);
+
+        expect(takeover).toStrictEqual({
+          granted: true,
+          lease: {
+            signature: 's1',
+            owner: 'runner-2',
+            expiresAt: T0 + 250,
+            token: 2,
+            runId: 'run-runner-2-s1',
+            instanceId: 'collector-a',
+            task: 'fetch',
+          },
+          takenOver: first?.granted ? first.lease : undefined,
+        });
+      });
+
+      it('treats a lease whose expiry equals now as expired', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 100 })], T0);
+
+        const [grant] = await store.acquireLeases([leaseRequest('s1', 'runner-2')], T0 + 100);
+
+        expect(grant?.granted).toBe(true);
+      });
+
+      it('grants a released lease at once, without a takeover, with the next token', async () => {
+        const [first] = await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 60_000 })], T0);
+        await store.commit({ releases: [{ signature: 's1', owner: 'runner-1', token: 1 }] });
+
+        const [second] = await store.acquireLeases([leaseRequest('s1', 'runner-2')], T0 + 1);
+
+        expect(first?.granted).toBe(true);
+        expect(second).toStrictEqual({
+          granted: true,
+          lease: expect.objectContaining({ owner: 'runner-2', token: 2 }) as unknown,
+        });
+        expect(second).not.toHaveProperty('takenOver');
+      });
+
+      it('keeps the token of a released lease and never reuses a token', async () => {
+        const tokens: number[] = [];
+        for (let i = 0; i < 4; i += 1) {
+          const [grant] = await store.acquireLeases([leaseRequest('s1', `runner-${i}`)], T0 + i);
+          if (!grant?.granted) throw new Error('expected a grant');
+          tokens.push(grant.lease.token);
+          await store.commit({ releases: [{ signature: 's1', owner: `runner-${i}`, token: grant.lease.token }] });
+        }
+
+        expect(tokens).toStrictEqual([1, 2, 3, 4]);
+        expect(await store.getLease('s1')).toStrictEqual({
+          signature: 's1',
+          owner: null,
+          expiresAt: 0,
+          token: 4,
+          runId: 'run-runner-3-s1',
+          instanceId: 'collector-a',
+          task: 'fetch',
+        });
+      });
+
+      it('answers each request of one call on its own, in order', async () => {
+        await store.acquireLeases([leaseRequest('held', 'runner-1')], T0);
+
+        const grants = await store.acquireLeases(
+          [leaseRequest('free', 'runner-2'), leaseRequest('held', 'runner-2'), leaseRequest('free', 'runner-3')],
+          T0 + 1,
+        );
+
+        expect(grants.map((g) => g.granted)).toStrictEqual([true, false, false]);
+        expect(grants[2]).toStrictEqual({
+          granted: false,
+          holder: expect.objectContaining({ signature: 'free', owner: 'runner-2', token: 1 }) as unknown,
+        });
+      });
+
+      it('returns undefined for a signature never leased', async () => {
+        expect(await store.getLease('nothing')).toBeUndefined();
+      });
+
+      it('renews a lease only while owner and token both match', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 100 })], T0);
+
+        const renewed = await store.renewLeases(
+          [
+            { signature: 's1', owner: 'runner-1', token: 1 },
+            { signature: 's1', owner: 'runner-2', token: 1 },
+            { signature: 's1', owner: 'runner-1', token: 2 },
+            { signature: 'unknown', owner: 'runner-1', token: 1 },
+          ],
+          1000,
+          T0 + 50,
+        );
+
+        expect(renewed).toStrictEqual([true, false, false, false]);
+        expect((await store.getLease('s1'))?.expiresAt).toBe(T0 + 1050);
+      });
+
+      it('keeps a renewed lease from being taken over at its old expiry', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 100 })], T0);
+        await store.renewLeases([{ signature: 's1', owner: 'runner-1', token: 1 }], 100, T0 + 90);
+
+        const [grant] = await store.acquireLeases([leaseRequest('s1', 'runner-2')], T0 + 150);
+
+        expect(grant?.granted).toBe(false);
+      });
+
+      it('refuses to renew a lease that was taken over or released', async () => {
+        await store.acquireLeases([leaseRequest('taken', 'runner-1', { ttlMs: 100 })], T0);
+        await store.acquireLeases([leaseRequest('taken', 'runner-2', { ttlMs: 100 })], T0 + 200);
+        await store.acquireLeases([leaseRequest('released', 'runner-1', { ttlMs: 100 })], T0);
+        await store.commit({ releases: [{ signature: 'released', owner: 'runner-1', token: 1 }] });
+
+        const renewed = await store.renewLeases(
+          [
+            { signature: 'taken', owner: 'runner-1', token: 1 },
+            { signature: 'released', owner: 'runner-1', token: 1 },
+          ],
+          100,
+          T0 + 210,
+        );
+
+        expect(renewed).toStrictEqual([false, false]);
+        expect((await store.getLease('taken'))?.owner).toBe('runner-2');
+      });
+
+      it('ignores a release whose token moved on after a takeover', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 100 })], T0);
+        await store.acquireLeases([leaseRequest('s1', 'runner-2', { ttlMs: 1000 })], T0 + 200);
+
+        await store.commit({ releases: [{ signature: 's1', owner: 'runner-1', token: 1 }] });
+
+        expect(await store.getLease('s1')).toMatchObject({ owner: 'runner-2', token: 2, expiresAt: T0 + 1200 });
+      });
+
+      it('ignores a release by a runner that does not own the lease', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1')], T0);
+
+        await store.commit({
+          releases: [
+            { signature: 's1', owner: 'runner-2', token: 1 },
+            { signature: 'unknown', owner: 'runner-1', token: 1 },
+          ],
+        });
+
+        expect(await store.getLease('s1')).toMatchObject({ owner: 'runner-1', token: 1, expiresAt: T0 + 1000 });
+        expect(await store.getLease('unknown')).toBeUndefined();
+      });
+
+      it('lists only leases with an owner that have not expired', async () => {
+        await store.acquireLeases(
+          [
+            leaseRequest('live-1', 'runner-1', { ttlMs: 1000 }),
+            leaseRequest('live-2', 'runner-2', { ttlMs: 1000 }),
+            leaseRequest('expired', 'runner-1', { ttlMs: 100 }),
+            leaseRequest('released', 'runner-1', { ttlMs: 1000 }),
+            leaseRequest('expires-now', 'runner-1', { ttlMs: 500 }),
+          ],
+          T0,
+        );
+        await store.commit({ releases: [{ signature: 'released', owner: 'runner-1', token: 1 }] });
+
+        const active = await store.listActiveLeases(T0 + 500);
+
+        expect(active.map((l) => l.signature).sort()).toStrictEqual(['live-1', 'live-2']);
+        expect(active.find((l) => l.signature === 'live-2')).toStrictEqual({
+          signature: 'live-2',
+          owner: 'runner-2',
+          expiresAt: T0 + 1000,
+          token: 1,
+          runId: 'run-runner-2-live-2',
+          instanceId: 'collector-a',
+          task: 'fetch',
+        });
+      });
+    });
+
+    describe('runs', () => {
+      it('returns a committed run exactly as written, every optional field included', async () => {
+        const run = makeRun('r1', {
+          status: 'failed',
+          startedAt: T0 + 5,
+          endedAt: T0 + 9,
+          input: { query: 'q', pages: [1, 2, { deep: null }], flag: true },
+          result: { rows: 3, items: ['a', 'b'] },
+          error: { name: 'TypeError', message: 'boom', stack: 'TypeError: boom\n    at x' },
+          progress: { current: 2, total: 5, message: 'page 2', updatedAt: T0 + 8 },
+        });
+
+        await store.commit({ runs: [run] });
+
+        expect(await store.getRun('r1')).toStrictEqual(run);
+      });
+
+      it('returns a run without optional fields without adding keys for them', async () => {
+        const run = makeRun('r1');
+
+        await store.commit({ runs: [run] });
+
+        expect(await store.getRun('r1')).toStrictEqual(run);
+      });
+
+      it('keeps a null result apart from no result', async () => {
+        await store.commit({ runs: [makeRun('null-result', { result: null, input: null })] });
+
+        const stored = await store.getRun('null-result');
+
+        expect(stored).toHaveProperty('result', null);
+        expect(stored).toHaveProperty('input', null);
+      });
+
+      it('replaces a run committed again under the same id, dropping fields the new version lacks', async () => {
+        await store.commit({
+          runs: [makeRun('r1', { status: 'running', startedAt: T0 + 1, progress: { current: 1, updatedAt: T0 + 2 } })],
+        });
+        const final = makeRun('r1', { status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 3, result: 'done' });
+
+        await store.commit({ runs: [final] });
+
+        expect(await store.getRun('r1')).toStrictEqual(final);
+        expect(await store.listRuns({})).toHaveLength(1);
+      });
+
+      it('keeps the last version when one batch carries a run twice', async () => {
+        const running = makeRun('r1', { status: 'running', startedAt: T0 + 1 });
+        const done = makeRun('r1', { status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 2 });
+
+        await store.commit({ runs: [running, done] });
+
+        expect(await store.getRun('r1')).toStrictEqual(done);
+      });
+
+      it('keeps its own copy: changing a record after commit or after reading changes nothing stored', async () => {
+        const run = makeRun('r1', { input: { list: [1] } });
+        await store.commit({ runs: [run] });
+
+        run.status = 'failed';
+        const read = await store.getRun('r1');
+        if (read && typeof read.input === 'object' && read.input !== null && !Array.isArray(read.input)) {
+          read.input.list = [];
+        }
+
+        expect(await store.getRun('r1')).toStrictEqual(makeRun('r1', { input: { list: [1] } }));
+      });
+
+      it('returns undefined for an unknown run id', async () => {
+        expect(await store.getRun('missing')).toBeUndefined();
+      });
+
+      it('accepts an empty batch', async () => {
+        await store.commit({});
+
+        expect(await store.listRuns({})).toStrictEqual([]);
+      });
+
+      it('applies runs, logs, checkpoints, releases and triggers of one batch together', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1')], T0);
+
+        await store.commit({
+          runs: [makeRun('r1', { signature: 's1' })],
+          logs: [logLine('r1', 1)],
+          checkpoints: [{ signature: 's1', value: { cursor: 7 }, runId: 'r1', at: T0 }],
+          releases: [{ signature: 's1', owner: 'runner-1', token: 1 }],
+          triggers: [{ id: 't1', instanceId: 'collector-a', at: T0 }],
+        });
+
+        expect(await store.getRun('r1')).toBeDefined();
+        expect(await store.getLogs('r1')).toHaveLength(1);
+        expect((await store.getCheckpoint('s1'))?.value).toStrictEqual({ cursor: 7 });
+        expect((await store.getLease('s1'))?.owner).toBeNull();
+        expect(ids(await store.takeTriggers(10))).toStrictEqual(['t1']);
+      });
+    });
+
+    describe('logs', () => {
+      it('returns a run’s lines ordered by seq whatever the order they were committed in', async () => {
+        await store.commit({ logs: [logLine('r1', 3), logLine('r1', 1)] });
+        await store.commit({ logs: [logLine('r2', 2), logLine('r1', 2)] });
+
+        const lines = await store.getLogs('r1');
+
+        expect(lines).toStrictEqual([logLine('r1', 1), logLine('r1', 2), logLine('r1', 3)]);
+      });
+
+      it('returns only lines after afterSeq', async () => {
+        await store.commit({ logs: [1, 2, 3, 4].map((seq) => logLine('r1', seq)) });
+
+        const lines = await store.getLogs('r1', 2);
+
+        expect(lines.map((l) => l.seq)).toStrictEqual([3, 4]);
+      });
+
+      it('keeps every field of a line', async () => {
+        const line: LogLine = { runId: 'r1', seq: 1, at: T0 + 1, level: 'warn', message: 'slow page ✓ "quoted"\nnext' };
+
+        await store.commit({ logs: [line] });
+
+        expect(await store.getLogs('r1')).toStrictEqual([line]);
+      });
+
+      it('returns no lines for a run without logs', async () => {
+        await store.commit({ logs: [logLine('r1', 1)] });
+
+        expect(await store.getLogs('r2')).toStrictEqual([]);
+        expect(await store.getLogs('r1', 1)).toStrictEqual([]);
+      });
+    });
+
+    describe('checkpoints', () => {
+      it('keeps the latest checkpoint of a signature', async () => {
+        await store.commit({ checkpoints: [{ signature: 's1', value: { cursor: 1 }, runId: 'r1', at: T0 }] });
+        await store.commit({ checkpoints: [{ signature: 's1', value: { cursor: 2 }, runId: 'r2', at: T0 + 1 }] });
+
+        expect(await store.getCheckpoint('s1')).toStrictEqual({
+          signature: 's1',
+          value: { cursor: 2 },
+          runId: 'r2',
+          at: T0 + 1,
+        });
+      });
+
+      it('keeps checkpoints of signatures apart and returns undefined for one never written', async () => {
+        await store.commit({
+          checkpoints: [
+            { signature: 's1', value: [1, 'a'], runId: 'r1', at: T0 },
+            { signature: 's2', value: null, runId: 'r2', at: T0 },
+          ],
+        });
+
+        expect((await store.getCheckpoint('s1'))?.value).toStrictEqual([1, 'a']);
+        expect(await store.getCheckpoint('s2')).toHaveProperty('value', null);
+        expect(await store.getCheckpoint('s3')).toBeUndefined();
+      });
+    });
+
+    describe('instance state', () => {
+      it('returns what was set, and the latest value after an overwrite', async () => {
+        await store.setState('collector-a', 'cursor', { page: 1 });
+        await store.setState('collector-a', 'cursor', { page: 2, seen: ['x'] });
+
+        expect(await store.getState('collector-a', 'cursor')).toStrictEqual({ page: 2, seen: ['x'] });
+      });
+
+      it('deletes a key set to undefined', async () => {
+        await store.setState('collector-a', 'cursor', 1);
+
+        await store.setState('collector-a', 'cursor', undefined);
+
+        expect(await store.getState('collector-a', 'cursor')).toBeUndefined();
+      });
+
+      it('keeps keys of different instances apart', async () => {
+        await store.setState('collector-a', 'k', 'a');
+        await store.setState('collector-b', 'k', 'b');
+
+        expect(await store.getState('collector-a', 'k')).toBe('a');
+        expect(await store.getState('collector-b', 'k')).toBe('b');
+        expect(await store.getState('collector-c', 'k')).toBeUndefined();
+      });
+
+      it('stores null, false and 0 as values, not as absence', async () => {
+        await store.setState('i', 'null', null);
+        await store.setState('i', 'false', false);
+        await store.setState('i', 'zero', 0);
+
+        expect(await store.getState('i', 'null')).toBeNull();
+        expect(await store.getState('i', 'false')).toBe(false);
+        expect(await store.getState('i', 'zero')).toBe(0);
+      });
+
+      it('ignores the deletion of a key never set', async () => {
+        await store.setState('i', 'never', undefined);
+
+        expect(await store.getState('i', 'never')).toBeUndefined();
+      });
+    });
+
+    describe('instance status', () => {
+      it('returns the status set, and replaces it whole on the next set', async () => {
+        await store.setInstanceStatus('a', {
+          instanceId: 'a',
+          planError: { name: 'Error', message: 'bad plan', stack: 'Error: bad plan', at: T0 },
+        });
+        const retired = { instanceId: 'a', retiredAt: T0 + 1, retiredReason: 'done' };
+
+        await store.setInstanceStatus('a', retired);
+
+        expect(await store.getInstanceStatus('a')).toStrictEqual(retired);
+      });
+
+      it('keeps a plan error with all its fields', async () => {
+        const status = { instanceId: 'a', planError: { name: 'ZodError', message: 'bad input', at: T0 } };
+
+        await store.setInstanceStatus('a', status);
+
+        expect(await store.getInstanceStatus('a')).toStrictEqual(status);
+      });
+
+      it('clears the status set to undefined', async () => {
+        await store.setInstanceStatus('a', { instanceId: 'a', retiredAt: T0 });
+
+        await store.setInstanceStatus('a', undefined);
+
+        expect(await store.getInstanceStatus('a')).toBeUndefined();
+        expect(await store.listInstanceStatus()).toStrictEqual([]);
+      });
+
+      it('lists the status of every instance that has one', async () => {
+        await store.setInstanceStatus('b', { instanceId: 'b', retiredAt: T0, retiredReason: 'finished' });
+        await store.setInstanceStatus('a', { instanceId: 'a' });
+        await store.setInstanceStatus('c', { instanceId: 'c', retiredAt: T0 });
+        await store.setInstanceStatus('c', undefined);
+
+        const statuses = await store.listInstanceStatus();
+
+        expect([...statuses].sort((x, y) => (x.instanceId < y.instanceId ? -1 : 1))).toStrictEqual([
+          { instanceId: 'a' },
+          { instanceId: 'b', retiredAt: T0, retiredReason: 'finished' },
+        ]);
+      });
+    });
+
+    describe('triggers', () => {
+      it('hands out triggers oldest first, ties in the order they were added', async () => {
+        await store.addTrigger({ id: 'late', instanceId: 'a', at: T0 + 10 });
+        await store.addTrigger({ id: 'tie-1', instanceId: 'a', at: T0 + 5 });
+        await store.commit({ triggers: [{ id: 'tie-2', instanceId: 'a', at: T0 + 5 }] });
+        await store.addTrigger({ id: 'early', instanceId: 'a', at: T0 });
+
+        const taken = await store.takeTriggers(10);
+
+        expect(ids(taken)).toStrictEqual(['early', 'tie-1', 'tie-2', 'late']);
+      });
+
+      it('hands out each trigger once, at most limit per call', async () => {
+        for (let i = 0; i < 5; i += 1) await store.addTrigger({ id: `t${i}`, instanceId: 'a', at: T0 + i });
+
+        const first = await store.takeTriggers(2);
+        const second = await store.takeTriggers(2);
+        const third = await store.takeTriggers(2);
+        const fourth = await store.takeTriggers(2);
+
+        expect([ids(first), ids(second), ids(third), ids(fourth)]).toStrictEqual([
+          ['t0', 't1'],
+          ['t2', 't3'],
+          ['t4'],
+          [],
+        ]);
+      });
+
+      it('takes nothing with a limit of 0', async () => {
+        await store.addTrigger({ id: 't1', instanceId: 'a', at: T0 });
+
+        expect(await store.takeTriggers(0)).toStrictEqual([]);
+        expect(ids(await store.takeTriggers(1))).toStrictEqual(['t1']);
+      });
+
+      it('returns a trigger exactly as added, with or without task and input', async () => {
+        const full: Trigger = { id: 't1', instanceId: 'a', task: 'fetch', input: { page: 2, tags: ['x'] }, at: T0 };
+        const planOnly: Trigger = { id: 't2', instanceId: 'b', at: T0 + 1 };
+        const nullInput: Trigger = { id: 't3', instanceId: 'c', task: 'fetch', input: null, at: T0 + 2 };
+        await store.addTrigger(full);
+        await store.addTrigger(planOnly);
+        await store.addTrigger(nullInput);
+
+        expect(await store.takeTriggers(10)).toStrictEqual([full, planOnly, nullInput]);
+      });
+    });
+
+    describe('listRuns', () => {
+      // queuedAt T0+1..T0+6; r3 and r4 share a queuedAt.
+      const runs: RunRecord[] = [
+        makeRun('r1', { queuedAt: T0 + 1, status: 'succeeded', endedAt: T0 + 50 }),
+        makeRun('r2', { queuedAt: T0 + 2, status: 'failed', task: 'parse', signature: 'collector-a/parse/x', endedAt: T0 + 51 }),
+        makeRun('r3', { queuedAt: T0 + 3, status: 'running', instanceId: 'collector-b', signature: 'shared' }),
+        makeRun('r4', { queuedAt: T0 + 3, status: 'succeeded', signature: 'shared', endedAt: T0 + 52 }),
+        makeRun('r5', { queuedAt: T0 + 5, status: 'queued', instanceId: 'collector-b', task: 'parse', signature: 'collector-b/parse/y' }),
+        makeRun('r6', { queuedAt: T0 + 6, status: 'retrying', endedAt: T0 + 53 }),
+      ];
+
+      beforeEach(async () => {
+        await store.commit({ runs });
+      });
+
+      it('lists all runs newest queued first, ties by id descending', async () => {
+        expect(ids(await store.listRuns({}))).toStrictEqual(['r6', 'r5', 'r4', 'r3', 'r2', 'r1']);
+      });
+
+      it('returns whole records', async () => {
+        const listed = await store.listRuns({ signature: 'collector-b/parse/y' });
+
+        expect(listed).toStrictEqual([runs[4]]);
+      });
+
+      it('filters by instance', async () => {
+        expect(ids(await store.listRuns({ instanceId: 'collector-b' }))).toStrictEqual(['r5', 'r3']);
+      });
+
+      it('filters by task', async () => {
+        expect(ids(await store.listRuns({ task: 'parse' }))).toStrictEqual(['r5', 'r2']);
+      });
+
+      it('filters by instance and task together', async () => {
+        expect(ids(await store.listRuns({ instanceId: 'collector-a', task: 'fetch' }))).toStrictEqual(['r6', 'r4', 'r1']);
+      });
+
+      it('filters by signature across instances', async () => {
+        expect(ids(await store.listRuns({ signature: 'shared' }))).toStrictEqual(['r4', 'r3']);
+      });
+
+      it('filters by one status', async () => {
+        expect(ids(await store.listRuns({ status: 'succeeded' }))).toStrictEqual(['r4', 'r1']);
+      });
+
+      it('filters by a list of statuses', async () => {
+        expect(ids(await store.listRuns({ status: ['queued', 'running', 'retrying'] }))).toStrictEqual(['r6', 'r5', 'r3']);
+      });
+
+      it('matches nothing with an empty list of statuses', async () => {
+        expect(await store.listRuns({ status: [] })).toStrictEqual([]);
+      });
+
+      it('keeps runs queued at or after since and before until', async () => {
+        expect(ids(await store.listRuns({ since: T0 + 3, until: T0 + 6 }))).toStrictEqual(['r5', 'r4', 'r3']);
+      });
+
+      it('combines every filter', async () => {
+        const listed = await store.listRuns({
+          instanceId: 'collector-a',
+          task: 'fetch',
+          signature: 'collector-a/fetch/x',
+          status: ['succeeded', 'retrying'],
+          since: T0 + 1,
+          until: T0 + 6,
+        });
+
+        expect(ids(listed)).toStrictEqual(['r1']);
+      });
+
+      it('returns at most limit runs, the newest', async () => {
+        expect(ids(await store.listRuns({ limit: 2 }))).toStrictEqual(['r6', 'r5']);
+        expect(ids(await store.listRuns({ status: 'succeeded', limit: 1 }))).toStrictEqual(['r4']);
+      });
+
+      it('returns nothing when nothing matches', async () => {
+        expect(await store.listRuns({ instanceId: 'nobody' })).toStrictEqual([]);
+      });
+
+      it('returns 100 runs when no limit is given', async () => {
+        const many = Array.from({ length: 105 }, (_, i) => makeRun(`m${String(i).padStart(3, '0')}`, { queuedAt: T0 + 100 + i }));
+        await store.commit({ runs: many });
+
+        const listed = await store.listRuns({});
+
+        expect(listed).toHaveLength(100);
+        expect(listed[0]?.id).toBe('m104');
+        expect(listed[99]?.id).toBe('m005');
+      });
+    });
+
+    describe('lastRun', () => {
+      it('picks the run that ended last, counting unended runs by their queue time', async () => {
+        await store.commit({
+          runs: [
+            makeRun('ended-late', { queuedAt: T0, status: 'succeeded', endedAt: T0 + 100 }),
+            makeRun('queued-later', { queuedAt: T0 + 50 }),
+            makeRun('ended-early', { queuedAt: T0 + 60, status: 'failed', endedAt: T0 + 70 }),
+          ],
+        });
+
+        expect((await store.lastRun({}))?.id).toBe('ended-late');
+
+        await store.commit({ runs: [makeRun('queued-last', { queuedAt: T0 + 101 })] });
+
+        expect((await store.lastRun({}))?.id).toBe('queued-last');
+      });
+
+      it('breaks ties of time by the greater id', async () => {
+        await store.commit({
+          runs: [
+            makeRun('b', { status: 'succeeded', endedAt: T0 + 10 }),
+            makeRun('c', { queuedAt: T0 + 10 }),
+            makeRun('a', { status: 'failed', endedAt: T0 + 10 }),
+          ],
+        });
+
+        expect((await store.lastRun({}))?.id).toBe('c');
+      });
+
+      it('applies the instance, task, signature and status filters', async () => {
+        await store.commit({
+          runs: [
+            endedRun('ok-old', 'succeeded', T0 + 10),
+            endedRun('ok-new', 'succeeded', T0 + 20),
+            endedRun('failed-newest', 'failed', T0 + 30),
+            endedRun('other-task', 'succeeded', T0 + 40, { task: 'parse', signature: 'collector-a/parse/x' }),
+            endedRun('other-instance', 'succeeded', T0 + 50, { instanceId: 'collector-b' }),
+          ],
+        });
+
+        expect((await store.lastRun({ instanceId: 'collector-a', task: 'fetch' }))?.id).toBe('failed-newest');
+        expect((await store.lastRun({ instanceId: 'collector-a', task: 'fetch', status: 'succeeded' }))?.id).toBe('ok-new');
+        expect((await store.lastRun({ signature: 'collector-a/fetch/x', status: ['succeeded'] }))?.id).toBe('other-instance');
+        expect((await store.lastRun({ task: 'parse' }))?.id).toBe('other-task');
+      });
+
+      it('returns the whole record', async () => {
+        const run = endedRun('r1', 'succeeded', T0 + 10, { result: { n: 1 } });
+        await store.commit({ runs: [run] });
+
+        expect(await store.lastRun({ signature: run.signature })).toStrictEqual(run);
+      });
+
+      it('returns undefined when no run matches', async () => {
+        await store.commit({ runs: [makeRun('r1')] });
+
+        expect(await store.lastRun({ status: 'succeeded' })).toBeUndefined();
+      });
+    });
+
+    describe('pruneRuns', () => {
+      const CUTOFF = T0 + 1000;
+
+      it('deletes runs that ended before the cutoff, with their logs, and says how many', async () => {
+        await store.commit({
+          runs: [
+            endedRun('keep-success', 'succeeded', T0 + 500),
+            endedRun('failed', 'failed', T0 + 100),
+            endedRun('cancelled', 'cancelled', T0 + 200, { signature: 'other' }),
+          ],
+          logs: [logLine('failed', 1), logLine('failed', 2), logLine('cancelled', 1), logLine('keep-success', 1)],
+        });
+
+        const removed = await store.pruneRuns(CUTOFF);
+
+        expect(removed).toBe(2);
+        expect(await store.getRun('failed')).toBeUndefined();
+        expect(await store.getRun('cancelled')).toBeUndefined();
+        expect(await store.getLogs('failed')).toStrictEqual([]);
+        expect(await store.getLogs('cancelled')).toStrictEqual([]);
+        expect(await store.getLogs('keep-success')).toHaveLength(1);
+      });
+
+      it('deletes every terminal status', async () => {
+        const statuses = ['failed', 'skipped', 'retrying', 'interrupted', 'cancelled'] as const;
+        await store.commit({ runs: statuses.map((status) => endedRun(status, status, T0 + 100)) });
+
+        const removed = await store.pruneRuns(CUTOFF);
+
+        expect(removed).toBe(statuses.length);
+        expect(await store.listRuns({})).toStrictEqual([]);
+      });
+
+      it('keeps the latest success of each signature however old, and deletes older successes', async () => {
+        await store.commit({
+          runs: [
+            endedRun('s1-old', 'succeeded', T0 + 100),
+            endedRun('s1-latest', 'succeeded', T0 + 200),
+            endedRun('s1-failed-after', 'failed', T0 + 300),
+            endedRun('s2-only', 'succeeded', T0 + 50, { signature: 's2' }),
+          ],
+        });
+
+        const removed = await store.pruneRuns(CUTOFF);
+
+        expect(removed).toBe(2);
+        expect(ids(await store.listRuns({})).sort()).toStrictEqual(['s1-latest', 's2-only']);
+      });
+
+      it('keeps the success that lastRun reports when two ended at the same time', async () => {
+        await store.commit({
+          runs: [endedRun('succ-a', 'succeeded', T0 + 100), endedRun('succ-b', 'succeeded', T0 + 100)],
+        });
+        const latest = await store.lastRun({ signature: 'collector-a/fetch/x', status: 'succeeded' });
+
+        await store.pruneRuns(CUTOFF);
+
+        expect(ids(await store.listRuns({}))).toStrictEqual([latest?.id]);
+      });
+
+      it('keeps a newer success that ended after the cutoff and prunes the old one', async () => {
+        await store.commit({
+          runs: [endedRun('old', 'succeeded', T0 + 100), endedRun('new', 'succeeded', CUTOFF + 100)],
+        });
+
+        const removed = await store.pruneRuns(CUTOFF);
+
+        expect(removed).toBe(1);
+        expect(ids(await store.listRuns({}))).toStrictEqual(['new']);
+      });
+
+      it('keeps runs that ended at or after the cutoff', async () => {
+        await store.commit({
+          runs: [endedRun('at-cutoff', 'failed', CUTOFF), endedRun('after', 'failed', CUTOFF + 1)],
+        });
+
+        expect(await store.pruneRuns(CUTOFF)).toBe(0);
+        expect(await store.listRuns({})).toHaveLength(2);
+      });
+
+      it('keeps runs that have not ended, whatever their times', async () => {
+        await store.commit({
+          runs: [
+            makeRun('queued', { queuedAt: T0 }),
+            makeRun('running', { queuedAt: T0, status: 'running', startedAt: T0 + 1 }),
+            makeRun('running-with-end', { queuedAt: T0, status: 'running', endedAt: T0 + 2 }),
+            makeRun('failed-no-end', { queuedAt: T0, status: 'failed' }),
+          ],
+          logs: [logLine('running', 1)],
+        });
+
+        expect(await store.pruneRuns(CUTOFF)).toBe(0);
+        expect(await store.listRuns({})).toHaveLength(4);
+        expect(await store.getLogs('running')).toHaveLength(1);
+      });
+    });
+
+    describe('close', () => {
+      it('can be called more than once', async () => {
+        await store.close();
+
+        await expect(store.close()).resolves.toBeUndefined();
+      });
+    });
+  });
+}

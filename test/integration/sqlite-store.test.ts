@@ -1,0 +1,295 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { SqliteStore } from '../../core/adapters/sqlite/store.js';
+import { StoreError } from '../../core/errors.js';
+import type { LogLine, RunRecord } from '../../core/types.js';
+import { describeStoreContract } from '../contract/store-contract.js';
+
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const RACER = fileURLToPath(new URL('../fixtures/lease-racer.ts', import.meta.url));
+const T0 = 1_700_000_000_000;
+
+describeStoreContract('sqlite', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ujr-sqlite-contract-'));
+  const store = SqliteStore.open(join(dir, 'ujr.db'));
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+function makeRun(id: string, overrides: Partial<RunRecord> = {}): RunRecord {
+  return {
+    id,
+    instanceId: 'collector-a',
+    jobType: 'collector',
+    task: 'fetch',
+    signature: `collector-a/fetch/${id}`,
+    kind: 'batch',
+    status: 'succeeded',
+    attempt: 1,
+    maxAttempts: 3,
+    origin: 'schedule',
+    runner: 'runner-1',
+    fencingToken: 1,
+    queuedAt: T0,
+    startedAt: T0 + 1,
+    endedAt: T0 + 2,
+    input: { id },
+    result: { ok: true },
+    ...overrides,
+  };
+}
+
+const RacerLine = z.union([
+  z.object({ ready: z.literal(true) }),
+  z.object({ owner: z.string(), signature: z.string(), token: z.number() }),
+  z.object({ owner: z.string(), trigger: z.string() }),
+]);
+type RacerLine = z.infer<typeof RacerLine>;
+
+interface Racer {
+  child: ChildProcess;
+  ready: Promise<void>;
+  lines: RacerLine[];
+  exited: Promise<{ code: number | null; stderr: string }>;
+}
+
+describe('SqliteStore on a file', () => {
+  let dir: string;
+  let path: string;
+  const open: SqliteStore[] = [];
+  const children: ChildProcess[] = [];
+
+  function openStore(): SqliteStore {
+    const store = SqliteStore.open(path);
+    open.push(store);
+    return store;
+  }
+
+  function startRacer(owner: string, args: string[]): Racer {
+    const child = spawn(process.execPath, ['--import', 'tsx', RACER, path, owner, ...args], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    const lines: RacerLine[] = [];
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    let onReady: () => void = () => undefined;
+    const ready = new Promise<void>((resolve) => {
+      onReady = resolve;
+    });
+    if (!child.stdout) throw new Error('racer has no stdout');
+    createInterface({ input: child.stdout }).on('line', (text) => {
+      const line = RacerLine.parse(JSON.parse(text));
+      if ('ready' in line) onReady();
+      else lines.push(line);
+    });
+    const exited = once(child, 'close').then(([code]) => ({ code: typeof code === 'number' ? code : null, stderr }));
+    // A racer that dies before it is ready must not leave the test waiting on `ready`.
+    void exited.then(onReady);
+    return { child, ready, lines, exited };
+  }
+
+  /** Starts the racers together once all have opened the store, and waits for them to exit. */
+  async function race(store: SqliteStore, racers: Racer[]): Promise<void> {
+    await Promise.all(racers.map((r) => r.ready));
+    await store.setState('race', 'go', true);
+    const exits = await Promise.all(racers.map((r) => r.exited));
+    for (const exit of exits) expect(exit, exit.stderr).toMatchObject({ code: 0 });
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ujr-sqlite-'));
+    path = join(dir, 'nested', 'dir', 'ujr.db');
+  });
+
+  afterEach(async () => {
+    for (const child of children.splice(0)) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await once(child, 'close');
+      }
+    }
+    for (const store of open.splice(0)) await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates the file and its parent directories, in WAL mode at the current schema version', async () => {
+    const store = openStore();
+    await store.close();
+
+    const raw = new Database(path, { readonly: true });
+    try {
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(raw.pragma('user_version', { simple: true })).toBe(1);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('keeps every kind of data across close and reopen', async () => {
+    const first = openStore();
+    const run = makeRun('r1', { progress: { current: 1, total: 2, updatedAt: T0 } });
+    const line: LogLine = { runId: 'r1', seq: 1, at: T0, level: 'info', message: 'hello' };
+    await first.acquireLeases(
+      [{ signature: 'sig', owner: 'runner-1', ttlMs: 1000, runId: 'r1', instanceId: 'collector-a', task: 'fetch' }],
+      T0,
+    );
+    await first.commit({
+      runs: [run],
+      logs: [line],
+      checkpoints: [{ signature: 'sig', value: { cursor: 3 }, runId: 'r1', at: T0 }],
+      triggers: [{ id: 't1', instanceId: 'collector-a', task: 'fetch', input: { page: 1 }, at: T0 }],
+    });
+    await first.setState('collector-a', 'cursor', { page: 9 });
+    await first.setInstanceStatus('collector-a', { instanceId: 'collector-a', retiredAt: T0, retiredReason: 'done' });
+    await first.close();
+
+    const second = openStore();
+
+    expect(await second.getRun('r1')).toStrictEqual(run);
+    expect(await second.getLogs('r1')).toStrictEqual([line]);
+    expect(await second.getCheckpoint('sig')).toStrictEqual({ signature: 'sig', value: { cursor: 3 }, runId: 'r1', at: T0 });
+    expect(await second.getLease('sig')).toMatchObject({ owner: 'runner-1', token: 1, expiresAt: T0 + 1000 });
+    expect(await second.getState('collector-a', 'cursor')).toStrictEqual({ page: 9 });
+    expect(await second.getInstanceStatus('collector-a')).toStrictEqual({
+      instanceId: 'collector-a',
+      retiredAt: T0,
+      retiredReason: 'done',
+    });
+    expect(await second.takeTriggers(5)).toStrictEqual([
+      { id: 't1', instanceId: 'collector-a', task: 'fetch', input: { page: 1 }, at: T0 },
+    ]);
+  });
+
+  it('shows writes of one connection to another open on the same file', async () => {
+    const writer = openStore();
+    const reader = openStore();
+
+    await writer.commit({ runs: [makeRun('r1')] });
+
+    expect((await reader.getRun('r1'))?.id).toBe('r1');
+  });
+
+  it('grants each lease to exactly one of two processes racing on the same file', async () => {
+    const store = openStore();
+    const racers = [startRacer('proc-a', ['leases', '200', '3']), startRacer('proc-b', ['leases', '200', '3'])];
+
+    await race(store, racers);
+
+    const grants = racers.flatMap((r) => r.lines).filter((l) => 'signature' in l);
+    const bySignature = new Map<string, string[]>();
+    for (const grant of grants) bySignature.set(grant.signature, [...(bySignature.get(grant.signature) ?? []), grant.owner]);
+    expect(bySignature.size).toBe(200);
+    expect([...bySignature.values()].filter((owners) => owners.length !== 1)).toStrictEqual([]);
+    expect(grants.every((g) => g.token === 1)).toBe(true);
+    for (const grant of grants) {
+      expect(await store.getLease(grant.signature)).toMatchObject({ owner: grant.owner, token: 1 });
+    }
+  });
+
+  it('hands each trigger to exactly one of two processes taking them from the same file', async () => {
+    const store = openStore();
+    const triggers = Array.from({ length: 300 }, (_, i) => ({ id: `t${i}`, instanceId: 'collector-a', at: T0 + i }));
+    await store.commit({ triggers });
+    const racers = [startRacer('proc-a', ['triggers', '3']), startRacer('proc-b', ['triggers', '3'])];
+
+    await race(store, racers);
+
+    const taken = racers.flatMap((r) => r.lines).flatMap((l) => ('trigger' in l ? [l.trigger] : []));
+    expect(taken).toHaveLength(300);
+    expect(new Set(taken).size).toBe(300);
+    expect(await store.takeTriggers(1)).toStrictEqual([]);
+  });
+
+  it('commits a large batch whole: every run and log line is visible afterwards', async () => {
+    const store = openStore();
+    const runs = Array.from({ length: 2000 }, (_, i) => makeRun(`r${String(i).padStart(4, '0')}`, { queuedAt: T0 + i }));
+    const logs = runs.flatMap((r) => [1, 2].map((seq): LogLine => ({ runId: r.id, seq, at: T0, level: 'info', message: `${r.id} ${seq}` })));
+
+    await store.commit({ runs, logs });
+
+    const listed = await store.listRuns({ limit: 5000 });
+    expect(listed).toHaveLength(2000);
+    expect(listed[0]).toStrictEqual(runs[1999]);
+    expect(await store.getLogs('r1234')).toHaveLength(2);
+  });
+
+  it('writes nothing of a batch that fails part way, and reports a StoreError', async () => {
+    const store = openStore();
+    const broken = { runId: 'r1', seq: 1, at: T0, level: 'info', message: null } as unknown as LogLine;
+
+    const commit = store.commit({ runs: [makeRun('r0'), makeRun('r1')], logs: [broken] });
+
+    await expect(commit).rejects.toThrow(StoreError);
+    await expect(commit).rejects.toThrow(/committing a batch of writes/);
+    expect(await store.listRuns({})).toStrictEqual([]);
+  });
+
+  it('prunes more runs than one prune transaction takes, and counts them all', async () => {
+    const store = openStore();
+    const runs = Array.from({ length: 1234 }, (_, i) =>
+      makeRun(`old${String(i).padStart(4, '0')}`, { status: 'failed', signature: 'one-signature', queuedAt: T0 + i, endedAt: T0 + i }),
+    );
+    const kept = makeRun('latest-success', { signature: 'one-signature', queuedAt: T0, endedAt: T0 + 1 });
+    await store.commit({ runs: [...runs, kept], logs: runs.map((r): LogLine => ({ runId: r.id, seq: 1, at: T0, level: 'info', message: 'x' })) });
+
+    const removed = await store.pruneRuns(T0 + 10_000);
+
+    expect(removed).toBe(1234);
+    expect(ids(await store.listRuns({ limit: 5000 }))).toStrictEqual(['latest-success']);
+    expect(await store.getLogs('old0999')).toStrictEqual([]);
+  });
+
+  it('reports a file that is not a database with a StoreError naming the file', async () => {
+    const store = openStore();
+    await store.close();
+    await rm(path, { force: true });
+    await rm(`${path}-wal`, { force: true });
+    await rm(`${path}-shm`, { force: true });
+    await writeFile(path, 'this is not a database, just text long enough to fill a header..........');
+
+    expect(() => SqliteStore.open(path)).toThrow(StoreError);
+    expect(() => SqliteStore.open(path)).toThrow(new RegExp(`${escapeRegExp(path)}.*not a ujr database`));
+  });
+
+  it('refuses a file written by a newer schema version', async () => {
+    await openStore().close();
+    const raw = new Database(path);
+    raw.pragma('user_version = 99');
+    raw.close();
+
+    expect(() => SqliteStore.open(path)).toThrow(/newer than this ujr understands.*upgrade ujr/);
+  });
+
+  it('fails with a StoreError once closed', async () => {
+    const store = openStore();
+    await store.close();
+
+    await expect(store.getRun('r1')).rejects.toThrow(StoreError);
+    await expect(store.getRun('r1')).rejects.toThrow(/is closed/);
+  });
+});
+
+function ids(runs: readonly RunRecord[]): string[] {
+  return runs.map((r) => r.id);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
