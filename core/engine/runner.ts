@@ -129,6 +129,8 @@ interface Attempt {
   wanted: boolean;
   /** Continuous tasks: restarts in a row without a healthy run. */
   restarts: number;
+  /** Continuous tasks: the restart backoff is over; waiting for the job to return the task. */
+  restartDue: boolean;
   trigger?: Trigger;
 }
 
@@ -209,6 +211,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private timers: NodeJS.Timeout[] = [];
   private started = false;
   private stopping = false;
+  private stopped: Promise<void> | undefined;
   private idleWaiters: (() => void)[] = [];
 
   constructor(options: RunnerOptions) {
@@ -296,7 +299,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       }
       const before = existing.config;
       existing.config = config;
-      if (this.started && canonicalJson(before, 'config') !== canonicalJson(config, 'config')) void this.refreshStatus(existing);
+      if (this.started && !sameInstanceConfig(before, config)) void this.refreshStatus(existing);
       existing.job = job;
       if (before.schedule !== config.schedule) {
         existing.schedule = parseSchedule(config.schedule);
@@ -369,8 +372,12 @@ export class Runner extends EventEmitter<RunnerEvents> {
    * Stops planning, aborts running tasks, waits up to `graceMs` for them, records them
    * `interrupted` (planned again next start) and releases every lease.
    */
-  async stop(graceMs = this.options.graceMs): Promise<void> {
-    if (this.stopping) return;
+  stop(graceMs = this.options.graceMs): Promise<void> {
+    this.stopped ??= this.shutdown(graceMs);
+    return this.stopped;
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
@@ -513,8 +520,16 @@ export class Runner extends EventEmitter<RunnerEvents> {
     const returned = new Set(tasks.map((t) => t.signature));
     for (const attempt of this.held.values()) {
       if (attempt.instance !== runtime || attempt.planned.kind !== 'continuous') continue;
-      if (returned.has(attempt.planned.signature)) attempt.wanted = true;
-      else this.cancel(attempt, `the job no longer returns continuous task "${attempt.planned.task}"`);
+      if (!returned.has(attempt.planned.signature)) {
+        this.cancel(attempt, `the job no longer returns continuous task "${attempt.planned.task}"`);
+        continue;
+      }
+      attempt.wanted = true;
+      if (attempt.state === 'backoff' && attempt.restartDue) {
+        attempt.restartDue = false;
+        this.enqueue(attempt);
+        this.schedulePump();
+      }
     }
   }
 
@@ -540,6 +555,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
     const runIds = candidates.map(() => this.nextId());
     let grants;
     try {
+      // Leases this runner let go wait in the journal until its next commit: write them out
+      // first, or a plan right after a task ended would be refused that task's signature.
+      await this.journal.flush().catch(() => undefined);
       grants = await this.store.acquireLeases(
         candidates.map((task, i) => ({
           signature: task.signature,
@@ -583,6 +601,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
         lastRenewal: now,
         wanted: true,
         restarts: 0,
+        restartDue: false,
       };
       if (trigger) attempt.trigger = trigger;
       this.held.set(task.signature, attempt);
@@ -948,14 +967,15 @@ export class Runner extends EventEmitter<RunnerEvents> {
       setTimeout(() => {
         this.counters.backoff -= 1;
         attempt.timers = [];
-        if (attempt.wanted && this.isActive(instance)) {
+        if (!this.isActive(instance)) {
+          this.cancel(attempt, `instance "${instance.config.id}" is no longer active`);
+        } else if (attempt.wanted) {
           this.enqueue(attempt);
           this.pump();
         } else {
-          this.endWithoutRunning(attempt, 'cancelled', {
-            name: 'CancelledError',
-            message: `the job no longer returns continuous task "${planned.task}"`,
-          });
+          // The job has not answered yet (its plan is slow or failed): the next plan that returns
+          // the task restarts it, one that does not cancels it.
+          attempt.restartDue = true;
         }
       }, delay),
     );
@@ -1194,6 +1214,16 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
   }
+}
+
+/**
+ * Whether two instance configurations are equal. `concurrency` is compared apart: its default,
+ * Infinity, is not JSON and would make canonicalJson throw.
+ */
+function sameInstanceConfig(a: InstanceConfig, b: InstanceConfig): boolean {
+  const { concurrency: ca, ...restA } = a;
+  const { concurrency: cb, ...restB } = b;
+  return ca === cb && canonicalJson(restA, 'config') === canonicalJson(restB, 'config');
 }
 
 function refOf(lease: { signature: string; owner: string | null; token: number }): LeaseRef {
