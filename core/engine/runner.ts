@@ -127,6 +127,8 @@ interface Attempt {
   lastRenewal: number;
   /** Continuous tasks: the job returned it again since it last ended. */
   wanted: boolean;
+  /** The signature's last checkpoint: read with the lease, then kept as this runner writes it. */
+  lastCheckpoint: Json | undefined;
   /** Continuous tasks: restarts in a row without a healthy run. */
   restarts: number;
   /** Continuous tasks: the restart backoff is over; waiting for the job to return the task. */
@@ -600,6 +602,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
         logLines: 0,
         lastRenewal: now,
         wanted: true,
+        lastCheckpoint: grant.checkpoint?.value,
         restarts: 0,
         restartDue: false,
       };
@@ -763,16 +766,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
       );
       return;
     }
-    let lastCheckpoint: Json | undefined;
-    try {
-      lastCheckpoint = (await this.store.getCheckpoint(planned.signature))?.value;
-    } catch (error) {
-      this.reportStoreError(error);
-    }
-    if (attempt.abortReason) {
-      this.finish(attempt, failure(attempt.abortReason));
-      return;
-    }
     const handle = executor.start(
       instance.job,
       planned.definition,
@@ -786,7 +779,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
         input: run.input,
         params: instance.config.params,
         fencingToken: run.fencingToken,
-        lastCheckpoint,
+        lastCheckpoint: attempt.lastCheckpoint,
       },
       {
         log: (level, message) => this.appendLog(attempt, level, message),
@@ -799,6 +792,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
         heartbeat: () => this.onHeartbeat(attempt),
         checkpoint: (value) => {
           canonicalJson(value, 'checkpoint');
+          // This runner holds the lease, so its own last write is the signature's checkpoint.
+          attempt.lastCheckpoint = value;
           this.journal.checkpoint({ signature: run.signature, value, runId: run.id, at: this.now() });
           return this.journal.flush();
         },

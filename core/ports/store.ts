@@ -31,7 +31,17 @@ export interface LeaseRequest {
 }
 
 export type LeaseGrant =
-  | { granted: true; lease: Lease; /** the expired lease this one took over, if any */ takenOver?: Lease }
+  | {
+      granted: true;
+      lease: Lease;
+      /** The expired lease this one took over, if any. */
+      takenOver?: Lease;
+      /**
+       * The signature's last checkpoint, if any: read with the grant, so that starting a task
+       * needs no further round trip (on DynamoDB it lives in the lease item).
+       */
+      checkpoint?: Checkpoint;
+    }
   | { granted: false; holder: Lease };
 
 /** Identifies a lease a runner holds: owner and fencing token must both still match. */

@@ -443,6 +443,15 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         });
       });
 
+      it('hands the last checkpoint out with a granted lease, and none with a signature never checkpointed', async () => {
+        await store.commit({ checkpoints: [{ signature: 's1', value: { cursor: 9 }, runId: 'r1', at: T0 }] });
+
+        const [withCheckpoint, without] = await store.acquireLeases([leaseRequest('s1', 'a'), leaseRequest('s2', 'a')], T0);
+
+        expect(withCheckpoint).toMatchObject({ granted: true, checkpoint: { signature: 's1', value: { cursor: 9 }, runId: 'r1', at: T0 } });
+        expect(without).not.toHaveProperty('checkpoint');
+      });
+
       it('keeps checkpoints of signatures apart and returns undefined for one never written', async () => {
         await store.commit({
           checkpoints: [

@@ -26,6 +26,7 @@ import jobs, {
   runKey,
   STDERR_LINE,
   STDOUT_LINE,
+  SLOW_RESTART_PLAN_MS,
   STREAM_CHECKPOINT,
   STUCK_TIMEOUT_MS,
   type TaskStart,
@@ -231,9 +232,8 @@ describe('continuous tasks in child processes', () => {
 
   it('restarts a crashed continuous task once its slow plan returns it, even when the backoff ends first', async () => {
     // Prepare
-    const { runner, store } = setup([
-      instance('slow', 'slow-crasher', { params: { restartPlanMs: RESTART_BACKOFF_MS * 6 } }),
-    ]);
+    expect(SLOW_RESTART_PLAN_MS).toBeGreaterThan(RESTART_BACKOFF_MS * 4);
+    const { runner, store } = setup([instance('slow', 'slow-crasher')]);
     const crashed = nextRun(runner, (run) => run.status === 'failed');
     const restarted = nextRun(runner, (run) => run.status === 'running' && run.attempt === 2);
 

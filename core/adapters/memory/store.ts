@@ -43,8 +43,11 @@ export class MemoryStore implements Store {
           task: request.task,
         };
         this.leases.set(request.signature, lease);
-        const takenOver = current && current.owner !== null ? clone(current) : undefined;
-        return takenOver ? { granted: true, lease: clone(lease), takenOver } : { granted: true, lease: clone(lease) };
+        const grant: LeaseGrant = { granted: true, lease: clone(lease) };
+        if (current && current.owner !== null) grant.takenOver = clone(current);
+        const checkpoint = this.checkpoints.get(request.signature);
+        if (checkpoint) grant.checkpoint = clone(checkpoint);
+        return grant;
       }),
     );
   }

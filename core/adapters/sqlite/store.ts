@@ -475,7 +475,7 @@ export class SqliteStore implements Store {
   getCheckpoint(signature: string): Promise<Checkpoint | undefined> {
     return this.exec('reading a checkpoint', () => {
       const row = this.selectCheckpoint.get(signature);
-      return row && { signature: row.signature, value: parseJson(row.value), runId: row.run_id, at: row.at };
+      return row && rowToCheckpoint(row);
     });
   }
 
@@ -573,9 +573,11 @@ export class SqliteStore implements Store {
       instanceId: request.instanceId,
       task: request.task,
     };
-    return current && current.owner !== null
-      ? { granted: true, lease, takenOver: rowToLease(current) }
-      : { granted: true, lease };
+    const grant: LeaseGrant = { granted: true, lease };
+    if (current && current.owner !== null) grant.takenOver = rowToLease(current);
+    const checkpoint = this.selectCheckpoint.get(request.signature);
+    if (checkpoint) grant.checkpoint = rowToCheckpoint(checkpoint);
+    return grant;
   }
 
   private applyBatch(batch: WriteBatch): void {
@@ -821,4 +823,8 @@ function stored<T extends string>(value: string): T {
 /** A JSON column this adapter only ever writes from a value of type `T` (trusted origin). */
 function storedJson<T>(text: string): T {
   return parseJson(text) as unknown as T;
+}
+
+function rowToCheckpoint(row: CheckpointRow): Checkpoint {
+  return { signature: row.signature, value: parseJson(row.value), runId: row.run_id, at: row.at };
 }
