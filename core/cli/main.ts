@@ -1,6 +1,7 @@
 /**
- * The `ujr` command line. Exit codes: 0 success, 1 a run failed (`run --once`, `trigger --wait`),
- * 2 bad usage or configuration, 3 a named run or instance does not exist.
+ * The `ujr` command line. Exit codes: 0 success, 1 a run failed (`run --once`, where a problem
+ * in the instances file counts as a failure too, and `trigger --wait`), 2 bad usage or
+ * configuration, 3 a named run or instance does not exist.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';

@@ -508,7 +508,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
       this.reportPlanError(runtime, error);
       return;
     }
-    if (this.stopping) return;
+    // The instance may have been removed or disabled while it was planning.
+    if (this.stopping || this.instances.get(runtime.config.id) !== runtime || (reason !== 'manual' && !this.isActive(runtime))) return;
     const outcome = resolveSpecs(runtime.job, runtime.config.id, specs);
     for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
     if (outcome.rejected.length === 0 && runtime.status?.planError) await this.setStatus(runtime, { planError: undefined });
@@ -575,7 +576,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       this.reportStoreError(error);
       return;
     }
-    if (this.stopping) {
+    if (this.stopping || this.instances.get(runtime.config.id) !== runtime) {
       for (const grant of grants) if (grant.granted) this.journal.release(refOf(grant.lease));
       return;
     }
@@ -611,6 +612,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
       if (grant.takenOver) void this.interruptTakenOver(grant.takenOver.runId, grant.takenOver.owner);
       this.enqueue(attempt);
     });
+    // Refused every lease (other runners hold them): room did not shrink, so asking again at once
+    // would get the same answer in a loop. Its next follow-up or tick asks again.
+    if (!grants.some((grant) => grant.granted)) runtime.backlogged = false;
     this.pump();
   }
 
