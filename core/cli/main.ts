@@ -3,7 +3,6 @@
  * in the instances file counts as a failure too, and `trigger --wait`), 2 bad usage or
  * configuration, 3 a named run or instance does not exist.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { monotonicFactory } from 'ulid';
 import { formatProblem, readInstancesFile, type ParsedConfig } from '../config.js';
@@ -12,8 +11,10 @@ import type { RunnerStats } from '../engine/runner.js';
 import type { Store } from '../ports/store.js';
 import { canonicalJson } from '../signature.js';
 import { RUN_STATUSES, TERMINAL_STATUSES, type Json, type Logger, type RunRecord, type RunStatus } from '../types.js';
+import { InstanceNotFoundError, InstancesFileError, setInstanceEnabled, unretireInstance } from '../local/instances-file.js';
 import { loadJobTypes } from '../local/jobs-module.js';
 import { openLocalRuntime, openLocalStore, resolvePaths, type LocalPaths } from '../local/runtime.js';
+import { registerUiCommand } from '../ui/command.js';
 import { duration, progress, runDuration, table, time, truncate } from './format.js';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3 } as const;
@@ -166,6 +167,7 @@ function buildProgram(io: Io): Command {
         await setEnabledCommand(paths(), instanceId, enabled, io);
       });
   }
+  registerUiCommand(program, paths, io);
   return program;
 }
 
@@ -451,31 +453,14 @@ async function jobsListCommand(paths: LocalPaths, asJson: boolean, io: Io): Prom
 /** Edits `enabled` of one instance in the instances file (atomically), and un-retires on enable. */
 async function setEnabledCommand(paths: LocalPaths, instanceId: string, enabled: boolean, io: Io): Promise<void> {
   const file = paths.instancesFile;
-  let data: unknown;
   try {
-    data = JSON.parse(await readFile(file, 'utf8'));
+    await setInstanceEnabled(file, instanceId, enabled);
   } catch (error) {
-    throw new CliError(`cannot read ${file}: ${(error as Error).message}`, EXIT.usage);
+    if (error instanceof InstanceNotFoundError) throw new CliError(`${error.message}; see "ujr jobs list"`, EXIT.notFound);
+    if (error instanceof InstancesFileError) throw new CliError(error.message, EXIT.usage);
+    throw error;
   }
-  const entries: unknown = data && typeof data === 'object' && 'instances' in data ? data.instances : undefined;
-  if (!Array.isArray(entries)) throw new CliError(`${file} has no "instances" array`, EXIT.usage);
-  const entry: unknown = entries.find((e: unknown) => e && typeof e === 'object' && 'id' in e && e.id === instanceId);
-  if (!entry || typeof entry !== 'object') {
-    throw new CliError(`no job instance "${instanceId}" in ${file}; see "ujr jobs list"`, EXIT.notFound);
-  }
-  (entry as { enabled?: boolean }).enabled = enabled;
-  const temp = `${file}.${process.pid}.tmp`;
-  await writeFile(temp, `${JSON.stringify(data, null, 2)}\n`);
-  await rename(temp, file);
-  if (enabled) {
-    await withStore(paths, async (store) => {
-      const status = await store.getInstanceStatus(instanceId);
-      if (status?.retiredAt !== undefined) {
-        const { retiredAt: _retiredAt, retiredReason: _reason, ...rest } = status;
-        await store.setInstanceStatus(instanceId, Object.keys(rest).length > 1 ? rest : undefined);
-      }
-    });
-  }
+  if (enabled) await withStore(paths, (store) => unretireInstance(store, instanceId));
   io.out(`${instanceId} ${enabled ? 'enabled' : 'disabled'} in ${file}`);
 }
 

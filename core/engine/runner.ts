@@ -573,6 +573,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
         now,
       );
     } catch (error) {
+      // Do not hammer a failing store: the next follow-up or tick asks again.
+      runtime.backlogged = false;
       this.reportStoreError(error);
       return;
     }
