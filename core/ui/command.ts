@@ -1,0 +1,84 @@
+/** `ujr ui`: serves the status page over the local store until SIGINT/SIGTERM. */
+import { spawn } from 'node:child_process';
+import { InvalidArgumentError, type Command } from 'commander';
+import { openLocalStore, type LocalPaths } from '../local/runtime.js';
+import { startUiServer } from './server.js';
+
+/** Where the command prints (the CLI's stdout/stderr, or a test's buffers). */
+export interface UiIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+interface UiOptions {
+  port: number;
+  host: string;
+  token?: string;
+  open?: boolean;
+}
+
+export const DEFAULT_UI_PORT = 4680;
+
+/**
+ * Adds `ujr ui [--port N] [--host H] [--token T] [--open]` to the program.
+ *
+ * @example
+ * ```ts
+ * registerUiCommand(program, () => resolvePaths({}), { out: console.log, err: console.error });
+ * ```
+ */
+export function registerUiCommand(program: Command, paths: () => LocalPaths, io: UiIo): void {
+  program
+    .command('ui')
+    .description('serve the status page (instances, runs, progress, failures, "Run now") until Ctrl-C')
+    .option('--port <n>', 'port to listen on (0: any free port)', port, DEFAULT_UI_PORT)
+    .option('--host <address>', 'address to bind; anything but loopback needs --token', '127.0.0.1')
+    .option('--token <secret>', 'require this token on every request (default: $UJR_UI_TOKEN)')
+    .option('--open', 'open the page in the default browser')
+    .action(async (opts: UiOptions) => {
+      await uiCommand(paths(), opts, io);
+    });
+}
+
+async function uiCommand(paths: LocalPaths, opts: UiOptions, io: UiIo): Promise<void> {
+  const token = opts.token ?? (process.env.UJR_UI_TOKEN || undefined);
+  const store = openLocalStore(paths);
+  let server;
+  try {
+    server = await startUiServer({ store, paths, host: opts.host, port: opts.port, token });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  io.out(`status page: ${server.url}  (Ctrl-C stops)`);
+  if (opts.open) openBrowser(server.url, io);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await server.close();
+  await store.close();
+  io.out('status page stopped');
+}
+
+function openBrowser(url: string, io: UiIo): void {
+  const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'explorer' : 'xdg-open';
+  try {
+    const child = spawn(command, [url], { stdio: 'ignore', detached: true });
+    child.on('error', () => io.err(`could not start ${command}; open ${url} yourself`));
+    child.unref();
+  } catch {
+    io.err(`could not start ${command}; open ${url} yourself`);
+  }
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new InvalidArgumentError('expected a port number from 0 to 65535.');
+  return n;
+}

@@ -1,0 +1,431 @@
+/**
+ * The status page's HTTP server (`ujr ui`), on node:http: static files (`static/`), a JSON API
+ * over the store and the instances file, and server-sent events that make open pages refresh.
+ *
+ * Security: loopback only unless a token is given (then every request needs it: a cookie set from
+ * `?token=` on first visit, or `Authorization: Bearer`); on loopback the Host header must name
+ * the loopback address (no DNS rebinding). Mutating requests are POSTs with a JSON body and the
+ * page's CSRF token in `X-UJR-CSRF`, from the server's own origin. Every response carries a
+ * Content-Security-Policy without inline scripts; the page builds its DOM with textContent only.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { isIP, type AddressInfo } from 'node:net';
+import { monotonicFactory } from 'ulid';
+import { z } from 'zod';
+import { InstanceNotFoundError, setInstanceEnabled, unretireInstance } from '../local/instances-file.js';
+import { loadJobTypes } from '../local/jobs-module.js';
+import type { LocalPaths } from '../local/runtime.js';
+import type { Store, Trigger } from '../ports/store.js';
+import { canonicalJson } from '../signature.js';
+import { RUN_STATUSES, type InstanceConfig, type JobType, type Json, type RunStatus } from '../types.js';
+import { HttpError, UiConfigError } from './errors.js';
+import { atLeast, isLogLevel, StatusReader } from './status.js';
+
+export interface UiServerOptions {
+  store: Store;
+  paths: LocalPaths;
+  /** Address to bind. Anything but loopback needs `token`. @default '127.0.0.1' */
+  host?: string;
+  /** Port; 0 takes any free one. @default 0 */
+  port?: number;
+  /** Required on every request when given; mandatory off loopback. */
+  token?: string;
+  /** The clock. @default Date.now */
+  now?: () => number;
+  /** Job types; loaded from `paths.jobsModule` when not given. */
+  jobs?: JobType[];
+  /** How often open pages are sent a snapshot when it changed. @default 1000 */
+  eventIntervalMs?: number;
+}
+
+export interface UiServer {
+  /** The page's address (with `?token=` when a token is set). */
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const STATIC_DIR = new URL('./static/', import.meta.url);
+const SECURITY_HEADERS: Record<string, string> = {
+  'Content-Security-Policy': "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'X-Frame-Options': 'DENY',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+const COOKIE = 'ujr_token';
+const MAX_BODY = 1_048_576;
+
+const runBodySchema = z
+  .object({
+    task: z.string().min(1).optional(),
+    input: z.unknown().optional(),
+  })
+  .strict();
+
+/** Whether `host` is a loopback address or name. */
+export function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (bare === 'localhost' || bare === '::1') return true;
+  return isIP(bare) === 4 && bare.startsWith('127.');
+}
+
+/**
+ * Starts the status page's server.
+ *
+ * @throws {UiConfigError} when asked to bind a non-loopback address without a token.
+ * @example
+ * ```ts
+ * const store = openLocalStore(paths);
+ * const ui = await startUiServer({ store, paths, port: 4680 });
+ * console.log(ui.url); // http://127.0.0.1:4680/
+ * await ui.close();
+ * await store.close();
+ * ```
+ */
+export async function startUiServer(options: UiServerOptions): Promise<UiServer> {
+  const host = options.host ?? '127.0.0.1';
+  const token = options.token === '' ? undefined : options.token;
+  const loopback = isLoopback(host);
+  if (!loopback && token === undefined) {
+    throw new UiConfigError(
+      `refusing to serve the status page on ${host} without a token: anyone who can reach it could run and disable jobs; pass --token <secret> (or set UJR_UI_TOKEN), or use --host 127.0.0.1`,
+    );
+  }
+  const now = options.now ?? Date.now;
+  const jobs = options.jobs ?? (await loadJobTypes(options.paths.jobsModule));
+  const reader = new StatusReader(options.store, jobs, options.paths.instancesFile, now);
+  const csrf = randomBytes(24).toString('base64url');
+  const files = loadStatic(csrf);
+  const nextId = monotonicFactory();
+  const clients = new Set<ServerResponse>();
+  let lastSnapshot = '';
+  let port = 0;
+
+  const routes = new Api(options.store, reader, options.paths, now, nextId);
+
+  const server = createServer((req, res) => {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+    handle(req, res).catch((error: unknown) => {
+      if (error instanceof HttpError) sendJson(res, error.status, { error: error.message });
+      else sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://ujr.invalid');
+    const method = req.method ?? 'GET';
+    checkHost(req);
+    if (token !== undefined && !authorized(req, url, res)) return;
+    const path = url.pathname;
+
+    if (path === '/' || path === '/index.html') return sendFile(res, method, files.index, 'text/html; charset=utf-8');
+    if (path === '/app.js') return sendFile(res, method, files.js, 'text/javascript; charset=utf-8');
+    if (path === '/app.css') return sendFile(res, method, files.css, 'text/css; charset=utf-8');
+    if (path === '/favicon.ico') {
+      res.writeHead(204).end();
+      return;
+    }
+    if (!path.startsWith('/api/')) throw new HttpError(404, `no page at ${path}; the status page is at /`);
+
+    if (method === 'POST') {
+      checkMutation(req);
+      const body = await readJsonBody(req);
+      const match = /^\/api\/instances\/([^/]+)\/(run|enable|disable)$/.exec(path);
+      if (!match) throw new HttpError(404, `no action at ${path}`);
+      const id = segment(match[1]);
+      const action = match[2];
+      if (action === 'run') return sendJson(res, 202, await routes.runNow(id, body));
+      return sendJson(res, 200, await routes.setEnabled(id, action === 'enable'));
+    }
+    if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, `${method} is not allowed; use GET, or POST for actions`);
+
+    if (path === '/api/events') return openEvents(req, res);
+    if (path === '/api/instances') return sendJson(res, 200, await reader.instances());
+    let match = /^\/api\/instances\/([^/]+)$/.exec(path);
+    if (match) return sendJson(res, 200, await routes.instance(segment(match[1])));
+    if (path === '/api/runs') return sendJson(res, 200, await routes.runs(url.searchParams));
+    match = /^\/api\/runs\/([^/]+)$/.exec(path);
+    if (match) return sendJson(res, 200, await routes.run(segment(match[1])));
+    match = /^\/api\/runs\/([^/]+)\/logs$/.exec(path);
+    if (match) return sendJson(res, 200, await routes.logs(segment(match[1]), url.searchParams));
+    throw new HttpError(404, `no API at ${path}`);
+  }
+
+  /** On loopback, the Host header must name a loopback address and our port (DNS rebinding). */
+  function checkHost(req: IncomingMessage): void {
+    if (!loopback) return;
+    const header = req.headers.host ?? '';
+    const name = header.replace(/:\d+$/, '');
+    if (!isLoopback(name) || header !== `${name}:${port}`) {
+      throw new HttpError(403, `unexpected Host "${header}": open the page at http://127.0.0.1:${port}/`);
+    }
+  }
+
+  function authorized(req: IncomingMessage, url: URL, res: ServerResponse): boolean {
+    const expected = token ?? '';
+    const fromQuery = url.searchParams.get('token');
+    if (fromQuery !== null && sameSecret(fromQuery, expected) && (req.method === 'GET' || req.method === 'HEAD')) {
+      url.searchParams.delete('token');
+      res.setHeader('Set-Cookie', `${COOKIE}=${encodeURIComponent(expected)}; Path=/; HttpOnly; SameSite=Strict`);
+      res.writeHead(303, { Location: `${url.pathname}${url.search}` }).end();
+      return false;
+    }
+    const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const cookie = cookieValue(req.headers.cookie, COOKIE);
+    if ((bearer !== undefined && sameSecret(bearer, expected)) || (cookie !== undefined && sameSecret(cookie, expected))) return true;
+    sendJson(res, 401, { error: 'this status page needs its token: open the URL "ujr ui" printed (with ?token=…) or send Authorization: Bearer <token>' });
+    return false;
+  }
+
+  /** POSTs must come from our own page: custom CSRF header, same origin, JSON body. */
+  function checkMutation(req: IncomingMessage): void {
+    const sent = req.headers['x-ujr-csrf'];
+    if (typeof sent !== 'string' || !sameSecret(sent, csrf)) {
+      throw new HttpError(403, 'missing or wrong X-UJR-CSRF header: actions must come from the status page');
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `http://${req.headers.host ?? ''}`) {
+      throw new HttpError(403, `cross-origin request from ${origin} refused`);
+    }
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin' && site !== 'none') {
+      throw new HttpError(403, `cross-site request (${String(site)}) refused`);
+    }
+    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+    if (type !== 'application/json') throw new HttpError(415, 'send actions with Content-Type: application/json');
+  }
+
+  function openEvents(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
+    res.write('retry: 2000\n\n');
+    if (lastSnapshot !== '') res.write(`event: snapshot\ndata: ${lastSnapshot}\n\n`);
+    clients.add(res);
+    req.on('close', () => clients.delete(res));
+  }
+
+  let pushing = false;
+  async function push(): Promise<void> {
+    if (pushing || clients.size === 0) return;
+    pushing = true;
+    try {
+      const snapshot = JSON.stringify(await reader.snapshot());
+      if (snapshot !== lastSnapshot) {
+        lastSnapshot = snapshot;
+        for (const client of clients) client.write(`event: snapshot\ndata: ${snapshot}\n\n`);
+      } else {
+        for (const client of clients) client.write(': still here\n\n');
+      }
+    } catch (error) {
+      const message = JSON.stringify({ error: error instanceof Error ? error.message : String(error) });
+      for (const client of clients) client.write(`event: problem\ndata: ${message}\n\n`);
+    } finally {
+      pushing = false;
+    }
+  }
+  const timer = setInterval(() => void push(), options.eventIntervalMs ?? 1_000);
+  timer.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === 'EADDRINUSE'
+          ? new UiConfigError(`port ${options.port ?? 0} on ${host} is in use: pass another --port (0 takes any free port)`, { cause: error })
+          : error,
+      );
+    };
+    server.once('error', onError);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  port = (server.address() as AddressInfo).port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  const url = `http://${shownHost === '0.0.0.0' || shownHost === '[::]' ? '127.0.0.1' : shownHost}:${port}/${token !== undefined ? `?token=${encodeURIComponent(token)}` : ''}`;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        clearInterval(timer);
+        for (const client of clients) client.end();
+        clients.clear();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+/** The API's reads and actions (the HTTP plumbing is above). */
+class Api {
+  constructor(
+    private readonly store: Store,
+    private readonly reader: StatusReader,
+    private readonly paths: LocalPaths,
+    private readonly now: () => number,
+    private readonly nextId: () => string,
+  ) {}
+
+  async findInstance(id: string): Promise<InstanceConfig> {
+    const { instances } = await this.reader.config();
+    const instance = instances.find((i) => i.id === id);
+    if (!instance) {
+      throw new HttpError(404, `no job instance "${id}" in ${this.paths.instancesFile}; known: ${instances.map((i) => i.id).join(', ') || '(none)'}`);
+    }
+    return instance;
+  }
+
+  async instance(id: string): Promise<unknown> {
+    return this.reader.instance(await this.findInstance(id));
+  }
+
+  async runs(query: URLSearchParams): Promise<unknown> {
+    const status = query.get('status') || undefined;
+    if (status !== undefined && !(RUN_STATUSES as readonly string[]).includes(status)) {
+      throw new HttpError(400, `status "${status}" is not one of ${RUN_STATUSES.join(', ')}`);
+    }
+    const limitText = query.get('limit') || '50';
+    const limit = Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1_000) throw new HttpError(400, `limit "${limitText}" must be a whole number from 1 to 1000`);
+    const runs = await this.store.listRuns({
+      instanceId: query.get('instance') || undefined,
+      task: query.get('task') || undefined,
+      status: status as RunStatus | undefined,
+      limit,
+    });
+    return { runs };
+  }
+
+  async run(id: string): Promise<unknown> {
+    const run = await this.store.getRun(id);
+    if (!run) throw new HttpError(404, `no run has id "${id}"`);
+    return run;
+  }
+
+  async logs(id: string, query: URLSearchParams): Promise<unknown> {
+    if (!(await this.store.getRun(id))) throw new HttpError(404, `no run has id "${id}"`);
+    const afterText = query.get('after') || '0';
+    const after = Number(afterText);
+    if (!Number.isInteger(after) || after < 0) throw new HttpError(400, `after "${afterText}" must be a log line's seq (a whole number)`);
+    const level = query.get('level') || undefined;
+    if (level !== undefined && !isLogLevel(level)) throw new HttpError(400, `level "${level}" is not one of debug, info, warn, error`);
+    const lines = await this.store.getLogs(id, after);
+    return { lines: lines.filter((line) => atLeast(line.level, level)) };
+  }
+
+  async runNow(id: string, body: unknown): Promise<{ trigger: Trigger }> {
+    const instance = await this.findInstance(id);
+    const parsed = runBodySchema.safeParse(body ?? {});
+    if (!parsed.success) {
+      throw new HttpError(400, `bad body: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}; send {} or {"task": …, "input": {…}}`);
+    }
+    const { task, input } = parsed.data;
+    const tasks = this.reader.tasksOf(instance);
+    if (task !== undefined && !tasks.includes(task)) {
+      throw new HttpError(404, `job type "${instance.job}" has no task "${task}"; its tasks: ${tasks.join(', ')}`);
+    }
+    if (task === undefined && input !== undefined) throw new HttpError(400, 'an input needs a task: send {"task": …, "input": {…}}');
+    let json: Json | undefined;
+    if (input !== undefined) {
+      try {
+        canonicalJson(input, 'input');
+      } catch (error) {
+        throw new HttpError(400, error instanceof Error ? error.message : String(error));
+      }
+      json = input as Json;
+    }
+    const trigger: Trigger = { id: this.nextId(), instanceId: id, at: this.now() };
+    if (task !== undefined) {
+      trigger.task = task;
+      trigger.input = json ?? {};
+    }
+    await this.store.addTrigger(trigger);
+    return { trigger };
+  }
+
+  async setEnabled(id: string, enabled: boolean): Promise<{ id: string; enabled: boolean }> {
+    try {
+      await setInstanceEnabled(this.paths.instancesFile, id, enabled);
+    } catch (error) {
+      if (error instanceof InstanceNotFoundError) throw new HttpError(404, error.message);
+      throw error;
+    }
+    if (enabled) await unretireInstance(this.store, id);
+    return { id, enabled };
+  }
+}
+
+function loadStatic(csrf: string): { index: string; js: string; css: string } {
+  const read = (name: string) => readFileSync(new URL(name, STATIC_DIR), 'utf8');
+  return { index: read('index.html').replace('__UJR_CSRF__', csrf), js: read('app.js'), css: read('app.css') };
+}
+
+function sendFile(res: ServerResponse, method: string, body: string, type: string): void {
+  if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, `${method} is not allowed here; use GET`);
+  res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-store' });
+  res.end(method === 'HEAD' ? undefined : body);
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+async function readJsonBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const buffer = chunk as Buffer;
+    size += buffer.length;
+    if (size > MAX_BODY) throw new HttpError(413, `body over ${MAX_BODY} bytes`);
+    chunks.push(buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new HttpError(400, `body is not valid JSON (${(error as Error).message})`);
+  }
+}
+
+/** A decoded path segment (an instance or run id). */
+function segment(raw: string | undefined): string {
+  try {
+    return decodeURIComponent(raw ?? '');
+  } catch {
+    throw new HttpError(400, `"${raw ?? ''}" is not a valid URL-encoded id`);
+  }
+}
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const [key, ...rest] = part.trim().split('=');
+    if (key === name) {
+      try {
+        return decodeURIComponent(rest.join('='));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}

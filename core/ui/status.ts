@@ -1,0 +1,271 @@
+/**
+ * What the status page shows, read from the store and the instances file: instance summaries with
+ * their status badge, an instance's details (masked params, tasks, charts' data) and the live
+ * snapshot pushed to open pages. Pure reads; the HTTP layer is in server.ts.
+ */
+import { formatProblem, readInstancesFile } from '../config.js';
+import type { InstanceStatus, Store } from '../ports/store.js';
+import { parseSchedule } from '../schedule.js';
+import type { InstanceConfig, JobType, Json, LogLevel, Progress, RunRecord, RunStatus } from '../types.js';
+
+/**
+ * An instance's status badge:
+ * - `failed`: the latest run of one of its tasks failed, or its last plan failed;
+ * - `running`: a run of it is running, queued or waiting to retry;
+ * - `never run`: no run of it is on record;
+ * - `outdated`: enabled and not retired, yet nothing ran for two of its schedule periods (the
+ *   second due time after its latest run has passed: is `ujr run` running? does its job find
+ *   nothing to do?);
+ * - `ok` otherwise.
+ */
+export type Badge = 'failed' | 'running' | 'never run' | 'outdated' | 'ok';
+
+/** Whether an instance is planned: `disabled` in the file, `done` once its job retired it. */
+export type InstanceState = 'enabled' | 'disabled' | 'done';
+
+export interface RunBrief {
+  id: string;
+  task: string;
+  status: RunStatus;
+  attempt: number;
+  maxAttempts: number;
+  queuedAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  progress?: Progress;
+  error?: { name: string; message: string };
+}
+
+export interface InstanceSummary {
+  id: string;
+  job: string;
+  schedule: string;
+  enabled: boolean;
+  state: InstanceState;
+  badge: Badge;
+  retiredAt?: number;
+  retiredReason?: string;
+  planError?: { name: string; message: string; at: number };
+  lastRun?: RunBrief;
+  running: RunBrief[];
+}
+
+export interface TaskSummary {
+  task: string;
+  lastRun?: RunBrief;
+}
+
+export interface HourBucket {
+  /** Start of the hour, epoch ms. */
+  hour: number;
+  succeeded: number;
+  failed: number;
+}
+
+export interface DurationPoint {
+  id: string;
+  task: string;
+  status: RunStatus;
+  endedAt: number;
+  durationMs: number;
+}
+
+export interface InstanceDetail extends InstanceSummary {
+  params: Json;
+  concurrency: number | null;
+  tasks: TaskSummary[];
+  /** The last 48 hours, oldest first, by the hour runs ended. */
+  hourly: HourBucket[];
+  /** Ended runs with both times, oldest first (at most 100). */
+  durations: DurationPoint[];
+  recentRuns: RunBrief[];
+}
+
+/** What open pages get pushed; a change of it makes them refresh. */
+export interface Snapshot {
+  instances: { id: string; badge: Badge; state: InstanceState; lastRunId: string | null; lastStatus: RunStatus | null }[];
+  running: { id: string; instanceId: string; task: string; status: RunStatus; progress: Progress | null }[];
+}
+
+const ACTIVE: RunStatus[] = ['running', 'queued', 'retrying'];
+const HOUR = 3_600_000;
+export const MASK = '••••••••';
+const SECRET_KEY = /secret|token|password|passwd|key|credential/i;
+const SECRET_VALUE = /^(ssm:|secretsmanager:|arn:aws:secretsmanager:|arn:aws:ssm:|\{\{resolve:(ssm|secretsmanager))/i;
+const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/**
+ * Masks what looks secret in instance params: values under keys naming a secret, key, token,
+ * password or credential, and strings that reference a secret store (`ssm:…`,
+ * `secretsmanager:…`, `arn:aws:secretsmanager:…`).
+ *
+ * @example
+ * ```ts
+ * maskSecrets({ apiKey: 'abc', bucket: 'data' }); // { apiKey: '••••••••', bucket: 'data' }
+ * ```
+ */
+export function maskSecrets(value: unknown): Json {
+  if (typeof value === 'string') return SECRET_VALUE.test(value.trim()) ? MASK : value;
+  if (value === null || typeof value === 'number' || typeof value === 'boolean') return value;
+  if (Array.isArray(value)) return value.map(maskSecrets);
+  if (typeof value === 'object') {
+    const out: Record<string, Json> = {};
+    for (const [key, inner] of Object.entries(value)) out[key] = SECRET_KEY.test(key) ? MASK : maskSecrets(inner);
+    return out;
+  }
+  return null;
+}
+
+/** Whether a log line is at `level` or above. */
+export function atLeast(lineLevel: LogLevel, level: LogLevel | undefined): boolean {
+  return level === undefined || LEVELS[lineLevel] >= LEVELS[level];
+}
+
+export function isLogLevel(value: string): value is LogLevel {
+  return value in LEVELS;
+}
+
+export function brief(run: RunRecord): RunBrief {
+  const out: RunBrief = {
+    id: run.id,
+    task: run.task,
+    status: run.status,
+    attempt: run.attempt,
+    maxAttempts: run.maxAttempts,
+    queuedAt: run.queuedAt,
+  };
+  if (run.startedAt !== undefined) out.startedAt = run.startedAt;
+  if (run.endedAt !== undefined) out.endedAt = run.endedAt;
+  if (run.progress) out.progress = run.progress;
+  if (run.error) out.error = { name: run.error.name, message: run.error.message };
+  return out;
+}
+
+function whenOf(run: RunRecord): number {
+  return run.endedAt ?? run.startedAt ?? run.queuedAt;
+}
+
+/** Reads the instances file and the store on every call, so edits show at once. */
+export class StatusReader {
+  constructor(
+    private readonly store: Store,
+    private readonly jobs: readonly JobType[],
+    private readonly instancesFile: string,
+    private readonly now: () => number,
+  ) {}
+
+  async config(): Promise<{ instances: InstanceConfig[]; problems: string[] }> {
+    const parsed = await readInstancesFile(this.instancesFile, this.jobs);
+    return { instances: parsed.instances, problems: parsed.problems.map((p) => formatProblem(this.instancesFile, p)) };
+  }
+
+  tasksOf(instance: InstanceConfig): string[] {
+    return Object.keys(this.jobs.find((j) => j.name === instance.job)?.tasks ?? {});
+  }
+
+  async instances(): Promise<{ instances: InstanceSummary[]; problems: string[] }> {
+    const { instances, problems } = await this.config();
+    const statuses = new Map((await this.store.listInstanceStatus()).map((s) => [s.instanceId, s]));
+    const active = await this.store.listRuns({ status: ACTIVE, limit: 500 });
+    const summaries: InstanceSummary[] = [];
+    for (const instance of instances) {
+      const lastByTask = await this.lastRuns(instance);
+      summaries.push(this.summarize(instance, statuses.get(instance.id), lastByTask, active));
+    }
+    return { instances: summaries, problems };
+  }
+
+  async instance(instance: InstanceConfig): Promise<InstanceDetail> {
+    const now = this.now();
+    const lastByTask = await this.lastRuns(instance);
+    const active = await this.store.listRuns({ instanceId: instance.id, status: ACTIVE, limit: 200 });
+    const summary = this.summarize(instance, await this.store.getInstanceStatus(instance.id), lastByTask, active);
+    const firstHour = Math.floor(now / HOUR) * HOUR - 47 * HOUR;
+    const recent = await this.store.listRuns({ instanceId: instance.id, since: firstHour - 7 * 24 * HOUR, limit: 5_000 });
+    const hourly: HourBucket[] = Array.from({ length: 48 }, (_, i) => ({ hour: firstHour + i * HOUR, succeeded: 0, failed: 0 }));
+    for (const run of recent) {
+      if (run.endedAt === undefined || (run.status !== 'succeeded' && run.status !== 'failed')) continue;
+      const bucket = hourly[Math.floor((run.endedAt - firstHour) / HOUR)];
+      if (bucket) bucket[run.status] += 1;
+    }
+    const durations = recent
+      .filter((r) => r.startedAt !== undefined && r.endedAt !== undefined)
+      .slice(0, 100)
+      .map((r) => ({ id: r.id, task: r.task, status: r.status, endedAt: r.endedAt ?? 0, durationMs: (r.endedAt ?? 0) - (r.startedAt ?? 0) }))
+      .reverse();
+    const recentRuns = (await this.store.listRuns({ instanceId: instance.id, limit: 20 })).map(brief);
+    return {
+      ...summary,
+      params: maskSecrets(instance.params),
+      concurrency: Number.isFinite(instance.concurrency) ? instance.concurrency : null,
+      tasks: [...lastByTask].map(([task, run]) => (run ? { task, lastRun: brief(run) } : { task })),
+      hourly,
+      durations,
+      recentRuns,
+    };
+  }
+
+  /** The compact state pushed to open pages every second (only when it changed). */
+  async snapshot(): Promise<Snapshot> {
+    const { instances } = await this.instances();
+    const running = await this.store.listRuns({ status: ACTIVE, limit: 500 });
+    return {
+      instances: instances.map((i) => ({
+        id: i.id,
+        badge: i.badge,
+        state: i.state,
+        lastRunId: i.lastRun?.id ?? null,
+        lastStatus: i.lastRun?.status ?? null,
+      })),
+      running: running.map((r) => ({ id: r.id, instanceId: r.instanceId, task: r.task, status: r.status, progress: r.progress ?? null })),
+    };
+  }
+
+  private async lastRuns(instance: InstanceConfig): Promise<Map<string, RunRecord | undefined>> {
+    const byTask = new Map<string, RunRecord | undefined>();
+    for (const task of this.tasksOf(instance)) byTask.set(task, await this.store.lastRun({ instanceId: instance.id, task }));
+    return byTask;
+  }
+
+  private summarize(
+    instance: InstanceConfig,
+    status: InstanceStatus | undefined,
+    lastByTask: Map<string, RunRecord | undefined>,
+    active: RunRecord[],
+  ): InstanceSummary {
+    const lasts = [...lastByTask.values()].filter((r): r is RunRecord => r !== undefined);
+    const last = lasts.reduce<RunRecord | undefined>((a, b) => (a === undefined || whenOf(b) > whenOf(a) ? b : a), undefined);
+    const running = active.filter((r) => r.instanceId === instance.id);
+    const state: InstanceState = status?.retiredAt !== undefined ? 'done' : instance.enabled ? 'enabled' : 'disabled';
+    let badge: Badge = 'ok';
+    if (lasts.some((r) => r.status === 'failed') || status?.planError) badge = 'failed';
+    else if (running.length > 0) badge = 'running';
+    else if (!last) badge = 'never run';
+    else if (state === 'enabled' && this.isOutdated(instance.schedule, whenOf(last))) badge = 'outdated';
+    const summary: InstanceSummary = {
+      id: instance.id,
+      job: instance.job,
+      schedule: instance.schedule,
+      enabled: instance.enabled,
+      state,
+      badge,
+      running: running.map(brief),
+    };
+    if (status?.retiredAt !== undefined) summary.retiredAt = status.retiredAt;
+    if (status?.retiredReason !== undefined) summary.retiredReason = status.retiredReason;
+    if (status?.planError) {
+      summary.planError = { name: status.planError.name, message: status.planError.message, at: status.planError.at };
+    }
+    if (last) summary.lastRun = brief(last);
+    return summary;
+  }
+
+  private isOutdated(schedule: string, lastAt: number): boolean {
+    try {
+      const parsed = parseSchedule(schedule);
+      return this.now() > parsed.next(parsed.next(lastAt));
+    } catch {
+      return false;
+    }
+  }
+}
