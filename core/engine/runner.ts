@@ -512,9 +512,17 @@ export class Runner extends EventEmitter<RunnerEvents> {
     if (this.stopping || this.instances.get(runtime.config.id) !== runtime || (reason !== 'manual' && !this.isActive(runtime))) return;
     const outcome = resolveSpecs(runtime.job, runtime.config.id, specs);
     for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
-    if (outcome.rejected.length === 0 && runtime.status?.planError) await this.setStatus(runtime, { planError: undefined });
+    if (reason === 'schedule') {
+      // One write per tick, so that a status page can tell when scheduled plans stopped happening.
+      await this.setStatus(runtime, {
+        lastPlannedAt: this.now(),
+        ...(outcome.rejected.length === 0 ? { planError: undefined } : {}),
+      });
+    } else if (outcome.rejected.length === 0 && runtime.status?.planError) {
+      await this.setStatus(runtime, { planError: undefined });
+    }
     this.reconcileContinuous(runtime, outcome.tasks);
-    await this.admit(runtime, outcome.tasks, reason === 'followup' ? 'followup' : 'schedule');
+    await this.admit(runtime, outcome.tasks, reason === 'followup' || reason === 'manual' ? reason : 'schedule');
     if (doneReason) await this.retire(runtime, doneReason.reason);
   }
 

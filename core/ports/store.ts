@@ -74,6 +74,8 @@ export interface InstanceStatus {
   retiredReason?: string;
   /** The last failed plan, cleared by the next good one. */
   planError?: ErrorInfo & { at: number };
+  /** When a runner last planned it on its schedule (ticks only, not follow-ups). */
+  lastPlannedAt?: number;
 }
 
 /** One batch of writes, applied atomically where the adapter can. */

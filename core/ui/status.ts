@@ -13,9 +13,9 @@ import type { InstanceConfig, JobType, Json, LogLevel, Progress, RunRecord, RunS
  * - `failed`: the latest run of one of its tasks failed, or its last plan failed;
  * - `running`: a run of it is running, queued or waiting to retry;
  * - `never run`: no run of it is on record;
- * - `outdated`: enabled and not retired, yet nothing ran for two of its schedule periods (the
- *   second due time after its latest run has passed: is `ujr run` running? does its job find
- *   nothing to do?);
+ * - `outdated`: enabled and not retired, yet no runner has planned it for two of its schedule
+ *   periods (the second due time after its last scheduled plan, or its latest run when no plan
+ *   is on record, has passed): is `ujr run` running?
  * - `ok` otherwise.
  */
 export type Badge = 'failed' | 'running' | 'never run' | 'outdated' | 'ok';
@@ -241,7 +241,9 @@ export class StatusReader {
     if (lasts.some((r) => r.status === 'failed') || status?.planError) badge = 'failed';
     else if (running.length > 0) badge = 'running';
     else if (!last) badge = 'never run';
-    else if (state === 'enabled' && this.isOutdated(instance.schedule, whenOf(last))) badge = 'outdated';
+    else if (state === 'enabled' && this.isOutdated(instance.schedule, Math.max(status?.lastPlannedAt ?? 0, whenOf(last)))) {
+      badge = 'outdated';
+    }
     const summary: InstanceSummary = {
       id: instance.id,
       job: instance.job,

@@ -521,6 +521,14 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         expect(await store.getInstanceStatus('a')).toStrictEqual(retired);
       });
 
+      it('keeps the time of the last scheduled plan beside the other fields', async () => {
+        const status = { instanceId: 'a', lastPlannedAt: T0 + 5, retiredAt: T0 + 6, retiredReason: 'finished' };
+
+        await store.setInstanceStatus('a', status);
+
+        expect(await store.getInstanceStatus('a')).toStrictEqual(status);
+      });
+
       it('keeps a plan error with all its fields', async () => {
         const status = { instanceId: 'a', planError: { name: 'ZodError', message: 'bad input', at: T0 } };
 

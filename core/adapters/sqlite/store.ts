@@ -38,7 +38,7 @@ import {
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 /** Migrations by the version they lead to; each runs once, in its own transaction. */
 const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
@@ -130,6 +130,7 @@ const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
     CREATE INDEX IF NOT EXISTS triggers_at ON triggers (at, seq);
     `,
   ],
+  [2, 'ALTER TABLE instance_status ADD COLUMN last_planned_at INTEGER;'],
 ];
 
 const TERMINAL_LIST = [...TERMINAL_STATUSES].map((s) => `'${s}'`).join(', ');
@@ -233,6 +234,7 @@ interface StatusRow {
   retired_at: number | null;
   retired_reason: string | null;
   plan_error: string | null;
+  last_planned_at: number | null;
 }
 
 interface TriggerRow {
@@ -283,7 +285,7 @@ export class SqliteStore implements Store {
   private readonly deleteState: Stmt<[string, string]>;
   private readonly selectStatus: Stmt<[string], StatusRow>;
   private readonly selectStatuses: Stmt<[], StatusRow>;
-  private readonly upsertStatus: Stmt<[string, number | null, string | null, string | null]>;
+  private readonly upsertStatus: Stmt<[string, number | null, string | null, string | null, number | null]>;
   private readonly deleteStatus: Stmt<[string]>;
   private readonly insertTrigger: Stmt<[string, string, string | null, string | null, number]>;
   private readonly selectTriggers: Stmt<[number], TriggerRow>;
@@ -352,7 +354,7 @@ export class SqliteStore implements Store {
     this.selectStatus = db.prepare('SELECT * FROM instance_status WHERE instance_id = ?');
     this.selectStatuses = db.prepare('SELECT * FROM instance_status ORDER BY instance_id');
     this.upsertStatus = db.prepare(
-      'INSERT OR REPLACE INTO instance_status (instance_id, retired_at, retired_reason, plan_error) VALUES (?, ?, ?, ?)',
+      'INSERT OR REPLACE INTO instance_status (instance_id, retired_at, retired_reason, plan_error, last_planned_at) VALUES (?, ?, ?, ?, ?)',
     );
     this.deleteStatus = db.prepare('DELETE FROM instance_status WHERE instance_id = ?');
     this.insertTrigger = db.prepare(
@@ -515,6 +517,7 @@ export class SqliteStore implements Store {
         status.retiredAt ?? null,
         status.retiredReason ?? null,
         status.planError === undefined ? null : JSON.stringify(status.planError),
+        status.lastPlannedAt ?? null,
       );
     });
   }
@@ -805,6 +808,7 @@ function rowToStatus(row: StatusRow): InstanceStatus {
   if (row.retired_at !== null) status.retiredAt = row.retired_at;
   if (row.retired_reason !== null) status.retiredReason = row.retired_reason;
   if (row.plan_error !== null) status.planError = storedJson<ErrorInfo & { at: number }>(row.plan_error);
+  if (row.last_planned_at !== null) status.lastPlannedAt = row.last_planned_at;
   return status;
 }
 

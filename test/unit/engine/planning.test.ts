@@ -377,4 +377,30 @@ describe('planning', () => {
     expect(seen).toEqual([undefined, 1, 2]);
     expect(await h.store.getState('state-1', 'plans')).toBe(3);
   });
+  it('records when an instance was last planned on its schedule, and gives runs of a manual plan the origin manual', async () => {
+    let manual = false;
+    const job = defineJob({
+      name: 'origins',
+      params: noParams,
+      getRunnableTasks: (ctx) => {
+        if (ctx.reason !== 'manual') return [];
+        manual = true;
+        return [{ task: 'work' }];
+      },
+      tasks: { work: { run: () => 'done' } },
+    });
+    const h = harness({ jobs: [job], instances: [instance('o', 'origins')] });
+    const before = Date.now();
+
+    await h.runner.start();
+    await waitForPlan(h.runner, 'o');
+    await until(async () => (await h.store.getInstanceStatus('o'))?.lastPlannedAt !== undefined, 5_000, 'lastPlannedAt');
+    const triggered = waitForRun(h.runner, (run) => run.status === 'succeeded');
+    await h.runner.trigger('o');
+    const run = await triggered;
+
+    expect((await h.store.getInstanceStatus('o'))?.lastPlannedAt).toBeGreaterThanOrEqual(before);
+    expect(manual).toBe(true);
+    expect(run.origin).toBe('manual');
+  });
 });
