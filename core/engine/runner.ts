@@ -934,24 +934,14 @@ export class Runner extends EventEmitter<RunnerEvents> {
   }
 
   private retryLater(attempt: Attempt): void {
-    const { planned, run, instance } = attempt;
+    const { planned, run } = attempt;
     const delay = backoffDelay(planned.retry, run.attempt, this.random);
     this.counters.retried += 1;
     this.appendLog(attempt, 'warn', `attempt ${run.attempt} of ${run.maxAttempts} failed: ${run.error?.message ?? ''}; retrying in ${delay} ms`);
-    attempt.run = this.newRun(instance, planned, this.nextId(), run.attempt + 1, 'retry', attempt.lease.token);
-    attempt.logLines = 0;
-    attempt.state = 'backoff';
-    delete attempt.abortReason;
-    delete attempt.handle;
-    this.counters.backoff += 1;
-    attempt.timers.push(
-      setTimeout(() => {
-        this.counters.backoff -= 1;
-        attempt.timers = [];
-        this.enqueue(attempt);
-        this.pump();
-      }, delay),
-    );
+    this.backOff(attempt, 'retry', delay, () => {
+      this.enqueue(attempt);
+      this.pump();
+    });
     // The next attempt is visible as queued (with its start time in the future) right away.
     this.journal.putRun(attempt.run);
   }
@@ -965,10 +955,29 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.log.warn(
       `continuous task "${planned.task}" of "${instance.config.id}" stopped (${outcome.ok ? 'returned' : (run.error?.message ?? 'failed')}); restarting in ${delay} ms if its job still returns it`,
     );
-    attempt.run = this.newRun(instance, planned, this.nextId(), run.attempt + 1, 'restart', attempt.lease.token);
+    attempt.wanted = false;
+    this.backOff(attempt, 'restart', delay, () => {
+      if (!this.isActive(instance)) {
+        this.cancel(attempt, `instance "${instance.config.id}" is no longer active`);
+      } else if (attempt.wanted) {
+        this.enqueue(attempt);
+        this.pump();
+      } else {
+        // The job has not answered yet (its plan is slow or failed): the next plan that returns
+        // the task restarts it, one that does not cancels it.
+        attempt.restartDue = true;
+      }
+    });
+    // Ask the job now, so the restart knows whether the task is still wanted.
+    this.requestPlan(instance, 'restart');
+  }
+
+  /** Moves a held signature on to its next attempt, due after `delay`; the lease stays held. */
+  private backOff(attempt: Attempt, origin: RunOrigin, delay: number, onDue: () => void): void {
+    const { planned, run, instance } = attempt;
+    attempt.run = this.newRun(instance, planned, this.nextId(), run.attempt + 1, origin, attempt.lease.token);
     attempt.logLines = 0;
     attempt.state = 'backoff';
-    attempt.wanted = false;
     delete attempt.abortReason;
     delete attempt.handle;
     this.counters.backoff += 1;
@@ -976,20 +985,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
       setTimeout(() => {
         this.counters.backoff -= 1;
         attempt.timers = [];
-        if (!this.isActive(instance)) {
-          this.cancel(attempt, `instance "${instance.config.id}" is no longer active`);
-        } else if (attempt.wanted) {
-          this.enqueue(attempt);
-          this.pump();
-        } else {
-          // The job has not answered yet (its plan is slow or failed): the next plan that returns
-          // the task restarts it, one that does not cancels it.
-          attempt.restartDue = true;
-        }
+        onDue();
       }, delay),
     );
-    // Ask the job now, so the restart knows whether the task is still wanted.
-    this.requestPlan(instance, 'restart');
   }
 
   private async revertThenRelease(attempt: Attempt): Promise<void> {
