@@ -37,6 +37,8 @@ export interface ConfigProblem {
 export interface ParsedConfig {
   instances: InstanceConfig[];
   problems: ConfigProblem[];
+  /** Broken entries that say `"enabled": false`: their last good version stops too. */
+  disabledBroken?: string[];
 }
 
 export function formatProblem(source: string, problem: ConfigProblem): string {
@@ -68,6 +70,15 @@ export function parseInstances(raw: unknown, jobs: readonly JobType[]): ParsedCo
   const ids = new Set<string>();
   file.data.instances.forEach((entry, index) => {
     const fallbackId = entryId(entry) ?? `#${index}`;
+    const problemsBefore = result.problems.length;
+    parseEntry(entry, fallbackId);
+    if (result.problems.length > problemsBefore && isDisabledEntry(entry)) {
+      (result.disabledBroken ??= []).push(fallbackId);
+    }
+  });
+  return result;
+
+  function parseEntry(entry: unknown, fallbackId: string): void {
     const parsed = instanceEntrySchema.safeParse(entry);
     if (!parsed.success) {
       for (const issue of parsed.error.issues) {
@@ -112,17 +123,18 @@ export function parseInstances(raw: unknown, jobs: readonly JobType[]): ParsedCo
       schedule,
       concurrency: concurrency ?? Number.POSITIVE_INFINITY,
     });
-  });
-  return result;
+  }
 }
 
 /** Keeps the last good version of every instance that is broken in `next`. */
 export function mergeWithLastGood(lastGood: readonly InstanceConfig[], next: ParsedConfig, wholeFileBroken: boolean): InstanceConfig[] {
   if (wholeFileBroken) return [...lastGood];
   const broken = new Set(next.problems.map((p) => p.instanceId).filter((id): id is string => id !== undefined));
+  const disabled = new Set(next.disabledBroken);
   const merged = [...next.instances];
   for (const previous of lastGood) {
-    if (broken.has(previous.id) && !merged.some((i) => i.id === previous.id)) merged.push(previous);
+    if (!broken.has(previous.id) || merged.some((i) => i.id === previous.id)) continue;
+    merged.push(disabled.has(previous.id) ? { ...previous, enabled: false } : previous);
   }
   return merged;
 }
@@ -140,6 +152,10 @@ export async function readInstancesFile(path: string, jobs: readonly JobType[]):
     return { instances: [], problems: [{ message: `cannot read the file (${(error as Error).message}); create it or pass --instances` }] };
   }
   return parseInstancesText(text, jobs);
+}
+
+function isDisabledEntry(entry: unknown): boolean {
+  return typeof entry === 'object' && entry !== null && 'enabled' in entry && entry.enabled === false;
 }
 
 function entryId(entry: unknown): string | undefined {

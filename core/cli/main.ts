@@ -380,6 +380,13 @@ async function triggerCommand(
 ): Promise<number> {
   const { config, tasksByJob } = await loadConfig(paths);
   const instance = config.instances.find((i) => i.id === instanceId);
+  const problems = config.problems.filter((p) => p.instanceId === instanceId);
+  if (!instance && problems.length > 0) {
+    throw new CliError(
+      `instance "${instanceId}" has problems in the instances file; fix them first:\n${problems.map((p) => formatProblem(paths.instancesFile, p)).join('\n')}`,
+      EXIT.usage,
+    );
+  }
   if (!instance) {
     throw new CliError(
       `no job instance "${instanceId}" in ${paths.instancesFile}; known: ${config.instances.map((i) => i.id).join(', ') || '(none)'}`,

@@ -257,7 +257,11 @@ describe('a bad instances file', () => {
     ]);
 
     // Act
-    const [once, list] = await Promise.all([sandbox.run(['run', '--once']), sandbox.run(['jobs', 'list'])]);
+    const [once, list, trigger] = await Promise.all([
+      sandbox.run(['run', '--once']),
+      sandbox.run(['jobs', 'list']),
+      sandbox.run(['trigger', 'bad']),
+    ]);
 
     // Assess
     expectExit(once, 1);
@@ -271,5 +275,8 @@ describe('a bad instances file', () => {
     expectExit(list, 0);
     expect(list.stdout).toMatch(/^good\s+batch\s+yes/m);
     expect(list.stderr).toContain('instance "bad": params.count');
+    expectExit(trigger, 2);
+    expect(trigger.stderr).toContain('instance "bad" has problems in the instances file');
+    expect(trigger.stderr).toContain('params.count');
   });
 });

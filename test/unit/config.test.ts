@@ -76,4 +76,15 @@ describe('instances file', () => {
     expect(merged.find((i) => i.id === 'a')).toEqual(lastGood[0]);
     expect(merged.find((i) => i.id === 'b')?.params).toEqual({ intervalMs: 7 });
   });
+  it('stops the last good version of a broken instance whose entry says enabled false', () => {
+    const lastGood: InstanceConfig[] = [
+      { id: 'a', job: 'collector', params: { intervalMs: 5 }, enabled: true, schedule: '1m', concurrency: Infinity },
+    ];
+    const parsed = parseInstancesText(text([{ id: 'a', job: 'collector', params: { intervalMs: 'x' }, enabled: false }]), [collector]);
+
+    const merged = mergeWithLastGood(lastGood, parsed, isWholeFileBroken(parsed));
+
+    expect(parsed.problems).toHaveLength(1);
+    expect(merged).toEqual([{ ...lastGood[0], enabled: false }]);
+  });
 });
