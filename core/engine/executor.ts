@@ -23,6 +23,8 @@ export interface AttemptRequest {
 
 /** What a running attempt reports back to the runner. */
 export interface AttemptHooks {
+  /** The handler is about to run (a child process has booted); timeouts count from here. */
+  started(): void;
   log(level: LogLevel, message: string): void;
   progress(current: number, total: number | undefined, message: string | undefined): void;
   heartbeat(): void;
@@ -77,6 +79,7 @@ export function runHandler(
     fencingToken: request.fencingToken,
     objects,
   };
+  hooks.started();
   return settle(() => definition.run(request.input, tctx));
 }
 

@@ -155,6 +155,8 @@ interface InstanceRuntime {
 }
 
 const CONTINUOUS_HEALTHY_MS = 60_000;
+/** How long a task's child process may take to load the job types and start the handler. */
+const BOOT_DEADLINE_MS = 60_000;
 const MAX_LOG_MESSAGE = 8_192;
 
 const silentLog: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -780,6 +782,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       );
       return;
     }
+    let handlerStarted = false;
     const handle = executor.start(
       instance.job,
       planned.definition,
@@ -803,6 +806,10 @@ export class Runner extends EventEmitter<RunnerEvents> {
           if (message !== undefined) run.progress.message = message;
           this.journal.putRun(run);
         },
+        started: () => {
+          handlerStarted = true;
+          this.armClocks(attempt);
+        },
         heartbeat: () => this.onHeartbeat(attempt),
         checkpoint: (value) => {
           canonicalJson(value, 'checkpoint');
@@ -814,6 +821,29 @@ export class Runner extends EventEmitter<RunnerEvents> {
       },
     );
     attempt.handle = handle;
+    if (!handlerStarted) {
+      // A child process boots first (job types load through tsx); its clocks start with the handler.
+      attempt.timers.push(
+        setTimeout(
+          () => this.abortAttempt(attempt, new TaskProcessError(`the task process did not start its handler within ${BOOT_DEADLINE_MS} ms`)),
+          BOOT_DEADLINE_MS,
+        ),
+      );
+    }
+    const outcome = await handle.done;
+    if (attempt.state === 'abandoned') {
+      this.forget(attempt, true);
+      return;
+    }
+    if (attempt.state === 'running') this.finish(attempt, outcome);
+  }
+
+  /** Starts the attempt's timeout and heartbeat watchdog, once its handler runs. */
+  private armClocks(attempt: Attempt): void {
+    const { planned } = attempt;
+    if (attempt.abortReason) return;
+    for (const timer of attempt.timers) clearTimeout(timer);
+    attempt.timers = [];
     if (planned.timeoutMs !== undefined) {
       const timeoutMs = planned.timeoutMs;
       attempt.timers.push(setTimeout(() => this.abortAttempt(attempt, new TaskTimeoutError(timeoutMs)), timeoutMs));
@@ -825,12 +855,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
         watchdogMs,
       );
     }
-    const outcome = await handle.done;
-    if (attempt.state === 'abandoned') {
-      this.forget(attempt, true);
-      return;
-    }
-    if (attempt.state === 'running') this.finish(attempt, outcome);
   }
 
   private onHeartbeat(attempt: Attempt): void {

@@ -54,6 +54,9 @@ export class ProcessExecutor implements Executor {
         case 'progress':
           hooks.progress(message.current, message.total, message.message);
           break;
+        case 'started':
+          hooks.started();
+          break;
         case 'heartbeat':
           hooks.heartbeat();
           break;

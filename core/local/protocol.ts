@@ -44,6 +44,7 @@ export const fromChildSchema = z.discriminatedUnion('type', [
     total: z.number().optional(),
     message: z.string().optional(),
   }),
+  z.object({ type: z.literal('started') }),
   z.object({ type: z.literal('heartbeat') }),
   z.object({ type: z.literal('checkpoint'), seq: z.number(), value: json }),
   z.object({

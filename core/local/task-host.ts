@@ -47,6 +47,7 @@ async function start(message: Extract<ReturnType<typeof toChildSchema.parse>, { 
           if (text !== undefined) update.message = text;
           void send(update);
         },
+        started: () => void send({ type: 'started' }),
         heartbeat: () => void send({ type: 'heartbeat' }),
         checkpoint: (value) =>
           new Promise<void>((resolve) => {

@@ -26,6 +26,7 @@ import jobs, {
   runKey,
   STDERR_LINE,
   STDOUT_LINE,
+  QUICK_BEAT_TIMEOUT_MS,
   SLOW_RESTART_PLAN_MS,
   STREAM_CHECKPOINT,
   STUCK_TIMEOUT_MS,
@@ -363,6 +364,20 @@ describe('isolated batch tasks in child processes', () => {
     }
     expect((await taskStart(objects, stallInline.id)).pid).toBe(process.pid);
     expect((await store.getLease(stallInline.signature))?.owner).toBe(runner.owner);
+  });
+
+  it('counts timeouts and heartbeat deadlines from the handler start, not from the process boot', async () => {
+    // Prepare
+    const { runner } = setup([instance('beat', 'quick-beat')]);
+    const ended = nextRun(runner, (run) => run.status !== 'running' && run.status !== 'queued');
+
+    // Act
+    await runner.start();
+    const run = await ended;
+
+    // Assess
+    expect(run).toMatchObject({ status: 'succeeded', result: 'beat', attempt: 1 });
+    expect((run.endedAt ?? 0) - (run.startedAt ?? 0)).toBeGreaterThan(QUICK_BEAT_TIMEOUT_MS);
   });
 
   it('fails an isolated task that throws NonRetryableError at once, keeping the error name and the stack from the child', async () => {
