@@ -93,8 +93,9 @@ function buildProgram(io: Io): Command {
     .option('--concurrency <n>', 'batch tasks running at once', positiveInt, 16)
     .option('--grace <ms>', 'how long running tasks get to stop at shutdown', positiveInt, 10_000)
     .option('--lease-ttl <ms>', 'lease lifetime (renewed every third of it)', positiveInt, 30_000)
+    .option('--retention <days>', 'prune ended runs older than this (the latest success of each signature stays)', positiveInt, 30)
     .option('-q, --quiet', 'no live summary line')
-    .action(async (opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; quiet?: boolean }) => {
+    .action(async (opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; retention: number; quiet?: boolean }) => {
       process.exitCode = await runCommand(paths(), { ...opts, json: json() }, io);
     });
 
@@ -175,7 +176,7 @@ function buildProgram(io: Io): Command {
 
 async function runCommand(
   paths: LocalPaths,
-  opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; quiet?: boolean; json: boolean },
+  opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; retention: number; quiet?: boolean; json: boolean },
   io: Io,
 ): Promise<number> {
   const log = stderrLogger(io);
@@ -185,6 +186,7 @@ async function runCommand(
     concurrency: opts.concurrency,
     graceMs: opts.grace,
     leaseTtlMs: opts.leaseTtl,
+    retentionMs: opts.retention * 86_400_000,
   });
   const { runner } = runtime;
   if (runtime.watcher.instances.length === 0) {
