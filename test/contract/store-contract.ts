@@ -7,6 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LeaseRequest, Store, Trigger } from '../../core/ports/store.js';
 import type { LogLine, RunRecord } from '../../core/types.js';
+import { makeRun, T0 } from '../helpers/records.js';
 
 export interface StoreFixture {
   store: Store;
@@ -14,7 +15,6 @@ export interface StoreFixture {
   cleanup(): Promise<void>;
 }
 
-const T0 = 1_700_000_000_000;
 
 function leaseRequest(signature: string, owner: string, overrides: Partial<LeaseRequest> = {}): LeaseRequest {
   return {
@@ -28,25 +28,6 @@ function leaseRequest(signature: string, owner: string, overrides: Partial<Lease
   };
 }
 
-function makeRun(id: string, overrides: Partial<RunRecord> = {}): RunRecord {
-  return {
-    id,
-    instanceId: 'collector-a',
-    jobType: 'collector',
-    task: 'fetch',
-    signature: 'collector-a/fetch/x',
-    kind: 'batch',
-    status: 'queued',
-    attempt: 1,
-    maxAttempts: 3,
-    origin: 'schedule',
-    runner: 'runner-1',
-    fencingToken: 1,
-    queuedAt: T0,
-    input: { query: 'q' },
-    ...overrides,
-  };
-}
 
 /** A run that ended with `status` at `endedAt` (queued and started shortly before). */
 function endedRun(id: string, status: RunRecord['status'], endedAt: number, overrides: Partial<RunRecord> = {}): RunRecord {

@@ -29,6 +29,7 @@ import { collectedPrefix, collector, collectorParams, periodKey, periodOf } from
 import jobTypes from '../../jobs/index.js';
 import { fileStatsSchema, processor, processorParams, type FileStats } from '../../jobs/processor.js';
 import { reportKeys, summary, summaryParams } from '../../jobs/summary.js';
+import { pollFor } from '../helpers/runner.js';
 
 // ---------------------------------------------------------------------------------------------
 // Fakes: history, logger, plan and task contexts
@@ -160,17 +161,6 @@ function taskOf<P>(job: JobType<P>, name: string): TaskDefinition<P> {
 
 async function plan<P>(job: JobType<P>, ctx: PlanContext<P>): Promise<TaskSpec[]> {
   return job.getRunnableTasks(ctx);
-}
-
-/** Polls `probe` until it gives a value, failing after `timeoutMs` (real time). */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 const sampleSchema = z.looseObject({ at: z.number(), load1: z.number(), freemem: z.number() });
@@ -498,7 +488,7 @@ describe('collector', () => {
     });
 
     const running = taskOf(collector, 'collect').run({}, tctx);
-    await waitFor('three finished files', async () => ((await finishedFiles()).length >= 3 ? true : undefined));
+    await pollFor(async () => ((await finishedFiles()).length >= 3 ? true : undefined), 10_000, 'three finished files');
     stop.abort(new Error('test over'));
     const result = await running;
 
@@ -531,7 +521,7 @@ describe('collector', () => {
     });
 
     const running = taskOf(collector, 'collect').run({}, tctx);
-    await waitFor('the old period finished', () => objects.stat(periodKey('metrics', 0)));
+    await pollFor(() => objects.stat(periodKey('metrics', 0)), 10_000, 'the old period finished');
     stop.abort();
     await running;
 
@@ -547,7 +537,7 @@ describe('collector', () => {
     const first = new AbortController();
     const run1 = taskContext(params, { instanceId: 'metrics', task: 'collect', signal: first.signal });
     const running1 = taskOf(collector, 'collect').run({}, run1.tctx);
-    await waitFor('five flushed lines', async () => ((await partLines(period)).length >= 5 ? true : undefined));
+    await pollFor(async () => ((await partLines(period)).length >= 5 ? true : undefined), 10_000, 'five flushed lines');
     first.abort();
     await running1;
     const linesOfRun1 = await partLines(period);
@@ -561,7 +551,7 @@ describe('collector', () => {
     });
     const running2 = taskOf(collector, 'collect').run({}, run2.tctx);
     const target = linesOfRun1.length + 5;
-    await waitFor('five more lines', async () => ((await partLines(period)).length >= target ? true : undefined));
+    await pollFor(async () => ((await partLines(period)).length >= target ? true : undefined), 10_000, 'five more lines');
     second.abort();
     await running2;
 
@@ -604,7 +594,7 @@ describe('collector', () => {
     });
 
     const running = taskOf(collector, 'collect').run({}, tctx);
-    await waitFor('a few samples', () => Promise.resolve(heartbeats() >= 3 ? true : undefined));
+    await pollFor(() => (heartbeats() >= 3 ? true : undefined), 10_000, 'a few samples');
     stop.abort(new LeaseLostError('another runner took the lease over'));
     await running;
 
@@ -640,11 +630,15 @@ describe('collector', () => {
       const { tctx, logs } = taskContext(params, { instanceId: 'metrics', task: 'collect', signal: stop.signal });
       const running = taskOf(collector, 'collect').run({}, tctx);
       const parts = async () => (await objects.list(PREFIX)).filter((info) => info.key.endsWith('.part'));
-      const lines = await waitFor(`${samples} samples`, async () => {
-        const [part] = await parts();
-        const found = part ? linesOf(await objects.getText(part.key)) : [];
-        return found.length >= samples ? found : undefined;
-      });
+      const lines = await pollFor(
+        async () => {
+          const [part] = await parts();
+          const found = part ? linesOf(await objects.getText(part.key)) : [];
+          return found.length >= samples ? found : undefined;
+        },
+        10_000,
+        `${samples} samples`,
+      );
       stop.abort();
       await running;
       return { lines: lines.map((line): unknown => JSON.parse(line)), logs };

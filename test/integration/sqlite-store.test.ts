@@ -12,10 +12,10 @@ import { SqliteStore } from '../../core/adapters/sqlite/store.js';
 import { StoreError } from '../../core/errors.js';
 import type { LogLine, RunRecord } from '../../core/types.js';
 import { describeStoreContract } from '../contract/store-contract.js';
+import { makeRun as baseRun, T0 } from '../helpers/records.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RACER = fileURLToPath(new URL('../fixtures/lease-racer.ts', import.meta.url));
-const T0 = 1_700_000_000_000;
 
 describeStoreContract('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ujr-sqlite-contract-'));
@@ -29,27 +29,17 @@ describeStoreContract('sqlite', async () => {
   };
 });
 
+/** A run that ended successfully, with a signature of its own. */
 function makeRun(id: string, overrides: Partial<RunRecord> = {}): RunRecord {
-  return {
-    id,
-    instanceId: 'collector-a',
-    jobType: 'collector',
-    task: 'fetch',
+  return baseRun(id, {
     signature: `collector-a/fetch/${id}`,
-    kind: 'batch',
     status: 'succeeded',
-    attempt: 1,
-    maxAttempts: 3,
-    origin: 'schedule',
-    runner: 'runner-1',
-    fencingToken: 1,
-    queuedAt: T0,
     startedAt: T0 + 1,
     endedAt: T0 + 2,
     input: { id },
     result: { ok: true },
     ...overrides,
-  };
+  });
 }
 
 const RacerLine = z.union([

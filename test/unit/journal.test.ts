@@ -3,24 +3,10 @@ import { MemoryStore } from '../../core/adapters/memory/store.js';
 import { Journal } from '../../core/engine/journal.js';
 import type { WriteBatch } from '../../core/ports/store.js';
 import type { RunRecord } from '../../core/types.js';
+import { makeRun } from '../helpers/records.js';
 
 function run(id: string, status: RunRecord['status']): RunRecord {
-  return {
-    id,
-    instanceId: 'i',
-    jobType: 'j',
-    task: 't',
-    signature: `sig-${id}`,
-    kind: 'batch',
-    status,
-    attempt: 1,
-    maxAttempts: 1,
-    origin: 'schedule',
-    runner: 'r',
-    fencingToken: 1,
-    queuedAt: 1,
-    input: {},
-  };
+  return makeRun(id, { signature: `sig-${id}`, status });
 }
 
 describe('journal', () => {
