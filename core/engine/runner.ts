@@ -192,10 +192,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
     >
   >;
   private readonly continuousRestart: RetryPolicy;
-  private readonly counters: RunnerStats = {
-    queued: 0,
-    running: 0,
-    continuous: 0,
+  /** Counts since start; what is in flight now is kept apart (see `stats()`). */
+  private readonly counters: Omit<RunnerStats, 'queued' | 'running' | 'continuous'> = {
     backoff: 0,
     succeeded: 0,
     failed: 0,
@@ -1228,16 +1226,23 @@ export class Runner extends EventEmitter<RunnerEvents> {
     return true;
   }
 
+  /** Called after every change of state: asks backlogged instances again, then wakes idle waiters. */
   private checkIdle(): void {
+    this.replanBacklogged();
+    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
+    this.resolveIdle();
+    this.emit('idle');
+  }
+
+  /** Instances that returned more than there was room for are asked again once half of it frees. */
+  private replanBacklogged(): void {
+    if (this.pendingWork >= this.options.maxQueued / 2) return;
     for (const runtime of this.instances.values()) {
-      if (runtime.backlogged && !runtime.planning && this.pendingWork < this.options.maxQueued / 2) {
+      if (runtime.backlogged && !runtime.planning) {
         runtime.backlogged = false;
         this.requestPlan(runtime, 'followup');
       }
     }
-    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
-    this.resolveIdle();
-    this.emit('idle');
   }
 
   private resolveIdle(): void {

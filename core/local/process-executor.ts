@@ -35,7 +35,8 @@ export class ProcessExecutor implements Executor {
     this.children.add(child);
     let outcome: AttemptOutcome | undefined;
     const send = (message: ToChild) => {
-      if (child.connected) child.send(message, (error) => error && undefined);
+      // A child that just exited cannot take the message; its exit settles the attempt anyway.
+      if (child.connected) child.send(message, () => undefined);
     };
     // What the task prints goes to its run's log lines.
     if (child.stdout) createInterface({ input: child.stdout }).on('line', (line) => hooks.log('info', line));
