@@ -164,6 +164,12 @@ export class StatusReader {
   }
 
   async instances(): Promise<{ instances: InstanceSummary[]; problems: string[] }> {
+    const { instances, problems } = await this.summaries();
+    return { instances, problems };
+  }
+
+  /** Instance summaries, and the active runs they were built from (the snapshot needs both). */
+  private async summaries(): Promise<{ instances: InstanceSummary[]; problems: string[]; active: RunRecord[] }> {
     const { instances, problems } = await this.config();
     const statuses = new Map((await this.store.listInstanceStatus()).map((s) => [s.instanceId, s]));
     const active = await this.store.listRuns({ status: ACTIVE, limit: 500 });
@@ -172,7 +178,7 @@ export class StatusReader {
       const lastByTask = await this.lastRuns(instance);
       summaries.push(this.summarize(instance, statuses.get(instance.id), lastByTask, active));
     }
-    return { instances: summaries, problems };
+    return { instances: summaries, problems, active };
   }
 
   async instance(instance: InstanceConfig): Promise<InstanceDetail> {
@@ -207,8 +213,7 @@ export class StatusReader {
 
   /** The compact state pushed to open pages every second (only when it changed). */
   async snapshot(): Promise<Snapshot> {
-    const { instances } = await this.instances();
-    const running = await this.store.listRuns({ status: ACTIVE, limit: 500 });
+    const { instances, active: running } = await this.summaries();
     return {
       instances: instances.map((i) => ({
         id: i.id,
