@@ -6,6 +6,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // DynamoDB Local, the SQS emulator and the S3 emulator, started once per run.
+    globalSetup: ['test/servers/global-setup.ts'],
     reporters: process.env.CI ? ['default', ['json', { outputFile: '.ujr-test/report.json' }]] : ['default'],
   },
 });

@@ -1,0 +1,104 @@
+/**
+ * The board: the lease table as the serverless runtime uses it. Each signature has one entry that
+ * is its lease (owner, expiry, fencing token) and, while leased, the task itself (instance, task,
+ * input, attempt, route), so that the message that dispatches it only has to name the signature
+ * and the token it was posted with. Whoever claims an entry gets it with one conditional write
+ * that also returns it; a duplicate or stale delivery finds the token moved on and is dropped.
+ *
+ * Entries are never deleted (the token must never go back); releasing clears the owner and the
+ * task. On DynamoDB the board is the leases table (core/adapters/aws/dynamo-store.ts).
+ *
+ * Lifecycle of a batch task on AWS:
+ *   scheduler `post` (owner = the dispatcher, token t)  → SQS message { signature, token: t }
+ *   worker `claim({ signature, owner: dispatcher, token: t })` (token t+1, owner = the worker)
+ *   worker ends: `finish` (run record + fenced release), or `repost` for the next attempt.
+ * Continuous tasks are posted with route `conductor` and claimed by a conductor polling
+ * `listRoute('conductor')`; an entry whose lease expired can be claimed by anyone who read it.
+ */
+import type { Checkpoint, LeaseGrant, LeaseRef, Store } from '../ports/store.js';
+import type { Json, Progress, RunOrigin, RunRecord, TaskKind } from '../types.js';
+
+/** Where a leased task runs: the worker Lambda (via the queue), a conductor, or a one-off Fargate task. */
+export type Route = 'queue' | 'conductor' | 'fargate';
+
+/** The task part of an entry, written with the lease by `post` and `repost`. */
+export interface BoardTask {
+  runId: string;
+  instanceId: string;
+  jobType: string;
+  task: string;
+  kind: TaskKind;
+  route: Route;
+  input: Json;
+  attempt: number;
+  maxAttempts: number;
+  origin: RunOrigin;
+  queuedAt: number;
+  /** The task's timeout (batch tasks). */
+  timeoutMs?: number;
+}
+
+/** One signature's entry while it is leased. */
+export interface BoardEntry extends BoardTask {
+  signature: string;
+  owner: string;
+  token: number;
+  expiresAt: number;
+  /** Set when a claimer started the handler. */
+  startedAt?: number;
+  checkpoint?: Checkpoint;
+  progress?: Progress;
+  /** Asked by the scheduler: the job no longer returns this continuous task, or its instance is off. */
+  stopRequested?: boolean;
+}
+
+export interface PostRequest extends BoardTask {
+  signature: string;
+  owner: string;
+  ttlMs: number;
+}
+
+/** A claim names the lease it expects: owner and token (a dispatched task), or only the token of an expired lease. */
+export interface ClaimRequest {
+  signature: string;
+  token: number;
+  /** The owner the entry must still have; without it, the entry's lease must have expired. */
+  owner?: string;
+  /** The claimer's owner id and lease lifetime. */
+  newOwner: string;
+  ttlMs: number;
+  now: number;
+}
+
+export interface HeartbeatResult {
+  /** `false`: the lease was lost (taken over); stop and write nothing more. */
+  held: boolean;
+  stopRequested: boolean;
+}
+
+export interface Board extends Store {
+  /**
+   * The leases of these signatures that are held and unexpired at `now`, read in batches (100 per
+   * call on DynamoDB), so that a tick where nothing is new costs a few reads and no writes.
+   */
+  peek(signatures: string[], now: number): Promise<Map<string, BoardEntry>>;
+  /** Leases each signature for its dispatcher (as `acquireLeases`) and writes the task with it. */
+  post(requests: PostRequest[], now: number): Promise<LeaseGrant[]>;
+  /** Takes a posted or expired entry; `undefined` when the token moved on or the owner changed (stale). */
+  claim(request: ClaimRequest): Promise<BoardEntry | undefined>;
+  /** Extends a held lease, storing progress with it; tells whether a stop was requested. */
+  heartbeat(ref: LeaseRef, ttlMs: number, now: number, progress?: Progress): Promise<HeartbeatResult>;
+  /** Stores a checkpoint in the entry, fenced: `false` when the lease was lost. */
+  saveCheckpoint(ref: LeaseRef, checkpoint: Checkpoint): Promise<boolean>;
+  /** Writes the run record and releases the lease (fenced); `false` when the lease was lost (the record is still written). */
+  finish(ref: LeaseRef, run: RunRecord): Promise<boolean>;
+  /**
+   * Hands a held entry to a dispatcher again for its next attempt (retry): new owner, token + 1,
+   * new run id and attempt. Returns the new token, or `undefined` when the lease was lost.
+   */
+  repost(ref: LeaseRef, next: { owner: string; ttlMs: number; now: number; runId: string; attempt: number; origin: RunOrigin }): Promise<number | undefined>;
+  /** Entries currently leased on a route (held or expired but not released). */
+  listRoute(route: Route): Promise<BoardEntry[]>;
+  /** Asks whoever runs the entry to stop; no-op when the token moved on. */
+  requestStop(signature: string, token: number): Promise<void>;
+}
