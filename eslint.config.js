@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.ujr/', 'coverage/', 'bench/results/', '**/*.d.ts'] },
+  { ignores: ['node_modules/', '.ujr/', 'coverage/', 'bench/results/', 'dist/', 'cdk.out/', '**/*.d.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

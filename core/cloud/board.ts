@@ -16,7 +16,7 @@
  * `listRoute('conductor')`; an entry whose lease expired can be claimed by anyone who read it.
  */
 import type { Checkpoint, LeaseGrant, LeaseRef, Store } from '../ports/store.js';
-import type { Json, Progress, RunOrigin, RunRecord, TaskKind } from '../types.js';
+import type { Json, Progress, RetryPolicy, RunOrigin, RunRecord, TaskKind } from '../types.js';
 
 /** Where a leased task runs: the worker Lambda (via the queue), a conductor, or a one-off Fargate task. */
 export type Route = 'queue' | 'conductor' | 'fargate';
@@ -36,6 +36,8 @@ export interface BoardTask {
   queuedAt: number;
   /** The task's timeout (batch tasks). */
   timeoutMs?: number;
+  /** The task's retry policy as planned (batch tasks), so the attempt that fails can schedule the next. */
+  retry?: RetryPolicy;
 }
 
 /** One signature's entry while it is leased. */

@@ -6,6 +6,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -82,14 +83,17 @@ export async function startDynamoDbLocal(): Promise<RunningServer> {
   }
   const dir = dynamoDbLocalDir();
   const port = await freePort();
+  const workDir = mkdtempSync(join(tmpdir(), 'ujr-ddb-run-'));
   const child = spawn(
     'java',
     [`-Djava.library.path=${join(dir, 'DynamoDBLocal_lib')}`, '-Xmx1g', '-jar', join(dir, 'DynamoDBLocal.jar'), '-inMemory', '-port', String(port)],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    // It writes a metadata file into its working directory, even in memory.
+    { stdio: ['ignore', 'pipe', 'pipe'], cwd: workDir },
   );
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.once('exit', () => rmSync(workDir, { recursive: true, force: true }));
   const endpoint = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(endpoint, child, () => output, 30_000);
@@ -122,17 +126,60 @@ export async function startSqsEmulator(): Promise<RunningServer> {
   return { endpoint: `http://127.0.0.1:${port}`, stop: () => closeServer(server) };
 }
 
+/**
+ * s3rver runs in its own Node process with OpenSSL's legacy provider: it encrypts ListObjectsV2
+ * continuation tokens with DES, which OpenSSL 3 offers only there, so in-process every truncated
+ * listing (more keys than MaxKeys) answers 500 InternalError. The child exits when its stdin
+ * closes, so it cannot outlive a killed test run.
+ */
 export async function startS3Emulator(): Promise<RunningServer> {
-  const { default: S3rver } = await import('s3rver');
   const directory = mkdtempSync(join(tmpdir(), 'ujr-s3rver-'));
   const port = await freePort();
-  const s3rver = new S3rver({ port, address: '127.0.0.1', silent: true, directory });
-  await s3rver.run();
+  const script = `
+    const S3rver = require(process.env.UJR_S3RVER_MODULE);
+    const s3rver = new S3rver({ port: Number(process.env.UJR_S3RVER_PORT), address: '127.0.0.1', silent: true, directory: process.env.UJR_S3RVER_DIRECTORY });
+    const stop = () => s3rver.close().finally(() => process.exit(0));
+    process.stdin.on('end', stop).resume();
+    process.on('SIGTERM', stop);
+    s3rver.run().then(() => process.stdout.write('ready\\n'), (error) => { console.error(error); process.exit(1); });
+  `;
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', script], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      UJR_S3RVER_MODULE: createRequire(import.meta.url).resolve('s3rver'),
+      UJR_S3RVER_PORT: String(port),
+      UJR_S3RVER_DIRECTORY: directory,
+    },
+  });
+  let output = '';
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  void exited.then(() => rmSync(directory, { recursive: true, force: true }));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`s3rver did not start within 30 s:\n${output}`)), 30_000);
+      child.stdout?.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`s3rver exited with code ${code}:\n${output}`));
+      });
+    });
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
   return {
     endpoint: `http://127.0.0.1:${port}`,
     stop: async () => {
-      await s3rver.close();
-      rmSync(directory, { recursive: true, force: true });
+      if (child.exitCode === null && child.signalCode === null) child.stdin?.end();
+      await exited;
     },
   };
 }

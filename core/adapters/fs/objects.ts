@@ -11,45 +11,7 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/pr
 import { basename, dirname, join } from 'node:path';
 import { StoreError } from '../../errors.js';
 import type { ObjectInfo, ObjectStore } from '../../types.js';
-
-/** Marks the temporary files of an unfinished `put`; `list` skips them and keys may not use it. */
-const TEMP_MARKER = '.ujr-tmp-';
-
-const KEY_RULES =
-  'keys are relative "/"-separated paths such as "collected/a/2026-01-01.jsonl": not empty, not starting with "/", ' +
-  `without empty, "." or ".." segments, backslashes or NUL characters, and without "${TEMP_MARKER}" (reserved)`;
-
-/**
- * Says what is wrong with `key` as an object key, or `undefined` when it is valid.
- * A prefix (for `list`) follows the same rules except that it may be empty or end with `/`.
- */
-export function objectKeyProblem(key: string, { asPrefix = false } = {}): string | undefined {
-  if (key === '') return asPrefix ? undefined : 'it is empty';
-  if (key.includes('\0')) return 'it contains a NUL character';
-  if (key.includes('\\')) return 'it contains a backslash';
-  if (key.startsWith('/')) return 'it is absolute (starts with "/")';
-  if (/^[A-Za-z]:/.test(key)) return 'it starts with a drive letter';
-  const segments = key.split('/');
-  if (asPrefix) segments.pop(); // the last part of a prefix is a partial name: "collected/a/2026" or ""
-  for (const segment of segments) {
-    if (segment === '') return 'it has an empty segment ("//" or a trailing "/")';
-    if (segment === '.' || segment === '..') return `it has a "${segment}" segment`;
-    if (segment.includes(TEMP_MARKER)) return `it uses the reserved "${TEMP_MARKER}" marker`;
-  }
-  return undefined;
-}
-
-function assertValidKey(key: string): void {
-  const problem = objectKeyProblem(key);
-  if (problem !== undefined) throw new TypeError(`invalid object key ${JSON.stringify(key)}: ${problem}; ${KEY_RULES}`);
-}
-
-function assertValidPrefix(prefix: string): void {
-  const problem = objectKeyProblem(prefix, { asPrefix: true });
-  if (problem !== undefined) {
-    throw new TypeError(`invalid object key prefix ${JSON.stringify(prefix)}: ${problem}; ${KEY_RULES}`);
-  }
-}
+import { assertValidKey, assertValidPrefix, byKey, objectKeyProblem, TEMP_MARKER } from '../object-keys.js';
 
 function errorCode(error: unknown): string | undefined {
   if (error instanceof Error && 'code' in error && typeof error.code === 'string') return error.code;
@@ -60,11 +22,6 @@ function errorCode(error: unknown): string | undefined {
 function isMissing(error: unknown): boolean {
   const code = errorCode(error);
   return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
-}
-
-function byKey(a: ObjectInfo, b: ObjectInfo): number {
-  if (a.key < b.key) return -1;
-  return a.key > b.key ? 1 : 0;
 }
 
 /**

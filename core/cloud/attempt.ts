@@ -1,0 +1,223 @@
+/**
+ * Runs one claimed board entry's handler: the part the worker Lambda, the conductor and the
+ * long-task container share. It builds the task context over the board (heartbeats renew the
+ * lease and carry progress, checkpoints are fenced writes into the entry), enforces the time
+ * budget, notices a lost lease or a stop request, and returns the finished run record. What
+ * happens next (release, retry, dead-letter, restart) is up to the caller.
+ */
+import { monotonicFactory } from 'ulid';
+import { CancelledError, LeaseLostError, ResultTooLargeError, TaskTimeoutError } from '../errors.js';
+import { failure, runHandler, type AttemptOutcome } from '../engine/executor.js';
+import type { LeaseRef } from '../ports/store.js';
+import type { JobType, LogLevel, ObjectStore, Progress, RunRecord, RunStatus, TaskDefinition } from '../types.js';
+import type { Board, BoardEntry } from './board.js';
+import type { LogFields, Telemetry } from './ports.js';
+
+export const newRunId = monotonicFactory();
+
+export interface AttemptDeps {
+  board: Board;
+  objects: ObjectStore;
+  telemetry: Telemetry;
+  now: () => number;
+}
+
+export interface AttemptRequest {
+  entry: BoardEntry;
+  job: JobType;
+  definition: TaskDefinition;
+  params: unknown;
+  /** The claimer (the entry's owner now). */
+  owner: string;
+  /** The handler's time budget; past it the handler is aborted with a timeout. */
+  budgetMs: number | undefined;
+  /** Lease lifetime used by renewals. */
+  leaseTtlMs: number;
+  /** Renew the lease this often, heartbeat or not (conductors). Default: only on heartbeat(). */
+  renewEveryMs?: number;
+  /** After an abort, how long the handler gets to return before it is abandoned. */
+  graceMs: number;
+  /** Stops the attempt from outside (shutdown); its reason becomes the abort reason. */
+  signal?: AbortSignal;
+  maxResultBytes: number;
+}
+
+export interface AttemptResult {
+  /** The run record as it ended; `status` is final except for `failed`, which the caller may turn into `retrying`. */
+  run: RunRecord;
+  outcome: AttemptOutcome;
+  /** Why the attempt was aborted, if it was. */
+  abortReason?: Error;
+  ref: LeaseRef;
+}
+
+/** Log fields every line about this entry carries. */
+export function entryFields(entry: Pick<BoardEntry, 'instanceId' | 'jobType' | 'task' | 'signature' | 'runId'>): LogFields {
+  return { instanceId: entry.instanceId, jobType: entry.jobType, task: entry.task, signature: entry.signature, runId: entry.runId };
+}
+
+export function baseRun(entry: BoardEntry, owner: string, startedAt: number): RunRecord {
+  return {
+    id: entry.runId,
+    instanceId: entry.instanceId,
+    jobType: entry.jobType,
+    task: entry.task,
+    signature: entry.signature,
+    kind: entry.kind,
+    status: 'running',
+    attempt: entry.attempt,
+    maxAttempts: entry.maxAttempts,
+    origin: entry.origin,
+    runner: owner,
+    fencingToken: entry.token,
+    queuedAt: entry.queuedAt,
+    startedAt,
+    input: entry.input,
+  };
+}
+
+export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Promise<AttemptResult> {
+  const { board, telemetry, now } = deps;
+  const { entry } = request;
+  const ref: LeaseRef = { signature: entry.signature, owner: request.owner, token: entry.token };
+  const fields = entryFields(entry);
+  const run = baseRun(entry, request.owner, now());
+  const controller = new AbortController();
+  let abortReason: Error | undefined;
+  const abort = (reason: Error) => {
+    if (controller.signal.aborted) return;
+    abortReason = reason;
+    controller.abort(reason);
+  };
+  let progress: Progress | undefined;
+  let renewing: Promise<void> | undefined;
+  let lastRenewal = now();
+
+  const renew = (): Promise<void> => {
+    renewing ??= (async () => {
+      try {
+        const result = await board.heartbeat(ref, request.leaseTtlMs, now(), progress);
+        lastRenewal = now();
+        if (!result.held) abort(new LeaseLostError(`the lease of "${entry.signature}" was taken over (token ${entry.token} is no longer current); this attempt stops and writes nothing more`));
+        else if (result.stopRequested) abort(new CancelledError(`task "${entry.task}" of instance "${entry.instanceId}" was asked to stop: the job no longer returns it, or its instance was disabled or retired`));
+      } catch (error) {
+        telemetry.log('warn', 'could not renew the lease; will try again', { ...fields, error: (error as Error).message });
+      } finally {
+        renewing = undefined;
+      }
+    })();
+    return renewing;
+  };
+
+  const timers: NodeJS.Timeout[] = [];
+  if (request.budgetMs !== undefined) {
+    const budget = request.budgetMs;
+    timers.push(setTimeout(() => abort(new TaskTimeoutError(budget)), budget));
+  }
+  if (request.renewEveryMs !== undefined) {
+    timers.push(setInterval(() => void renew(), request.renewEveryMs));
+  }
+  const onExternalAbort = () => abort(request.signal?.reason instanceof Error ? request.signal.reason : new CancelledError('stopped'));
+  if (request.signal?.aborted) onExternalAbort();
+  request.signal?.addEventListener('abort', onExternalAbort, { once: true });
+
+  const done = runHandler(
+    request.definition,
+    {
+      runId: entry.runId,
+      instanceId: entry.instanceId,
+      jobType: entry.jobType,
+      task: entry.task,
+      signature: entry.signature,
+      attempt: entry.attempt,
+      input: entry.input,
+      params: request.params,
+      fencingToken: entry.token,
+      lastCheckpoint: entry.checkpoint?.value,
+    },
+    {
+      started() {},
+      log(level: LogLevel, message: string) {
+        telemetry.log(level, message, fields);
+      },
+      progress(current, total, message) {
+        progress = { current, updatedAt: now() };
+        if (total !== undefined) progress.total = total;
+        if (message !== undefined) progress.message = message;
+      },
+      heartbeat() {
+        // At most one renewal per tenth of the lease: handlers may call heartbeat() in tight loops.
+        if (now() - lastRenewal >= request.leaseTtlMs / 10) void renew();
+      },
+      async checkpoint(value) {
+        const held = await board.saveCheckpoint(ref, { signature: entry.signature, value, runId: entry.runId, at: now() });
+        if (!held) {
+          const error = new LeaseLostError(`the lease of "${entry.signature}" was taken over; the checkpoint was not stored`);
+          abort(error);
+          throw error;
+        }
+      },
+    },
+    deps.objects,
+    controller.signal,
+  );
+
+  let outcome: AttemptOutcome;
+  try {
+    outcome = await abandonAfterAbort(done, controller.signal, request.graceMs);
+  } finally {
+    for (const timer of timers) clearTimeout(timer);
+    request.signal?.removeEventListener('abort', onExternalAbort);
+    await renewing;
+  }
+  outcome = checkResultSize(outcome, request.maxResultBytes);
+  run.endedAt = now();
+  if (progress) run.progress = progress;
+  const reason = abortReason;
+  if (outcome.ok && reason === undefined) {
+    run.status = 'succeeded';
+    if (outcome.result !== undefined) run.result = outcome.result;
+  } else if (!outcome.ok && outcome.skip) {
+    run.status = 'skipped';
+    run.error = outcome.error;
+  } else {
+    if (reason) outcome = failure(reason);
+    run.status = statusFor(reason);
+    run.error = outcome.ok ? { name: 'Error', message: 'aborted' } : outcome.error;
+  }
+  return reason === undefined ? { run, outcome, ref } : { run, outcome, ref, abortReason: reason };
+}
+
+/** Why an attempt was aborted decides how its run ends; a failure is `failed` until the caller retries it. */
+function statusFor(reason: Error | undefined): RunStatus {
+  if (reason instanceof LeaseLostError) return 'interrupted';
+  if (reason instanceof CancelledError) return 'cancelled';
+  if (reason && reason.name === 'ShutdownError') return 'interrupted';
+  return 'failed';
+}
+
+/** Waits for the handler; once aborted, waits at most `graceMs` more (an inline handler cannot be killed). */
+function abandonAfterAbort(done: Promise<AttemptOutcome>, signal: AbortSignal, graceMs: number): Promise<AttemptOutcome> {
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      timer = setTimeout(() => resolve(failure(signal.reason)), graceMs);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    void done.then((outcome) => {
+      if (timer) clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      resolve(outcome);
+    });
+  });
+}
+
+function checkResultSize(outcome: AttemptOutcome, maxBytes: number): AttemptOutcome {
+  if (!outcome.ok || outcome.result === undefined) return outcome;
+  const bytes = Buffer.byteLength(JSON.stringify(outcome.result));
+  if (bytes <= maxBytes) return outcome;
+  return failure(
+    new ResultTooLargeError(`the task's result is ${bytes} bytes, over the ${maxBytes}-byte limit of a run record; write large results to the object store (ctx.objects) and return their key`),
+  );
+}

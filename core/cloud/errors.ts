@@ -1,0 +1,16 @@
+/** Errors of the serverless runtime. */
+import { NonRetryableError, UjrError } from '../errors.js';
+
+/** A queue message ujr cannot use (unparseable, unknown instance or task): it goes to the DLQ. */
+export class PoisonMessageError extends UjrError {
+  override readonly retryable = false;
+}
+
+/** Too little of the invocation's time is left to start this task; the message comes back later. */
+export class NotEnoughTimeError extends UjrError {}
+
+/** A task's input is larger than the board can carry. */
+export class PayloadTooLargeError extends NonRetryableError {}
+
+/** The runtime's environment or configuration is incomplete; names what is missing. */
+export class RuntimeConfigError extends NonRetryableError {}

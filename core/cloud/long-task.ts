@@ -1,0 +1,38 @@
+/**
+ * A batch task longer than the worker Lambda allows, run in a one-off Fargate container: the same
+ * claim, attempt and record as in the worker, with the container's own clock as the only limit.
+ * Its retries run in the same container after their backoff (a queue worker could not run them).
+ */
+import type { RunRecord } from '../types.js';
+import { parseDispatchMessage, type DispatchMessage } from './messages.js';
+import { TaskWorker, type DeliveryOutcome, type WorkerDeps } from './worker.js';
+
+export async function runLongTask(deps: Omit<WorkerDeps, 'redispatch'>, body: string, containerId: string, sleep = defaultSleep): Promise<RunRecord[]> {
+  let next: { message: DispatchMessage; delayMs: number } | undefined = { message: parseDispatchMessage(body), delayMs: 0 };
+  const worker = new TaskWorker({
+    ...deps,
+    redispatch: (message, delayMs) => {
+      next = { message, delayMs };
+      return Promise.resolve();
+    },
+  });
+  const runs: RunRecord[] = [];
+  for (let delivery = 1; next !== undefined; delivery++) {
+    const { message, delayMs } = next;
+    next = undefined;
+    await sleep(delayMs);
+    const margin = deps.config.safetyMarginMs + deps.config.graceMs;
+    const outcome: DeliveryOutcome = await worker.handle({
+      body: JSON.stringify(message),
+      receiveCount: 1,
+      remainingMs: () => message.timeoutMs + margin,
+      deliveryId: `${containerId}/${delivery}`,
+    });
+    if (outcome.kind === 'ran') runs.push(outcome.run);
+  }
+  return runs;
+}
+
+function defaultSleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

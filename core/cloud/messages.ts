@@ -1,0 +1,43 @@
+/**
+ * The one message that crosses SQS (and ECS RunTask overrides): it names a board entry and the
+ * lease it was posted with. The task itself (input, attempt) is read from the board by the claim,
+ * so messages stay small whatever the input, and a duplicate or stale one is recognised by its
+ * token. Instance and task are carried too so a poison message can be reported without the board.
+ */
+import { z } from 'zod';
+import { PoisonMessageError } from './errors.js';
+
+export const dispatchMessageSchema = z.object({
+  v: z.literal(1),
+  signature: z.string().min(1),
+  /** The fencing token the entry was posted with; the claim requires it. */
+  token: z.number().int().nonnegative(),
+  /** The dispatcher owner the entry was posted to; the claim requires it too. */
+  owner: z.string().min(1),
+  instanceId: z.string().min(1),
+  task: z.string().min(1),
+  runId: z.string().min(1),
+  attempt: z.number().int().positive(),
+  timeoutMs: z.number().positive(),
+  /** Not to be run before this time (epoch ms): retry delays longer than SQS's 15 minutes. */
+  notBefore: z.number().optional(),
+});
+
+export type DispatchMessage = z.infer<typeof dispatchMessageSchema>;
+
+export function parseDispatchMessage(body: string): DispatchMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch (error) {
+    throw new PoisonMessageError(`message body is not JSON (${(error as Error).message}); ujr only reads messages its scheduler sent`, { cause: error });
+  }
+  const parsed = dispatchMessageSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new PoisonMessageError(
+      `message body is not a ujr dispatch message (${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'invalid'}); ujr only reads messages its scheduler sent`,
+    );
+  }
+  return parsed.data;
+}

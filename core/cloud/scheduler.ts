@@ -1,0 +1,424 @@
+/**
+ * The scheduler: what the scheduler Lambda does on every tick (EventBridge Scheduler, once a
+ * minute) and on an ad-hoc invocation for one instance.
+ *
+ * Per tick: read the instances (one scan), plan each due one (`getRunnableTasks`), read the leases
+ * of every returned signature in batches (`peek`: a tick where nothing is new costs those reads and
+ * no writes), post each new signature to the board with one conditional write (it succeeds only if
+ * no lease exists or the existing one expired; the condition decides, never TTL), then dispatch:
+ * batch tasks to the queue (10 per call), batch tasks longer than the worker Lambda allows as
+ * one-off Fargate tasks, continuous tasks stay on the board for the conductors, whose number is
+ * set from how many continuous tasks there are. Continuous tasks the job stopped returning (or of
+ * an instance switched off) are asked to stop.
+ *
+ * Two ticks at once are safe: both may plan, only one wins each signature's conditional write.
+ */
+import { formatProblem } from '../config.js';
+import { toErrorInfo } from '../errors.js';
+import { buildPlanContext, resolveSpecs, type PlannedTask } from '../engine/planner.js';
+import { parseSchedule } from '../schedule.js';
+import type { InstanceStatus, LeaseGrant, LeaseRef } from '../ports/store.js';
+import type { Json, ObjectStore, PlanContext, RunOrigin, RunRecord } from '../types.js';
+import { newRunId } from './attempt.js';
+import type { Board, BoardEntry, PostRequest, Route } from './board.js';
+import { PayloadTooLargeError } from './errors.js';
+import type { InstanceDirectory, LoadedInstance } from './instances.js';
+import type { DispatchMessage } from './messages.js';
+import type { Fleet, TaskQueue, Telemetry } from './ports.js';
+
+export interface SchedulerConfig {
+  /** How often EventBridge ticks; an instance is due when its next time falls before the middle of the next tick. Default 60 s. */
+  tickMs: number;
+  /** Batch tasks whose timeout is longer than this run on Fargate, not in the worker Lambda. */
+  workerTaskLimitMs: number;
+  /** How long a dispatched batch task may wait in the queue (on top of its timeout) before its lease expires. Default 15 min. */
+  queueLeaseTtlMs: number;
+  /** How long a long task's container may take to start (on top of its timeout). Default 10 min. */
+  fargateStartTtlMs: number;
+  /** How long a continuous task waits on the board for a conductor before it is posted again. Default 10 min. */
+  pendingContinuousTtlMs: number;
+  /** Continuous tasks one conductor container runs. Default 4. */
+  tasksPerConductor: number;
+  /** Most conductor containers. Default 4. */
+  maxConductors: number;
+  /** Largest task input, as JSON; larger inputs are rejected at plan time. Default 200 KiB (a lease item holds 400 KB). */
+  maxInputBytes: number;
+  /** A plan taking longer fails. Default 60 s. */
+  planTimeoutMs: number;
+  /** Instances planned at once. Default 8. */
+  planConcurrency: number;
+}
+
+export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
+  tickMs: 60_000,
+  workerTaskLimitMs: 14 * 60_000,
+  queueLeaseTtlMs: 15 * 60_000,
+  fargateStartTtlMs: 10 * 60_000,
+  pendingContinuousTtlMs: 10 * 60_000,
+  tasksPerConductor: 4,
+  maxConductors: 4,
+  maxInputBytes: 200 * 1024,
+  planTimeoutMs: 60_000,
+  planConcurrency: 8,
+};
+
+export interface SchedulerDeps {
+  board: Board;
+  queue: TaskQueue;
+  fleet: Fleet;
+  objects: ObjectStore;
+  telemetry: Telemetry;
+  instances: InstanceDirectory;
+  config: SchedulerConfig;
+  now: () => number;
+}
+
+export interface TickReport {
+  /** Instances planned. */
+  planned: string[];
+  /** Tasks the plans returned. */
+  tasks: number;
+  /** Returned tasks already leased (running, queued or claimed by another tick). */
+  deduplicated: number;
+  /** New tasks posted, by route. */
+  dispatched: Record<Route, number>;
+  /** Task specs rejected, and plans that failed. */
+  rejected: number;
+  takenOver: number;
+  /** Conductors wanted after this tick. */
+  conductors: number;
+}
+
+/** An ad-hoc run: plan one instance now, or run one of its tasks with an input. */
+export interface RunNowRequest {
+  instanceId: string;
+  task?: string;
+  input?: Json;
+}
+
+interface Plan {
+  loaded: LoadedInstance;
+  tasks: PlannedTask[];
+  origin: RunOrigin;
+  /** Whether continuous tasks it did not return should stop (full plans only). */
+  reconcile: boolean;
+}
+
+export class Scheduler {
+  constructor(private readonly deps: SchedulerDeps) {}
+
+  /** One scheduled tick over every due instance. */
+  async tick(): Promise<TickReport> {
+    const { now, config, telemetry } = this.deps;
+    const snapshot = await this.deps.instances.get(true);
+    for (const problem of snapshot.problems) {
+      telemetry.log('error', formatProblem('instances table', problem), { instanceId: problem.instanceId });
+      telemetry.count('planErrors', 'config');
+    }
+    const tickAt = now();
+    const due = [...snapshot.instances.values()].filter((loaded) => {
+      const status = snapshot.statuses.get(loaded.config.id);
+      return loaded.config.enabled && status?.retiredAt === undefined && this.isDue(loaded, status, tickAt);
+    });
+    const report = emptyReport();
+    const plans = await mapLimit(due, config.planConcurrency, (loaded) => this.plan(loaded, 'schedule', snapshot.statuses.get(loaded.config.id), report));
+    const offline = new Set(
+      [...snapshot.instances.values()]
+        .filter((loaded) => !loaded.config.enabled || snapshot.statuses.get(loaded.config.id)?.retiredAt !== undefined)
+        .map((loaded) => loaded.config.id),
+    );
+    await this.dispatch(
+      plans.filter((plan): plan is Plan => plan !== undefined),
+      report,
+      (entry) => !snapshot.instances.has(entry.instanceId) || offline.has(entry.instanceId),
+    );
+    return report;
+  }
+
+  /** Plans one instance now (manual), or posts one of its tasks with the given input. */
+  async runNow(request: RunNowRequest): Promise<TickReport> {
+    const snapshot = await this.deps.instances.get(true);
+    const loaded = snapshot.instances.get(request.instanceId);
+    if (!loaded) {
+      const problem = snapshot.problems.find((p) => p.instanceId === request.instanceId);
+      throw new Error(
+        problem
+          ? `instance "${request.instanceId}" is broken: ${formatProblem('instances table', problem)}`
+          : `no instance "${request.instanceId}" in the instances table; known: ${[...snapshot.instances.keys()].join(', ') || '(none)'}`,
+      );
+    }
+    const report = emptyReport();
+    let plan: Plan | undefined;
+    if (request.task === undefined) {
+      plan = await this.plan(loaded, 'manual', snapshot.statuses.get(loaded.config.id), report);
+    } else {
+      const outcome = resolveSpecs(loaded.job, loaded.config.id, [{ task: request.task, input: request.input ?? {} }]);
+      const rejected = outcome.rejected[0];
+      if (rejected) throw rejected;
+      plan = { loaded, tasks: outcome.tasks, origin: 'manual', reconcile: false };
+      report.tasks += outcome.tasks.length;
+    }
+    if (plan) await this.dispatch([{ ...plan, reconcile: false }], report, () => false);
+    return report;
+  }
+
+  private isDue(loaded: LoadedInstance, status: InstanceStatus | undefined, at: number): boolean {
+    if (status?.lastPlannedAt === undefined) return true;
+    return parseSchedule(loaded.config.schedule).next(status.lastPlannedAt) <= at + this.deps.config.tickMs / 2;
+  }
+
+  private async plan(loaded: LoadedInstance, reason: PlanContext<unknown>['reason'], status: InstanceStatus | undefined, report: TickReport): Promise<Plan | undefined> {
+    const { board, now, telemetry, config } = this.deps;
+    const { config: instance, job } = loaded;
+    let done: { reason: string | undefined } | undefined;
+    const log = planLogger(telemetry, instance.id, job.name);
+    const ctx = buildPlanContext({
+      instance,
+      reason,
+      store: board,
+      objects: this.deps.objects,
+      log,
+      now,
+      onDone: (why) => {
+        done = { reason: why };
+      },
+    });
+    const plannedAt = now();
+    let specs: unknown;
+    try {
+      specs = await withTimeout(Promise.resolve().then(() => job.getRunnableTasks(ctx)), config.planTimeoutMs, instance.id);
+    } catch (error) {
+      report.rejected += 1;
+      telemetry.count('planErrors', job.name);
+      telemetry.log('error', `getRunnableTasks of instance "${instance.id}" failed: ${(error as Error).message}`, { instanceId: instance.id, jobType: job.name });
+      await this.setStatus(instance.id, status, { planError: { ...toErrorInfo(error), at: now() }, ...(reason === 'schedule' ? { lastPlannedAt: plannedAt } : {}) });
+      return undefined;
+    }
+    const outcome = resolveSpecs(job, instance.id, specs);
+    const tasks: PlannedTask[] = [];
+    for (const task of outcome.tasks) {
+      const bytes = Buffer.byteLength(JSON.stringify(task.input));
+      if (bytes > config.maxInputBytes) {
+        outcome.rejected.push(
+          new PayloadTooLargeError(
+            `instance "${instance.id}", task "${task.task}": its input is ${bytes} bytes, over the ${config.maxInputBytes}-byte limit of a dispatched task; put large data in the object store (ctx.objects) and pass its key`,
+          ),
+        );
+      } else {
+        tasks.push(task);
+      }
+    }
+    for (const rejected of outcome.rejected) {
+      telemetry.log('error', rejected.message, { instanceId: instance.id, jobType: job.name });
+      telemetry.count('planErrors', job.name);
+    }
+    report.rejected += outcome.rejected.length;
+    report.tasks += tasks.length;
+    report.planned.push(instance.id);
+    telemetry.count('planned', job.name, tasks.length);
+    const firstRejected = outcome.rejected[0];
+    await this.setStatus(instance.id, status, {
+      ...(reason === 'schedule' ? { lastPlannedAt: plannedAt } : {}),
+      planError: firstRejected ? { ...toErrorInfo(firstRejected), at: now() } : undefined,
+      ...(done ? { retiredAt: now(), retiredReason: done.reason } : {}),
+    });
+    if (done) telemetry.log('info', `instance "${instance.id}" is done${done.reason ? `: ${done.reason}` : ''}; it will not be planned again`, { instanceId: instance.id });
+    return { loaded, tasks, origin: reason === 'manual' ? 'manual' : 'schedule', reconcile: reason === 'schedule' && !done };
+  }
+
+  /** Posts what is new to the board and dispatches it; asks unwanted continuous tasks to stop; sizes the conductor fleet. */
+  private async dispatch(plans: Plan[], report: TickReport, isOffline: (entry: BoardEntry) => boolean): Promise<void> {
+    const { board, now, config, telemetry } = this.deps;
+    const signatures = plans.flatMap((plan) => plan.tasks.map((task) => task.signature));
+    const held = signatures.length > 0 ? await board.peek(signatures, now()) : new Map<string, BoardEntry>();
+    const continuous = await board.listRoute('conductor');
+
+    const stops: BoardEntry[] = continuous.filter((entry) => !entry.stopRequested && isOffline(entry));
+    const posts: { request: PostRequest; plan: Plan; planned: PlannedTask }[] = [];
+    for (const plan of plans) {
+      const { config: instance, job } = plan.loaded;
+      if (plan.reconcile) {
+        const returned = new Set(plan.tasks.filter((t) => t.kind === 'continuous').map((t) => t.signature));
+        for (const entry of continuous) {
+          if (entry.instanceId === instance.id && !entry.stopRequested && !returned.has(entry.signature)) stops.push(entry);
+        }
+      }
+      let inFlight = [...held.values()].filter((entry) => entry.instanceId === instance.id).length;
+      for (const planned of plan.tasks) {
+        if (held.has(planned.signature)) {
+          report.deduplicated += 1;
+          telemetry.count('deduplicated', job.name);
+          continue;
+        }
+        if (inFlight >= instance.concurrency) break;
+        inFlight += 1;
+        const route = routeOf(planned, config);
+        const runId = newRunId();
+        const timeoutMs = planned.timeoutMs;
+        const request: PostRequest = {
+          signature: planned.signature,
+          owner: `${route}:${runId}`,
+          ttlMs: leaseTtl(route, timeoutMs, config),
+          runId,
+          instanceId: instance.id,
+          jobType: job.name,
+          task: planned.task,
+          kind: planned.kind,
+          route,
+          input: planned.input,
+          attempt: 1,
+          maxAttempts: planned.kind === 'continuous' ? 0 : planned.retry.attempts,
+          origin: plan.origin,
+          queuedAt: now(),
+          retry: planned.retry,
+        };
+        if (timeoutMs !== undefined) request.timeoutMs = timeoutMs;
+        posts.push({ request, plan, planned });
+      }
+    }
+
+    await Promise.all(stops.map((entry) => board.requestStop(entry.signature, entry.token)));
+    for (const entry of stops) telemetry.log('info', `asked continuous task "${entry.task}" of "${entry.instanceId}" to stop`, { instanceId: entry.instanceId, signature: entry.signature });
+
+    const grants = posts.length > 0 ? await board.post(posts.map((p) => p.request), now()) : [];
+    const toQueue: DispatchMessage[] = [];
+    const toFargate: DispatchMessage[] = [];
+    const interrupted: RunRecord[] = [];
+    grants.forEach((grant, index) => {
+      const post = posts[index];
+      if (!post) return;
+      const { request } = post;
+      if (!grant.granted) {
+        report.deduplicated += 1;
+        telemetry.count('deduplicated', request.jobType);
+        return;
+      }
+      report.dispatched[request.route] += 1;
+      if (grant.takenOver) {
+        report.takenOver += 1;
+        telemetry.count('takenOver', request.jobType);
+        const run = interruptedRun(grant, request, now());
+        if (run) interrupted.push(run);
+      }
+      const message: DispatchMessage = {
+        v: 1,
+        signature: request.signature,
+        token: grant.lease.token,
+        owner: request.owner,
+        instanceId: request.instanceId,
+        task: request.task,
+        runId: request.runId,
+        attempt: 1,
+        timeoutMs: request.timeoutMs ?? config.workerTaskLimitMs,
+      };
+      if (request.route === 'queue') toQueue.push(message);
+      else if (request.route === 'fargate') toFargate.push(message);
+    });
+    if (interrupted.length > 0) await board.commit({ runs: interrupted });
+
+    const unsent: LeaseRef[] = [];
+    if (toQueue.length > 0) {
+      for (const failure of await this.deps.queue.send(toQueue)) {
+        telemetry.log('error', `could not queue task "${failure.message.task}": ${failure.error}; its lease is released and the next tick tries again`, { instanceId: failure.message.instanceId, signature: failure.message.signature });
+        unsent.push({ signature: failure.message.signature, owner: failure.message.owner, token: failure.message.token });
+      }
+    }
+    for (const message of toFargate) {
+      try {
+        await this.deps.fleet.runLongTask(message);
+      } catch (error) {
+        telemetry.log('error', `could not start a container for task "${message.task}": ${(error as Error).message}; its lease is released and the next tick tries again`, { instanceId: message.instanceId, signature: message.signature });
+        unsent.push({ signature: message.signature, owner: message.owner, token: message.token });
+      }
+    }
+    if (unsent.length > 0) await board.commit({ releases: unsent });
+
+    const stopping = new Set(stops.map((entry) => entry.signature));
+    const wanted = continuous.filter((entry) => !stopping.has(entry.signature)).length + report.dispatched.conductor;
+    report.conductors = Math.min(config.maxConductors, Math.ceil(wanted / config.tasksPerConductor));
+    // Conductors asked to stop tasks keep running until they have; the fleet only shrinks once they are gone.
+    const running = Math.min(config.maxConductors, Math.ceil(continuous.length / config.tasksPerConductor));
+    await this.deps.fleet.setConductors(Math.max(report.conductors, stops.length > 0 ? running : 0));
+  }
+
+  private async setStatus(instanceId: string, current: InstanceStatus | undefined, patch: Partial<Omit<InstanceStatus, 'instanceId'>>): Promise<void> {
+    const next: InstanceStatus = { ...current, ...patch, instanceId };
+    for (const key of Object.keys(next) as (keyof InstanceStatus)[]) if (next[key] === undefined) delete next[key];
+    await this.deps.board.setInstanceStatus(instanceId, Object.keys(next).length > 1 ? next : undefined);
+  }
+}
+
+function emptyReport(): TickReport {
+  return { planned: [], tasks: 0, deduplicated: 0, dispatched: { queue: 0, conductor: 0, fargate: 0 }, rejected: 0, takenOver: 0, conductors: 0 };
+}
+
+function routeOf(task: PlannedTask, config: SchedulerConfig): Route {
+  if (task.kind === 'continuous') return 'conductor';
+  return (task.timeoutMs ?? 0) > config.workerTaskLimitMs ? 'fargate' : 'queue';
+}
+
+function leaseTtl(route: Route, timeoutMs: number | undefined, config: SchedulerConfig): number {
+  if (route === 'conductor') return config.pendingContinuousTtlMs;
+  const timeout = timeoutMs ?? config.workerTaskLimitMs;
+  return timeout + (route === 'queue' ? config.queueLeaseTtlMs : config.fargateStartTtlMs);
+}
+
+/** Owners of a posted entry nobody claimed yet: taking it over interrupts no run. */
+const DISPATCHER_ROUTES = ['queue:', 'fargate:', 'conductor:'];
+
+/** The run a taken-over claimer left behind (it died or hung), recorded `interrupted`. */
+function interruptedRun(grant: Extract<LeaseGrant, { granted: true }>, request: PostRequest, at: number): RunRecord | undefined {
+  const old = grant.takenOver;
+  if (!old?.owner || !old.runId || DISPATCHER_ROUTES.some((prefix) => old.owner?.startsWith(prefix))) return undefined;
+  const entry = old as Partial<BoardEntry>;
+  const run: RunRecord = {
+    id: old.runId,
+    instanceId: old.instanceId,
+    jobType: entry.jobType ?? request.jobType,
+    task: old.task,
+    signature: old.signature,
+    kind: entry.kind ?? request.kind,
+    status: 'interrupted',
+    attempt: entry.attempt ?? 1,
+    maxAttempts: entry.maxAttempts ?? request.maxAttempts,
+    origin: entry.origin ?? request.origin,
+    runner: old.owner,
+    fencingToken: old.token,
+    queuedAt: entry.queuedAt ?? at,
+    endedAt: at,
+    input: entry.input ?? request.input,
+    error: {
+      name: 'LeaseExpiredError',
+      message: `${old.owner} stopped renewing its lease (it died, hung or ran out of time); the scheduler posted the task again`,
+    },
+  };
+  if (entry.startedAt !== undefined) run.startedAt = entry.startedAt;
+  return run;
+}
+
+function planLogger(telemetry: Telemetry, instanceId: string, jobType: string) {
+  const log = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string, fields?: Record<string, unknown>) =>
+    telemetry.log(level, message, { ...fields, instanceId, jobType, phase: 'plan' });
+  return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, instanceId: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`getRunnableTasks of instance "${instanceId}" did not return within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index] as T);
+    }
+  });
+  await Promise.all(lanes);
+  return results;
+}
