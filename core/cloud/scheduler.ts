@@ -254,7 +254,7 @@ export class Scheduler {
         inFlight += 1;
         const route = routeOf(planned, config);
         const runId = newRunId();
-        const timeoutMs = planned.timeoutMs;
+        const timeoutMs = timeoutOf(planned, config);
         const request: PostRequest = {
           signature: planned.signature,
           owner: `${route}:${runId}`,
@@ -352,9 +352,15 @@ function emptyReport(): TickReport {
   return { planned: [], tasks: 0, deduplicated: 0, dispatched: { queue: 0, conductor: 0, fargate: 0 }, rejected: 0, takenOver: 0, conductors: 0 };
 }
 
+/** A batch task without a timeout of its own gets the worker's limit; one set longer runs on Fargate. */
+function timeoutOf(task: PlannedTask, config: SchedulerConfig): number | undefined {
+  if (task.kind === 'batch' && !task.timeoutSet) return config.workerTaskLimitMs;
+  return task.timeoutMs;
+}
+
 function routeOf(task: PlannedTask, config: SchedulerConfig): Route {
   if (task.kind === 'continuous') return 'conductor';
-  return (task.timeoutMs ?? 0) > config.workerTaskLimitMs ? 'fargate' : 'queue';
+  return (timeoutOf(task, config) ?? 0) > config.workerTaskLimitMs ? 'fargate' : 'queue';
 }
 
 function leaseTtl(route: Route, timeoutMs: number | undefined, config: SchedulerConfig): number {

@@ -33,6 +33,8 @@ export interface PlannedTask {
   kind: TaskKind;
   signature: string;
   timeoutMs: number | undefined;
+  /** Whether the task or its spec set the timeout (else it is the default of its kind). */
+  timeoutSet: boolean;
   retry: RetryPolicy;
   isolate: boolean;
 }
@@ -180,6 +182,7 @@ function resolveSpec(job: JobType, instanceId: string, raw: unknown, index: numb
     kind,
     signature: spec.signature ?? defaultSignature(instanceId, spec.task, canonical),
     timeoutMs,
+    timeoutSet: spec.timeoutMs !== undefined || definition.timeoutMs !== undefined,
     retry,
     isolate: kind === 'continuous' || definition.isolate === true,
   };

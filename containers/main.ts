@@ -1,0 +1,49 @@
+/**
+ * The Fargate container's entry point. With UJR_TASK_MESSAGE set it runs that one long batch task
+ * (ECS RunTask from the scheduler) and exits; otherwise it is a conductor of the conductor service,
+ * running continuous tasks from the board until ECS stops it (SIGTERM: tasks are aborted, left to
+ * checkpoint, recorded and handed back to the board within the stop timeout).
+ */
+import { hostname } from 'node:os';
+import { runLongTask } from '../core/cloud/long-task.js';
+import { DEFAULT_WORKER_CONFIG } from '../core/cloud/worker.js';
+import { containerEnvSchema, parseEnv } from '../core/adapters/aws/env.js';
+import { containerRuntime } from '../core/adapters/aws/runtime.js';
+import jobs from '../jobs/index.js';
+
+const FLUSH_METRICS_MS = 60_000;
+
+async function main(): Promise<number> {
+  const env = parseEnv(containerEnvSchema, process.env, 'ujr container');
+  const runtime = containerRuntime(env, { jobs, serviceName: env.UJR_TASK_MESSAGE ? 'ujr-long-task' : 'ujr-conductor' });
+  const { telemetry } = runtime;
+  if (env.UJR_TASK_MESSAGE) {
+    try {
+      const runs = await runLongTask({ ...runtime, config: DEFAULT_WORKER_CONFIG }, env.UJR_TASK_MESSAGE, `longtask@${hostname()}-${process.pid}`);
+      return runs.some((run) => run.status === 'succeeded' || run.status === 'skipped') ? 0 : 1;
+    } finally {
+      telemetry.flush();
+    }
+  }
+  const { conductor } = runtime;
+  conductor.start();
+  telemetry.log('info', `conductor ${conductor.owner} started`);
+  const flusher = setInterval(() => telemetry.flush(), FLUSH_METRICS_MS);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  telemetry.log('info', `conductor ${conductor.owner} stopping`, { running: conductor.runningSignatures().length });
+  await conductor.stop();
+  clearInterval(flusher);
+  telemetry.flush();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(JSON.stringify({ level: 'ERROR', message: (error as Error).message, stack: (error as Error).stack }));
+    process.exit(1);
+  },
+);

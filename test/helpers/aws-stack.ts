@@ -1,0 +1,190 @@
+/**
+ * A whole ujr deployment on the emulators, for integration tests: the three DynamoDB tables on
+ * DynamoDB Local, the task queue and its DLQ (redrive after maxReceiveCount) on the SQS emulator,
+ * the data bucket on s3rver, and ECS mocked at the SDK edge (no emulator exists). The runtime is
+ * built through the same composition root as the Lambda functions (core/adapters/aws/runtime.ts).
+ */
+import { DynamoDBClient, DeleteTableCommand } from '@aws-sdk/client-dynamodb';
+import { ECSClient, DescribeServicesCommand, RunTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { mockClient } from 'aws-sdk-client-mock';
+import { DynamoStore } from '../../core/adapters/aws/dynamo-store.js';
+import { containerEnvSchema, parseEnv, schedulerEnvSchema, workerEnvSchema } from '../../core/adapters/aws/env.js';
+import { containerRuntime, schedulerRuntime, workerRuntime, type RuntimeOptions } from '../../core/adapters/aws/runtime.js';
+import { createTables } from '../../core/adapters/aws/tables.js';
+import { dispatchMessageSchema, type DispatchMessage } from '../../core/cloud/messages.js';
+import type { JobType } from '../../core/types.js';
+import { RecordingTelemetry } from './telemetry.js';
+import { EMULATOR_CREDENTIALS, EMULATOR_REGION } from '../servers/emulators.js';
+import { emulatorClientConfig, emulatorEndpoint, uniqueName } from '../servers/endpoints.js';
+
+export interface StackOptions {
+  /** The task queue's redrive maxReceiveCount. Default 3. */
+  maxReceiveCount?: number;
+  /** The task queue's visibility timeout. Default 5 s. */
+  visibilityTimeoutSec?: number;
+  /** Conductor containers wanted by ECS, as the mock reports it. Default 0. */
+  conductors?: number;
+}
+
+export class LocalAwsStack {
+  readonly names = {
+    leases: uniqueName('ujr-leases'),
+    runs: uniqueName('ujr-runs'),
+    instances: uniqueName('ujr-instances'),
+    bucket: uniqueName('ujr-data'),
+    queue: uniqueName('ujr-tasks'),
+    deadLetterQueue: uniqueName('ujr-dlq'),
+  };
+  queueUrl = '';
+  deadLetterQueueUrl = '';
+  readonly clients = {
+    dynamodb: new DynamoDBClient(emulatorClientConfig('dynamodb')),
+    sqs: new SQSClient(emulatorClientConfig('sqs')),
+    s3: new S3Client(emulatorClientConfig('s3')),
+    ecs: new ECSClient({ region: EMULATOR_REGION, credentials: EMULATOR_CREDENTIALS }),
+  };
+  readonly ecs = mockClient(this.clients.ecs);
+  /** The conductor service's desired count as the scheduler last set it. */
+  desiredConductors: number;
+  /** Messages the scheduler asked ECS to run as long tasks. */
+  readonly longTasks: DispatchMessage[] = [];
+  store!: DynamoStore;
+
+  constructor(private readonly options: StackOptions = {}) {
+    this.desiredConductors = options.conductors ?? 0;
+  }
+
+  async create(): Promise<this> {
+    await createTables(this.clients.dynamodb, this.names);
+    await this.clients.s3.send(new CreateBucketCommand({ Bucket: this.names.bucket }));
+    const dlq = await this.clients.sqs.send(new CreateQueueCommand({ QueueName: this.names.deadLetterQueue }));
+    this.deadLetterQueueUrl = dlq.QueueUrl ?? '';
+    const dlqArn = await this.queueArn(this.deadLetterQueueUrl);
+    const queue = await this.clients.sqs.send(
+      new CreateQueueCommand({
+        QueueName: this.names.queue,
+        Attributes: {
+          VisibilityTimeout: String(this.options.visibilityTimeoutSec ?? 5),
+          RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: this.options.maxReceiveCount ?? 3 }),
+        },
+      }),
+    );
+    this.queueUrl = queue.QueueUrl ?? '';
+    this.store = new DynamoStore({ client: this.clients.dynamodb, tables: this.tables() });
+    this.ecs.on(DescribeServicesCommand).callsFake(() => ({ services: [{ serviceName: 'conductors', desiredCount: this.desiredConductors }] }));
+    this.ecs.on(UpdateServiceCommand).callsFake((input: { desiredCount?: number }) => {
+      this.desiredConductors = input.desiredCount ?? this.desiredConductors;
+      return { service: { desiredCount: this.desiredConductors } };
+    });
+    this.ecs.on(RunTaskCommand).callsFake((input: { overrides?: { containerOverrides?: { environment?: { name?: string; value?: string }[] }[] } }) => {
+      const value = input.overrides?.containerOverrides?.[0]?.environment?.find((e) => e.name === 'UJR_TASK_MESSAGE')?.value ?? '{}';
+      this.longTasks.push(dispatchMessageSchema.parse(JSON.parse(value)));
+      return { tasks: [{ taskArn: `arn:aws:ecs:us-east-1:123456789012:task/ujr/${this.longTasks.length}` }], failures: [] };
+    });
+    return this;
+  }
+
+  tables() {
+    return { leases: this.names.leases, runs: this.names.runs, instances: this.names.instances };
+  }
+
+  /** The environment the CDK stack gives the functions and containers, pointed at these resources. */
+  env(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      UJR_LEASES_TABLE: this.names.leases,
+      UJR_RUNS_TABLE: this.names.runs,
+      UJR_INSTANCES_TABLE: this.names.instances,
+      UJR_DATA_BUCKET: this.names.bucket,
+      UJR_S3_FORCE_PATH_STYLE: 'true',
+      UJR_TASK_QUEUE_URL: this.queueUrl,
+      UJR_DEAD_LETTER_QUEUE_URL: this.deadLetterQueueUrl,
+      UJR_CLUSTER: 'ujr',
+      UJR_CONDUCTOR_SERVICE: 'conductors',
+      UJR_LONG_TASK_DEFINITION: 'ujr-long-task',
+      UJR_SUBNETS: 'subnet-1',
+      UJR_SECURITY_GROUPS: 'sg-1',
+      UJR_MAX_RECEIVE_COUNT: String(this.options.maxReceiveCount ?? 3),
+      // The worker Lambda's timeout in these tests is 60 s; tasks get at most this much of it.
+      UJR_WORKER_TASK_LIMIT_MS: '20000',
+      UJR_INSTANCES_MAX_AGE_MS: '0',
+      ...extra,
+    };
+  }
+
+  /** Environment for a child process (a conductor or worker): the above plus the SDK's endpoints and fake credentials. */
+  processEnv(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      ...this.env(extra),
+      AWS_REGION: EMULATOR_REGION,
+      AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
+      AWS_ENDPOINT_URL_DYNAMODB: emulatorEndpoint('dynamodb'),
+      AWS_ENDPOINT_URL_SQS: emulatorEndpoint('sqs'),
+      AWS_ENDPOINT_URL_S3: emulatorEndpoint('s3'),
+      // ECS has no emulator: a child process must not reach it (the scheduler runs in the test process).
+      AWS_ENDPOINT_URL_ECS: 'http://127.0.0.1:9',
+      POWERTOOLS_DEV: 'false',
+    };
+  }
+
+  /** What the runtimes built here logged and counted. */
+  readonly telemetry = new RecordingTelemetry();
+
+  private runtimeOptions(jobs: readonly JobType[], extra: Partial<RuntimeOptions> = {}): RuntimeOptions {
+    return { jobs, clients: this.clients, serviceName: 'ujr-test', telemetry: this.telemetry, ...extra };
+  }
+
+  scheduler(jobs: readonly JobType[], env: Record<string, string> = {}, extra: Partial<RuntimeOptions> = {}) {
+    return schedulerRuntime(parseEnv(schedulerEnvSchema, this.env(env), 'scheduler'), this.runtimeOptions(jobs, extra));
+  }
+
+  worker(jobs: readonly JobType[], env: Record<string, string> = {}, extra: Partial<RuntimeOptions> = {}) {
+    return workerRuntime(parseEnv(workerEnvSchema, this.env(env), 'worker'), this.runtimeOptions(jobs, extra));
+  }
+
+  container(jobs: readonly JobType[], env: Record<string, string> = {}, extra: Partial<RuntimeOptions> = {}) {
+    return containerRuntime(parseEnv(containerEnvSchema, this.env(env), 'container'), this.runtimeOptions(jobs, extra));
+  }
+
+  /** Writes instance entries into the instances table, as the deployment's seeding does. */
+  async seedInstances(entries: unknown[]): Promise<void> {
+    for (const entry of entries) await this.store.putInstanceEntry(entry);
+  }
+
+  async queueDepth(url = this.queueUrl): Promise<number> {
+    const result = await this.clients.sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'] }),
+    );
+    const a = result.Attributes ?? {};
+    return Number(a.ApproximateNumberOfMessages ?? 0) + Number(a.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(a.ApproximateNumberOfMessagesDelayed ?? 0);
+  }
+
+  /** Takes every message out of the dead-letter queue. */
+  async drainDeadLetters(): Promise<{ body: string; reason: string | undefined }[]> {
+    const out: { body: string; reason: string | undefined }[] = [];
+    for (;;) {
+      const result = await this.clients.sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: this.deadLetterQueueUrl, MaxNumberOfMessages: 10, MessageAttributeNames: ['All'], WaitTimeSeconds: 0, VisibilityTimeout: 600 }),
+      );
+      const messages = result.Messages ?? [];
+      if (messages.length === 0) return out;
+      for (const message of messages) out.push({ body: message.Body ?? '', reason: message.MessageAttributes?.reason?.StringValue });
+    }
+  }
+
+  private async queueArn(url: string): Promise<string> {
+    const result = await this.clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }));
+    return result.Attributes?.QueueArn ?? '';
+  }
+
+  async destroy(): Promise<void> {
+    this.ecs.restore();
+    await Promise.allSettled([
+      ...Object.values(this.tables()).map((TableName) => this.clients.dynamodb.send(new DeleteTableCommand({ TableName }))),
+      this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.queueUrl })),
+      this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.deadLetterQueueUrl })),
+    ]);
+  }
+}
