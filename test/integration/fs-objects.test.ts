@@ -67,4 +67,15 @@ describe('DirectoryObjectStore on disk', () => {
 
     expect((await objects.list('odd/')).map((info) => info.key)).toEqual(['odd/fine']);
   });
+
+  // A directory store must make puts atomic itself (temporary file, then rename). On S3 that is the
+  // service's guarantee, which s3rver does not give: it writes concurrent puts into one file.
+  it('keeps every object whole under concurrent writes of the same key', async () => {
+    const bodies = Array.from({ length: 20 }, (_, i) => String(i).repeat(10_000));
+
+    await Promise.all(bodies.map((body) => objects.put('hot/key', body)));
+
+    expect(bodies).toContain(await objects.getText('hot/key'));
+    expect((await objects.list('hot/')).map((info) => info.key)).toEqual(['hot/key']);
+  });
 });
