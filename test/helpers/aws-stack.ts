@@ -26,6 +26,8 @@ export interface StackOptions {
   visibilityTimeoutSec?: number;
   /** Conductor containers wanted by ECS, as the mock reports it. Default 0. */
   conductors?: number;
+  /** Share of DynamoDB calls (0..1) that fail with a ThrottlingException before reaching DynamoDB Local. */
+  throttle?: number;
 }
 
 export class LocalAwsStack {
@@ -40,7 +42,7 @@ export class LocalAwsStack {
   queueUrl = '';
   deadLetterQueueUrl = '';
   readonly clients = {
-    dynamodb: new DynamoDBClient(emulatorClientConfig('dynamodb')),
+    dynamodb: new DynamoDBClient({ ...emulatorClientConfig('dynamodb'), maxAttempts: 10 }),
     sqs: new SQSClient(emulatorClientConfig('sqs')),
     s3: new S3Client(emulatorClientConfig('s3')),
     ecs: new ECSClient({ region: EMULATOR_REGION, credentials: EMULATOR_CREDENTIALS }),
@@ -52,8 +54,32 @@ export class LocalAwsStack {
   readonly longTasks: DispatchMessage[] = [];
   store!: DynamoStore;
 
+  /** DynamoDB calls refused with a ThrottlingException so far. */
+  throttled = 0;
+
   constructor(private readonly options: StackOptions = {}) {
     this.desiredConductors = options.conductors ?? 0;
+    const share = options.throttle ?? 0;
+    if (share > 0) {
+      // Inside the SDK's retry loop (after the retry middleware), so the SDK retries as it would on AWS.
+      let seed = 42;
+      const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      this.clients.dynamodb.middlewareStack.add(
+        (next) => (args) => {
+          if (random() < share) {
+            this.throttled += 1;
+            const error = Object.assign(new Error('Rate of requests exceeds the allowed throughput (injected)'), {
+              name: 'ThrottlingException',
+              $fault: 'client',
+              $metadata: { httpStatusCode: 400 },
+            });
+            return Promise.reject(error);
+          }
+          return next(args);
+        },
+        { step: 'finalizeRequest', priority: 'low', name: 'injectThrottling' },
+      );
+    }
   }
 
   async create(): Promise<this> {

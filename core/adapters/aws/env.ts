@@ -51,6 +51,10 @@ export const workerEnvSchema = z.object({
   UJR_DEAD_LETTER_QUEUE_URL: z.string().url(),
   /** The task queue's redrive maxReceiveCount. */
   UJR_MAX_RECEIVE_COUNT: positiveInt.default(5),
+  /** Kept back from the invocation's remaining time to record, release and reply. */
+  UJR_SAFETY_MARGIN_MS: positiveInt.default(10_000),
+  /** After an abort, how long a handler gets to return. */
+  UJR_GRACE_MS: positiveInt.default(2_000),
 });
 
 export const containerEnvSchema = z.object({
@@ -62,6 +66,8 @@ export const containerEnvSchema = z.object({
   UJR_TASK_MESSAGE: z.string().min(1).optional(),
   UJR_CONDUCTOR_LEASE_TTL_MS: positiveInt.default(30_000),
   UJR_CONDUCTOR_POLL_MS: positiveInt.default(5_000),
+  /** After SIGTERM, how long tasks get to checkpoint and return (ECS waits stopTimeout, 30 s by default). */
+  UJR_GRACE_MS: positiveInt.default(10_000),
 });
 
 export type SchedulerEnv = z.infer<typeof schedulerEnvSchema>;

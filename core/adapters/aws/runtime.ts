@@ -47,7 +47,8 @@ export interface RuntimeOptions {
 
 function common(env: CommonEnv, options: RuntimeOptions) {
   const now = options.now ?? Date.now;
-  const dynamodb = options.clients?.dynamodb ?? new DynamoDBClient({});
+  // DynamoDB throttles under bursts; its SDK v2 default was 10 attempts, kept here.
+  const dynamodb = options.clients?.dynamodb ?? new DynamoDBClient({ maxAttempts: 10 });
   const s3 = options.clients?.s3 ?? new S3Client({ forcePathStyle: env.UJR_S3_FORCE_PATH_STYLE === 'true' });
   const board = new DynamoStore({
     client: dynamodb,
@@ -121,7 +122,13 @@ export function schedulerRuntime(env: SchedulerEnv, options: RuntimeOptions) {
 export function workerRuntime(env: WorkerEnv, options: RuntimeOptions) {
   const base = common(env, options);
   const queue = queueOf(env, options);
-  const worker = new TaskWorker({ ...base, queue, config: { ...DEFAULT_WORKER_CONFIG, maxReceiveCount: env.UJR_MAX_RECEIVE_COUNT } });
+  const worker = new TaskWorker({ ...base, queue, config: {
+      ...DEFAULT_WORKER_CONFIG,
+      maxReceiveCount: env.UJR_MAX_RECEIVE_COUNT,
+      safetyMarginMs: env.UJR_SAFETY_MARGIN_MS,
+      graceMs: env.UJR_GRACE_MS,
+    },
+  });
   return { ...base, queue, worker };
 }
 
@@ -135,6 +142,7 @@ export function containerRuntime(env: ContainerEnv, options: RuntimeOptions) {
       capacity: env.UJR_TASKS_PER_CONDUCTOR,
       leaseTtlMs: env.UJR_CONDUCTOR_LEASE_TTL_MS,
       pollMs: env.UJR_CONDUCTOR_POLL_MS,
+      graceMs: env.UJR_GRACE_MS,
     },
   });
   return { ...base, queue, conductor };
