@@ -68,8 +68,22 @@ export interface ClaimRequest {
   owner?: string;
   /** The claimer's owner id and lease lifetime. */
   newOwner: string;
+  /** A new run id and origin for the attempt (taking over an expired entry starts a new run). */
+  runId?: string;
+  origin?: RunOrigin;
   ttlMs: number;
   now: number;
+}
+
+/** What `peek` read: the held leases, and when the others were last released. */
+export interface PeekResult {
+  /** Leases held and unexpired at `now`. */
+  held: Map<string, BoardEntry>;
+  /**
+   * When each signature that is not held was last released: a plan that read the run history
+   * before that may return a task that has just finished, which the scheduler then leaves alone.
+   */
+  releasedAt: Map<string, number>;
 }
 
 export interface HeartbeatResult {
@@ -83,7 +97,7 @@ export interface Board extends Store {
    * The leases of these signatures that are held and unexpired at `now`, read in batches (100 per
    * call on DynamoDB), so that a tick where nothing is new costs a few reads and no writes.
    */
-  peek(signatures: string[], now: number): Promise<Map<string, BoardEntry>>;
+  peek(signatures: string[], now: number): Promise<PeekResult>;
   /** Leases each signature for its dispatcher (as `acquireLeases`) and writes the task with it. */
   post(requests: PostRequest[], now: number): Promise<LeaseGrant[]>;
   /** Takes a posted or expired entry; `undefined` when the token moved on or the owner changed (stale). */

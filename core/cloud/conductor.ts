@@ -92,7 +92,7 @@ export class Conductor {
       const claimed = await board.claim({
         signature: entry.signature,
         token: entry.token,
-        ...(pending ? { owner: entry.owner } : {}),
+        ...(pending ? { owner: entry.owner } : { runId: newRunId(), origin: 'takeover' as const }),
         newOwner: this.owner,
         ttlMs: config.leaseTtlMs,
         now: now(),
@@ -102,8 +102,6 @@ export class Conductor {
         telemetry.count('takenOver', entry.jobType);
         telemetry.log('warn', `took over continuous task "${entry.task}" from ${entry.owner}, whose lease expired`, entryFields(entry));
         await board.commit({ runs: [interrupted(entry, now())] });
-        claimed.runId = newRunId();
-        claimed.origin = 'takeover';
       }
       started += 1;
       const supervised = this.supervise(claimed).finally(() => this.running.delete(claimed.signature));

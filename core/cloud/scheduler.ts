@@ -102,6 +102,8 @@ interface Plan {
   origin: RunOrigin;
   /** Whether continuous tasks it did not return should stop (full plans only). */
   reconcile: boolean;
+  /** When the plan started (before it read any history). */
+  plannedAt: number;
 }
 
 export class Scheduler {
@@ -155,7 +157,7 @@ export class Scheduler {
       const outcome = resolveSpecs(loaded.job, loaded.config.id, [{ task: request.task, input: request.input ?? {} }]);
       const rejected = outcome.rejected[0];
       if (rejected) throw rejected;
-      plan = { loaded, tasks: outcome.tasks, origin: 'manual', reconcile: false };
+      plan = { loaded, tasks: outcome.tasks, origin: 'manual', reconcile: false, plannedAt: Number.POSITIVE_INFINITY };
       report.tasks += outcome.tasks.length;
     }
     if (plan) await this.dispatch([{ ...plan, reconcile: false }], report, () => false);
@@ -223,14 +225,14 @@ export class Scheduler {
       ...(done ? { retiredAt: now(), retiredReason: done.reason } : {}),
     });
     if (done) telemetry.log('info', `instance "${instance.id}" is done${done.reason ? `: ${done.reason}` : ''}; it will not be planned again`, { instanceId: instance.id });
-    return { loaded, tasks, origin: reason === 'manual' ? 'manual' : 'schedule', reconcile: reason === 'schedule' && !done };
+    return { loaded, tasks, origin: reason === 'manual' ? 'manual' : 'schedule', reconcile: reason === 'schedule' && !done, plannedAt };
   }
 
   /** Posts what is new to the board and dispatches it; asks unwanted continuous tasks to stop; sizes the conductor fleet. */
   private async dispatch(plans: Plan[], report: TickReport, isOffline: (entry: BoardEntry) => boolean): Promise<void> {
     const { board, now, config, telemetry } = this.deps;
     const signatures = plans.flatMap((plan) => plan.tasks.map((task) => task.signature));
-    const held = signatures.length > 0 ? await board.peek(signatures, now()) : new Map<string, BoardEntry>();
+    const { held, releasedAt } = signatures.length > 0 ? await board.peek(signatures, now()) : { held: new Map<string, BoardEntry>(), releasedAt: new Map<string, number>() };
     const continuous = await board.listRoute('conductor');
 
     const stops: BoardEntry[] = continuous.filter((entry) => !entry.stopRequested && isOffline(entry));
@@ -248,6 +250,12 @@ export class Scheduler {
         if (held.has(planned.signature)) {
           report.deduplicated += 1;
           telemetry.count('deduplicated', job.name);
+          continue;
+        }
+        // It ended after the plan read the history: the plan may not know it succeeded.
+        const released = releasedAt.get(planned.signature);
+        if (released !== undefined && released >= plan.plannedAt) {
+          report.deduplicated += 1;
           continue;
         }
         if (inFlight >= instance.concurrency) break;

@@ -1,0 +1,465 @@
+/**
+ * The DynamoDB store on DynamoDB Local: the whole store contract, then the board's lifecycle
+ * (post, claim, heartbeat, checkpoint, finish, repost), its batched reads and the instances
+ * table. Each test gets three fresh tables, deleted afterwards.
+ */
+import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DynamoStore, DynamoStoreError } from '../../../core/adapters/aws/dynamo-store.js';
+import { createTables, deleteTables, type TableNames } from '../../../core/adapters/aws/tables.js';
+import type { PostRequest } from '../../../core/cloud/board.js';
+import { StoreError } from '../../../core/errors.js';
+import type { RunRecord } from '../../../core/types.js';
+import { describeStoreContract } from '../../contract/store-contract.js';
+import { makeRun, T0 } from '../../helpers/records.js';
+import { emulatorClientConfig, uniqueName } from '../../servers/endpoints.js';
+
+const client = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+
+afterAll(() => {
+  client.destroy();
+});
+
+function tableNames(): TableNames {
+  return { leases: uniqueName('ujr-leases'), runs: uniqueName('ujr-runs'), instances: uniqueName('ujr-instances') };
+}
+
+/** A store over fresh tables; its clock is the records' epoch, so the day walk of listRuns finds them. */
+async function freshStore(): Promise<{ store: DynamoStore; names: TableNames; cleanup: () => Promise<void> }> {
+  const names = tableNames();
+  await createTables(client, names);
+  const store = new DynamoStore({ client, tables: names, now: () => T0 });
+  return {
+    store,
+    names,
+    cleanup: async () => {
+      await store.close();
+      await deleteTables(client, names);
+    },
+  };
+}
+
+describeStoreContract('dynamodb', () => freshStore());
+
+/** Counts the DynamoDB operations a client sends (by their X-Amz-Target), through a middleware. */
+function countOperations(dynamo: DynamoDBClient): Map<string, number> {
+  const counts = new Map<string, number>();
+  dynamo.middlewareStack.add(
+    (next) => async (args) => {
+      const request: unknown = args.request;
+      if (typeof request === 'object' && request !== null && 'headers' in request && typeof request.headers === 'object' && request.headers !== null) {
+        for (const [header, value] of Object.entries(request.headers)) {
+          if (header.toLowerCase() === 'x-amz-target' && typeof value === 'string') {
+            const operation = value.split('.').pop() ?? value;
+            counts.set(operation, (counts.get(operation) ?? 0) + 1);
+          }
+        }
+      }
+      return next(args);
+    },
+    { step: 'finalizeRequest', name: 'countOperations' },
+  );
+  return counts;
+}
+
+function postRequest(signature: string, overrides: Partial<PostRequest> = {}): PostRequest {
+  return {
+    signature,
+    owner: `queue:run-${signature}`,
+    ttlMs: 1000,
+    runId: `run-${signature}`,
+    instanceId: 'collector-a',
+    jobType: 'collector',
+    task: 'fetch',
+    kind: 'batch',
+    route: 'queue',
+    input: { page: 1, tags: ['a', ''], empty: {}, ratio: 0.1 },
+    attempt: 1,
+    maxAttempts: 3,
+    origin: 'schedule',
+    queuedAt: T0,
+    timeoutMs: 500,
+    retry: { attempts: 3, backoffMs: 100, factor: 2, maxBackoffMs: 1000, jitter: 0.5 },
+    ...overrides,
+  };
+}
+
+/** Posts one entry and returns its token, failing the test when it is not granted. */
+async function postOne(store: DynamoStore, request: PostRequest, now = T0): Promise<number> {
+  const [grant] = await store.post([request], now);
+  if (!grant?.granted) throw new Error(`expected ${request.signature} to be granted`);
+  return grant.lease.token;
+}
+
+function finishedRun(id: string, signature: string, token: number, overrides: Partial<RunRecord> = {}): RunRecord {
+  return makeRun(id, { signature, status: 'succeeded', runner: 'worker-1', fencingToken: token, startedAt: T0 + 1, endedAt: T0 + 2, result: { ok: true }, ...overrides });
+}
+
+describe('DynamoStore board', () => {
+  let store: DynamoStore;
+  let names: TableNames;
+  let cleanup: () => Promise<void>;
+
+  beforeEach(async () => {
+    ({ store, names, cleanup } = await freshStore());
+  });
+
+  afterEach(async () => {
+    await cleanup();
+  });
+
+  it('posts a free signature with token 1 and gives the entry back whole when claimed', async () => {
+    const request = postRequest('s1');
+
+    const [grant] = await store.post([request], T0);
+    const entry = await store.claim({ signature: 's1', token: 1, owner: request.owner, newOwner: 'worker-1', ttlMs: 2000, now: T0 + 5 });
+
+    expect(grant).toStrictEqual({
+      granted: true,
+      lease: { signature: 's1', owner: request.owner, expiresAt: T0 + 1000, token: 1, runId: 'run-s1', instanceId: 'collector-a', task: 'fetch' },
+    });
+    expect(entry).toStrictEqual({
+      signature: 's1',
+      owner: 'worker-1',
+      token: 2,
+      expiresAt: T0 + 2005,
+      startedAt: T0 + 5,
+      runId: 'run-s1',
+      instanceId: 'collector-a',
+      jobType: 'collector',
+      task: 'fetch',
+      kind: 'batch',
+      route: 'queue',
+      input: request.input,
+      attempt: 1,
+      maxAttempts: 3,
+      origin: 'schedule',
+      queuedAt: T0,
+      timeoutMs: 500,
+      retry: request.retry,
+    });
+  });
+
+  it('post returns the checkpoint and the expired entry it took over', async () => {
+    const first = postRequest('s1', { route: 'conductor', kind: 'continuous', owner: 'conductor:a', ttlMs: 100 });
+    await postOne(store, first);
+    await store.claim({ signature: 's1', token: 1, owner: 'conductor:a', newOwner: 'conductor-1', ttlMs: 100, now: T0 + 1 });
+    await store.saveCheckpoint({ signature: 's1', owner: 'conductor-1', token: 2 }, { signature: 's1', value: { cursor: 7 }, runId: 'run-s1', at: T0 + 2 });
+
+    const [grant] = await store.post([postRequest('s1', { route: 'conductor', kind: 'continuous', owner: 'conductor:b', runId: 'run-2' })], T0 + 500);
+
+    expect(grant).toMatchObject({
+      granted: true,
+      lease: { owner: 'conductor:b', token: 3, runId: 'run-2' },
+      takenOver: { signature: 's1', owner: 'conductor-1', token: 2, expiresAt: T0 + 101, runId: 'run-s1', jobType: 'collector', kind: 'continuous', startedAt: T0 + 1 },
+      checkpoint: { signature: 's1', value: { cursor: 7 }, runId: 'run-s1', at: T0 + 2 },
+    });
+  });
+
+  it('refuses a post while the entry is held and reports the holder', async () => {
+    await postOne(store, postRequest('s1'));
+
+    const [refused] = await store.post([postRequest('s1', { owner: 'queue:other' })], T0 + 999);
+
+    expect(refused).toMatchObject({ granted: false, holder: { signature: 's1', owner: 'queue:run-s1', token: 1, expiresAt: T0 + 1000 } });
+  });
+
+  it('claims a dispatched entry once: a second delivery of the same message finds the token moved on', async () => {
+    const token = await postOne(store, postRequest('s1'));
+    const claim = { signature: 's1', token, owner: 'queue:run-s1', ttlMs: 1000, now: T0 + 1 };
+
+    const first = await store.claim({ ...claim, newOwner: 'worker-1' });
+    const duplicate = await store.claim({ ...claim, newOwner: 'worker-2' });
+
+    expect(first).toMatchObject({ owner: 'worker-1', token: token + 1 });
+    expect(duplicate).toBeUndefined();
+    expect((await store.getLease('s1'))?.owner).toBe('worker-1');
+  });
+
+  it('drops a stale delivery whose fencing token moved on after a re-post', async () => {
+    await postOne(store, postRequest('s1', { ttlMs: 10 }));
+    const newToken = await postOne(store, postRequest('s1', { owner: 'queue:again' }), T0 + 20);
+
+    const stale = await store.claim({ signature: 's1', token: 1, owner: 'queue:run-s1', newOwner: 'worker-1', ttlMs: 1000, now: T0 + 21 });
+
+    expect(newToken).toBe(2);
+    expect(stale).toBeUndefined();
+  });
+
+  it('claims an expired lease without naming its owner, and only once it has expired', async () => {
+    await postOne(store, postRequest('s1', { route: 'conductor', owner: 'conductor:a', ttlMs: 100 }));
+    await store.claim({ signature: 's1', token: 1, owner: 'conductor:a', newOwner: 'conductor-1', ttlMs: 100, now: T0 });
+
+    const early = await store.claim({ signature: 's1', token: 2, newOwner: 'conductor-2', ttlMs: 100, now: T0 + 99 });
+    const late = await store.claim({ signature: 's1', token: 2, newOwner: 'conductor-2', ttlMs: 100, now: T0 + 100 });
+    const again = await store.claim({ signature: 's1', token: 2, newOwner: 'conductor-3', ttlMs: 100, now: T0 + 300 });
+
+    expect(early).toBeUndefined();
+    expect(late).toMatchObject({ owner: 'conductor-2', token: 3, expiresAt: T0 + 200 });
+    expect(again).toBeUndefined();
+  });
+
+  it('does not claim a lease taken through acquireLeases, which carries no task', async () => {
+    await store.acquireLeases([{ signature: 's1', owner: 'runner-1', ttlMs: 10, runId: 'r1', instanceId: 'a', task: 't' }], T0);
+
+    const claimed = await store.claim({ signature: 's1', token: 1, newOwner: 'conductor-1', ttlMs: 100, now: T0 + 50 });
+
+    expect(claimed).toBeUndefined();
+  });
+
+  it('heartbeat extends a held lease with its progress, reports a requested stop, and reports a lost lease', async () => {
+    await postOne(store, postRequest('s1', { route: 'conductor', owner: 'conductor:a' }));
+    await store.claim({ signature: 's1', token: 1, owner: 'conductor:a', newOwner: 'conductor-1', ttlMs: 100, now: T0 });
+    const ref = { signature: 's1', owner: 'conductor-1', token: 2 };
+    const progress = { current: 2, total: 5, message: 'page 2', updatedAt: T0 + 10 };
+
+    const beat = await store.heartbeat(ref, 100, T0 + 10, progress);
+    await store.requestStop('s1', 2);
+    const asked = await store.heartbeat(ref, 100, T0 + 20);
+    const lost = await store.heartbeat({ ...ref, token: 1 }, 100, T0 + 30);
+    const [entry] = await store.listRoute('conductor');
+
+    expect(beat).toStrictEqual({ held: true, stopRequested: false });
+    expect(asked).toStrictEqual({ held: true, stopRequested: true });
+    expect(lost).toStrictEqual({ held: false, stopRequested: false });
+    expect(entry).toMatchObject({ expiresAt: T0 + 120, progress, stopRequested: true });
+  });
+
+  it('ignores a stop request whose token moved on', async () => {
+    await postOne(store, postRequest('s1'));
+
+    await store.requestStop('s1', 7);
+    await store.requestStop('never-posted', 1);
+
+    expect((await store.peek(['s1'], T0)).held.get('s1')).not.toHaveProperty('stopRequested');
+    expect(await store.getLease('never-posted')).toBeUndefined();
+  });
+
+  it('saves a checkpoint only while the lease is held, and hands it to the next grant', async () => {
+    await postOne(store, postRequest('s1'));
+    const checkpoint = { signature: 's1', value: { cursor: 3, deep: [1.5, null, ''] }, runId: 'run-s1', at: T0 + 1 };
+
+    const held = await store.saveCheckpoint({ signature: 's1', owner: 'queue:run-s1', token: 1 }, checkpoint);
+    const fencedOff = await store.saveCheckpoint({ signature: 's1', owner: 'queue:run-s1', token: 2 }, { ...checkpoint, value: 'late' });
+
+    expect([held, fencedOff]).toStrictEqual([true, false]);
+    expect(await store.getCheckpoint('s1')).toStrictEqual(checkpoint);
+  });
+
+  it('finish writes the run and releases the lease only when owner and token still match', async () => {
+    await postOne(store, postRequest('s1'));
+    await postOne(store, postRequest('s2'));
+    const run1 = finishedRun('r1', 's1', 1);
+    const run2 = finishedRun('r2', 's2', 1);
+
+    const released = await store.finish({ signature: 's1', owner: 'queue:run-s1', token: 1 }, run1);
+    const refused = await store.finish({ signature: 's2', owner: 'someone-else', token: 1 }, run2);
+
+    expect([released, refused]).toStrictEqual([true, false]);
+    expect(await store.getRun('r1')).toStrictEqual(run1);
+    expect(await store.getRun('r2')).toStrictEqual(run2);
+    expect(await store.getLease('s1')).toStrictEqual({ signature: 's1', owner: null, expiresAt: 0, token: 1, runId: 'run-s1', instanceId: 'collector-a', task: 'fetch' });
+    expect((await store.getLease('s2'))?.owner).toBe('queue:run-s2');
+    expect(await store.listRoute('queue')).toMatchObject([{ signature: 's2' }]);
+  });
+
+  it('repost hands a held entry to the next attempt with the next token and clears the attempt’s progress', async () => {
+    await postOne(store, postRequest('s1'));
+    await store.claim({ signature: 's1', token: 1, owner: 'queue:run-s1', newOwner: 'worker-1', ttlMs: 1000, now: T0 + 1 });
+    await store.heartbeat({ signature: 's1', owner: 'worker-1', token: 2 }, 1000, T0 + 2, { current: 1, updatedAt: T0 + 2 });
+
+    const token = await store.repost({ signature: 's1', owner: 'worker-1', token: 2 }, { owner: 'queue:s1:2', ttlMs: 5000, now: T0 + 10, runId: 'run-2', attempt: 2, origin: 'retry' });
+    const stale = await store.repost({ signature: 's1', owner: 'worker-1', token: 2 }, { owner: 'queue:s1:3', ttlMs: 5000, now: T0 + 11, runId: 'run-3', attempt: 3, origin: 'retry' });
+    const entry = await store.claim({ signature: 's1', token: 3, owner: 'queue:s1:2', newOwner: 'worker-2', ttlMs: 1000, now: T0 + 20 });
+
+    expect(token).toBe(3);
+    expect(stale).toBeUndefined();
+    expect(entry).toMatchObject({ token: 4, runId: 'run-2', attempt: 2, origin: 'retry', queuedAt: T0 + 10, startedAt: T0 + 20, jobType: 'collector' });
+    expect(entry).not.toHaveProperty('progress');
+  });
+
+  it('never gives a token back: release, re-post and acquireLeases keep counting up', async () => {
+    const tokens: number[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const token = await postOne(store, postRequest('s1', { owner: `queue:${i}` }), T0 + i);
+      tokens.push(token);
+      await store.finish({ signature: 's1', owner: `queue:${i}`, token }, finishedRun(`r${i}`, 's1', token));
+    }
+    const [acquired] = await store.acquireLeases([{ signature: 's1', owner: 'runner-1', ttlMs: 10, runId: 'r9', instanceId: 'collector-a', task: 'fetch' }], T0 + 10);
+
+    expect(tokens).toStrictEqual([1, 2, 3]);
+    expect(acquired).toMatchObject({ granted: true, lease: { token: 4 } });
+    expect(acquired).not.toHaveProperty('takenOver');
+  });
+
+  it('peek returns only held, unexpired board entries, reading 100 keys per BatchGetItem and no single items', async () => {
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const peeker = new DynamoStore({ client: counted, tables: names });
+    const signatures = Array.from({ length: 250 }, (_, i) => `sig-${String(i).padStart(3, '0')}`);
+    await store.post(signatures.slice(0, 200).map((s) => postRequest(s)), T0);
+    await store.post(signatures.slice(200, 210).map((s) => postRequest(s, { ttlMs: 10 })), T0);
+    await store.commit({ releases: signatures.slice(0, 10).map((s) => ({ signature: s, owner: `queue:run-${s}`, token: 1 })) });
+    const counts = countOperations(counted);
+
+    const { held, releasedAt } = await peeker.peek(signatures, T0 + 100);
+
+    counted.destroy();
+    expect(held.size).toBe(190);
+    expect([...held.keys()].sort()).toStrictEqual(signatures.slice(10, 200));
+    expect(held.get('sig-100')).toMatchObject({ owner: 'queue:run-sig-100', token: 1, route: 'queue', input: postRequest('x').input });
+    expect(held.get('sig-100')).not.toHaveProperty('checkpoint');
+    expect(Object.fromEntries(counts)).toStrictEqual({ BatchGetItem: 3 });
+    // The released ten say when they were released; the expired ten were never released.
+    expect([...releasedAt.keys()].sort()).toStrictEqual(signatures.slice(0, 10).sort());
+  });
+
+  it('lists the entries of one route, and every held lease of every route as active', async () => {
+    await store.post(
+      [
+        postRequest('q1'),
+        postRequest('c1', { route: 'conductor', kind: 'continuous' }),
+        postRequest('c2', { route: 'conductor', kind: 'continuous', ttlMs: 10 }),
+        postRequest('f1', { route: 'fargate' }),
+      ],
+      T0,
+    );
+    await store.acquireLeases([{ signature: 'local', owner: 'runner-1', ttlMs: 1000, runId: 'r1', instanceId: 'collector-a', task: 'fetch' }], T0);
+    await store.finish({ signature: 'f1', owner: 'queue:run-f1', token: 1 }, finishedRun('rf', 'f1', 1));
+
+    const conductor = await store.listRoute('conductor');
+    const queue = await store.listRoute('queue');
+    const active = await store.listActiveLeases(T0 + 100);
+
+    // Expired entries stay on their route until released (a conductor may take them over).
+    expect(conductor.map((e) => e.signature)).toStrictEqual(['c1', 'c2']);
+    expect(conductor[1]).toMatchObject({ route: 'conductor', kind: 'continuous', expiresAt: T0 + 10 });
+    expect(queue.map((e) => e.signature)).toStrictEqual(['q1']);
+    expect(active.map((l) => l.signature)).toStrictEqual(['c1', 'local', 'q1']);
+    expect(active[1]).toStrictEqual({ signature: 'local', owner: 'runner-1', expiresAt: T0 + 1000, token: 1, runId: 'r1', instanceId: 'collector-a', task: 'fetch' });
+  });
+
+  it('hands a trigger to exactly one of several callers taking at once', async () => {
+    for (let i = 0; i < 6; i += 1) await store.addTrigger({ id: `t${i}`, instanceId: 'a', at: T0 + i });
+
+    const takes = await Promise.all([store.takeTriggers(6), store.takeTriggers(6), store.takeTriggers(6)]);
+
+    const ids = takes.flat().map((t) => t.id);
+    expect(ids.sort()).toStrictEqual(['t0', 't1', 't2', 't3', 't4', 't5']);
+  });
+});
+
+describe('DynamoStore run history', () => {
+  let store: DynamoStore;
+  let names: TableNames;
+  let cleanup: () => Promise<void>;
+
+  beforeEach(async () => {
+    ({ store, names, cleanup } = await freshStore());
+  });
+
+  afterEach(async () => {
+    await cleanup();
+  });
+
+  it('lists runs of days far apart newest first, walking back at most 400 days without since', async () => {
+    const day = 86_400_000;
+    await store.commit({
+      runs: [
+        makeRun('today', { queuedAt: T0 - 1000 }),
+        makeRun('last-month', { queuedAt: T0 - 30 * day }),
+        makeRun('last-year', { queuedAt: T0 - 300 * day }),
+        makeRun('too-old', { queuedAt: T0 - 500 * day }),
+      ],
+    });
+
+    const recent = await store.listRuns({});
+    const withSince = await store.listRuns({ since: T0 - 600 * day });
+    const limited = await store.listRuns({ limit: 2 });
+
+    expect(recent.map((r) => r.id)).toStrictEqual(['today', 'last-month', 'last-year']);
+    expect(withSince.map((r) => r.id)).toStrictEqual(['today', 'last-month', 'last-year', 'too-old']);
+    expect(limited.map((r) => r.id)).toStrictEqual(['today', 'last-month']);
+  });
+
+  it('lists a signature’s runs by queue time although a long run ended last', async () => {
+    await store.commit({
+      runs: [
+        makeRun('long', { queuedAt: T0, status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 10_000_000 }),
+        ...Array.from({ length: 5 }, (_, i) => makeRun(`short-${i}`, { queuedAt: T0 + 100 + i, status: 'failed', endedAt: T0 + 200 + i })),
+      ],
+    });
+
+    const listed = await store.listRuns({ signature: 'collector-a/fetch/x', limit: 3 });
+    const last = await store.lastRun({ signature: 'collector-a/fetch/x' });
+    const lastFailure = await store.lastRun({ instanceId: 'collector-a', task: 'fetch', status: ['failed', 'cancelled'] });
+
+    expect(listed.map((r) => r.id)).toStrictEqual(['short-4', 'short-3', 'short-2']);
+    expect(last?.id).toBe('long');
+    expect(lastFailure?.id).toBe('short-4');
+  });
+
+  it('fails with a DynamoStoreError naming the table and the operation when a table is missing', async () => {
+    const missing = new DynamoStore({ client, tables: { leases: 'no-such-leases', runs: 'no-such-runs', instances: 'no-such-instances' } });
+
+    const error: unknown = await missing.getRun('r1').catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error).toBeInstanceOf(DynamoStoreError);
+    expect(error).toMatchObject({ table: 'no-such-runs', operation: 'GetItem (read a run)', retryable: false, cause: { name: 'ResourceNotFoundException' } });
+    expect((error as Error).message).toContain('no-such-runs');
+  });
+
+  it('refuses an item it did not write, naming the table', async () => {
+    await client.send(new PutItemCommand({ TableName: names.runs, Item: { pk: { S: 'run#bad' }, sk: { S: 'run' }, id: { S: 'bad' }, input: { S: 'not json' } } }));
+
+    const error: unknown = await store.getRun('bad').catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(StoreError);
+    expect((error as Error).message).toContain(names.runs);
+  });
+});
+
+describe('DynamoStore instances table', () => {
+  let store: DynamoStore;
+  let cleanup: () => Promise<void>;
+
+  beforeEach(async () => {
+    ({ store, cleanup } = await freshStore());
+  });
+
+  afterEach(async () => {
+    await cleanup();
+  });
+
+  it('loads entries with their overrides and statuses in one read, state items left out', async () => {
+    await store.putInstanceEntry({ id: 'a', job: 'collector', params: { query: 'q', nested: { list: [1, 'x', null] } }, enabled: true });
+    await store.putInstanceEntry({ id: 'b', job: 'collector', params: {} });
+    await store.setInstanceOverride('a', { enabled: false, schedule: '*/5 * * * *' });
+    await store.setInstanceOverride('a', { schedule: undefined });
+    await store.setInstanceStatus('b', { instanceId: 'b', retiredAt: T0, retiredReason: 'done' });
+    await store.setState('a', 'cursor', { page: 3 });
+
+    const { entries, statuses } = await store.loadInstancesAndStatus();
+
+    expect([...entries].sort((x, y) => String(x.id).localeCompare(String(y.id)))).toStrictEqual([
+      { id: 'a', job: 'collector', params: { query: 'q', nested: { list: [1, 'x', null] } }, enabled: false },
+      { id: 'b', job: 'collector', params: {} },
+    ]);
+    expect(statuses).toStrictEqual([{ instanceId: 'b', retiredAt: T0, retiredReason: 'done' }]);
+    expect(await store.listInstanceEntries()).toHaveLength(2);
+  });
+
+  it('keeps overrides when the entry is written again', async () => {
+    await store.putInstanceEntry({ id: 'a', job: 'collector', enabled: true, params: { v: 1 } });
+    await store.setInstanceOverride('a', { enabled: false });
+
+    await store.putInstanceEntry({ id: 'a', job: 'collector', enabled: true, params: { v: 2 } });
+
+    expect(await store.listInstanceEntries()).toStrictEqual([{ id: 'a', job: 'collector', enabled: false, params: { v: 2 } }]);
+  });
+
+  it('refuses to override an instance without an entry, and an entry without an id', async () => {
+    await expect(store.setInstanceOverride('ghost', { enabled: false })).rejects.toThrow(/no entry/);
+    await expect(store.putInstanceEntry({ job: 'collector' })).rejects.toBeInstanceOf(StoreError);
+  });
+});
