@@ -3,8 +3,9 @@
  * of each table, and zod schemas for everything read (an item is untrusted input until parsed).
  *
  * JSON values (inputs, results, checkpoint values, state, errors, progress) are stored as JSON
- * strings, so any JSON round-trips exactly: DynamoDB refuses empty strings in keys, caps numbers
- * at 38 digits and has no way to tell `{}` from a missing map in a projection.
+ * strings, so any JSON round-trips exactly: DynamoDB numbers stop at 38 digits and 10^126, and
+ * a JSON text keeps every value as written. Instance entries are the exception (maps, so that
+ * overrides can be set field by field).
  */
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { NativeAttributeValue } from '@aws-sdk/lib-dynamodb';

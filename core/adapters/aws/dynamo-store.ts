@@ -29,8 +29,9 @@
  * a day) to `since`, or 400 days back without `since`: runs queued before that window are not
  * listed. `listRuns` by signature or instance+task reads the recency index and stops once no
  * unread run can rank: a run is never queued after it ended, give or take one minute of clock
- * skew between machines. `lastRun` without signature or instance is a Scan: no caller in ujr
- * asks for it, and no index orders all runs by recency. `pruneRuns` is a Scan too (maintenance).
+ * skew between machines. No index orders all runs (or an instance's) by recency, so `lastRun`
+ * with only an instance reads that instance's partition and `lastRun` with neither instance nor
+ * signature is a Scan; no caller in ujr asks for either. `pruneRuns` is a Scan too (maintenance).
  *
  * **Instances table.** Per instance: the configuration entry (`config`, with UI overrides in
  * `overrides`), the status (`status`) and state keys (`state#<key>`);
