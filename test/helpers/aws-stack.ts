@@ -152,6 +152,7 @@ export class LocalAwsStack {
       // ECS has no emulator: a child process must not reach it (the scheduler runs in the test process).
       AWS_ENDPOINT_URL_ECS: 'http://127.0.0.1:9',
       POWERTOOLS_DEV: 'false',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
   }
 
