@@ -161,11 +161,11 @@ describe('at-least-once delivery, racing ticks and throttling together', () => {
     expect(bySignature.size).toBe(30);
     for (const [, list] of bySignature) {
       const i = (list[0]!.input as { i: number }).i;
-      if (i === 7) expect(list.every((run) => run.status === 'retrying' || run.status === 'failed' || run.status === 'interrupted')).toBe(true);
+      if (i === 7) expect(list.every((run) => run.status === 'retrying' || run.status === 'failed' || run.status === 'interrupted'), JSON.stringify(list, null, 1)).toBe(true);
       else expect(list.filter((run) => run.status === 'succeeded'), JSON.stringify(list, null, 1)).toHaveLength(1);
     }
     const failedForGood = runs.filter((run) => run.status === 'failed');
     const dead = await stack.drainDeadLetters();
-    expect(dead.map((message) => (JSON.parse(message.body) as { runId: string }).runId).sort()).toEqual(failedForGood.map((run) => run.id).sort());
+    expect(dead.map((message) => (JSON.parse(message.body) as { runId: string }).runId).sort(), JSON.stringify(runs.filter((run) => (run.input as { i: number }).i === 7), null, 1)).toEqual(failedForGood.map((run) => run.id).sort());
   });
 });
