@@ -103,6 +103,15 @@ export class Conductor {
         telemetry.log('warn', `took over continuous task "${entry.task}" from ${entry.owner}, whose lease expired`, entryFields(entry));
         await board.commit({ runs: [interrupted(entry, now())] });
       }
+      if (claimed.stopRequested) {
+        // Asked to stop before anyone started it: take it off the board without running it.
+        const run = baseRun(claimed, this.owner, now());
+        run.status = 'cancelled';
+        run.endedAt = now();
+        run.error = { name: 'CancelledError', message: 'asked to stop before it started' };
+        await board.finish({ signature: claimed.signature, owner: this.owner, token: claimed.token }, run);
+        continue;
+      }
       started += 1;
       const supervised = this.supervise(claimed).finally(() => this.running.delete(claimed.signature));
       this.running.set(claimed.signature, supervised);

@@ -115,7 +115,9 @@ export class TaskWorker {
       telemetry.log('info', 'dropped a duplicate or stale delivery: the lease moved on', { ...messageFields(message, loaded), token: message.token });
       return { kind: 'dropped', why: 'stale' };
     }
-    if (!loaded.config.enabled || snapshot.statuses.get(loaded.config.id)?.retiredAt !== undefined) {
+    // Manual runs go ahead on a disabled instance, as locally; scheduled ones are called off.
+    const off = !loaded.config.enabled || snapshot.statuses.get(loaded.config.id)?.retiredAt !== undefined;
+    if (off && entry.origin !== 'manual') {
       const run = baseRun(entry, owner, now());
       run.status = 'cancelled';
       run.endedAt = now();

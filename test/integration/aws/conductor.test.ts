@@ -78,4 +78,19 @@ describe('conductors', () => {
     expect(run).toMatchObject({ status: 'failed', error: { name: 'ConfigError' } });
     expect(await stack.store.listRoute('conductor')).toEqual([]);
   });
+
+  it('does not start a task asked to stop before a conductor claimed it', async () => {
+    await stack.seedInstances([{ id: 'late-stop', job: 'literal', params: { specs: [{ task: 'forever', input: {} }] }, schedule: '1m' }]);
+    await stack.scheduler(jobs).scheduler.tick();
+    const [entry] = await stack.store.listRoute('conductor');
+    await stack.store.requestStop(entry!.signature, entry!.token);
+
+    const started = await conductor().pollOnce();
+
+    expect(started).toBe(0);
+    const [run] = await stack.store.listRuns({ instanceId: 'late-stop' });
+    expect(run).toMatchObject({ status: 'cancelled' });
+    expect(run?.startedAt).toBeDefined();
+    expect(await stack.store.listRoute('conductor')).toEqual([]);
+  });
 });

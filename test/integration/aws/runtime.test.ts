@@ -188,4 +188,21 @@ describe('messages the worker cannot use', () => {
     expect(afterShort).toEqual([]);
     expect((await runsOf('big')).map((run) => [run.status, run.attempt])).toEqual([['succeeded', 1]]);
   });
+
+  it('calls off a scheduled task of an instance disabled after planning, but runs a manual one', async () => {
+    await stack.seedInstances([{ id: 'paused', job: 'fanout', params: { count: 1 }, schedule: '1m' }]);
+    const { scheduler } = stack.scheduler(jobs);
+    await scheduler.tick();
+    await stack.store.setInstanceOverride('paused', { enabled: false });
+
+    await eventSource().drain({ timeoutMs: 20_000 });
+    await scheduler.runNow({ instanceId: 'paused', task: 'item', input: { i: 0 } });
+    await eventSource().drain({ timeoutMs: 20_000 });
+
+    const runs = (await runsOf('paused')).sort((a, b) => a.fencingToken - b.fencingToken);
+    expect(runs.map((run) => [run.origin, run.status])).toEqual([
+      ['schedule', 'cancelled'],
+      ['manual', 'succeeded'],
+    ]);
+  });
 });
