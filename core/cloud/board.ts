@@ -58,6 +58,12 @@ export interface PostRequest extends BoardTask {
   signature: string;
   owner: string;
   ttlMs: number;
+  /**
+   * Refuse if the lease was released at or after this time: the plan that returned the task read
+   * the run history before then, so it may not know the task has just run (checked in the same
+   * conditional write, so no tick can slip between a release and its post).
+   */
+  notReleasedSince?: number;
 }
 
 /** A claim names the lease it expects: owner and token (a dispatched task), or only the token of an expired lease. */

@@ -280,6 +280,7 @@ export class Scheduler {
           queuedAt: now(),
           retry: planned.retry,
         };
+        if (Number.isFinite(plan.plannedAt)) request.notReleasedSince = plan.plannedAt;
         if (timeoutMs !== undefined) request.timeoutMs = timeoutMs;
         posts.push({ request, plan, planned });
       }

@@ -442,7 +442,7 @@ export class DynamoStore implements Board {
         instanceId: request.instanceId,
         task: request.task,
       };
-      const write = await this.grant(lease, taskAttributes(request), now);
+      const write = await this.grant(lease, taskAttributes(request), now, request.notReleasedSince);
       if (!write.granted) {
         const holder = entryOf(write.holder, this.tables.leases, false) ?? this.holderLease(write.holder, request.signature);
         return { granted: false, holder };
@@ -934,7 +934,7 @@ export class DynamoStore implements Board {
    * increments the token, sets the lease and `attributes`, and removes the task attributes not
    * set (so a lease never carries a previous task's fields).
    */
-  private async grant(lease: Lease, attributes: Item, now: number): Promise<GrantWrite> {
+  private async grant(lease: Lease, attributes: Item, now: number, notReleasedSince?: number): Promise<GrantWrite> {
     const e = new Expr();
     const set: Item = {
       owner: lease.owner,
@@ -953,7 +953,9 @@ export class DynamoStore implements Board {
           TableName: this.tables.leases,
           Key: { signature: lease.signature },
           UpdateExpression: updateExpression(sets, removes),
-          ConditionExpression: `attribute_not_exists(${e.n('owner')}) OR ${e.n('expiresAt')} <= ${e.v(now)}`,
+          ConditionExpression:
+            `(attribute_not_exists(${e.n('owner')}) OR ${e.n('expiresAt')} <= ${e.v(now)})` +
+            (notReleasedSince === undefined ? '' : ` AND (attribute_not_exists(${e.n('releasedAt')}) OR ${e.n('releasedAt')} < ${e.v(notReleasedSince)})`),
           ReturnValues: 'ALL_OLD',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           ...e.params(),

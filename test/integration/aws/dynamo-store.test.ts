@@ -263,6 +263,18 @@ describe('DynamoStore board', () => {
     expect(await store.listRoute('queue')).toMatchObject([{ signature: 's2' }]);
   });
 
+  it('refuses a post whose plan read the history before the lease was last released', async () => {
+    await postOne(store, postRequest('s1'));
+    await store.finish({ signature: 's1', owner: 'queue:run-s1', token: 1 }, finishedRun('r1', 's1', 1));
+    const releasedAt = (await store.peek(['s1'], T0)).releasedAt.get('s1')!;
+
+    const [stale] = await store.post([postRequest('s1', { notReleasedSince: releasedAt })], T0 + 10);
+    const [fresh] = await store.post([postRequest('s1', { notReleasedSince: releasedAt + 1 })], T0 + 10);
+
+    expect(stale).toMatchObject({ granted: false, holder: { owner: null, token: 1 } });
+    expect(fresh).toMatchObject({ granted: true, lease: { token: 2 } });
+  });
+
   it('repost hands a held entry to the next attempt with the next token and clears the attempt’s progress', async () => {
     await postOne(store, postRequest('s1'));
     await store.claim({ signature: 's1', token: 1, owner: 'queue:run-s1', newOwner: 'worker-1', ttlMs: 1000, now: T0 + 1 });
