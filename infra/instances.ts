@@ -1,0 +1,132 @@
+/**
+ * The instance configuration a deployment is seeded with: read (jobs/instances.json by default),
+ * validated against the job types that go into the bundles, and rendered as the DynamoDB
+ * `UpdateItem` that `DynamoStore.putInstanceEntry` sends (core/adapters/aws/dynamo-store.ts): the
+ * entry goes into the `config` attribute of the `(instanceId, 'config')` item and the `overrides`
+ * attribute is created empty only when missing. Run-time overrides (the status page's switches, the
+ * CLI) therefore survive every redeploy; only the repository's configuration is replaced.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { z } from 'zod';
+import { ROOT } from '../build/bundle.js';
+import { CONFIG_KIND } from '../core/adapters/aws/dynamo-items.js';
+import { INSTANCES_TABLE } from '../core/adapters/aws/tables.js';
+import { formatProblem, instanceEntrySchema, instancesFileSchema, parseInstances } from '../core/config.js';
+import type { JobType, Json } from '../core/types.js';
+import { InstanceSeedError } from './errors.js';
+
+/** One instance entry, as written in an instances file. */
+export type InstanceEntry = z.input<typeof instanceEntrySchema>;
+
+/** The repository's instances file, the default seed. */
+export const DEFAULT_INSTANCES_FILE = join(ROOT, 'jobs', 'instances.json');
+
+/** The attributes of a config item that `putInstanceEntry` writes and `setInstanceOverride` patches. */
+export const CONFIG_ATTRIBUTE = 'config';
+export const OVERRIDES_ATTRIBUTE = 'overrides';
+
+/** A validated entry, as the JSON object stored in the `config` attribute. */
+export interface SeedEntry {
+  readonly id: string;
+  readonly config: { readonly [key: string]: Json };
+}
+
+/** A DynamoDB attribute value in the low-level wire format (what an `AwsCustomResource` call sends). */
+export type AttributeValue =
+  | { NULL: true }
+  | { BOOL: boolean }
+  | { N: string }
+  | { S: string }
+  | { L: AttributeValue[] }
+  | { M: { [key: string]: AttributeValue } };
+
+function sourceName(source: readonly InstanceEntry[] | string): string {
+  return typeof source === 'string' ? source : 'the instances prop';
+}
+
+function readSource(source: readonly InstanceEntry[] | string): unknown {
+  if (typeof source !== 'string') return { instances: source };
+  let text: string;
+  try {
+    text = readFileSync(source, 'utf8');
+  } catch (error) {
+    throw new InstanceSeedError(`cannot read the instances file ${source} (${(error as Error).message}); pass an existing file or the entries themselves as the instances prop`, { cause: error });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new InstanceSeedError(`the instances file ${source} is not valid JSON (${(error as Error).message}); fix its syntax`, { cause: error });
+  }
+}
+
+/** A JSON copy of `value`: what DynamoDB will hold, and proof that it is JSON. */
+function toJson(value: unknown, what: string): Json {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new InstanceSeedError(`${what} is not JSON`);
+  return JSON.parse(text) as Json;
+}
+
+/**
+ * The entries to seed, validated as the runtime validates them (core/config.ts) against `jobs`.
+ * A deployment refuses to synthesize with an invalid entry rather than let its instance fail on
+ * every tick; every problem is named with its instance and field.
+ *
+ * @example
+ * ```ts
+ * loadSeedEntries(DEFAULT_INSTANCES_FILE, jobs); // [{ id: 'metrics', config: { id: 'metrics', job: 'collector', ... } }, ...]
+ * ```
+ */
+export function loadSeedEntries(source: readonly InstanceEntry[] | string, jobs: readonly JobType[]): SeedEntry[] {
+  const raw = readSource(source);
+  const parsed = parseInstances(raw, jobs);
+  if (parsed.problems.length > 0) {
+    const problems = parsed.problems.map((problem) => formatProblem(sourceName(source), problem));
+    throw new InstanceSeedError(`the instance configuration to deploy has ${problems.length} problem(s): ${problems.join('; ')}`);
+  }
+  const file = instancesFileSchema.parse(raw);
+  return file.instances.map((entry, index) => {
+    const config = toJson(entry, `instance entry #${index} of ${sourceName(source)}`);
+    const id = instanceEntrySchema.parse(entry).id;
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new InstanceSeedError(`instance "${id}" must be a JSON object`);
+    return { id, config };
+  });
+}
+
+/** `value` in DynamoDB's attribute-value format, as the SDK's document client marshals plain JSON. */
+export function toAttributeValue(value: Json): AttributeValue {
+  if (value === null) return { NULL: true };
+  if (typeof value === 'boolean') return { BOOL: value };
+  if (typeof value === 'number') return { N: String(value) };
+  if (typeof value === 'string') return { S: value };
+  if (Array.isArray(value)) return { L: value.map(toAttributeValue) };
+  return { M: Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, toAttributeValue(inner)])) };
+}
+
+/**
+ * The `UpdateItem` parameters that write `entry` into the instances table `tableName` the way
+ * `putInstanceEntry` does: `SET config = :config, overrides = if_not_exists(overrides, {})`.
+ */
+export function seedUpdateItem(tableName: string, entry: SeedEntry) {
+  return {
+    TableName: tableName,
+    Key: {
+      [INSTANCES_TABLE.partitionKey.name]: { S: entry.id },
+      [INSTANCES_TABLE.sortKey.name]: { S: CONFIG_KIND },
+    },
+    UpdateExpression: 'SET #config = :config, #overrides = if_not_exists(#overrides, :none)',
+    ExpressionAttributeNames: { '#config': CONFIG_ATTRIBUTE, '#overrides': OVERRIDES_ATTRIBUTE },
+    ExpressionAttributeValues: { ':config': toAttributeValue(entry.config), ':none': { M: {} } },
+  };
+}
+
+/** The `DeleteItem` parameters that remove an instance's config item (when its entry leaves the seed). */
+export function seedDeleteItem(tableName: string, id: string) {
+  return {
+    TableName: tableName,
+    Key: {
+      [INSTANCES_TABLE.partitionKey.name]: { S: id },
+      [INSTANCES_TABLE.sortKey.name]: { S: CONFIG_KIND },
+    },
+  };
+}

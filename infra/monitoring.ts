@@ -1,0 +1,355 @@
+/**
+ * A ujr deployment's dashboard and alarms. ujr's own metrics are EMF lines written by
+ * core/adapters/aws/telemetry.ts: namespace `UJR_METRICS_NAMESPACE`, dimensions
+ * `[["service", "jobType"]]`, one line per job type per invocation, where `service` is the
+ * serviceName each entry point passes (functions/*.ts, containers/main.ts).
+ */
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { MetricName } from '../core/cloud/ports.js';
+
+/** The `service` dimension of each runtime's metrics (the serviceName its entry point passes). */
+export const SERVICES = {
+  scheduler: 'ujr-scheduler',
+  worker: 'ujr-worker',
+  conductor: 'ujr-conductor',
+  longTask: 'ujr-long-task',
+} as const;
+
+type Service = (typeof SERVICES)[keyof typeof SERVICES];
+
+/** Where each of ujr's metrics (core/cloud/ports.ts `MetricName`) is counted. */
+export const METRIC_SERVICES = {
+  planned: [SERVICES.scheduler],
+  deduplicated: [SERVICES.scheduler],
+  planErrors: [SERVICES.scheduler],
+  started: [SERVICES.worker, SERVICES.conductor, SERVICES.longTask],
+  succeeded: [SERVICES.worker, SERVICES.conductor, SERVICES.longTask],
+  failed: [SERVICES.worker, SERVICES.conductor, SERVICES.longTask],
+  retried: [SERVICES.worker, SERVICES.longTask],
+  dropped: [SERVICES.worker, SERVICES.conductor, SERVICES.longTask],
+  takenOver: [SERVICES.scheduler, SERVICES.conductor],
+} as const satisfies Record<MetricName, readonly Service[]>;
+
+type UjrMetric = keyof typeof METRIC_SERVICES;
+
+/** Task outcomes shown per job type on the dashboard. */
+const TASK_METRICS: readonly UjrMetric[] = ['planned', 'deduplicated', 'started', 'succeeded', 'failed', 'retried', 'takenOver'];
+
+/** The period of the failure-rate alarms. */
+const FAILURE_RATE_PERIOD = Duration.minutes(15);
+
+export interface JobRunnerMonitoringProps {
+  /** The metrics namespace (`UJR_METRICS_NAMESPACE`). */
+  readonly namespace: string;
+  /** Names of the job types: one dashboard row and one failure-rate alarm each. */
+  readonly jobTypes: readonly string[];
+  readonly schedulerFunction: lambda.IFunction;
+  readonly workerFunction: lambda.IFunction;
+  readonly taskQueue: sqs.IQueue;
+  readonly deadLetterQueue: sqs.IQueue;
+  readonly tickDeadLetterQueue: sqs.IQueue;
+  readonly cluster: ecs.ICluster;
+  readonly conductorService: ecs.IBaseService;
+  /** The tick interval: the missed-ticks alarm waits ten of them at least. */
+  readonly tick: Duration;
+  /** The oldest-message alarm's threshold. */
+  readonly maxMessageAge: Duration;
+  /** The failure-rate alarms' threshold, a share in (0, 1]. */
+  readonly failureRateThreshold: number;
+  /**
+   * An e-mail address subscribed to the alarm topic.
+   *
+   * @default no subscription
+   */
+  readonly alarmEmail?: string;
+}
+
+/** A metric id for math expressions: lower-case start, letters, digits and `_` only. */
+function metricId(...parts: string[]): string {
+  return `m_${parts.join('_').replace(/[^A-Za-z0-9_]/g, '_')}`;
+}
+
+/**
+ * The dashboard and the alarms of a {@link JobRunner}; every alarm notifies an encrypted SNS topic.
+ *
+ * @example
+ * ```ts
+ * const monitoring = new JobRunnerMonitoring(runner, 'Monitoring', { namespace: 'ujr/Research', jobTypes: ['collector'], ... });
+ * monitoring.alarmTopic.addSubscription(new subscriptions.SmsSubscription('+15555550100'));
+ * ```
+ */
+export class JobRunnerMonitoring extends Construct {
+  readonly alarmTopic: sns.Topic;
+  readonly dashboard: cloudwatch.Dashboard;
+  readonly alarms: cloudwatch.Alarm[] = [];
+
+  constructor(
+    scope: Construct,
+    id: string,
+    private readonly props: JobRunnerMonitoringProps,
+  ) {
+    super(scope, id);
+
+    // CloudWatch cannot use the AWS managed SNS key, so the topic has its own (rotated yearly).
+    const key = new kms.Key(this, 'AlarmTopicKey', {
+      description: 'Encrypts the ujr alarm topic',
+      enableKeyRotation: true,
+      // It only protects notifications in transit through SNS: nothing needs it after the stack.
+      removalPolicy: RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(7),
+    });
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } },
+      }),
+    );
+    this.alarmTopic = new sns.Topic(this, 'AlarmTopic', { masterKey: key, enforceSSL: true });
+    this.alarmTopic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.alarmTopic.topicArn],
+        conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } },
+      }),
+    );
+    if (props.alarmEmail !== undefined) this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+
+    this.createAlarms();
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      defaultInterval: Duration.hours(3),
+      widgets: this.widgets(),
+    });
+  }
+
+  /** One of ujr's EMF metrics of one service and job type. */
+  metric(name: UjrMetric | 'duration', service: Service, jobType: string, options: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: this.props.namespace,
+      metricName: name,
+      dimensionsMap: { service, jobType },
+      statistic: 'Sum',
+      period: Duration.minutes(5),
+      ...options,
+    });
+  }
+
+  /** A metric summed over the services that count it (missing series count as 0). */
+  total(name: UjrMetric, jobType: string, period = Duration.minutes(5)): cloudwatch.IMetric {
+    const services = METRIC_SERVICES[name];
+    const using = Object.fromEntries(services.map((service) => [metricId(name, service, jobType), this.metric(name, service, jobType, { period })]));
+    return new cloudwatch.MathExpression({
+      expression: Object.keys(using).map((id) => `FILL(${id}, 0)`).join(' + '),
+      usingMetrics: using,
+      label: name,
+      period,
+    });
+  }
+
+  private alarm(id: string, props: cloudwatch.AlarmProps): cloudwatch.Alarm {
+    const alarm = new cloudwatch.Alarm(this, id, props);
+    const action = new cloudwatchActions.SnsAction(this.alarmTopic);
+    alarm.addAlarmAction(action);
+    alarm.addOkAction(action);
+    this.alarms.push(alarm);
+    return alarm;
+  }
+
+  private createAlarms(): void {
+    const { schedulerFunction, taskQueue, deadLetterQueue, tickDeadLetterQueue } = this.props;
+    this.alarm('DeadLetterQueueNotEmpty', {
+      alarmDescription: 'Tasks failed for good or could not be used: their messages are in the dead-letter queue. Fix the cause, then `ujr redrive`.',
+      metric: deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(1) }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.alarm('TickDeadLetterQueueNotEmpty', {
+      alarmDescription: 'EventBridge Scheduler could not deliver ticks to the scheduler function (look at the messages\' attributes for the error).',
+      metric: tickDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(1) }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.alarm('OldestTaskTooOld', {
+      alarmDescription: `A task message has waited longer than ${this.props.maxMessageAge.toHumanString()}: workers are failing, throttled or too few (workerMaxConcurrency).`,
+      metric: taskQueue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(5) }),
+      threshold: this.props.maxMessageAge.toSeconds(),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.alarm('SchedulerErrors', {
+      alarmDescription: 'The scheduler function failed in two of the last three 5-minute periods: read its log group.',
+      metric: schedulerFunction.metricErrors({ statistic: 'Sum', period: Duration.minutes(5) }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const missedTicksWindow = Duration.minutes(Math.max(10, (this.props.tick.toSeconds() / 60) * 10));
+    this.alarm('MissedTicks', {
+      alarmDescription: `The scheduler was not invoked for ${missedTicksWindow.toHumanString()}: the schedule is disabled or failing (tick dead-letter queue).`,
+      metric: schedulerFunction.metricInvocations({ statistic: 'Sum', period: missedTicksWindow }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    for (const jobType of this.props.jobTypes) {
+      this.alarm(`FailureRate-${jobType}`, {
+        alarmDescription: `Tasks of job type "${jobType}" failed (after their retries) in ${Math.round(this.props.failureRateThreshold * 100)} % of runs or more over 15 minutes.`,
+        metric: this.failureRate(jobType),
+        threshold: this.props.failureRateThreshold,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    }
+  }
+
+  /** failed / (succeeded + failed) of a job type over every service that runs tasks; 0 when nothing ended. */
+  failureRate(jobType: string): cloudwatch.MathExpression {
+    const period = FAILURE_RATE_PERIOD;
+    const sum = (name: 'failed' | 'succeeded') => {
+      const using = Object.fromEntries(METRIC_SERVICES[name].map((service) => [metricId(name, service, jobType), this.metric(name, service, jobType, { period })]));
+      return { using, text: `(${Object.keys(using).map((id) => `FILL(${id}, 0)`).join(' + ')})` };
+    };
+    const failed = sum('failed');
+    const succeeded = sum('succeeded');
+    const total = `(${failed.text} + ${succeeded.text})`;
+    return new cloudwatch.MathExpression({
+      expression: `IF(${total} > 0, ${failed.text} / ${total}, 0)`,
+      usingMetrics: { ...failed.using, ...succeeded.using },
+      label: `${jobType} failure rate`,
+      period,
+    });
+  }
+
+  private widgets(): cloudwatch.IWidget[][] {
+    const { schedulerFunction, workerFunction, taskQueue, deadLetterQueue, tickDeadLetterQueue, cluster, conductorService, namespace } = this.props;
+    const fiveMinutes = { period: Duration.minutes(5) };
+    const ecsMetric = (metricName: string) =>
+      new cloudwatch.Metric({
+        namespace: 'ECS/ContainerInsights',
+        metricName,
+        dimensionsMap: { ClusterName: cluster.clusterName, ServiceName: conductorService.serviceName },
+        statistic: 'Average',
+        period: Duration.minutes(1),
+        label: metricName === 'RunningTaskCount' ? 'running' : 'desired',
+      });
+    const rows: cloudwatch.IWidget[][] = [
+      [
+        new cloudwatch.TextWidget({
+          markdown: `# ujr\nMetrics in namespace \`${namespace}\`. Task outcomes count per job type over every runtime (worker Lambda, conductors, long tasks).`,
+          width: 8,
+          height: 4,
+        }),
+        new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 16, height: 4 }),
+      ],
+      [
+        new cloudwatch.GraphWidget({
+          title: 'Task queue depth',
+          left: [
+            taskQueue.metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, statistic: 'Maximum', label: 'waiting' }),
+            taskQueue.metricApproximateNumberOfMessagesNotVisible({ ...fiveMinutes, statistic: 'Maximum', label: 'in flight' }),
+            taskQueue.metric('ApproximateNumberOfMessagesDelayed', { ...fiveMinutes, statistic: 'Maximum', label: 'delayed (retries)' }),
+          ],
+          width: 8,
+        }),
+        new cloudwatch.GraphWidget({
+          title: 'Age of the oldest task message (s)',
+          left: [taskQueue.metricApproximateAgeOfOldestMessage({ ...fiveMinutes, statistic: 'Maximum', label: 'oldest' })],
+          leftAnnotations: [{ value: this.props.maxMessageAge.toSeconds(), label: 'alarm' }],
+          width: 8,
+        }),
+        new cloudwatch.GraphWidget({
+          title: 'Dead-letter queues',
+          left: [
+            deadLetterQueue.metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, statistic: 'Maximum', label: 'tasks' }),
+            tickDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, statistic: 'Maximum', label: 'ticks' }),
+          ],
+          width: 8,
+        }),
+      ],
+      [
+        new cloudwatch.GraphWidget({
+          title: 'Lambda errors and throttles',
+          left: [
+            schedulerFunction.metricErrors({ ...fiveMinutes, label: 'scheduler errors' }),
+            schedulerFunction.metricThrottles({ ...fiveMinutes, label: 'scheduler throttles' }),
+            workerFunction.metricErrors({ ...fiveMinutes, label: 'worker errors' }),
+            workerFunction.metricThrottles({ ...fiveMinutes, label: 'worker throttles' }),
+          ],
+          right: [schedulerFunction.metricInvocations({ ...fiveMinutes, label: 'scheduler invocations (ticks)' })],
+          width: 8,
+        }),
+        new cloudwatch.GraphWidget({
+          title: 'Lambda duration (ms)',
+          left: [
+            schedulerFunction.metricDuration({ ...fiveMinutes, statistic: 'p50', label: 'scheduler p50' }),
+            schedulerFunction.metricDuration({ ...fiveMinutes, statistic: 'Maximum', label: 'scheduler max' }),
+            workerFunction.metricDuration({ ...fiveMinutes, statistic: 'p50', label: 'worker p50' }),
+            workerFunction.metricDuration({ ...fiveMinutes, statistic: 'p99', label: 'worker p99' }),
+          ],
+          width: 8,
+        }),
+        new cloudwatch.GraphWidget({
+          title: 'Conductors: running vs desired',
+          left: [ecsMetric('RunningTaskCount'), ecsMetric('DesiredTaskCount')],
+          width: 8,
+        }),
+      ],
+      [
+        new cloudwatch.GraphWidget({
+          title: 'Lease takeovers',
+          left: this.props.jobTypes.map((jobType) => this.labelled(this.total('takenOver', jobType), jobType)),
+          width: 12,
+        }),
+        new cloudwatch.GraphWidget({
+          title: 'Plan errors',
+          left: [...this.props.jobTypes, 'config'].map((jobType) => this.metric('planErrors', SERVICES.scheduler, jobType, { label: jobType })),
+          width: 12,
+        }),
+      ],
+    ];
+    for (const jobType of this.props.jobTypes) {
+      rows.push([
+        new cloudwatch.GraphWidget({
+          title: `${jobType}: tasks`,
+          left: TASK_METRICS.map((name) => this.total(name, jobType)),
+          width: 16,
+        }),
+        new cloudwatch.GraphWidget({
+          title: `${jobType}: task duration (ms)`,
+          left: [SERVICES.worker, SERVICES.conductor, SERVICES.longTask].map((service) =>
+            this.metric('duration', service, jobType, { statistic: 'p50', label: `${service} p50` }),
+          ),
+          right: [this.metric('duration', SERVICES.worker, jobType, { statistic: 'Maximum', label: 'worker max' })],
+          width: 8,
+        }),
+      ]);
+    }
+    return rows;
+  }
+
+  /** The same math expression under another label (a graph shows one line per job type). */
+  private labelled(metric: cloudwatch.IMetric, label: string): cloudwatch.IMetric {
+    return metric instanceof cloudwatch.MathExpression ? metric.with({ label }) : metric;
+  }
+}
