@@ -8,7 +8,8 @@ import { z } from 'zod';
 import { parseSchedule } from './schedule.js';
 import type { InstanceConfig, JobType } from './types.js';
 
-const DEFAULT_SCHEDULE = 'rate(1 minute)';
+/** The schedule of an instance whose entry and job type name none. */
+export const DEFAULT_SCHEDULE = 'rate(1 minute)';
 
 /** One instance entry as written in the file. */
 export const instanceEntrySchema = z

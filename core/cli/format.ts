@@ -39,3 +39,20 @@ export function progress(run: RunRecord): string {
 export function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
+
+/** Runs as a table, one line each, their error or progress last. */
+export function runsTable(runs: readonly RunRecord[], now = Date.now()): string {
+  return table(
+    ['RUN', 'INSTANCE', 'TASK', 'STATUS', 'ATTEMPT', 'QUEUED', 'DURATION', 'DETAIL'],
+    runs.map((run) => [
+      run.id,
+      run.instanceId,
+      run.task,
+      run.status,
+      run.kind === 'continuous' ? `${run.attempt}` : `${run.attempt}/${run.maxAttempts}`,
+      time(run.queuedAt),
+      runDuration(run, now),
+      truncate(run.error ? `${run.error.name}: ${run.error.message}` : progress(run), 80),
+    ]),
+  );
+}

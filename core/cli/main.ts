@@ -2,31 +2,37 @@
  * The `ujr` command line. Exit codes: 0 success, 1 a run failed (`run --once`, where a problem
  * in the instances file counts as a failure too, and `trigger --wait`), 2 bad usage or
  * configuration, 3 a named run or instance does not exist.
+ *
+ * `--stack <name>` points `status`, `runs`, `logs`, `trigger`, `jobs` and `redrive` at a deployed
+ * stack instead of the local installation: the same commands over the same Store port (the
+ * DynamoDB adapter), with the AWS-specific parts in ./stack-commands.ts.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { monotonicFactory } from 'ulid';
-import { formatProblem, readInstancesFile, type ParsedConfig } from '../config.js';
+import type { AwsCliContext } from '../adapters/aws/cli-context.js';
 import { ConfigError, UjrError } from '../errors.js';
 import type { RunnerStats } from '../engine/runner.js';
-import type { Store } from '../ports/store.js';
 import { canonicalJson } from '../signature.js';
 import { RUN_STATUSES, TERMINAL_STATUSES, type Json, type Logger, type RunRecord, type RunStatus } from '../types.js';
-import { InstanceNotFoundError, InstancesFileError, setInstanceEnabled, unretireInstance } from '../local/instances-file.js';
-import { loadJobTypes } from '../local/jobs-module.js';
-import { openLocalRuntime, openLocalStore, resolvePaths, type LocalPaths } from '../local/runtime.js';
+import { openLocalRuntime, resolvePaths, type LocalPaths } from '../local/runtime.js';
 import { registerUiCommand } from '../ui/command.js';
-import { duration, progress, runDuration, table, time, truncate } from './format.js';
+import { CliError, EXIT } from './errors.js';
+import { duration, runsTable, table, time, truncate } from './format.js';
+import { consoleIo, type Io } from './io.js';
+import { activeRuns, activeTable, redriveCommand, stackLogsCommand, stackTriggerCommand, type ActiveRun } from './stack-commands.js';
+import { checkTrigger, formatProblems, localTarget, stackTarget, type Target } from './targets.js';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3 } as const;
+export { EXIT } from './errors.js';
+export type { Io } from './io.js';
 
-/** An error the CLI prints as is, with its exit code. */
-class CliError extends UjrError {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
+/** What the CLI reaches outside the local installation; tests replace it. */
+export interface CliDeps {
+  /**
+   * Opens the AWS side of `--stack <name>`: reads the stack's outputs and builds clients in its
+   * region. Default: `openAwsCliContext` (core/adapters/aws/cli-context.ts), loaded on first use so
+   * that local commands never load an AWS SDK.
+   */
+  openStack?: (stackName: string) => Promise<AwsCliContext>;
 }
 
 interface GlobalOptions {
@@ -34,24 +40,33 @@ interface GlobalOptions {
   jobs?: string;
   instances?: string;
   json?: boolean;
+  stack?: string;
 }
 
-interface Io {
-  out(text: string): void;
-  err(text: string): void;
-}
-
-const consoleIo: Io = {
-  out: (text) => process.stdout.write(`${text}\n`),
-  err: (text) => process.stderr.write(`${text}\n`),
+const defaultOpenStack = async (stackName: string): Promise<AwsCliContext> => {
+  const { openAwsCliContext } = await import('../adapters/aws/cli-context.js');
+  return openAwsCliContext(stackName);
 };
 
-/** Runs the CLI with `argv` (as in process.argv) and resolves with the exit code. */
-export async function main(argv: string[], io: Io = consoleIo): Promise<number> {
-  const program = buildProgram(io);
+/** How often `trigger --wait` and `logs --follow` look again on AWS. */
+const STACK_POLL_MS = 1_000;
+
+/**
+ * Runs the CLI with `argv` (as in process.argv) and resolves with the exit code.
+ *
+ * @example
+ * ```ts
+ * const code = await main(['node', 'ujr', 'runs', '--stack', 'ujr', '--json'], { out: console.log, err: console.error });
+ * ```
+ */
+export async function main(argv: string[], io: Io = consoleIo, deps: CliDeps = {}): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const program = buildProgram(io, deps, (code) => {
+    exitCode = code;
+  });
   try {
     await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+    return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
@@ -64,27 +79,63 @@ export async function main(argv: string[], io: Io = consoleIo): Promise<number> 
       io.err(`ujr: ${error.message}`);
       return EXIT.usage;
     }
+    if (error instanceof UjrError) {
+      // ujr's own errors (a store or AWS call that failed, the scheduler function refusing) say what to do.
+      io.err(`ujr: ${error.message}`);
+      return EXIT.failed;
+    }
     io.err(`ujr: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     return EXIT.failed;
   }
 }
 
-function buildProgram(io: Io): Command {
+function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): Command {
   const program = new Command('ujr')
     .description('Untitled Job Runner: plan, run and track research jobs locally (SQLite) or on AWS.')
     .option('--home <dir>', 'folder of the SQLite store and the data directory', '.ujr')
     .option('--jobs <module>', 'module whose default export lists the job types', 'jobs/index.ts')
     .option('--instances <file>', 'the job instances file', 'jobs/instances.json')
+    .option('--stack <name>', 'work on this deployed CloudFormation stack instead of the local store (status, runs, logs, trigger, jobs, redrive)')
     .option('--json', 'machine-readable output')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .showHelpAfterError('(add --help for usage)');
 
+  const globals = () => program.opts<GlobalOptions>();
   const paths = (): LocalPaths => {
-    const opts = program.opts<GlobalOptions>();
+    const opts = globals();
     return resolvePaths({ home: opts.home, jobsModule: opts.jobs, instancesFile: opts.instances });
   };
-  const json = () => program.opts<GlobalOptions>().json === true;
+  const json = () => globals().json === true;
+  const openStack = deps.openStack ?? defaultOpenStack;
+
+  /** Runs `fn` over the target the options name, closing it after; `aws` is set in stack mode. */
+  const withTarget = async <T>(fn: (target: Target, aws: AwsCliContext | undefined) => Promise<T>): Promise<T> => {
+    const stack = globals().stack;
+    let aws: AwsCliContext | undefined;
+    let target: Target;
+    if (stack === undefined) {
+      target = localTarget(paths());
+    } else {
+      aws = await openStack(stack);
+      target = stackTarget(aws, { jobsModule: paths().jobsModule, jobsModuleRequired: program.getOptionValueSource('jobs') !== 'default' });
+    }
+    try {
+      return await fn(target, aws);
+    } finally {
+      await target.close();
+    }
+  };
+
+  program.hook('preAction', (_program, action) => {
+    if (globals().stack === undefined) return;
+    if (action.name() === 'run') {
+      throw new CliError('--stack does not apply to "ujr run": ujr run is the local runner; on AWS the scheduler runs on its own (see "ujr status --stack <name>")', EXIT.usage);
+    }
+    if (action.name() === 'ui') {
+      throw new CliError('--stack does not apply to "ujr ui": the status page serves the local store; on AWS use "ujr status --stack <name>" or the stack\'s CloudWatch dashboard', EXIT.usage);
+    }
+  });
 
   program
     .command('run')
@@ -96,14 +147,14 @@ function buildProgram(io: Io): Command {
     .option('--retention <days>', 'prune ended runs older than this (the latest success of each signature stays)', positiveInt, 30)
     .option('-q, --quiet', 'no live summary line')
     .action(async (opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; retention: number; quiet?: boolean }) => {
-      process.exitCode = await runCommand(paths(), { ...opts, json: json() }, io);
+      setExit(await runCommand(paths(), { ...opts, json: json() }, io));
     });
 
   program
     .command('status')
     .description('instances, the last run of each task, running tasks and recent failures')
     .action(async () => {
-      await statusCommand(paths(), json(), io);
+      await withTarget((target) => statusCommand(target, json(), io));
     });
 
   program
@@ -115,8 +166,8 @@ function buildProgram(io: Io): Command {
     .option('--since <time>', 'only runs queued at or after this ISO time or age (e.g. 2h, 30m)', parseSince)
     .option('--limit <n>', 'at most this many', positiveInt, 20)
     .action(async (opts: { job?: string; task?: string; status?: RunStatus; since?: number; limit: number }) => {
-      await withStore(paths(), async (store) => {
-        const runs = await store.listRuns({
+      await withTarget(async (target) => {
+        const runs = await target.store().listRuns({
           instanceId: opts.job,
           task: opts.task,
           status: opts.status,
@@ -130,11 +181,15 @@ function buildProgram(io: Io): Command {
 
   program
     .command('logs')
-    .description("print a run's log lines (and its error)")
+    .description("print a run's log lines (and its error); with --stack, from CloudWatch Logs")
     .argument('<runId>', 'the run id, as shown by "ujr runs"')
     .option('-f, --follow', 'keep printing new lines until the run ends')
     .action(async (runId: string, opts: { follow?: boolean }) => {
-      await withStore(paths(), (store) => logsCommand(store, runId, opts.follow === true, json(), io));
+      await withTarget((target, aws) =>
+        aws
+          ? stackLogsCommand(aws, runId, { follow: opts.follow === true, json: json(), pollMs: STACK_POLL_MS }, io)
+          : logsCommand(target, runId, opts.follow === true, json(), io),
+      );
     });
 
   program
@@ -142,19 +197,33 @@ function buildProgram(io: Io): Command {
     .description('ask for a run now: plan an instance, or run one of its tasks (deduplicated like any other)')
     .argument('<instance>', 'job instance id')
     .argument('[task]', 'task name; without it the instance is planned now')
+    .option('--task <name>', 'the task name, as an option (same as the [task] argument)')
     .option('--input <json>', 'task input as JSON', parseJsonOption)
     .option('--wait', 'wait for the run to end; exit 1 unless it succeeded')
     .option('--timeout <ms>', 'with --wait: give up after this long', positiveInt, 600_000)
-    .action(async (instanceId: string, task: string | undefined, opts: { input?: Json; wait?: boolean; timeout: number }) => {
-      process.exitCode = await triggerCommand(paths(), instanceId, task, opts, json(), io);
+    .action(async (instanceId: string, taskArgument: string | undefined, opts: { task?: string; input?: Json; wait?: boolean; timeout: number }) => {
+      if (taskArgument !== undefined && opts.task !== undefined && taskArgument !== opts.task) {
+        throw new CliError(`two task names given ("${taskArgument}" and --task "${opts.task}"); give one`, EXIT.usage);
+      }
+      const task = taskArgument ?? opts.task;
+      setExit(
+        await withTarget(async (target, aws) => {
+          const view = await target.instances();
+          await checkTrigger(target, view, instanceId, task, opts.input);
+          const wait = { wait: opts.wait === true, timeoutMs: opts.timeout };
+          return aws
+            ? stackTriggerCommand(aws, { instanceId, task, input: opts.input, ...wait, pollMs: STACK_POLL_MS, json: json() }, io)
+            : triggerCommand(target, instanceId, task, { input: opts.input, ...wait }, json(), io);
+        }),
+      );
     });
 
   const jobs = program.command('jobs').description('list, enable or disable job instances');
   jobs
     .command('list')
-    .description('the instances in the instances file, with their state')
+    .description('the instances (instances file, or the stack\'s instances table), with their state')
     .action(async () => {
-      await jobsListCommand(paths(), json(), io);
+      await withTarget((target) => jobsListCommand(target, json(), io));
     });
   for (const [name, enabled] of [
     ['enable', true],
@@ -162,12 +231,27 @@ function buildProgram(io: Io): Command {
   ] as const) {
     jobs
       .command(name)
-      .description(`${name} an instance (edits the instances file; a running "ujr run" applies it live)`)
+      .description(`${name} an instance (edits the instances file, applied live by "ujr run"; with --stack, the instances table)`)
       .argument('<instance>', 'job instance id')
       .action(async (instanceId: string) => {
-        await setEnabledCommand(paths(), instanceId, enabled, io);
+        await withTarget(async (target) => {
+          const where = await target.setEnabled(instanceId, enabled);
+          io.out(`${instanceId} ${enabled ? 'enabled' : 'disabled'} in ${where}`);
+        });
       });
   }
+
+  program
+    .command('redrive')
+    .description("move the dead-letter queue's messages back to the task queue after a fix (needs --stack)")
+    .option('--status', 'list the message move tasks instead of starting one')
+    .action(async (opts: { status?: boolean }) => {
+      if (globals().stack === undefined) {
+        throw new CliError('ujr redrive works on a deployed stack: pass --stack <name> (locally, failed runs are planned again by "ujr run")', EXIT.usage);
+      }
+      await withTarget((_target, aws) => (aws ? redriveCommand(aws, { status: opts.status === true, json: json() }, io) : Promise.resolve()));
+    });
+
   registerUiCommand(program, paths, io);
   return program;
 }
@@ -275,81 +359,53 @@ function stderrLogger(io: Io): Logger {
 
 // ---- status, runs, logs ----------------------------------------------------------------------
 
-async function withStore<T>(paths: LocalPaths, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = openLocalStore(paths);
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
-
-function runsTable(runs: RunRecord[]): string {
+async function statusCommand(target: Target, asJson: boolean, io: Io): Promise<void> {
+  const view = await target.instances();
+  const store = target.store();
   const now = Date.now();
-  return table(
-    ['RUN', 'INSTANCE', 'TASK', 'STATUS', 'ATTEMPT', 'QUEUED', 'DURATION', 'DETAIL'],
-    runs.map((run) => [
-      run.id,
-      run.instanceId,
-      run.task,
-      run.status,
-      run.kind === 'continuous' ? `${run.attempt}` : `${run.attempt}/${run.maxAttempts}`,
-      time(run.queuedAt),
-      runDuration(run, now),
-      truncate(run.error ? `${run.error.name}: ${run.error.message}` : progress(run), 80),
-    ]),
-  );
+  const statuses = new Map((await store.listInstanceStatus()).map((s) => [s.instanceId, s]));
+  const instances = [];
+  for (const instance of view.instances) {
+    const tasks = [];
+    for (const task of await view.tasksOf(instance)) {
+      tasks.push({ task, last: await store.lastRun({ instanceId: instance.id, task }) });
+    }
+    instances.push({ instance, status: statuses.get(instance.id), tasks });
+  }
+  // On AWS what is queued or running lives on the board: a worker writes a run record when an attempt ends.
+  const active: ActiveRun[] | undefined = target.board ? await activeRuns(target.board) : undefined;
+  const running: RunRecord[] = active ?? (await store.listRuns({ status: ['running', 'queued', 'retrying'], limit: 200 }));
+  const failures = await store.listRuns({ status: 'failed', since: now - 86_400_000, limit: 20 });
+  const problems = formatProblems(target, view.problems);
+  if (asJson) {
+    io.out(JSON.stringify({ instances, running, failures, problems }, null, 2));
+    return;
+  }
+  const rows: string[][] = [];
+  for (const { instance, status, tasks } of instances) {
+    const state = status?.retiredAt !== undefined ? 'done' : instance.enabled ? 'enabled' : 'disabled';
+    const planError = status?.planError ? ` (plan error: ${truncate(status.planError.message, 60)})` : '';
+    const lines = tasks.length > 0 ? tasks : [undefined];
+    for (const [i, line] of lines.entries()) {
+      rows.push([
+        i === 0 ? instance.id : '',
+        i === 0 ? `${instance.job}` : '',
+        i === 0 ? `${state}${planError}` : '',
+        line?.task ?? '-',
+        !line ? 'never run' : line.last ? `${line.last.status} ${time(line.last.endedAt ?? line.last.startedAt ?? line.last.queuedAt)}` : 'never run',
+      ]);
+    }
+  }
+  io.out(table(['INSTANCE', 'JOB', 'STATE', 'TASK', 'LAST RUN'], rows));
+  io.out('');
+  if (running.length === 0) io.out('nothing running');
+  else io.out(`running and queued:\n${active ? activeTable(active, now) : runsTable(running, now)}`);
+  if (failures.length > 0) io.out(`\nfailures in the last 24h:\n${runsTable(failures, now)}`);
+  for (const problem of problems) io.err(`config: ${problem}`);
 }
 
-async function loadConfig(paths: LocalPaths): Promise<{ config: ParsedConfig; tasksByJob: Map<string, string[]> }> {
-  const jobs = await loadJobTypes(paths.jobsModule);
-  const config = await readInstancesFile(paths.instancesFile, jobs);
-  return { config, tasksByJob: new Map(jobs.map((j) => [j.name, Object.keys(j.tasks)])) };
-}
-
-async function statusCommand(paths: LocalPaths, asJson: boolean, io: Io): Promise<void> {
-  const { config, tasksByJob } = await loadConfig(paths);
-  await withStore(paths, async (store) => {
-    const now = Date.now();
-    const statuses = new Map((await store.listInstanceStatus()).map((s) => [s.instanceId, s]));
-    const instances = [];
-    for (const instance of config.instances) {
-      const tasks = [];
-      for (const task of tasksByJob.get(instance.job) ?? []) {
-        tasks.push({ task, last: await store.lastRun({ instanceId: instance.id, task }) });
-      }
-      instances.push({ instance, status: statuses.get(instance.id), tasks });
-    }
-    const running = await store.listRuns({ status: ['running', 'queued', 'retrying'], limit: 200 });
-    const failures = await store.listRuns({ status: 'failed', since: now - 86_400_000, limit: 20 });
-    const problems = config.problems.map((p) => formatProblem(paths.instancesFile, p));
-    if (asJson) {
-      io.out(JSON.stringify({ instances, running, failures, problems }, null, 2));
-      return;
-    }
-    const rows: string[][] = [];
-    for (const { instance, status, tasks } of instances) {
-      const state = status?.retiredAt !== undefined ? 'done' : instance.enabled ? 'enabled' : 'disabled';
-      const planError = status?.planError ? ` (plan error: ${truncate(status.planError.message, 60)})` : '';
-      for (const [i, { task, last }] of tasks.entries()) {
-        rows.push([
-          i === 0 ? instance.id : '',
-          i === 0 ? `${instance.job}` : '',
-          i === 0 ? `${state}${planError}` : '',
-          task,
-          last ? `${last.status} ${time(last.endedAt ?? last.startedAt ?? last.queuedAt)}` : 'never run',
-        ]);
-      }
-    }
-    io.out(table(['INSTANCE', 'JOB', 'STATE', 'TASK', 'LAST RUN'], rows));
-    io.out('');
-    io.out(running.length === 0 ? 'nothing running' : `running and queued:\n${runsTable(running)}`);
-    if (failures.length > 0) io.out(`\nfailures in the last 24h:\n${runsTable(failures)}`);
-    for (const problem of problems) io.err(`config: ${problem}`);
-  });
-}
-
-async function logsCommand(store: Store, runId: string, follow: boolean, asJson: boolean, io: Io): Promise<void> {
+async function logsCommand(target: Target, runId: string, follow: boolean, asJson: boolean, io: Io): Promise<void> {
+  const store = target.store();
   let run = await store.getRun(runId);
   if (!run) throw new CliError(`no run has id "${runId}"; list runs with "ujr runs"`, EXIT.notFound);
   let seq = 0;
@@ -372,105 +428,67 @@ async function logsCommand(store: Store, runId: string, follow: boolean, asJson:
 
 // ---- trigger and jobs ------------------------------------------------------------------------
 
+/** The local trigger: a row the running `ujr run` takes (checked beforehand, see `checkTrigger`). */
 async function triggerCommand(
-  paths: LocalPaths,
+  target: Target,
   instanceId: string,
   task: string | undefined,
-  opts: { input?: Json; wait?: boolean; timeout: number },
+  opts: { input?: Json; wait: boolean; timeoutMs: number },
   asJson: boolean,
   io: Io,
 ): Promise<number> {
-  const { config, tasksByJob } = await loadConfig(paths);
-  const instance = config.instances.find((i) => i.id === instanceId);
-  const problems = config.problems.filter((p) => p.instanceId === instanceId);
-  if (!instance && problems.length > 0) {
-    throw new CliError(
-      `instance "${instanceId}" has problems in the instances file; fix them first:\n${problems.map((p) => formatProblem(paths.instancesFile, p)).join('\n')}`,
-      EXIT.usage,
-    );
+  const store = target.store();
+  const at = Date.now();
+  const trigger = { id: monotonicFactory()(), instanceId, at, ...(task !== undefined ? { task, input: opts.input ?? {} } : {}) };
+  await store.addTrigger(trigger);
+  if (!opts.wait) {
+    if (asJson) io.out(JSON.stringify({ trigger }));
+    else io.out(`queued trigger ${trigger.id} for ${instanceId}${task ? `/${task}` : ''}; a running "ujr run" takes it within a second`);
+    return EXIT.ok;
   }
-  if (!instance) {
-    throw new CliError(
-      `no job instance "${instanceId}" in ${paths.instancesFile}; known: ${config.instances.map((i) => i.id).join(', ') || '(none)'}`,
-      EXIT.notFound,
-    );
-  }
-  const tasks = tasksByJob.get(instance.job) ?? [];
-  if (task !== undefined && !tasks.includes(task)) {
-    throw new CliError(`job type "${instance.job}" has no task "${task}"; its tasks: ${tasks.join(', ')}`, EXIT.notFound);
-  }
-  if (task === undefined && opts.input !== undefined) {
-    throw new CliError('--input needs a task name: ujr trigger <instance> <task> --input JSON', EXIT.usage);
-  }
-  return withStore(paths, async (store) => {
-    const at = Date.now();
-    const trigger = { id: monotonicFactory()(), instanceId, at, ...(task !== undefined ? { task, input: opts.input ?? {} } : {}) };
-    await store.addTrigger(trigger);
-    if (!opts.wait) {
-      if (asJson) io.out(JSON.stringify({ trigger }));
-      else io.out(`queued trigger ${trigger.id} for ${instanceId}${task ? `/${task}` : ''}; a running "ujr run" takes it within a second`);
-      return EXIT.ok;
+  const deadline = at + opts.timeoutMs;
+  for (;;) {
+    const runs = await store.listRuns({ instanceId, since: at, ...(task ? { task } : {}), limit: 50 });
+    const mine = runs.filter((r) => r.origin === 'manual' || task === undefined);
+    const ended = mine.length > 0 && mine.every((r) => TERMINAL_STATUSES.has(r.status) && r.status !== 'retrying');
+    if (ended) {
+      if (asJson) io.out(JSON.stringify(mine, null, 2));
+      else io.out(runsTable(mine));
+      return mine.every((r) => r.status === 'succeeded' || r.status === 'skipped') ? EXIT.ok : EXIT.failed;
     }
-    const deadline = at + opts.timeout;
-    for (;;) {
-      const runs = await store.listRuns({ instanceId, since: at, ...(task ? { task } : {}), limit: 50 });
-      const mine = runs.filter((r) => r.origin === 'manual' || task === undefined);
-      const ended = mine.length > 0 && mine.every((r) => TERMINAL_STATUSES.has(r.status) && r.status !== 'retrying');
-      if (ended) {
-        if (asJson) io.out(JSON.stringify(mine, null, 2));
-        else io.out(runsTable(mine));
-        return mine.every((r) => r.status === 'succeeded' || r.status === 'skipped') ? EXIT.ok : EXIT.failed;
-      }
-      if (Date.now() > deadline) {
-        io.err(`no run of the trigger ended within ${opts.timeout} ms; is "ujr run" running? (${mine.length} started)`);
-        return EXIT.failed;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 250));
+    if (Date.now() > deadline) {
+      io.err(`no run of the trigger ended within ${opts.timeoutMs} ms; is "ujr run" running? (${mine.length} started)`);
+      return EXIT.failed;
     }
-  });
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
-async function jobsListCommand(paths: LocalPaths, asJson: boolean, io: Io): Promise<void> {
-  const { config } = await loadConfig(paths);
-  await withStore(paths, async (store) => {
-    const statuses = new Map((await store.listInstanceStatus()).map((s) => [s.instanceId, s]));
-    const problems = config.problems.map((p) => formatProblem(paths.instancesFile, p));
-    if (asJson) {
-      io.out(
-        JSON.stringify(
-          { instances: config.instances.map((i) => ({ ...i, concurrency: Number.isFinite(i.concurrency) ? i.concurrency : null, status: statuses.get(i.id) })), problems },
-          null,
-          2,
-        ),
-      );
-      return;
-    }
+async function jobsListCommand(target: Target, asJson: boolean, io: Io): Promise<void> {
+  const view = await target.instances();
+  const statuses = new Map((await target.store().listInstanceStatus()).map((s) => [s.instanceId, s]));
+  const problems = formatProblems(target, view.problems);
+  if (asJson) {
     io.out(
-      table(
-        ['INSTANCE', 'JOB', 'ENABLED', 'SCHEDULE', 'STATE', 'PARAMS'],
-        config.instances.map((i) => {
-          const status = statuses.get(i.id);
-          const state = status?.retiredAt !== undefined ? `done ${time(status.retiredAt)}` : status?.planError ? 'plan error' : 'ok';
-          return [i.id, i.job, i.enabled ? 'yes' : 'no', i.schedule, state, truncate(canonicalJson(i.params, 'params'), 60)];
-        }),
+      JSON.stringify(
+        { instances: view.instances.map((i) => ({ ...i, concurrency: Number.isFinite(i.concurrency) ? i.concurrency : null, status: statuses.get(i.id) })), problems },
+        null,
+        2,
       ),
     );
-    for (const problem of problems) io.err(`config: ${problem}`);
-  });
-}
-
-/** Edits `enabled` of one instance in the instances file (atomically), and un-retires on enable. */
-async function setEnabledCommand(paths: LocalPaths, instanceId: string, enabled: boolean, io: Io): Promise<void> {
-  const file = paths.instancesFile;
-  try {
-    await setInstanceEnabled(file, instanceId, enabled);
-  } catch (error) {
-    if (error instanceof InstanceNotFoundError) throw new CliError(`${error.message}; see "ujr jobs list"`, EXIT.notFound);
-    if (error instanceof InstancesFileError) throw new CliError(error.message, EXIT.usage);
-    throw error;
+    return;
   }
-  if (enabled) await withStore(paths, (store) => unretireInstance(store, instanceId));
-  io.out(`${instanceId} ${enabled ? 'enabled' : 'disabled'} in ${file}`);
+  io.out(
+    table(
+      ['INSTANCE', 'JOB', 'ENABLED', 'SCHEDULE', 'STATE', 'PARAMS'],
+      view.instances.map((i) => {
+        const status = statuses.get(i.id);
+        const state = status?.retiredAt !== undefined ? `done ${time(status.retiredAt)}` : status?.planError ? 'plan error' : 'ok';
+        return [i.id, i.job, i.enabled ? 'yes' : 'no', i.schedule, state, truncate(canonicalJson(i.params, 'params'), 60)];
+      }),
+    ),
+  );
+  for (const problem of problems) io.err(`config: ${problem}`);
 }
 
 // ---- option parsers --------------------------------------------------------------------------
