@@ -5,7 +5,13 @@
  * token. Instance and task are carried too so a poison message can be reported without the board.
  */
 import { z } from 'zod';
+import type { Json } from '../types.js';
 import { PoisonMessageError } from './errors.js';
+
+/** Any JSON value. */
+export const jsonSchema: z.ZodType<Json> = z.lazy(() =>
+  z.union([z.null(), z.boolean(), z.number(), z.string(), z.array(jsonSchema), z.record(z.string(), jsonSchema)]),
+);
 
 export const dispatchMessageSchema = z.object({
   v: z.literal(1),
@@ -21,6 +27,11 @@ export const dispatchMessageSchema = z.object({
   timeoutMs: z.number().positive(),
   /** Not to be run before this time (epoch ms): retry delays longer than SQS's 15 minutes. */
   notBefore: z.number().optional(),
+  /**
+   * Set on a task the worker put in the dead-letter queue after its last attempt: moved back to
+   * the task queue (`ujr redrive`), it runs again from attempt 1, once, with this input.
+   */
+  redrive: z.object({ input: jsonSchema, deadLetteredAt: z.number() }).optional(),
 });
 
 export type DispatchMessage = z.infer<typeof dispatchMessageSchema>;

@@ -14,7 +14,8 @@
  */
 import { backoffDelay, DEFAULT_RETRY } from '../retry.js';
 import type { LeaseRef } from '../ports/store.js';
-import type { RunRecord, TaskDefinition } from '../types.js';
+import type { Json, RunRecord, TaskDefinition } from '../types.js';
+import { resolveSpecs } from '../engine/planner.js';
 import { baseRun, entryFields, newRunId, runAttempt, type AttemptDeps, type AttemptResult } from './attempt.js';
 import type { BoardEntry } from './board.js';
 import { NotEnoughTimeError, PoisonMessageError } from './errors.js';
@@ -78,7 +79,7 @@ export class TaskWorker {
 
   /** Handles one delivery; throws when the delivery should count as failed (the message comes back). */
   async handle(delivery: Delivery): Promise<DeliveryOutcome> {
-    const message = parseDispatchMessage(delivery.body);
+    let message = parseDispatchMessage(delivery.body);
     const { now, queue, telemetry } = this.deps;
     const snapshot = await this.deps.instances.get();
     const loaded = snapshot.instances.get(message.instanceId);
@@ -100,6 +101,11 @@ export class TaskWorker {
       throw new NotEnoughTimeError(
         `task "${message.task}" of "${message.instanceId}" needs up to ${message.timeoutMs} ms but this invocation has ${delivery.remainingMs()} ms left; its message comes back for a later invocation`,
       );
+    }
+    if (message.redrive) {
+      const reposted = await this.postRedriven(message, message.redrive, loaded);
+      if (!reposted) return { kind: 'dropped', why: 'redriven task already ran again' };
+      message = reposted;
     }
     const owner = `worker:${delivery.deliveryId}`;
     const entry = await this.deps.board.claim({
@@ -187,9 +193,51 @@ export class TaskWorker {
     }
     await this.revert(definition, entry, loaded, run);
     await board.finish(ref, run);
-    await queue.sendToDeadLetter(message, `${run.error?.name ?? 'Error'}: ${run.error?.message ?? 'failed'}`);
+    const deadLetter: DispatchMessage = { ...message, redrive: { input: entry.input, deadLetteredAt: now() } };
+    delete deadLetter.notBefore;
+    await queue.sendToDeadLetter(deadLetter, `${run.error?.name ?? 'Error'}: ${run.error?.message ?? 'failed'}`);
     telemetry.count('failed', entry.jobType);
     telemetry.log('error', `task failed for good after attempt ${entry.attempt}`, { ...fields, error: run.error?.message, stack: run.error?.stack });
+  }
+
+  /**
+   * Posts a task moved back from the dead-letter queue as a new run (attempt 1, origin manual),
+   * unless it ran again since it was dead-lettered: the post is refused when the lease was
+   * released after that, so a duplicate of the redriven message cannot run it twice.
+   */
+  private async postRedriven(message: DispatchMessage, redrive: { input: Json; deadLetteredAt: number }, loaded: LoadedInstance): Promise<DispatchMessage | undefined> {
+    const { board, now } = this.deps;
+    const outcome = resolveSpecs(loaded.job, loaded.config.id, [{ task: message.task, input: redrive.input, signature: message.signature }]);
+    const planned = outcome.tasks[0];
+    if (!planned) throw new PoisonMessageError(`the redriven task cannot be planned again: ${outcome.rejected[0]?.message ?? 'rejected'}`);
+    const runId = newRunId();
+    const owner = `queue:${runId}`;
+    const [grant] = await board.post(
+      [
+        {
+          signature: message.signature,
+          owner,
+          ttlMs: message.timeoutMs + this.deps.config.queueLeaseTtlMs,
+          runId,
+          instanceId: loaded.config.id,
+          jobType: loaded.job.name,
+          task: message.task,
+          kind: 'batch',
+          route: 'queue',
+          input: redrive.input,
+          attempt: 1,
+          maxAttempts: planned.retry.attempts,
+          origin: 'manual',
+          queuedAt: now(),
+          timeoutMs: message.timeoutMs,
+          retry: planned.retry,
+          notReleasedSince: redrive.deadLetteredAt,
+        },
+      ],
+      now(),
+    );
+    if (!grant?.granted) return undefined;
+    return { v: 1, signature: message.signature, token: grant.lease.token, owner, instanceId: message.instanceId, task: message.task, runId, attempt: 1, timeoutMs: message.timeoutMs };
   }
 
   private async revert(definition: TaskDefinition, entry: BoardEntry, loaded: LoadedInstance, run: RunRecord): Promise<void> {

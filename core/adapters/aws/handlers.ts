@@ -10,13 +10,10 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { z } from 'zod';
+import { jsonSchema } from '../../cloud/messages.js';
 import type { Telemetry } from '../../cloud/ports.js';
 import type { Scheduler, TickReport } from '../../cloud/scheduler.js';
 import type { TaskWorker } from '../../cloud/worker.js';
-
-const jsonSchema: z.ZodType<import('../../types.js').Json> = z.lazy(() =>
-  z.union([z.null(), z.boolean(), z.number(), z.string(), z.array(jsonSchema), z.record(z.string(), jsonSchema)]),
-);
 
 export const schedulerEventSchema = z.union([
   z.object({ instanceId: z.string().min(1), task: z.string().min(1).optional(), input: jsonSchema.optional() }).strict(),

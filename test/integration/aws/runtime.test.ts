@@ -205,4 +205,26 @@ describe('messages the worker cannot use', () => {
       ['manual', 'succeeded'],
     ]);
   });
+
+  it('runs a dead-lettered task again once when it is moved back to the queue after a fix', async () => {
+    await stack.seedInstances([{ id: 'fixme', job: 'fanout', params: { count: 1, failAlways: [0], attempts: 1 }, schedule: '1h' }]);
+    await stack.scheduler(jobs).scheduler.tick();
+    await eventSource().drain({ timeoutMs: 20_000 });
+    const [dead] = await stack.drainDeadLetters();
+    await stack.seedInstances([{ id: 'fixme', job: 'fanout', params: { count: 1, attempts: 1 }, schedule: '1h' }]);
+
+    // As `ujr redrive` does (StartMessageMoveTask), twice: a redriven message may be delivered twice too.
+    await stack.clients.sqs.send(new SendMessageCommand({ QueueUrl: stack.queueUrl, MessageBody: dead!.body }));
+    await eventSource().drain({ timeoutMs: 20_000 });
+    await stack.clients.sqs.send(new SendMessageCommand({ QueueUrl: stack.queueUrl, MessageBody: dead!.body }));
+    await eventSource().drain({ timeoutMs: 20_000 });
+
+    const runs = (await runsOf('fixme')).sort((a, b) => a.fencingToken - b.fencingToken);
+    expect(runs.map((run) => [run.origin, run.status, run.attempt])).toEqual([
+      ['schedule', 'failed', 1],
+      ['manual', 'succeeded', 1],
+    ]);
+    expect(runs[1]!.input).toEqual({ i: 0 });
+    expect(await stack.drainDeadLetters()).toEqual([]);
+  });
 });
