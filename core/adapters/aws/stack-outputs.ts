@@ -16,13 +16,13 @@ import { ConfigError } from '../../errors.js';
 /** The output key of each thing the CLI needs; every ujr stack emits all of them. */
 export const STACK_OUTPUTS = {
   /** The leases table (the board): what is leased, running or queued right now. */
-  leasesTable: 'LeasesTable',
+  leasesTable: 'LeasesTableName',
   /** The runs table: run records, their log lines and pending triggers. */
-  runsTable: 'RunsTable',
+  runsTable: 'RunsTableName',
   /** The instances table: each instance's entry (with run-time overrides), status and state. */
-  instancesTable: 'InstancesTable',
+  instancesTable: 'InstancesTableName',
   /** The S3 bucket of the object store. */
-  dataBucket: 'DataBucket',
+  dataBucket: 'DataBucketName',
   /** The task queue's URL. */
   taskQueueUrl: 'TaskQueueUrl',
   /** The task queue's ARN: where `ujr redrive` moves dead letters back to. */
@@ -34,22 +34,22 @@ export const STACK_OUTPUTS = {
   /** The scheduler Lambda: `ujr trigger --stack` invokes it with `{ instanceId, task?, input? }`. */
   schedulerFunctionName: 'SchedulerFunctionName',
   /** Log group of the scheduler Lambda (plans). */
-  schedulerLogGroup: 'SchedulerLogGroup',
+  schedulerLogGroup: 'SchedulerLogGroupName',
   /** Log group of the worker Lambda (batch task runs). */
-  workerLogGroup: 'WorkerLogGroup',
+  workerLogGroup: 'WorkerLogGroupName',
   /** Log group of the conductor containers (continuous task runs). */
-  conductorLogGroup: 'ConductorLogGroup',
+  conductorLogGroup: 'ConductorLogGroupName',
   /** The region the stack is deployed in: every client of the CLI uses it. */
   region: 'Region',
 } as const;
 
 /**
  * Outputs read when present: stacks that have them get more out of the CLI, older ones still work.
- * `LongTaskLogGroup`: log group of the one-off Fargate tasks that run long batch tasks (`ujr logs`
+ * `LongTaskLogGroupName`: log group of the one-off Fargate tasks that run long batch tasks (`ujr logs`
  * searches it too).
  */
 export const OPTIONAL_STACK_OUTPUTS = {
-  longTaskLogGroup: 'LongTaskLogGroup',
+  longTaskLogGroup: 'LongTaskLogGroupName',
 } as const;
 
 export type StackOutputKey = (typeof STACK_OUTPUTS)[keyof typeof STACK_OUTPUTS];
