@@ -16,6 +16,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { MetricName } from '../core/cloud/ports.js';
+import { acknowledge } from './nag.js';
 
 /** The `service` dimension of each runtime's metrics (the serviceName its entry point passes). */
 export const SERVICES = {
@@ -125,7 +126,14 @@ export class JobRunnerMonitoring extends Construct {
         conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } },
       }),
     );
-    if (props.alarmEmail !== undefined) this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+    if (props.alarmEmail !== undefined) {
+      const subscription = new subscriptions.EmailSubscription(props.alarmEmail);
+      this.alarmTopic.addSubscription(subscription);
+      acknowledge(this.alarmTopic, {
+        'Serverless-SNSRedrivePolicy':
+          'The only subscription is the alarm e-mail: a mail SNS could not deliver is not worth replaying, the alarm\'s state stays in CloudWatch (and on the dashboard).',
+      });
+    }
 
     this.createAlarms();
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {

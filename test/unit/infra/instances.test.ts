@@ -1,0 +1,62 @@
+/**
+ * The instance seed: validated as the runtime validates instances, and marshalled into DynamoDB's
+ * attribute-value format exactly as the SDK's document client (the one DynamoStore writes with)
+ * marshals the same JSON.
+ */
+import { readFileSync } from 'node:fs';
+import { marshall } from '@aws-sdk/util-dynamodb';
+import { describe, expect, it } from 'vitest';
+import type { Json } from '../../../core/types.js';
+import jobTypes from '../../../jobs/index.js';
+import { InstanceSeedError } from '../../../infra/errors.js';
+import { DEFAULT_INSTANCES_FILE, loadSeedEntries, seedUpdateItem, toAttributeValue } from '../../../infra/instances.js';
+
+describe('loadSeedEntries', () => {
+  it('reads jobs/instances.json by default, entry by entry as written', () => {
+    const file = JSON.parse(readFileSync(DEFAULT_INSTANCES_FILE, 'utf8')) as { instances: { id: string }[] };
+    const entries = loadSeedEntries(DEFAULT_INSTANCES_FILE, jobTypes);
+    expect(entries.map((entry) => entry.id)).toEqual(file.instances.map((entry) => entry.id));
+    expect(entries.map((entry) => entry.config)).toEqual(file.instances);
+  });
+
+  it('takes entries given in code, dropping what is not JSON', () => {
+    const entries = loadSeedEntries([{ id: 'a', job: 'summary', params: { source: 'metrics' }, schedule: undefined }], jobTypes);
+    expect(entries).toEqual([{ id: 'a', config: { id: 'a', job: 'summary', params: { source: 'metrics' } } }]);
+  });
+
+  it('refuses invalid entries, naming each instance and field', () => {
+    const load = () =>
+      loadSeedEntries(
+        [
+          { id: 'a', job: 'summary', params: { source: 'metrics' }, schedule: 'every tuesday' },
+          { id: 'b', job: 'collector', params: { intervalMs: 'often' } },
+        ],
+        jobTypes,
+      );
+    expect(load).toThrow(InstanceSeedError);
+    expect(load).toThrow(/instance "a": schedule: .*; the instances prop: instance "b": params.intervalMs/);
+  });
+
+  it('refuses two instances with one id', () => {
+    expect(() => loadSeedEntries([{ id: 'a', job: 'summary', params: { source: 'x' } }, { id: 'a', job: 'summary', params: { source: 'y' } }], jobTypes)).toThrow(
+      /instance "a": id: this id is used by another instance/,
+    );
+  });
+});
+
+describe('toAttributeValue', () => {
+  it.each<[string, Json]>([
+    ['an instance entry', { id: 'metrics', job: 'collector', params: { intervalMs: 1000, url: 'https://example.org/' }, enabled: true, concurrency: 2 }],
+    ['nested lists, nulls, empty strings, negative and fractional numbers', { a: [1, [2, 'x'], null, { b: false }], c: '', d: -1.5, e: {} }],
+  ])('marshals %s as the document client does', (_what, value) => {
+    expect(toAttributeValue(value)).toEqual({ M: marshall(value as Record<string, unknown>) });
+  });
+});
+
+describe('seedUpdateItem', () => {
+  it('keys the config item of the instance and sets the entry as its config', () => {
+    const update = seedUpdateItem('instances', { id: 'metrics', config: { id: 'metrics', job: 'collector' } });
+    expect(update.Key).toEqual({ instanceId: { S: 'metrics' }, kind: { S: 'config' } });
+    expect(update.ExpressionAttributeValues[':config']).toEqual({ M: { id: { S: 'metrics' }, job: { S: 'collector' } } });
+  });
+});
