@@ -14,6 +14,7 @@ import jobTypes from '../../../jobs/index.js';
 import { DEFAULT_INSTANCES_FILE, loadSeedEntries, seedUpdateItem } from '../../../infra/instances.js';
 import { CONDUCTOR_CONTAINER, LONG_TASK_CONTAINER } from '../../../infra/job-runner.js';
 import { METRIC_SERVICES, SERVICES } from '../../../infra/monitoring.js';
+import { OPTIONAL_STACK_OUTPUTS, STACK_OUTPUTS as CLI_STACK_OUTPUTS } from '../../../core/adapters/aws/stack-outputs.js';
 import { STACK_OUTPUTS } from '../../../infra/outputs.js';
 import { logicalId, render, resourcesOf, synthesize } from './synth.js';
 
@@ -435,6 +436,11 @@ describe('monitoring', () => {
 describe('the stack', () => {
   it('outputs every value the CLI reads, under the keys of infra/outputs.ts', () => {
     expect(Object.keys(template.findOutputs('*')).sort()).toEqual(Object.values(STACK_OUTPUTS).sort());
+  });
+
+  it('outputs every key the CLI reads (core/adapters/aws/stack-outputs.ts), optional ones included', () => {
+    const outputs = new Set(Object.keys(template.findOutputs('*')));
+    for (const key of [...Object.values(CLI_STACK_OUTPUTS), ...Object.values(OPTIONAL_STACK_OUTPUTS)]) expect(outputs.has(key), key).toBe(true);
   });
 
   it('hard-codes no physical name (the task definition families derive from the stack\'s name)', () => {
