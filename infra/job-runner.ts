@@ -78,6 +78,14 @@ export const CONDUCTOR_CONTAINER = 'conductor';
 /** The example pipeline's archives (jobs/archiver.ts writes `archive/<instance>/…`). */
 const DEFAULT_ARCHIVE_PREFIX = 'archive/';
 
+/**
+ * Kept free in every worker invocation on top of the worker's safety margin and grace, for what
+ * happens before a task's clock starts: loading instances (a Scan, secrets), parsing, the claim.
+ * A batch task whose timeout is the whole limit must still fit in the time left when it starts,
+ * or the worker refuses it (NotEnoughTimeError) and it comes back only after the visibility timeout.
+ */
+export const WORKER_START_HEADROOM = Duration.seconds(30);
+
 /** The longest a Lambda function may run. */
 const LAMBDA_MAX_TIMEOUT = Duration.minutes(15);
 
@@ -159,8 +167,9 @@ export interface JobRunnerProps {
 
   /**
    * Timeout of the worker Lambda, at most 15 minutes. Batch tasks whose timeout does not fit in
-   * it (less the worker's safety margin and grace) run as long tasks on Fargate instead; the task
-   * queue's visibility timeout is 6× this (plus the batching window).
+   * it (less the worker's safety margin and grace, and {@link WORKER_START_HEADROOM}) run as long
+   * tasks on Fargate instead; the task queue's visibility timeout is 6× this (plus the batching
+   * window).
    *
    * @default Duration.minutes(15)
    */
@@ -596,7 +605,7 @@ export class JobRunner extends Construct {
     // ---------------------------------------------------------------------------------------
     // Functions
 
-    this.workerTaskLimit = Duration.millis(settings.workerTimeout.toMilliseconds() - DEFAULT_WORKER_CONFIG.safetyMarginMs - DEFAULT_WORKER_CONFIG.graceMs);
+    this.workerTaskLimit = Duration.millis(workerTaskLimitMs(settings.workerTimeout));
 
     const schedulerLogs = this.logGroup('SchedulerLogs', settings.logRetention);
     const workerLogs = this.logGroup('WorkerLogs', settings.logRetention);
@@ -977,6 +986,15 @@ interface Settings {
   failureRateThreshold: number;
 }
 
+/**
+ * The scheduler's `UJR_WORKER_TASK_LIMIT_MS` for a worker timeout: batch tasks with a longer timeout
+ * run on Fargate. The worker needs its timeout ≥ limit + safety margin + grace (worker.ts); the
+ * start headroom keeps a task of exactly the limit from being refused for want of a few ms.
+ */
+export function workerTaskLimitMs(workerTimeout: Duration): number {
+  return workerTimeout.toMilliseconds() - DEFAULT_WORKER_CONFIG.safetyMarginMs - DEFAULT_WORKER_CONFIG.graceMs - WORKER_START_HEADROOM.toMilliseconds();
+}
+
 /** The props with their defaults, checked where a wrong value would only fail at deploy or at run time. */
 function resolveProps(props: JobRunnerProps): Settings {
   const settings: Settings = {
@@ -1008,9 +1026,11 @@ function resolveProps(props: JobRunnerProps): Settings {
   const tickMinutes = settings.tick.toSeconds() / 60;
   if (!Number.isInteger(tickMinutes) || tickMinutes < 1) fail(`tick must be a whole number of minutes (EventBridge Scheduler's rate), got ${settings.tick.toHumanString()}`);
   const timeoutMs = settings.workerTimeout.toMilliseconds();
-  const margin = DEFAULT_WORKER_CONFIG.safetyMarginMs + DEFAULT_WORKER_CONFIG.graceMs;
   if (timeoutMs > LAMBDA_MAX_TIMEOUT.toMilliseconds()) fail(`workerTimeout is at most 15 minutes (Lambda's limit), got ${settings.workerTimeout.toHumanString()}`);
-  if (timeoutMs <= margin) fail(`workerTimeout must exceed the worker's safety margin and grace (${margin} ms), got ${timeoutMs} ms`);
+  if (workerTaskLimitMs(settings.workerTimeout) < 1000) {
+    const reserved = timeoutMs - workerTaskLimitMs(settings.workerTimeout);
+    fail(`workerTimeout must leave batch tasks at least a second beyond the worker's safety margin, grace and start headroom (${reserved} ms), got ${timeoutMs} ms`);
+  }
   if (settings.workerTimeout.toSeconds() * 6 + settings.workerMaxBatchingWindow.toSeconds() > SQS_MAX_VISIBILITY.toSeconds()) {
     fail('6× workerTimeout plus workerMaxBatchingWindow exceeds SQS\'s 12-hour visibility timeout; shorten them');
   }

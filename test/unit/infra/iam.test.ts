@@ -93,11 +93,13 @@ describe('IAM', () => {
     }
   });
 
-  it('lets CloudWatch alone use the alarm topic\'s key, within this account', () => {
+  it('lets CloudWatch use the alarm topic\'s key, and publish to the topic for this account\'s alarms only', () => {
     const keyStatements = allowed.filter(({ type }) => type === 'AWS::KMS::Key').map(({ statement }) => statement);
-    expect(keyStatements).toContainEqual(
-      expect.objectContaining({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } } }),
-    );
+    expect(keyStatements).toContainEqual(expect.objectContaining({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey'] }));
+    const topicStatements = allowed.filter(({ type }) => type === 'AWS::SNS::TopicPolicy').map(({ statement }) => statement);
+    expect(topicStatements).toEqual([
+      expect.objectContaining({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: 'sns:Publish', Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } } }),
+    ]);
   });
 
   it('denies every request without TLS to the buckets and queues', () => {

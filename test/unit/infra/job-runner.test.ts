@@ -12,7 +12,7 @@ import { TABLES, type TableDefinition } from '../../../core/adapters/aws/tables.
 import { DEFAULT_WORKER_CONFIG } from '../../../core/cloud/worker.js';
 import jobTypes from '../../../jobs/index.js';
 import { DEFAULT_INSTANCES_FILE, loadSeedEntries, seedUpdateItem } from '../../../infra/instances.js';
-import { CONDUCTOR_CONTAINER, LONG_TASK_CONTAINER } from '../../../infra/job-runner.js';
+import { CONDUCTOR_CONTAINER, LONG_TASK_CONTAINER, WORKER_START_HEADROOM } from '../../../infra/job-runner.js';
 import { METRIC_SERVICES, SERVICES } from '../../../infra/monitoring.js';
 import { OPTIONAL_STACK_OUTPUTS, STACK_OUTPUTS as CLI_STACK_OUTPUTS } from '../../../core/adapters/aws/stack-outputs.js';
 import { STACK_OUTPUTS } from '../../../infra/outputs.js';
@@ -222,9 +222,9 @@ describe('the scheduler', () => {
     expect(envNames(scheduler.Environment)).toEqual(Object.keys(schedulerEnvSchema.shape).sort());
   });
 
-  it('sends to Fargate the batch tasks that do not fit in the worker timeout less its margins', () => {
+  it('sends to Fargate the batch tasks that do not fit in the worker timeout less its margins and a start headroom', () => {
     const limit = Number(env.UJR_WORKER_TASK_LIMIT_MS);
-    expect(limit + DEFAULT_WORKER_CONFIG.safetyMarginMs + DEFAULT_WORKER_CONFIG.graceMs).toBe((worker.Timeout as number) * 1000);
+    expect(limit + DEFAULT_WORKER_CONFIG.safetyMarginMs + DEFAULT_WORKER_CONFIG.graceMs + WORKER_START_HEADROOM.toMilliseconds()).toBe((worker.Timeout as number) * 1000);
   });
 
   it('names the fleet: cluster, conductor service, long-task family and container, subnets, security group', () => {

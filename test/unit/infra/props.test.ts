@@ -10,7 +10,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_WORKER_CONFIG } from '../../../core/cloud/worker.js';
 import { InstanceSeedError, JobRunnerPropsError } from '../../../infra/errors.js';
-import { JobRunner, type JobRunnerProps } from '../../../infra/job-runner.js';
+import { JobRunner, WORKER_START_HEADROOM, type JobRunnerProps } from '../../../infra/job-runner.js';
 import { cdkContext, logicalId, render, resourcesOf, synthesize } from './synth.js';
 
 /** A VPC of someone else's, with private subnets (imported: plain ids, no cross-stack reference). */
@@ -60,7 +60,7 @@ describe('a runner tuned away from every default', () => {
   });
 
   it('derives the scheduler\'s batch task limit from the worker timeout, and its tick from the schedule', () => {
-    expect(Number(schedulerEnv.UJR_WORKER_TASK_LIMIT_MS)).toBe(300_000 - DEFAULT_WORKER_CONFIG.safetyMarginMs - DEFAULT_WORKER_CONFIG.graceMs);
+    expect(Number(schedulerEnv.UJR_WORKER_TASK_LIMIT_MS)).toBe(300_000 - DEFAULT_WORKER_CONFIG.safetyMarginMs - DEFAULT_WORKER_CONFIG.graceMs - WORKER_START_HEADROOM.toMilliseconds());
     expect(schedulerEnv.UJR_TICK_MS).toBe('300000');
     template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(5 minutes)' });
   });
@@ -130,7 +130,7 @@ describe('props a deployment refuses', () => {
   it.each<[string, JobRunnerProps, RegExp]>([
     ['a tick that is not whole minutes', { tick: Duration.seconds(90) }, /tick must be a whole number of minutes/],
     ['a worker timeout over Lambda\'s 15 minutes', { workerTimeout: Duration.minutes(16) }, /workerTimeout is at most 15 minutes/],
-    ['a worker timeout within the worker\'s margins', { workerTimeout: Duration.seconds(12) }, /must exceed the worker's safety margin/],
+    ['a worker timeout within the worker\'s margins', { workerTimeout: Duration.seconds(40) }, /must leave batch tasks at least a second/],
     ['a maxReceiveCount under 5', { maxReceiveCount: 3 }, /maxReceiveCount must be at least 5/],
     ['a batch over 10 without a batching window', { workerBatchSize: 100, workerMaxBatchingWindow: Duration.seconds(0) }, /needs a workerMaxBatchingWindow/],
     ['a maximum concurrency under 2', { workerMaxConcurrency: 1 }, /workerMaxConcurrency must be 2–1000/],
