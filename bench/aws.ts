@@ -1,0 +1,776 @@
+/**
+ * Benchmarks of the AWS runtime on the emulators (not a test; run by hand, see BENCHMARKS.md):
+ *
+ *   npm run bench:aws
+ *   npm run bench:aws -- --tasks 2000 --planner-tasks 20000 --init-runs 11
+ *
+ * 1. **API calls per task** in steady state: `--tasks` trivial tasks (bench/aws-jobs.ts) through a
+ *    scheduler tick → SQS → the worker handler (Lambda's SQS event source played by
+ *    test/helpers/sqs-event-source.ts, batches of 10), every AWS call counted by SDK middleware on
+ *    the clients the runtime is built with, by command. DynamoDB calls are sent with
+ *    `ReturnConsumedCapacity: INDEXES`, so DynamoDB Local reports the write and read units each
+ *    one consumed, table and index apart. Then a tick where every returned task is already leased
+ *    (posted, not run): what re-planning costs. Costs per million tasks at on-demand prices.
+ * 2. **Planner throughput**: one tick that posts `--planner-tasks` new tasks (plan, peek, post,
+ *    SendMessageBatch), in a child process of its own so that its RSS and heap are the
+ *    scheduler's alone (the SQS emulator runs in this process).
+ * 3. **Bundles**: size of each handler bundle (build/bundle.ts) and the time a fresh `node`
+ *    process takes to `import()` it with the environment set, median of `--init-runs`.
+ *
+ * The emulators are started here with the functions of test/servers/emulators.ts.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DeleteTableCommand, DynamoDBClient, GetItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { z } from 'zod';
+import { bundleAll } from '../build/bundle.js';
+import { DynamoStore } from '../core/adapters/aws/dynamo-store.js';
+import { parseEnv, schedulerEnvSchema, workerEnvSchema } from '../core/adapters/aws/env.js';
+import { makeWorkerHandler } from '../core/adapters/aws/handlers.js';
+import { schedulerRuntime, workerRuntime } from '../core/adapters/aws/runtime.js';
+import { createTables, TABLES } from '../core/adapters/aws/tables.js';
+import { dispatchMessageSchema } from '../core/cloud/messages.js';
+import { silentTelemetry } from '../core/cloud/ports.js';
+import { SqsEventSource, type SqsLambdaHandler } from '../test/helpers/sqs-event-source.js';
+import { EMULATOR_CREDENTIALS, EMULATOR_REGION, startDynamoDbLocal, startS3Emulator, startSqsEmulator, type RunningServer } from '../test/servers/emulators.js';
+import jobs from './aws-jobs.js';
+
+const { values } = parseArgs({
+  options: {
+    tasks: { type: 'string', default: '1000' },
+    'planner-tasks': { type: 'string', default: '10000' },
+    'init-runs': { type: 'string', default: '7' },
+    /** Internal: run one phase in this (child) process. */
+    phase: { type: 'string' },
+  },
+});
+const TASKS = Number(values.tasks);
+const PLANNER_TASKS = Number(values['planner-tasks']);
+const INIT_RUNS = Number(values['init-runs']);
+
+/** On-demand prices, us-east-1, as of 2026-11. */
+const PRICE = {
+  dynamoWriteUnit: 0.625 / 1e6,
+  dynamoReadUnit: 0.125 / 1e6,
+  sqsRequest: 0.4 / 1e6,
+  lambdaGbSecond: 0.0000166667,
+  lambdaRequest: 0.2 / 1e6,
+  stepFunctionsTransition: 25 / 1e6,
+};
+const WORKER_MEMORY_GB = 0.5;
+const BATCH_SIZE = 10;
+/** Targets from the issue. */
+const TARGET = { writesPerTask: 4, sqsPerTask: 0.35, readsPerLeasedTask: 1 / 25, bundleBytes: 1_000_000, initMs: 150 };
+
+const endpointsSchema = z.object({ dynamodb: z.string().url(), sqs: z.string().url(), s3: z.string().url() });
+type Endpoints = z.infer<typeof endpointsSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// Counting AWS calls
+
+const capacitySchema = z.object({
+  TableName: z.string().optional(),
+  CapacityUnits: z.number().optional(),
+  Table: z.object({ CapacityUnits: z.number().optional() }).optional(),
+  GlobalSecondaryIndexes: z.record(z.string(), z.object({ CapacityUnits: z.number().optional() })).optional(),
+});
+const capacityOutputSchema = z.looseObject({ ConsumedCapacity: z.union([capacitySchema, z.array(capacitySchema)]).optional() });
+const batchInputSchema = z.looseObject({
+  RequestItems: z.record(z.string(), z.union([z.array(z.unknown()), z.looseObject({ Keys: z.array(z.unknown()) })])).optional(),
+  TransactItems: z.array(z.unknown()).optional(),
+  Entries: z.array(z.unknown()).optional(),
+});
+const receiveOutputSchema = z.looseObject({ Messages: z.array(z.unknown()).optional() });
+
+/** DynamoDB commands that accept ReturnConsumedCapacity. */
+const CAPACITY_COMMANDS = new Set(['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'BatchGetItem', 'BatchWriteItem', 'Query', 'Scan', 'TransactWriteItems', 'TransactGetItems']);
+const WRITE_COMMANDS = new Set(['PutItem', 'UpdateItem', 'DeleteItem']);
+const ITEM_BATCH_COMMANDS = new Set(['BatchWriteItem', 'TransactWriteItems', 'BatchGetItem', 'SendMessageBatch', 'DeleteMessageBatch']);
+
+interface Units {
+  table: number;
+  indexes: number;
+  byIndex: Record<string, number>;
+}
+
+/** What one set of clients called, by `<service>:<command>` (the `Command` suffix dropped). */
+class ApiTally {
+  calls: Record<string, number> = {};
+  /** Items carried by batch calls (BatchWriteItem, TransactWriteItems, BatchGetItem, Send/DeleteMessageBatch). */
+  items: Record<string, number> = {};
+  /** DynamoDB capacity units as DynamoDB Local reported them, writes and reads apart. */
+  writeUnits: Units = { table: 0, indexes: 0, byIndex: {} };
+  readUnits: Units = { table: 0, indexes: 0, byIndex: {} };
+  emptyReceives = 0;
+
+  reset(): void {
+    this.calls = {};
+    this.items = {};
+    this.writeUnits = { table: 0, indexes: 0, byIndex: {} };
+    this.readUnits = { table: 0, indexes: 0, byIndex: {} };
+    this.emptyReceives = 0;
+  }
+
+  snapshot(): TallySnapshot {
+    return structuredClone({ calls: this.calls, items: this.items, writeUnits: this.writeUnits, readUnits: this.readUnits, emptyReceives: this.emptyReceives });
+  }
+
+  /** `command` may carry the table after a space: `UpdateItem leases`. */
+  call(service: string, command: string, input: unknown): void {
+    const key = `${service}:${command}`;
+    this.calls[key] = (this.calls[key] ?? 0) + 1;
+    if (!ITEM_BATCH_COMMANDS.has(command.split(' ')[0] ?? '')) return;
+    const parsed = batchInputSchema.safeParse(input);
+    if (!parsed.success) return;
+    const { RequestItems, TransactItems, Entries } = parsed.data;
+    let count = (TransactItems?.length ?? 0) + (Entries?.length ?? 0);
+    for (const requests of Object.values(RequestItems ?? {})) count += Array.isArray(requests) ? requests.length : requests.Keys.length;
+    this.items[key] = (this.items[key] ?? 0) + count;
+  }
+
+  capacity(command: string, output: unknown, roleOf: (table: string) => string): void {
+    const parsed = capacityOutputSchema.safeParse(output);
+    if (!parsed.success || parsed.data.ConsumedCapacity === undefined) return;
+    const units = WRITE_COMMANDS.has(command) || command === 'BatchWriteItem' || command === 'TransactWriteItems' ? this.writeUnits : this.readUnits;
+    const list = Array.isArray(parsed.data.ConsumedCapacity) ? parsed.data.ConsumedCapacity : [parsed.data.ConsumedCapacity];
+    for (const consumed of list) {
+      units.table += consumed.Table?.CapacityUnits ?? consumed.CapacityUnits ?? 0;
+      for (const [name, index] of Object.entries(consumed.GlobalSecondaryIndexes ?? {})) {
+        const key = `${roleOf(consumed.TableName ?? '?')}.${name}`;
+        units.indexes += index.CapacityUnits ?? 0;
+        units.byIndex[key] = (units.byIndex[key] ?? 0) + (index.CapacityUnits ?? 0);
+      }
+    }
+  }
+
+  receive(output: unknown): void {
+    const parsed = receiveOutputSchema.safeParse(output);
+    if (parsed.success && (parsed.data.Messages?.length ?? 0) === 0) this.emptyReceives += 1;
+  }
+}
+
+type TallySnapshot = Pick<ApiTally, 'calls' | 'items' | 'writeUnits' | 'readUnits' | 'emptyReceives'>;
+
+const commandOf = (name: string | undefined) => (name ?? 'Unknown').replace(/Command$/, '');
+const COUNTER = { step: 'initialize', name: 'ujrBenchApiCounter' } as const;
+
+const tableInputSchema = z.looseObject({ TableName: z.string().optional(), RequestItems: z.record(z.string(), z.unknown()).optional() });
+
+/** `UpdateItem leases`: the command and the role of the table(s) it names. */
+function dynamoKey(command: string, input: unknown, roleOf: (table: string) => string): string {
+  const parsed = tableInputSchema.safeParse(input);
+  const tables = parsed.success ? [...(parsed.data.TableName ? [parsed.data.TableName] : []), ...Object.keys(parsed.data.RequestItems ?? {})] : [];
+  return tables.length > 0 ? `${command} ${[...new Set(tables.map(roleOf))].join('+')}` : command;
+}
+
+function countedDynamoDb(endpoint: string, tally: ApiTally, roleOf: (table: string) => string): DynamoDBClient {
+  const client = new DynamoDBClient({ endpoint, region: EMULATOR_REGION, credentials: EMULATOR_CREDENTIALS, maxAttempts: 10 });
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const command = commandOf(context.commandName);
+      if (CAPACITY_COMMANDS.has(command)) Object.assign(args.input, { ReturnConsumedCapacity: 'INDEXES' });
+      tally.call('dynamodb', dynamoKey(command, args.input, roleOf), args.input);
+      const result = await next(args);
+      tally.capacity(command, result.output, roleOf);
+      return result;
+    },
+    COUNTER,
+  );
+  return client;
+}
+
+function countedSqs(endpoint: string, tally: ApiTally): SQSClient {
+  const client = new SQSClient({ endpoint, region: EMULATOR_REGION, credentials: EMULATOR_CREDENTIALS });
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const command = commandOf(context.commandName);
+      tally.call('sqs', command, args.input);
+      const result = await next(args);
+      if (command === 'ReceiveMessage') tally.receive(result.output);
+      return result;
+    },
+    COUNTER,
+  );
+  return client;
+}
+
+function countedS3(endpoint: string, tally: ApiTally): S3Client {
+  const client = new S3Client({ endpoint, region: EMULATOR_REGION, credentials: EMULATOR_CREDENTIALS, forcePathStyle: true });
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      tally.call('s3', commandOf(context.commandName), args.input);
+      return next(args);
+    },
+    COUNTER,
+  );
+  return client;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A deployment on the emulators (test/helpers/aws-stack.ts needs vitest; this one does not)
+
+class BenchStack {
+  private readonly suffix = randomBytes(4).toString('hex');
+  readonly names = {
+    leases: `ujr-bench-leases-${this.suffix}`,
+    runs: `ujr-bench-runs-${this.suffix}`,
+    instances: `ujr-bench-instances-${this.suffix}`,
+    bucket: `ujr-bench-data-${this.suffix}`,
+    queue: `ujr-bench-tasks-${this.suffix}`,
+    deadLetterQueue: `ujr-bench-dlq-${this.suffix}`,
+  };
+  /** The runtime's calls. */
+  readonly tally = new ApiTally();
+  /** The calls of the event source mapping (Lambda's, on AWS) and of this harness. */
+  readonly mappingTally = new ApiTally();
+  readonly clients: { dynamodb: DynamoDBClient; sqs: SQSClient; s3: S3Client };
+  readonly mappingSqs: SQSClient;
+  queueUrl = '';
+  deadLetterQueueUrl = '';
+
+  constructor(private readonly endpoints: Endpoints) {
+    this.clients = {
+      dynamodb: countedDynamoDb(endpoints.dynamodb, this.tally, (table) => this.roleOf(table)),
+      sqs: countedSqs(endpoints.sqs, this.tally),
+      s3: countedS3(endpoints.s3, this.tally),
+    };
+    this.mappingSqs = countedSqs(endpoints.sqs, this.mappingTally);
+  }
+
+  /** `leases`, `runs` or `instances` for this stack's tables. */
+  roleOf(table: string): string {
+    const role = (['leases', 'runs', 'instances'] as const).find((name) => this.names[name] === table);
+    return role ?? table;
+  }
+
+  async create(): Promise<this> {
+    const tables = { leases: this.names.leases, runs: this.names.runs, instances: this.names.instances };
+    await createTables(this.clients.dynamodb, tables);
+    await this.clients.s3.send(new CreateBucketCommand({ Bucket: this.names.bucket }));
+    this.deadLetterQueueUrl = (await this.clients.sqs.send(new CreateQueueCommand({ QueueName: this.names.deadLetterQueue }))).QueueUrl ?? '';
+    const dlqArn = (await this.clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: this.deadLetterQueueUrl, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
+    this.queueUrl =
+      (
+        await this.clients.sqs.send(
+          new CreateQueueCommand({
+            QueueName: this.names.queue,
+            Attributes: { VisibilityTimeout: '120', RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: 5 }) },
+          }),
+        )
+      ).QueueUrl ?? '';
+    return this;
+  }
+
+  /** What the CDK stack gives the functions, without an ECS cluster (nothing here is continuous or long). */
+  env(): Record<string, string> {
+    return {
+      UJR_LEASES_TABLE: this.names.leases,
+      UJR_RUNS_TABLE: this.names.runs,
+      UJR_INSTANCES_TABLE: this.names.instances,
+      UJR_DATA_BUCKET: this.names.bucket,
+      UJR_S3_FORCE_PATH_STYLE: 'true',
+      UJR_TASK_QUEUE_URL: this.queueUrl,
+      UJR_DEAD_LETTER_QUEUE_URL: this.deadLetterQueueUrl,
+    };
+  }
+
+  /** The environment of a child process that loads a bundle. */
+  processEnv(): Record<string, string> {
+    return {
+      ...this.env(),
+      AWS_REGION: EMULATOR_REGION,
+      AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
+      AWS_ENDPOINT_URL_DYNAMODB: this.endpoints.dynamodb,
+      AWS_ENDPOINT_URL_SQS: this.endpoints.sqs,
+      AWS_ENDPOINT_URL_S3: this.endpoints.s3,
+      AWS_ENDPOINT_URL_ECS: 'http://127.0.0.1:9',
+    };
+  }
+
+  private options() {
+    return { jobs, clients: this.clients, serviceName: 'ujr-bench', telemetry: silentTelemetry };
+  }
+
+  scheduler() {
+    return schedulerRuntime(parseEnv(schedulerEnvSchema, this.env(), 'bench scheduler'), this.options());
+  }
+
+  worker() {
+    return workerRuntime(parseEnv(workerEnvSchema, this.env(), 'bench worker'), this.options());
+  }
+
+  store(): DynamoStore {
+    return new DynamoStore({ client: this.clients.dynamodb, tables: { leases: this.names.leases, runs: this.names.runs, instances: this.names.instances } });
+  }
+
+  async seed(entries: unknown[]): Promise<void> {
+    const store = this.store();
+    for (const entry of entries) await store.putInstanceEntry(entry);
+  }
+
+  async queueDepth(): Promise<number> {
+    const result = await this.clients.sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: this.queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+    );
+    return Number(result.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(result.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.allSettled([
+      ...[this.names.leases, this.names.runs, this.names.instances].map((TableName) => this.clients.dynamodb.send(new DeleteTableCommand({ TableName }))),
+      this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.queueUrl })),
+      this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.deadLetterQueueUrl })),
+    ]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item sizes, as DynamoDB counts them (attribute names plus values)
+
+function valueBytes(value: AttributeValue): number {
+  if (value.S !== undefined) return Buffer.byteLength(value.S);
+  if (value.N !== undefined) return Math.ceil(value.N.replace(/^-|\.|^0+/g, '').length / 2) + 1;
+  if (value.B !== undefined) return value.B.length;
+  if (value.BOOL !== undefined || value.NULL !== undefined) return 1;
+  if (value.M !== undefined) return 3 + Object.entries(value.M).reduce((sum, [name, inner]) => sum + 1 + Buffer.byteLength(name) + valueBytes(inner), 0);
+  if (value.L !== undefined) return 3 + value.L.reduce((sum, inner) => sum + 1 + valueBytes(inner), 0);
+  if (value.SS !== undefined) return value.SS.reduce((sum, s) => sum + Buffer.byteLength(s), 0);
+  if (value.NS !== undefined) return value.NS.reduce((sum, n) => sum + n.length, 0);
+  return 0;
+}
+
+function itemBytes(item: Record<string, AttributeValue> | undefined): number {
+  return Object.entries(item ?? {}).reduce((sum, [name, value]) => sum + Buffer.byteLength(name) + valueBytes(value), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 1: API calls per task
+
+interface ApiResult {
+  tasks: number;
+  tick: TallySnapshot;
+  tickMs: number;
+  worker: TallySnapshot;
+  mapping: TallySnapshot;
+  invocations: number;
+  handlerMs: number[];
+  drainMs: number;
+  leasedTick: TallySnapshot;
+  leasedTickMs: number;
+  leaseItemBytes: number;
+  releasedLeaseItemBytes: number;
+  runItemBytes: number;
+}
+
+/** Times each invocation; notes the first batch item failure, which ends the benchmark. */
+function timed(handler: SqsLambdaHandler, durations: number[], failures: unknown[]): SqsLambdaHandler {
+  return async (event, context) => {
+    const started = performance.now();
+    try {
+      const response = await handler(event, context);
+      if (response && response.batchItemFailures.length > 0) failures.push(response);
+      return response;
+    } catch (error) {
+      failures.push(error);
+      throw error;
+    } finally {
+      durations.push(performance.now() - started);
+    }
+  };
+}
+
+async function apiCalls(endpoints: Endpoints): Promise<ApiResult> {
+  // Steady state: one tick posts every task, the worker runs them all.
+  const stack = await new BenchStack(endpoints).create();
+  const idle = await new BenchStack(endpoints).create();
+  try {
+    await stack.seed([{ id: 'bench', job: 'bench-fanout', params: { count: TASKS }, schedule: '1m' }]);
+    const { scheduler } = stack.scheduler();
+    const { worker, telemetry } = stack.worker();
+    stack.tally.reset();
+    let started = performance.now();
+    const report = await scheduler.tick();
+    const tickMs = performance.now() - started;
+    if (report.dispatched.queue !== TASKS) throw new Error(`the tick queued ${report.dispatched.queue} of ${TASKS} tasks: ${JSON.stringify(report)}`);
+    const tick = stack.tally.snapshot();
+    stack.tally.reset();
+    stack.mappingTally.reset();
+    const handlerMs: number[] = [];
+    const failures: unknown[] = [];
+    const source = new SqsEventSource({
+      client: stack.mappingSqs,
+      queueUrl: stack.queueUrl,
+      handler: timed(makeWorkerHandler({ worker, telemetry }), handlerMs, failures),
+      batchSize: BATCH_SIZE,
+      // The worker Lambda's timeout: Lambda's longest, as a task may take the 14 minutes of UJR_WORKER_TASK_LIMIT_MS.
+      functionTimeoutMs: 15 * 60_000,
+    });
+    started = performance.now();
+    const invocations = await source.drain({ timeoutMs: 30 * 60_000, until: () => failures.length > 0 });
+    const drainMs = performance.now() - started;
+    if (failures.length > 0) throw new Error(`the worker failed a delivery: ${JSON.stringify(failures[0]) ?? String(failures[0])}`);
+    const workerTally = stack.tally.snapshot();
+    const mapping = stack.mappingTally.snapshot();
+    const runs = await stack.store().listRuns({ instanceId: 'bench', limit: TASKS + 10 });
+    const succeeded = new Set(runs.filter((run) => run.status === 'succeeded').map((run) => run.signature));
+    if (runs.length !== TASKS || succeeded.size !== TASKS) throw new Error(`expected ${TASKS} succeeded runs, found ${runs.length} runs, ${succeeded.size} succeeded`);
+    const runItem = (await stack.clients.dynamodb.send(new GetItemCommand({ TableName: stack.names.runs, Key: { pk: { S: `run#${runs[0]?.id ?? ''}` }, sk: { S: 'run' } } }))).Item;
+    const released = (await stack.clients.dynamodb.send(new GetItemCommand({ TableName: stack.names.leases, Key: { signature: { S: runs[0]?.signature ?? '' } } }))).Item;
+    if (!runItem || !released) throw new Error('could not read back a run item and its lease item');
+
+    // Re-planning: every returned task is already leased (posted, not run). `1s` is due on every tick.
+    await idle.seed([{ id: 'bench-leased', job: 'bench-fanout', params: { count: TASKS }, schedule: '1s' }]);
+    const idleScheduler = idle.scheduler().scheduler;
+    const first = await idleScheduler.tick();
+    idle.tally.reset();
+    started = performance.now();
+    const second = await idleScheduler.tick();
+    const leasedTickMs = performance.now() - started;
+    const leasedTick = idle.tally.snapshot();
+    if (first.dispatched.queue !== TASKS || second.deduplicated !== TASKS || second.dispatched.queue !== 0) {
+      throw new Error(`the second tick should find all ${TASKS} tasks leased: first ${JSON.stringify(first)}, second ${JSON.stringify(second)}`);
+    }
+    const received = await idle.mappingSqs.send(new ReceiveMessageCommand({ QueueUrl: idle.queueUrl, MaxNumberOfMessages: 1 }));
+    const message = dispatchMessageSchema.parse(JSON.parse(received.Messages?.[0]?.Body ?? '{}'));
+    const posted = (await idle.clients.dynamodb.send(new GetItemCommand({ TableName: idle.names.leases, Key: { signature: { S: message.signature } } }))).Item;
+    return {
+      tasks: TASKS,
+      tick,
+      tickMs,
+      worker: workerTally,
+      mapping,
+      invocations: invocations.length,
+      handlerMs,
+      drainMs,
+      leasedTick,
+      leasedTickMs,
+      leaseItemBytes: itemBytes(posted),
+      releasedLeaseItemBytes: itemBytes(released),
+      runItemBytes: itemBytes(runItem),
+    };
+  } finally {
+    await Promise.all([stack.destroy(), idle.destroy()]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 2: planner throughput (child process)
+
+const plannerResultSchema = z.object({
+  tasks: z.number(),
+  tickMs: z.number(),
+  baselineRss: z.number(),
+  peakRss: z.number(),
+  baselineHeap: z.number(),
+  peakHeap: z.number(),
+  /** CPU time of the scheduler process during the tick (user + system). */
+  cpuMs: z.number(),
+  calls: z.record(z.string(), z.number()),
+});
+type PlannerResult = z.infer<typeof plannerResultSchema>;
+
+async function plannerPhase(endpoints: Endpoints): Promise<PlannerResult> {
+  const stack = await new BenchStack(endpoints).create();
+  try {
+    await stack.seed([{ id: 'bench-planner', job: 'bench-fanout', params: { count: PLANNER_TASKS }, schedule: '1m' }]);
+    const { scheduler } = stack.scheduler();
+    stack.tally.reset();
+    const baseline = process.memoryUsage();
+    let peakRss = baseline.rss;
+    let peakHeap = baseline.heapUsed;
+    // process.memoryUsage() walks the heap's spaces (about 0.1 ms): RSS, which is cheap, every 5 ms, the heap every 50 ms.
+    let samples = 0;
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, process.memoryUsage.rss());
+      if (++samples % 10 === 0) peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
+    }, 5);
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    const report = await scheduler.tick();
+    const tickMs = performance.now() - started;
+    const cpuUsed = process.cpuUsage(cpu);
+    clearInterval(sampler);
+    const usage = process.memoryUsage();
+    peakRss = Math.max(peakRss, usage.rss);
+    peakHeap = Math.max(peakHeap, usage.heapUsed);
+    const calls = stack.tally.snapshot().calls;
+    const depth = await stack.queueDepth();
+    if (report.dispatched.queue !== PLANNER_TASKS || depth !== PLANNER_TASKS) {
+      throw new Error(`the tick should queue ${PLANNER_TASKS} tasks; it dispatched ${report.dispatched.queue}, the queue holds ${depth}`);
+    }
+    return { tasks: PLANNER_TASKS, tickMs, baselineRss: baseline.rss, peakRss, baselineHeap: baseline.heapUsed, peakHeap, cpuMs: (cpuUsed.user + cpuUsed.system) / 1000, calls };
+  } finally {
+    await stack.destroy();
+  }
+}
+
+/** Runs a phase of this script in a child process; its last stdout line is the result. */
+async function childPhase(phase: string, endpoints: Endpoints): Promise<unknown> {
+  const child = spawn(process.execPath, ['--no-warnings', '--import', 'tsx', fileURLToPath(import.meta.url), '--phase', phase, '--planner-tasks', String(PLANNER_TASKS)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, UJR_BENCH_ENDPOINTS: JSON.stringify(endpoints) },
+  });
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  if (code !== 0) throw new Error(`the ${phase} phase exited with code ${code}:\n${stdout}`);
+  const last = stdout.trim().split('\n').at(-1) ?? '';
+  return JSON.parse(last);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 3: bundle sizes and module init time
+
+const INIT_DRIVER = `
+import { pathToFileURL } from 'node:url';
+const started = performance.now();
+await import(pathToFileURL(process.argv[2]).href);
+const ms = performance.now() - started;
+process.stdout.write('UJR_INIT_MS ' + ms + '\\n', () => process.exit(0));
+`;
+
+interface BundleFigures {
+  name: string;
+  bytes: number;
+  initBytes: number;
+  files: number;
+  initMs: number[];
+}
+
+async function importOnce(driver: string, file: string, env: Record<string, string>): Promise<number> {
+  const child = spawn(process.execPath, ['--no-warnings', driver, file], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', ...env } });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  const match = /UJR_INIT_MS (\d+(\.\d+)?)/.exec(out);
+  if (code !== 0 || !match?.[1]) throw new Error(`importing ${file} failed (exit ${code}):\n${out}`);
+  return Number(match[1]);
+}
+
+async function bundleFigures(endpoints: Endpoints): Promise<BundleFigures[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'ujr-bench-bundles-'));
+  const stack = await new BenchStack(endpoints).create();
+  try {
+    const built = await bundleAll(join(dir, 'dist'));
+    const driver = join(dir, 'init-driver.mjs');
+    writeFileSync(driver, INIT_DRIVER);
+    const figures = built.map((result) => ({ name: result.name, bytes: result.bytes, initBytes: result.initBytes, files: result.files.length, initMs: [] as number[] }));
+    // Round-robin, so that a burst of load on the machine does not land on one bundle only.
+    for (let run = 0; run < INIT_RUNS; run += 1) {
+      for (const [index, result] of built.entries()) figures[index]?.initMs.push(await importOnce(driver, result.file, stack.processEnv()));
+    }
+    return figures;
+  } finally {
+    await stack.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+/** The sum of the entries keyed `<service>:<command>` or `<service>:<command> <table>`, for these commands (and that table). */
+function countOf(record: Record<string, number>, service: string, commands: string[], table?: string): number {
+  let count = 0;
+  for (const [key, value] of Object.entries(record)) {
+    const [call = '', on] = key.split(' ');
+    const [svc, command = ''] = call.split(':');
+    if (svc === service && commands.includes(command) && (table === undefined || on === table)) count += value;
+  }
+  return count;
+}
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] ?? NaN) : ((sorted[middle - 1] ?? NaN) + (sorted[middle] ?? NaN)) / 2;
+};
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+const fmt = (value: number, digits = 3) => value.toLocaleString('en-US', { maximumFractionDigits: digits });
+const money = (value: number) => `$${value.toFixed(value < 1 ? 3 : 2)}`;
+const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
+
+function table(rows: (string | number)[][]): string {
+  const text = rows.map((row) => row.map(String));
+  const widths = text[0]?.map((_, column) => Math.max(...text.map((row) => row[column]?.length ?? 0))) ?? [];
+  return text.map((row) => row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join('  ')).join('\n');
+}
+
+/** Write requests: single-item writes, and each item of a batch or transaction. */
+function dynamoWrites(t: TallySnapshot, table?: string): number {
+  return countOf(t.calls, 'dynamodb', ['PutItem', 'UpdateItem', 'DeleteItem'], table) + countOf(t.items, 'dynamodb', ['BatchWriteItem', 'TransactWriteItems'], table);
+}
+
+function dynamoReadCalls(t: TallySnapshot): number {
+  return countOf(t.calls, 'dynamodb', ['GetItem', 'BatchGetItem', 'Query', 'Scan', 'TransactGetItems']);
+}
+
+function printApi(api: ApiResult, planner: PlannerResult): void {
+  const n = api.tasks;
+  const both = (key: string) => (api.tick.calls[key] ?? 0) + (api.worker.calls[key] ?? 0);
+  const writeRequests = dynamoWrites(api.tick) + dynamoWrites(api.worker);
+  // The instance's status (lastPlannedAt) is written once per planned instance and tick, whatever its task count.
+  const perTickWrites = dynamoWrites(api.tick, 'instances');
+  const perTaskWrites = (writeRequests - perTickWrites) / n;
+  const writeUnits = api.tick.writeUnits.table + api.tick.writeUnits.indexes + api.worker.writeUnits.table + api.worker.writeUnits.indexes;
+  const indexWriteUnits = api.tick.writeUnits.indexes + api.worker.writeUnits.indexes;
+  const readUnits = api.tick.readUnits.table + api.tick.readUnits.indexes + api.worker.readUnits.table + api.worker.readUnits.indexes;
+  const ours = countOf(api.tick.calls, 'sqs', ['SendMessageBatch', 'SendMessage']) + countOf(api.worker.calls, 'sqs', ['SendMessageBatch', 'SendMessage']);
+  const mappingCalls = countOf(api.mapping.calls, 'sqs', ['ReceiveMessage', 'DeleteMessageBatch']) - api.mapping.emptyReceives;
+  const leased = api.leasedTick;
+  const leasedReadCalls = dynamoReadCalls(leased);
+  const leasedReadUnits = leased.readUnits.table + leased.readUnits.indexes;
+  const handlerMean = mean(api.handlerMs);
+
+  console.log(`\n1. AWS API calls per task, steady state: ${fmt(n)} trivial tasks, 1 tick, ${api.invocations} worker invocations (batch ${BATCH_SIZE})`);
+  console.log(
+    table([
+      ['call', 'tick', 'worker', 'per task'],
+      ...[...new Set([...Object.keys(api.tick.calls), ...Object.keys(api.worker.calls)])]
+        .sort()
+        .map((key) => [key + (api.tick.items[key] ?? api.worker.items[key] ? ` (${fmt((api.tick.items[key] ?? 0) + (api.worker.items[key] ?? 0))} items)` : ''), api.tick.calls[key] ?? 0, api.worker.calls[key] ?? 0, fmt(both(key) / n, 4)]),
+      ...Object.keys(api.mapping.calls)
+        .sort()
+        .map((key) => [`${key} (event source mapping${key.endsWith('GetQueueAttributes') ? ': this harness only' : ''})`, 0, api.mapping.calls[key] ?? 0, fmt((api.mapping.calls[key] ?? 0) / n, 4)]),
+    ]),
+  );
+  console.log(`   empty ReceiveMessage at the end of the drain: ${api.mapping.emptyReceives}`);
+  console.log(
+    table([
+      ['measure', 'per task', 'target', ''],
+      ['DynamoDB write requests per task (+ per planned instance and tick)', `${fmt(perTaskWrites, 3)} (+ ${perTickWrites})`, `<= ${TARGET.writesPerTask}`, verdict(perTaskWrites <= TARGET.writesPerTask)],
+      [`  amortised over these ${fmt(n)} tasks`, fmt(writeRequests / n, 4), '', ''],
+      ['DynamoDB write units (table + GSI, as DynamoDB Local counts)', fmt(writeUnits / n, 3), '', ''],
+      ['  of which GSI write units', fmt(indexWriteUnits / n, 3), '', ''],
+      ['DynamoDB read requests', fmt((dynamoReadCalls(api.tick) + dynamoReadCalls(api.worker)) / n, 4), '', ''],
+      ['DynamoDB read units', fmt(readUnits / n, 4), '', ''],
+      ['SQS requests, ujr (SendMessageBatch)', fmt(ours / n, 4), '', ''],
+      ['SQS requests, event source mapping (non-empty Receive + DeleteBatch)', fmt(mappingCalls / n, 4), '', ''],
+      ['SQS requests, total', fmt((ours + mappingCalls) / n, 4), `<= ${TARGET.sqsPerTask}`, verdict((ours + mappingCalls) / n <= TARGET.sqsPerTask)],
+      ['worker handler duration per invocation (mean, ms)', fmt(handlerMean, 1), '', ''],
+      ['tick time (ms) / drain time (ms)', `${fmt(api.tickMs, 0)} / ${fmt(api.drainMs, 0)}`, '', ''],
+    ]),
+  );
+  console.log(
+    `   write units by index: ${Object.entries({ ...api.tick.writeUnits.byIndex })
+      .concat(Object.entries(api.worker.writeUnits.byIndex))
+      .map(([k, v]) => `${k.replace(/-[0-9a-f]{8}\./, '.')} ${fmt(v / n, 3)}`)
+      .join(', ')}`,
+  );
+  console.log(`   item sizes: lease item while posted ${api.leaseItemBytes} B, after release ${api.releasedLeaseItemBytes} B; run item ${api.runItemBytes} B (write unit = 1 KB)`);
+  console.log(
+    `   GSIs (core/adapters/aws/tables.ts): leases.${TABLES.leases.globalSecondaryIndexes.map((i) => `${i.indexName} (${i.projection})`).join(', ')}; runs.${TABLES.runs.globalSecondaryIndexes.map((i) => `${i.indexName} (${i.projection})`).join(', ')}`,
+  );
+
+  console.log(`\n   Re-planning ${fmt(n)} tasks that are all still leased (second tick, nothing new): ${fmt(api.leasedTickMs, 0)} ms`);
+  console.log(
+    table([
+      ['call', 'count', 'per leased task', 'target'],
+      ...Object.keys(leased.calls)
+        .sort()
+        .map((key) => [key + (leased.items[key] ? ` (${fmt(leased.items[key] ?? 0)} items)` : ''), leased.calls[key] ?? 0, fmt((leased.calls[key] ?? 0) / n, 4), '']),
+      ['DynamoDB read requests', leasedReadCalls, fmt(leasedReadCalls / n, 4), `<= ${fmt(TARGET.readsPerLeasedTask, 3)} ${verdict(leasedReadCalls / n <= TARGET.readsPerLeasedTask)}`],
+      ['DynamoDB read units', fmt(leasedReadUnits, 1), fmt(leasedReadUnits / n, 4), `<= ${fmt(TARGET.readsPerLeasedTask, 3)} ${verdict(leasedReadUnits / n <= TARGET.readsPerLeasedTask)}`],
+      ['DynamoDB write requests', dynamoWrites(leased), fmt(dynamoWrites(leased) / n, 4), ''],
+    ]),
+  );
+
+  // Costs per million tasks.
+  const million = 1e6;
+  const perTask = (value: number) => (value / n) * million;
+  const invocations = million / BATCH_SIZE;
+  const plannerSecondsPerTask = planner.tickMs / 1000 / planner.tasks;
+  const costs: [string, number, string][] = [
+    ['DynamoDB writes', perTask(writeUnits) * PRICE.dynamoWriteUnit, `${fmt(writeUnits / n, 2)} WRU/task`],
+    ['DynamoDB reads', perTask(readUnits) * PRICE.dynamoReadUnit, `${fmt(readUnits / n, 3)} RRU/task`],
+    ['SQS', perTask(ours + mappingCalls) * PRICE.sqsRequest, `${fmt((ours + mappingCalls) / n, 3)} requests/task`],
+    ['Lambda worker, duration', invocations * (handlerMean / 1000) * WORKER_MEMORY_GB * PRICE.lambdaGbSecond, `${fmt(handlerMean, 0)} ms per batch of ${BATCH_SIZE} at ${WORKER_MEMORY_GB * 1024} MB`],
+    ['Lambda worker, requests', invocations * PRICE.lambdaRequest, `${fmt(invocations)} invocations`],
+    ['Lambda scheduler, duration', million * plannerSecondsPerTask * WORKER_MEMORY_GB * PRICE.lambdaGbSecond, `${fmt(plannerSecondsPerTask * 1000, 3)} ms of tick per task at 512 MB`],
+  ];
+  const total = costs.reduce((s, [, cost]) => s + cost, 0);
+  console.log('\n   Cost per million tasks, on-demand, us-east-1');
+  console.log(table([['item', 'cost', 'basis'], ...costs.map(([item, cost, basis]) => [item, money(cost), basis]), ['total', money(total), ''], ['Step Functions Standard, 1 transition per task', money(million * PRICE.stepFunctionsTransition), 'orchestration alone, before Lambda'], ['Step Functions Standard, 3 transitions per task', money(3 * million * PRICE.stepFunctionsTransition), '']]));
+}
+
+function printPlanner(planner: PlannerResult): void {
+  const mib = (bytes: number) => `${fmt(bytes / 2 ** 20, 0)} MiB`;
+  console.log(`\n2. Planner: ${fmt(planner.tasks)} new tasks in one tick (plan, peek, post, SendMessageBatch), separate process`);
+  console.log(
+    table([
+      ['measure', 'value'],
+      ['tick time', `${fmt(planner.tickMs / 1000, 2)} s`],
+      ['tasks/s', fmt(planner.tasks / (planner.tickMs / 1000), 0)],
+      ['scheduler process CPU during the tick', `${fmt(planner.cpuMs / 1000, 2)} s, ${fmt(planner.cpuMs / planner.tasks, 2)} ms per task (${fmt((planner.cpuMs / planner.tickMs) * 100, 0)}% of one core)`],
+      ['RSS before / peak', `${mib(planner.baselineRss)} / ${mib(planner.peakRss)}`],
+      ['heap used before / peak', `${mib(planner.baselineHeap)} / ${mib(planner.peakHeap)}`],
+      ['calls', Object.entries(planner.calls).map(([k, v]) => `${k.replace(/^[a-z0-9]+:/, '')} ${v}`).join(', ')],
+    ]),
+  );
+}
+
+function printBundles(bundles: BundleFigures[]): void {
+  console.log(`\n3. Bundles (minified ESM, all .mjs files; source maps not counted) and module init (import() in a fresh node, ${INIT_RUNS} runs)`);
+  console.log(
+    table([
+      ['bundle', 'bytes', 'loaded at init', 'files', 'init median', 'min', 'max', 'size', 'init'],
+      ...bundles.map((b) => [
+        b.name,
+        fmt(b.bytes),
+        fmt(b.initBytes),
+        b.files,
+        `${fmt(median(b.initMs), 0)} ms`,
+        `${fmt(Math.min(...b.initMs), 0)} ms`,
+        `${fmt(Math.max(...b.initMs), 0)} ms`,
+        verdict(b.bytes < TARGET.bundleBytes),
+        verdict(median(b.initMs) <= TARGET.initMs),
+      ]),
+    ]),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+if (values.phase === 'planner') {
+  const endpoints = endpointsSchema.parse(JSON.parse(process.env.UJR_BENCH_ENDPOINTS ?? '{}'));
+  console.log(JSON.stringify(await plannerPhase(endpoints)));
+  process.exit(0);
+} else {
+  const servers: RunningServer[] = [];
+  try {
+    const [dynamodb, sqs, s3] = await Promise.all([startDynamoDbLocal(), startSqsEmulator(), startS3Emulator()]);
+    servers.push(dynamodb, sqs, s3);
+    const endpoints: Endpoints = { dynamodb: dynamodb.endpoint, sqs: sqs.endpoint, s3: s3.endpoint };
+    const cpu = cpus();
+    console.log(
+      `ujr AWS runtime on the emulators (DynamoDB Local, local-aws-sqs, s3rver); Node ${process.version}, ${cpu.length} × ${cpu[0]?.model ?? 'CPU'}, ` +
+        `${fmt(totalmem() / 2 ** 30, 0)} GiB; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    );
+    const api = await apiCalls(endpoints);
+    const planner = plannerResultSchema.parse(await childPhase('planner', endpoints));
+    const bundles = await bundleFigures(endpoints);
+    printApi(api, planner);
+    printPlanner(planner);
+    printBundles(bundles);
+    console.log(`\nload average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()));
+  }
+  // The SDK's keep-alive sockets and the emulators' timers would hold the process open.
+  process.exit(0);
+}
