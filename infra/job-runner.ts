@@ -82,7 +82,7 @@ const DEFAULT_ARCHIVE_PREFIX = 'archive/';
  * Kept free in every worker invocation on top of the worker's safety margin and grace, for what
  * happens before a task's clock starts: loading instances (a Scan, secrets), parsing, the claim.
  * A batch task whose timeout is the whole limit must still fit in the time left when it starts,
- * or the worker refuses it (NotEnoughTimeError) and it comes back only after the visibility timeout.
+ * or the worker does not start it and queues it again for a later invocation.
  */
 export const WORKER_START_HEADROOM = Duration.seconds(30);
 

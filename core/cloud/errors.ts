@@ -6,9 +6,6 @@ export class PoisonMessageError extends UjrError {
   override readonly retryable = false;
 }
 
-/** Too little of the invocation's time is left to start this task; the message comes back later. */
-export class NotEnoughTimeError extends UjrError {}
-
 /** A task's input is larger than the board can carry. */
 export class PayloadTooLargeError extends NonRetryableError {}
 

@@ -5,7 +5,7 @@
  * - A duplicate or stale delivery finds the token or owner moved on at the claim and is dropped,
  *   never run twice.
  * - The handler's timeout must fit in what is left of the invocation, with a margin to record and
- *   release; a task that does not fit is not claimed and its message comes back later.
+ *   release; a task that does not fit is not claimed and its message is sent again for a later one.
  * - A failed attempt with attempts left is recorded `retrying`; the entry is reposted (lease kept)
  *   and a delayed message sent. The last failure is recorded `failed`, the job's `revert` runs,
  *   the lease is released and the message goes to the dead-letter queue.
@@ -18,7 +18,7 @@ import type { Json, RunRecord, TaskDefinition } from '../types.js';
 import { resolveSpecs } from '../engine/planner.js';
 import { baseRun, entryFields, newRunId, runAttempt, type AttemptDeps, type AttemptResult } from './attempt.js';
 import type { BoardEntry } from './board.js';
-import { NotEnoughTimeError, PoisonMessageError } from './errors.js';
+import { PoisonMessageError } from './errors.js';
 import type { InstanceDirectory, LoadedInstance } from './instances.js';
 import { parseDispatchMessage, type DispatchMessage } from './messages.js';
 import type { TaskQueue } from './ports.js';
@@ -98,9 +98,11 @@ export class TaskWorker {
     }
     const { safetyMarginMs, graceMs } = this.deps.config;
     if (delivery.remainingMs() - safetyMarginMs - graceMs < message.timeoutMs) {
-      throw new NotEnoughTimeError(
-        `task "${message.task}" of "${message.instanceId}" needs up to ${message.timeoutMs} ms but this invocation has ${delivery.remainingMs()} ms left; its message comes back for a later invocation`,
-      );
+      // Sent again for a later invocation, at once: failing the delivery would wait out the
+      // queue's visibility timeout (six times the worker's).
+      await queue.sendLater(message, 0);
+      telemetry.log('info', `task "${message.task}" needs up to ${message.timeoutMs} ms but this invocation has ${delivery.remainingMs()} ms left; queued again for a later invocation`, messageFields(message, loaded));
+      return { kind: 'deferred', until: now() };
     }
     if (message.redrive) {
       const reposted = await this.postRedriven(message, message.redrive, loaded);
