@@ -1,7 +1,7 @@
 /**
- * The stack outputs the `ujr` CLI reads (`--stack <name>`: DescribeStacks, then these keys). Plain
- * constants, no CDK import, so that the CLI can import them without loading aws-cdk-lib. The stack
- * (./stack.ts) writes one CloudFormation output under each key.
+ * The stack's outputs: those the `ujr` CLI reads (`--stack <name>`), defined once in
+ * core/adapters/aws/stack-outputs.ts, plus what a person looking at the stack wants to find. The
+ * stack (./stack.ts) writes one CloudFormation output under each key.
  *
  * @example
  * ```ts
@@ -9,39 +9,16 @@
  * const runsTable = outputs.get(STACK_OUTPUTS.runsTable);
  * ```
  */
+import { OPTIONAL_STACK_OUTPUTS, STACK_OUTPUTS as CLI_STACK_OUTPUTS } from '../core/adapters/aws/stack-outputs.js';
+
 export const STACK_OUTPUTS = {
-  /** The region the stack is deployed in (every client of the CLI uses it). */
-  region: 'Region',
-  /** The leases table (the board): one item per signature ever leased. */
-  leasesTable: 'LeasesTableName',
-  /** The runs table: run records, their log lines and pending triggers. */
-  runsTable: 'RunsTableName',
-  /** The instances table: per instance its `config` (with `overrides`), `status` and `state#<key>` items. */
-  instancesTable: 'InstancesTableName',
-  /** The S3 bucket of the object store (collected data, archives). */
-  dataBucket: 'DataBucketName',
-  /** The task queue's URL (dispatched batch tasks). */
-  taskQueueUrl: 'TaskQueueUrl',
-  /** The task queue's ARN (the destination of a DLQ redrive). */
-  taskQueueArn: 'TaskQueueArn',
-  /** The task queue's dead-letter queue's URL. */
-  deadLetterQueueUrl: 'DeadLetterQueueUrl',
-  /** The dead-letter queue's ARN (the source of `ujr redrive`: StartMessageMoveTask). */
-  deadLetterQueueArn: 'DeadLetterQueueArn',
+  // What the CLI reads (one list, in core, which the CLI imports without aws-cdk-lib).
+  ...CLI_STACK_OUTPUTS,
+  ...OPTIONAL_STACK_OUTPUTS,
   /** The dead-letter queue of EventBridge Scheduler's ticks that could not be delivered. */
   tickDeadLetterQueueUrl: 'TickDeadLetterQueueUrl',
-  /** The scheduler Lambda's name: `ujr trigger --stack` invokes it with `{ instanceId, task?, input? }`. */
-  schedulerFunction: 'SchedulerFunctionName',
   /** The worker Lambda's name. */
   workerFunction: 'WorkerFunctionName',
-  /** Log group of the scheduler Lambda. */
-  schedulerLogGroup: 'SchedulerLogGroupName',
-  /** Log group of the worker Lambda (batch task runs). */
-  workerLogGroup: 'WorkerLogGroupName',
-  /** Log group of the conductor containers (continuous task runs). */
-  conductorLogGroup: 'ConductorLogGroupName',
-  /** Log group of the one-off long batch task containers. */
-  longTaskLogGroup: 'LongTaskLogGroupName',
   /** The ECS cluster's name. */
   cluster: 'ClusterName',
   /** The conductor service's name (its desired count is set by the scheduler). */

@@ -147,7 +147,7 @@ export async function openAwsCliContext(stackName: string, options: AwsCliContex
     outputs[STACK_OUTPUTS.schedulerLogGroup],
     ...(longTaskLogGroup ? [longTaskLogGroup] : []),
   ];
-  const functionName = outputs[STACK_OUTPUTS.schedulerFunctionName];
+  const functionName = outputs[STACK_OUTPUTS.schedulerFunction];
   const dlqArn = outputs[STACK_OUTPUTS.deadLetterQueueArn];
 
   const failed = (what: string, error: unknown): AwsCliError => {

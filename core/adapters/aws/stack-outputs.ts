@@ -32,7 +32,7 @@ export const STACK_OUTPUTS = {
   /** The dead-letter queue's ARN: the source of `ujr redrive` (StartMessageMoveTask). */
   deadLetterQueueArn: 'DeadLetterQueueArn',
   /** The scheduler Lambda: `ujr trigger --stack` invokes it with `{ instanceId, task?, input? }`. */
-  schedulerFunctionName: 'SchedulerFunctionName',
+  schedulerFunction: 'SchedulerFunctionName',
   /** Log group of the scheduler Lambda (plans). */
   schedulerLogGroup: 'SchedulerLogGroupName',
   /** Log group of the worker Lambda (batch task runs). */
@@ -68,7 +68,7 @@ export const stackOutputsSchema = z.object({
   [STACK_OUTPUTS.taskQueueArn]: arn,
   [STACK_OUTPUTS.deadLetterQueueUrl]: url,
   [STACK_OUTPUTS.deadLetterQueueArn]: arn,
-  [STACK_OUTPUTS.schedulerFunctionName]: name,
+  [STACK_OUTPUTS.schedulerFunction]: name,
   [STACK_OUTPUTS.schedulerLogGroup]: name,
   [STACK_OUTPUTS.workerLogGroup]: name,
   [STACK_OUTPUTS.conductorLogGroup]: name,

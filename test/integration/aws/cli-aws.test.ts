@@ -102,7 +102,7 @@ beforeEach(async () => {
     [STACK_OUTPUTS.taskQueueArn]: await queueArn(stack.queueUrl),
     [STACK_OUTPUTS.deadLetterQueueUrl]: stack.deadLetterQueueUrl,
     [STACK_OUTPUTS.deadLetterQueueArn]: await queueArn(stack.deadLetterQueueUrl),
-    [STACK_OUTPUTS.schedulerFunctionName]: SCHEDULER_FUNCTION,
+    [STACK_OUTPUTS.schedulerFunction]: SCHEDULER_FUNCTION,
     [STACK_OUTPUTS.schedulerLogGroup]: LOG_GROUPS.scheduler,
     [STACK_OUTPUTS.workerLogGroup]: LOG_GROUPS.worker,
     [STACK_OUTPUTS.conductorLogGroup]: LOG_GROUPS.conductor,
