@@ -14,6 +14,14 @@ import jobs from '../jobs/index.js';
 const FLUSH_METRICS_MS = 60_000;
 
 async function main(): Promise<number> {
+  // Listened for from the first moment: ECS may stop a container that is still starting. A long
+  // task stopped by ECS just ends; its lease expires and the scheduler posts the task again.
+  const longTask = process.env.UJR_TASK_MESSAGE !== undefined;
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => (longTask ? process.exit(143) : resolve());
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
   const env = parseEnv(containerEnvSchema, process.env, 'ujr container');
   const runtime = containerRuntime(env, { jobs, serviceName: env.UJR_TASK_MESSAGE ? 'ujr-long-task' : 'ujr-conductor' });
   const { telemetry } = runtime;
@@ -29,10 +37,7 @@ async function main(): Promise<number> {
   conductor.start();
   telemetry.log('info', `conductor ${conductor.owner} started`);
   const flusher = setInterval(() => telemetry.flush(), FLUSH_METRICS_MS);
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  await stopped;
   telemetry.log('info', `conductor ${conductor.owner} stopping`, { running: conductor.runningSignatures().length });
   await conductor.stop();
   clearInterval(flusher);
