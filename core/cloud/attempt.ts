@@ -9,7 +9,7 @@ import { monotonicFactory } from 'ulid';
 import { CancelledError, LeaseLostError, ResultTooLargeError, TaskTimeoutError } from '../errors.js';
 import { failure, runHandler, type AttemptOutcome } from '../engine/executor.js';
 import type { LeaseRef } from '../ports/store.js';
-import type { JobType, LogLevel, ObjectStore, Progress, RunRecord, RunStatus, TaskDefinition } from '../types.js';
+import type { ErrorInfo, JobType, LogLevel, ObjectStore, Progress, RunRecord, RunStatus, TaskDefinition } from '../types.js';
 import type { Board, BoardEntry } from './board.js';
 import type { LogFields, Telemetry } from './ports.js';
 
@@ -74,6 +74,11 @@ export function baseRun(entry: BoardEntry, owner: string, startedAt: number): Ru
     startedAt,
     input: entry.input,
   };
+}
+
+/** The record of an attempt that ended without its handler running (called off, unusable, taken over). */
+export function endedRun(entry: BoardEntry, owner: string, at: number, status: RunStatus, error: ErrorInfo, startedAt = at): RunRecord {
+  return { ...baseRun(entry, owner, startedAt), status, endedAt: at, error };
 }
 
 export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Promise<AttemptResult> {

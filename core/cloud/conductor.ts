@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ShutdownError } from '../errors.js';
 import type { RunRecord } from '../types.js';
-import { baseRun, entryFields, newRunId, runAttempt, type AttemptDeps } from './attempt.js';
+import { baseRun, endedRun, entryFields, newRunId, runAttempt, type AttemptDeps } from './attempt.js';
 import type { BoardEntry } from './board.js';
 import type { InstanceDirectory } from './instances.js';
 
@@ -105,10 +105,7 @@ export class Conductor {
       }
       if (claimed.stopRequested) {
         // Asked to stop before anyone started it: take it off the board without running it.
-        const run = baseRun(claimed, this.owner, now());
-        run.status = 'cancelled';
-        run.endedAt = now();
-        run.error = { name: 'CancelledError', message: 'asked to stop before it started' };
+        const run = endedRun(claimed, this.owner, now(), 'cancelled', { name: 'CancelledError', message: 'asked to stop before it started' });
         await board.finish({ signature: claimed.signature, owner: this.owner, token: claimed.token }, run);
         continue;
       }
@@ -136,10 +133,10 @@ export class Conductor {
       const loaded = snapshot.instances.get(entry.instanceId);
       const definition = loaded && Object.hasOwn(loaded.job.tasks, entry.task) ? loaded.job.tasks[entry.task] : undefined;
       if (!loaded || !definition) {
-        const run = baseRun(entry, this.owner, now());
-        run.status = 'failed';
-        run.endedAt = now();
-        run.error = { name: 'ConfigError', message: `instance "${entry.instanceId}" or its task "${entry.task}" is not configured any more; the task was taken off the board` };
+        const run = endedRun(entry, this.owner, now(), 'failed', {
+          name: 'ConfigError',
+          message: `instance "${entry.instanceId}" or its task "${entry.task}" is not configured any more; the task was taken off the board`,
+        });
         await board.finish(ref, run);
         return;
       }
@@ -181,9 +178,12 @@ export class Conductor {
 
 /** The run of a conductor that died holding the entry. */
 function interrupted(entry: BoardEntry, at: number): RunRecord {
-  const run = baseRun(entry, entry.owner, entry.startedAt ?? at);
-  run.status = 'interrupted';
-  run.endedAt = at;
-  run.error = { name: 'LeaseExpiredError', message: `${entry.owner} stopped renewing its lease (it died or hung); another conductor took the task over from its last checkpoint` };
-  return run;
+  return endedRun(
+    entry,
+    entry.owner,
+    at,
+    'interrupted',
+    { name: 'LeaseExpiredError', message: `${entry.owner} stopped renewing its lease (it died or hung); another conductor took the task over from its last checkpoint` },
+    entry.startedAt ?? at,
+  );
 }

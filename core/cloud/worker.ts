@@ -16,7 +16,7 @@ import { backoffDelay, DEFAULT_RETRY } from '../retry.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { Json, RunRecord, TaskDefinition } from '../types.js';
 import { resolveSpecs } from '../engine/planner.js';
-import { baseRun, entryFields, newRunId, runAttempt, type AttemptDeps, type AttemptResult } from './attempt.js';
+import { endedRun, entryFields, newRunId, runAttempt, type AttemptDeps, type AttemptResult } from './attempt.js';
 import type { BoardEntry } from './board.js';
 import { PoisonMessageError } from './errors.js';
 import type { InstanceDirectory, LoadedInstance } from './instances.js';
@@ -126,10 +126,10 @@ export class TaskWorker {
     // Manual runs go ahead on a disabled instance, as locally; scheduled ones are called off.
     const off = !loaded.config.enabled || snapshot.statuses.get(loaded.config.id)?.retiredAt !== undefined;
     if (off && entry.origin !== 'manual') {
-      const run = baseRun(entry, owner, now());
-      run.status = 'cancelled';
-      run.endedAt = now();
-      run.error = { name: 'CancelledError', message: `instance "${loaded.config.id}" was disabled or retired after this task was planned` };
+      const run = endedRun(entry, owner, now(), 'cancelled', {
+        name: 'CancelledError',
+        message: `instance "${loaded.config.id}" was disabled or retired after this task was planned`,
+      });
       await this.deps.board.finish(refOf(entry, owner), run);
       return { kind: 'dropped', why: 'instance off' };
     }
@@ -266,10 +266,7 @@ export class TaskWorker {
       const owner = `worker:${delivery.deliveryId}`;
       const entry = await board.claim({ signature: message.signature, token: message.token, owner: message.owner, newOwner: owner, ttlMs: 60_000, now: now() });
       if (entry) {
-        const run = baseRun(entry, owner, now());
-        run.status = 'failed';
-        run.endedAt = now();
-        run.error = { name: 'PoisonMessageError', message: why };
+        const run = endedRun(entry, owner, now(), 'failed', { name: 'PoisonMessageError', message: why });
         await board.finish(refOf(entry, owner), run);
       }
     }
