@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { AwsCliContext, RunLogEvent } from '../adapters/aws/cli-context.js';
 import type { Board, BoardEntry, Route } from '../cloud/board.js';
 import type { RunNowRequest, TickReport } from '../cloud/scheduler.js';
+import { baseRun } from '../cloud/attempt.js';
 import { TERMINAL_STATUSES, type Json, type RunRecord } from '../types.js';
 import { CliError, EXIT } from './errors.js';
 import { duration, progress, runsTable, table, time, truncate } from './format.js';
@@ -21,21 +22,7 @@ const CLOCK_SKEW_MS = 5_000;
 
 export function activeRun(entry: BoardEntry): ActiveRun {
   return {
-    id: entry.runId,
-    instanceId: entry.instanceId,
-    jobType: entry.jobType,
-    task: entry.task,
-    signature: entry.signature,
-    kind: entry.kind,
-    status: entry.startedAt !== undefined ? 'running' : 'queued',
-    attempt: entry.attempt,
-    maxAttempts: entry.maxAttempts,
-    origin: entry.origin,
-    runner: entry.owner,
-    fencingToken: entry.token,
-    queuedAt: entry.queuedAt,
-    ...(entry.startedAt !== undefined ? { startedAt: entry.startedAt } : {}),
-    input: entry.input,
+    ...baseRun(entry, entry.owner, entry.startedAt),
     ...(entry.progress ? { progress: entry.progress } : {}),
     lease: { route: entry.route, owner: entry.owner, token: entry.token, expiresAt: entry.expiresAt },
   };

@@ -56,24 +56,26 @@ export function entryFields(entry: Pick<BoardEntry, 'instanceId' | 'jobType' | '
   return { instanceId: entry.instanceId, jobType: entry.jobType, task: entry.task, signature: entry.signature, runId: entry.runId };
 }
 
-export function baseRun(entry: BoardEntry, owner: string, startedAt: number): RunRecord {
-  return {
+/** The run record of a board entry, as `running` (or `queued` while nobody started it). */
+export function baseRun(entry: BoardEntry, owner: string, startedAt: number | undefined): RunRecord {
+  const run: RunRecord = {
     id: entry.runId,
     instanceId: entry.instanceId,
     jobType: entry.jobType,
     task: entry.task,
     signature: entry.signature,
     kind: entry.kind,
-    status: 'running',
+    status: startedAt === undefined ? 'queued' : 'running',
     attempt: entry.attempt,
     maxAttempts: entry.maxAttempts,
     origin: entry.origin,
     runner: owner,
     fencingToken: entry.token,
     queuedAt: entry.queuedAt,
-    startedAt,
     input: entry.input,
   };
+  if (startedAt !== undefined) run.startedAt = startedAt;
+  return run;
 }
 
 /** The record of an attempt that ended without its handler running (called off, unusable, taken over). */

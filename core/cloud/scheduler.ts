@@ -13,6 +13,7 @@
  *
  * Two ticks at once are safe: both may plan, only one wins each signature's conditional write.
  */
+import { z } from 'zod';
 import { formatProblem } from '../config.js';
 import { toErrorInfo } from '../errors.js';
 import { buildPlanContext, resolveSpecs, type PlannedTask } from '../engine/planner.js';
@@ -73,21 +74,24 @@ export interface SchedulerDeps {
   now: () => number;
 }
 
-export interface TickReport {
+/** What a tick (or an ad-hoc run) did; it crosses Lambda's Invoke, so callers parse it with this schema. */
+export const tickReportSchema = z.object({
   /** Instances planned. */
-  planned: string[];
+  planned: z.array(z.string()),
   /** Tasks the plans returned. */
-  tasks: number;
+  tasks: z.number(),
   /** Returned tasks already leased (running, queued or claimed by another tick). */
-  deduplicated: number;
+  deduplicated: z.number(),
   /** New tasks posted, by route. */
-  dispatched: Record<Route, number>;
+  dispatched: z.object({ queue: z.number(), conductor: z.number(), fargate: z.number() }),
   /** Task specs rejected, and plans that failed. */
-  rejected: number;
-  takenOver: number;
+  rejected: z.number(),
+  takenOver: z.number(),
   /** Conductors wanted after this tick. */
-  conductors: number;
-}
+  conductors: z.number(),
+});
+
+export type TickReport = z.infer<typeof tickReportSchema>;
 
 /** An ad-hoc run: plan one instance now, or run one of its tasks with an input. */
 export interface RunNowRequest {

@@ -15,7 +15,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { GetQueueAttributesCommand, ListMessageMoveTasksCommand, SQSClient, StartMessageMoveTaskCommand } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
-import type { RunNowRequest, TickReport } from '../../cloud/scheduler.js';
+import { tickReportSchema, type RunNowRequest, type TickReport } from '../../cloud/scheduler.js';
 import { UjrError } from '../../errors.js';
 import { DynamoStore } from './dynamo-store.js';
 import { loadStackOutputs, STACK_OUTPUTS, OPTIONAL_STACK_OUTPUTS, type StackOutputs } from './stack-outputs.js';
@@ -93,15 +93,6 @@ export interface AwsCliContext {
   close(): void;
 }
 
-const reportSchema = z.object({
-  planned: z.array(z.string()),
-  tasks: z.number(),
-  deduplicated: z.number(),
-  dispatched: z.object({ queue: z.number(), conductor: z.number(), fargate: z.number() }),
-  rejected: z.number(),
-  takenOver: z.number(),
-  conductors: z.number(),
-});
 
 const functionErrorSchema = z.looseObject({ errorType: z.string().optional(), errorMessage: z.string().optional() });
 
@@ -205,7 +196,7 @@ export async function openAwsCliContext(stackName: string, options: AwsCliContex
         const errorMessage = (error.success ? error.data.errorMessage : undefined) ?? text.slice(0, 500);
         throw new SchedulerFunctionError(`the scheduler function ${functionName} refused the request: ${errorType}: ${errorMessage}`, errorType);
       }
-      const report = reportSchema.safeParse(payload);
+      const report = tickReportSchema.safeParse(payload);
       if (!report.success) {
         throw new AwsCliError(
           `the scheduler function ${functionName} answered ${JSON.stringify(text.slice(0, 200))}, not a tick report; is the stack's code older than this ujr? Redeploy it (npx cdk deploy)`,

@@ -18,6 +18,7 @@ import type { SQSEvent } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { BUNDLE_BUDGET_BYTES, bundleAll, type BundleName, type BundleResult } from '../../../build/bundle.js';
+import { tickReportSchema } from '../../../core/cloud/scheduler.js';
 import jobs from '../../../jobs/index.js';
 import { UjrProcess } from '../../fixtures/cli/sandbox.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
@@ -66,15 +67,6 @@ process.stdout.write('\\nUJR_RESULT ' + JSON.stringify(result ?? null) + '\\n', 
 `;
 
 const batchResponseSchema = z.object({ batchItemFailures: z.array(z.object({ itemIdentifier: z.string() })) });
-const tickReportSchema = z.object({
-  planned: z.array(z.string()),
-  tasks: z.number(),
-  deduplicated: z.number(),
-  dispatched: z.object({ queue: z.number(), conductor: z.number(), fargate: z.number() }),
-  rejected: z.number(),
-  takenOver: z.number(),
-  conductors: z.number(),
-});
 
 let dir: string;
 let bundles: Record<BundleName, BundleResult>;
