@@ -163,8 +163,19 @@ export class LocalAwsStack {
     return { jobs, clients: this.clients, serviceName: 'ujr-test', telemetry: this.telemetry, ...extra };
   }
 
+  /** How far the schedulers built here run ahead of real time (see `advanceSchedulerClock`). */
+  private schedulerClockOffsetMs = 0;
+
+  /** Moves the schedulers' clock on, so instances fall due without waiting for real time to pass. */
+  advanceSchedulerClock(ms: number): void {
+    this.schedulerClockOffsetMs += ms;
+  }
+
   scheduler(jobs: readonly JobType[], env: Record<string, string> = {}, extra: Partial<RuntimeOptions> = {}) {
-    return schedulerRuntime(parseEnv(schedulerEnvSchema, this.env(env), 'scheduler'), this.runtimeOptions(jobs, extra));
+    return schedulerRuntime(
+      parseEnv(schedulerEnvSchema, this.env(env), 'scheduler'),
+      this.runtimeOptions(jobs, { now: () => Date.now() + this.schedulerClockOffsetMs, ...extra }),
+    );
   }
 
   worker(jobs: readonly JobType[], env: Record<string, string> = {}, extra: Partial<RuntimeOptions> = {}) {

@@ -54,7 +54,7 @@ describe('conductors', () => {
     await pollFor(() => (c.runningSignatures().length === 1 ? true : undefined), 10_000, 'the conductor to start the task');
 
     await stack.seedInstances([{ id: 'ending', job: 'literal', params: { specs: [] }, schedule: '1s' }]);
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    stack.advanceSchedulerClock(1000);
     await scheduler.tick();
     await pollFor(() => (c.runningSignatures().length === 0 ? true : undefined), 10_000, 'the conductor to stop the task');
 

@@ -56,7 +56,7 @@ describe('scheduler → queue → worker', () => {
     const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
 
     const first = await scheduler.tick();
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    stack.advanceSchedulerClock(1000);
     const second = await scheduler.tick();
 
     expect(first.dispatched.queue).toBe(30);
@@ -181,7 +181,6 @@ describe('messages the worker cannot use', () => {
 
     const short = await eventSource({ functionTimeoutMs: 15_000 }).pollOnce();
     const afterShort = await runsOf('big');
-    await new Promise((resolve) => setTimeout(resolve, 1100));
     await eventSource({ functionTimeoutMs: 60_000 }).drain({ timeoutMs: 20_000 });
 
     expect(short?.outcome).toBe('succeeded');

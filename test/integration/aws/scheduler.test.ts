@@ -163,7 +163,7 @@ describe('continuous tasks and the conductor fleet', () => {
       { id: 'shrinking', job: 'literal', params: { specs: [{ task: 'forever', input: { n: 1 } }] }, schedule: '1s' },
       { id: 'switched-off', job: 'literal', params: { specs: [{ task: 'forever', input: {} }] }, schedule: '1s', enabled: false },
     ]);
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    stack.advanceSchedulerClock(1000);
 
     await scheduler.tick();
 
