@@ -389,19 +389,7 @@ export class DynamoStore implements Board {
   }
 
   async getLease(signature: string): Promise<Lease | undefined> {
-    const e = new Expr();
-    const output = await this.call('leases', 'GetItem (read a lease)', () =>
-      this.doc.send(
-        new GetCommand({
-          TableName: this.tables.leases,
-          Key: { signature },
-          ConsistentRead: true,
-          ProjectionExpression: LEASE_ATTRIBUTES.map((a) => e.n(a)).join(', '),
-          ...e.params(),
-        }),
-      ),
-    );
-    return leaseOf(parseLeaseItem(output.Item, this.tables.leases), this.tables.leases);
+    return leaseOf(await this.readLeaseItem(signature, 'GetItem (read a lease)', LEASE_ATTRIBUTES), this.tables.leases);
   }
 
   async listActiveLeases(now: number): Promise<Lease[]> {
@@ -731,19 +719,7 @@ export class DynamoStore implements Board {
   // Checkpoints, state, statuses, triggers
 
   async getCheckpoint(signature: string): Promise<Checkpoint | undefined> {
-    const e = new Expr();
-    const output = await this.call('leases', 'GetItem (read a checkpoint)', () =>
-      this.doc.send(
-        new GetCommand({
-          TableName: this.tables.leases,
-          Key: { signature },
-          ConsistentRead: true,
-          ProjectionExpression: `${e.n('signature')}, ${e.n('checkpoint')}`,
-          ...e.params(),
-        }),
-      ),
-    );
-    return checkpointOf(parseLeaseItem(output.Item, this.tables.leases));
+    return checkpointOf(await this.readLeaseItem(signature, 'GetItem (read a checkpoint)', ['signature', 'checkpoint']));
   }
 
   async getState(instanceId: string, key: string): Promise<Json | undefined> {
@@ -963,7 +939,7 @@ export class DynamoStore implements Board {
       ),
     );
     if (!result.ok) {
-      const holder = result.item ? parseLeaseItem(result.item, this.tables.leases) : await this.readLeaseItem(lease.signature);
+      const holder = result.item ? parseLeaseItem(result.item, this.tables.leases) : await this.readLeaseItem(lease.signature, 'GetItem (read a lease holder)');
       return { granted: false, holder };
     }
     const old = parseLeaseItem(result.value.Attributes, this.tables.leases);
@@ -977,9 +953,12 @@ export class DynamoStore implements Board {
     return holder;
   }
 
-  private async readLeaseItem(signature: string): Promise<ReturnType<typeof parseLeaseItem>> {
-    const output = await this.call('leases', 'GetItem (read a lease holder)', () =>
-      this.doc.send(new GetCommand({ TableName: this.tables.leases, Key: { signature }, ConsistentRead: true })),
+  /** One lease item, strongly consistent; only `attributes` when given. */
+  private async readLeaseItem(signature: string, operation: string, attributes?: readonly string[]): Promise<ReturnType<typeof parseLeaseItem>> {
+    const e = new Expr();
+    const projection = attributes && { ProjectionExpression: attributes.map((name) => e.n(name)).join(', ') };
+    const output = await this.call('leases', operation, () =>
+      this.doc.send(new GetCommand({ TableName: this.tables.leases, Key: { signature }, ConsistentRead: true, ...projection, ...e.params() })),
     );
     return parseLeaseItem(output.Item, this.tables.leases);
   }
