@@ -15,6 +15,7 @@
  */
 import { z } from 'zod';
 import { formatProblem } from '../config.js';
+import { mapLimit } from '../concurrency.js';
 import { toErrorInfo } from '../errors.js';
 import { buildPlanContext, resolveSpecs, type PlannedTask } from '../engine/planner.js';
 import { parseSchedule } from '../schedule.js';
@@ -427,17 +428,4 @@ function withTimeout<T>(promise: Promise<T>, ms: number, instanceId: string): Pr
     timer = setTimeout(() => reject(new Error(`getRunnableTasks of instance "${instanceId}" did not return within ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index] as T);
-    }
-  });
-  await Promise.all(lanes);
-  return results;
 }

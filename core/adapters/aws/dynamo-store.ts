@@ -11,7 +11,8 @@
  * per signature, conditioned on "no owner, or expired", that increments the token
  * (`if_not_exists(token, 0) + 1`) and returns the old item (`ALL_OLD`): the checkpoint, and the
  * lease taken over when it had an owner. A refusal returns the holder the same way
- * (`ReturnValuesOnConditionCheckFailure`). Requests of one call run 16 at a time.
+ * (`ReturnValuesOnConditionCheckFailure`). Requests of one call run 16 at a time, those for one signature one after another in the
+ * order given.
  * `claim`, `heartbeat`, `saveCheckpoint`, `repost`, `requestStop` and the release in `finish` and
  * `commit` are single updates fenced on token (and owner); a claim returns the whole entry
  * (`ALL_NEW`), a heartbeat returns `stopRequested` as an updated value. The sparse, keys-only
@@ -61,6 +62,7 @@ import {
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
 import type { Board, BoardEntry, ClaimRequest, HeartbeatResult, PeekResult, PostRequest, Route } from '../../cloud/board.js';
+import { mapLimit, mapLimitInKeyOrder } from '../../concurrency.js';
 import { StoreError } from '../../errors.js';
 import type {
   Checkpoint,
@@ -244,17 +246,8 @@ function backoffMs(attempt: number): number {
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight; results in the order of `items`. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index] as T, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
+function bySignature(item: { signature: string }): string {
+  return item.signature;
 }
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -347,7 +340,7 @@ export class DynamoStore implements Board {
   // Leases (Store)
 
   async acquireLeases(requests: LeaseRequest[], now: number): Promise<LeaseGrant[]> {
-    return mapLimit(requests, this.concurrency, async (request): Promise<LeaseGrant> => {
+    return mapLimitInKeyOrder(requests, this.concurrency, bySignature, async (request): Promise<LeaseGrant> => {
       const lease: Lease = {
         signature: request.signature,
         owner: request.owner,
@@ -371,7 +364,7 @@ export class DynamoStore implements Board {
   }
 
   async renewLeases(refs: LeaseRef[], ttlMs: number, now: number): Promise<boolean[]> {
-    return mapLimit(refs, this.concurrency, async (ref) => {
+    return mapLimitInKeyOrder(refs, this.concurrency, bySignature, async (ref) => {
       const e = new Expr();
       const result = await this.conditional('leases', 'UpdateItem (renew a lease)', () =>
         this.doc.send(
@@ -420,7 +413,7 @@ export class DynamoStore implements Board {
   }
 
   async post(requests: PostRequest[], now: number): Promise<LeaseGrant[]> {
-    return mapLimit(requests, this.concurrency, async (request): Promise<LeaseGrant> => {
+    return mapLimitInKeyOrder(requests, this.concurrency, bySignature, async (request): Promise<LeaseGrant> => {
       const lease: Lease = {
         signature: request.signature,
         owner: request.owner,
@@ -603,7 +596,7 @@ export class DynamoStore implements Board {
       mapLimit(checkpoints, this.concurrency, (checkpoint) => this.putCheckpoint(checkpoint)),
     ]);
     // Releases last: a released lease means its run is recorded.
-    await mapLimit(batch.releases ?? [], this.concurrency, (ref) => this.release(ref));
+    await mapLimitInKeyOrder(batch.releases ?? [], this.concurrency, bySignature, (ref) => this.release(ref));
   }
 
   // -------------------------------------------------------------------------------------------
