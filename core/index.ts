@@ -9,6 +9,7 @@ export type {
   Json,
   Logger,
   ObjectInfo,
+  ObjectReader,
   ObjectStore,
   PlanContext,
   RetryPolicy,

@@ -112,6 +112,9 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
 }
 
+/** The reading half of an {@link ObjectStore}: what a plan may do with objects. */
+export type ObjectReader = Pick<ObjectStore, 'get' | 'getText' | 'stat' | 'list'>;
+
 export interface ErrorInfo {
   name: string;
   message: string;
@@ -193,7 +196,11 @@ export interface PlanContext<P> {
   };
   /** The default signature this instance would give `task` with `input`. */
   signatureOf(task: string, input?: Json): string;
-  objects: ObjectStore;
+  /**
+   * The object store, read only: a plan looks at what is there, its tasks write. (On AWS the
+   * scheduler may only read the data bucket.)
+   */
+  objects: ObjectReader;
   log: Logger;
   /** Says the job is finished: the instance is retired, reported, and not planned again. */
   done(reason?: string): void;

@@ -66,6 +66,9 @@ export const DYNAMODB_DATA_ACTIONS = [
 /** What the S3 adapter (core/adapters/aws/s3-objects.ts) calls on objects: Get and Head (s3:GetObject), Put, Delete. */
 export const S3_OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'] as const;
 
+/** What a plan's read-only view of the object store (PlanContext.objects) calls on objects. */
+export const S3_OBJECT_READ_ACTIONS = ['s3:GetObject'] as const;
+
 /** ListObjectsV2 on the bucket. */
 export const S3_BUCKET_ACTIONS = ['s3:ListBucket'] as const;
 
@@ -708,8 +711,8 @@ export class JobRunner extends Construct {
     const runtimes: iam.IGrantable[] = [this.schedulerFunction, this.workerFunction, this.conductorTaskDefinition.taskRole, this.longTaskDefinition.taskRole];
     for (const grantee of runtimes) {
       for (const role of Object.keys(TABLES) as (keyof TableNames)[]) grantTableData(this.tables[role], TABLES[role], grantee);
-      // The plan context (core/types.ts) hands plans the whole object store, so the scheduler too may write.
-      grantObjects(this.dataBucket, grantee);
+      // Plans only read objects (PlanContext.objects); tasks, reverts and conductors write them.
+      grantObjects(this.dataBucket, grantee, grantee === this.schedulerFunction ? 'read' : 'readWrite');
       this.grantSecrets(grantee, settings.ssmParameterPrefixes, settings.secretNamePrefixes, props.secretKeys ?? []);
     }
     // Dispatch; the worker's delayed retries; poison messages recorded and sent to the DLQ.
@@ -947,12 +950,14 @@ function grantTableData(table: dynamodb.Table, definition: TableDefinition, gran
   });
 }
 
-/** The object store's calls: list the bucket, get, put and delete its objects. */
-function grantObjects(bucket: s3.Bucket, grantee: iam.IGrantable): void {
+/** The object store's calls: list the bucket and get its objects, and with `readWrite` put and delete them. */
+function grantObjects(bucket: s3.Bucket, grantee: iam.IGrantable, access: 'read' | 'readWrite'): void {
   iam.Grant.addToPrincipal({ grantee, actions: [...S3_BUCKET_ACTIONS], resourceArns: [bucket.bucketArn] });
   const objects = bucket.arnForObjects('*');
-  iam.Grant.addToPrincipal({ grantee, actions: [...S3_OBJECT_ACTIONS], resourceArns: [objects] });
-  acknowledgeWildcardResources(roleOf(grantee), [objects], 'The object store reads and writes any key of the data bucket (jobs choose their keys); the grant covers this bucket\'s objects only.');
+  const actions = access === 'read' ? S3_OBJECT_READ_ACTIONS : S3_OBJECT_ACTIONS;
+  iam.Grant.addToPrincipal({ grantee, actions: [...actions], resourceArns: [objects] });
+  const what = access === 'read' ? 'reads' : 'reads and writes';
+  acknowledgeWildcardResources(roleOf(grantee), [objects], `The object store ${what} any key of the data bucket (jobs choose their keys); the grant covers this bucket's objects only.`);
 }
 
 /** The role behind a grantee, where its policies are (all of ours are roles). */

@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import { z } from 'zod';
 import { defineJob, defineTask } from '../core/define.js';
 import { NonRetryableError, SkipError } from '../core/errors.js';
-import type { ObjectInfo, ObjectStore, PlanContext, TaskContext, TaskSpec } from '../core/types.js';
+import type { ObjectInfo, ObjectReader, PlanContext, TaskContext, TaskSpec } from '../core/types.js';
 import { collectedPrefix, FINISHED_SUFFIX } from './collector.js';
 
 /** An instance id used as a key segment: letters, digits, `_`, `.` and `-`, no `/`. */
@@ -38,7 +38,7 @@ export function processedKey(source: string, file: string): string {
 }
 
 /** The finished files of collector instance `source` (open periods' `.part` files excluded). */
-export async function listFinishedFiles(objects: ObjectStore, source: string): Promise<ObjectInfo[]> {
+export async function listFinishedFiles(objects: ObjectReader, source: string): Promise<ObjectInfo[]> {
   const prefix = collectedPrefix(source);
   return (await objects.list(prefix)).filter(
     (info) => info.key.endsWith(FINISHED_SUFFIX) && !info.key.slice(prefix.length).includes('/'),

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { defineJob, defineTask } from '../core/define.js';
 import { SkipError } from '../core/errors.js';
-import type { ObjectInfo, ObjectStore, PlanContext, TaskContext, TaskSpec } from '../core/types.js';
+import type { ObjectInfo, ObjectReader, PlanContext, TaskContext, TaskSpec } from '../core/types.js';
 import { fileStatsSchema, processedPrefix, sourceId, type FieldStats, type FileStats } from './processor.js';
 
 /** Parameters of a summary instance. */
@@ -22,7 +22,7 @@ export function reportKeys(source: string): { json: string; markdown: string } {
 }
 
 /** The per-file statistics of `source` (the summary's inputs). */
-export async function listProcessedFiles(objects: ObjectStore, source: string): Promise<ObjectInfo[]> {
+export async function listProcessedFiles(objects: ObjectReader, source: string): Promise<ObjectInfo[]> {
   const prefix = processedPrefix(source);
   return (await objects.list(prefix)).filter(
     (info) => info.key.endsWith('.json') && !info.key.slice(prefix.length).includes('/'),
@@ -124,7 +124,7 @@ export function renderMarkdown(summary: Summary): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function readFileStats(objects: ObjectStore, key: string): Promise<FileStats | undefined> {
+async function readFileStats(objects: ObjectReader, key: string): Promise<FileStats | undefined> {
   const text = await objects.getText(key);
   if (text === undefined) return undefined;
   try {

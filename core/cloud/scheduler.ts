@@ -20,7 +20,7 @@ import { toErrorInfo } from '../errors.js';
 import { buildPlanContext, resolveSpecs, type PlannedTask } from '../engine/planner.js';
 import { parseSchedule } from '../schedule.js';
 import type { InstanceStatus, LeaseGrant, LeaseRef } from '../ports/store.js';
-import type { Json, ObjectStore, PlanContext, RunOrigin, RunRecord } from '../types.js';
+import type { Json, ObjectReader, PlanContext, RunOrigin, RunRecord } from '../types.js';
 import { newRunId } from './attempt.js';
 import type { Board, BoardEntry, PostRequest, Route } from './board.js';
 import { PayloadTooLargeError } from './errors.js';
@@ -68,7 +68,8 @@ export interface SchedulerDeps {
   board: Board;
   queue: TaskQueue;
   fleet: Fleet;
-  objects: ObjectStore;
+  /** Plans only read objects (the scheduler's role may not write the data bucket). */
+  objects: ObjectReader;
   telemetry: Telemetry;
   instances: InstanceDirectory;
   config: SchedulerConfig;

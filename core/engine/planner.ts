@@ -12,7 +12,7 @@ import type {
   JobType,
   Json,
   Logger,
-  ObjectStore,
+  ObjectReader,
   PlanContext,
   RetryPolicy,
   RunRecord,
@@ -64,7 +64,7 @@ export function buildPlanContext(options: {
   instance: InstanceConfig;
   reason: PlanContext<unknown>['reason'];
   store: Store;
-  objects: ObjectStore;
+  objects: ObjectReader;
   log: Logger;
   now: () => number;
   onDone: (reason: string | undefined) => void;
@@ -98,9 +98,19 @@ export function buildPlanContext(options: {
       },
     },
     signatureOf,
-    objects: options.objects,
+    objects: readOnly(options.objects),
     log: options.log,
     done: (reason) => options.onDone(reason),
+  };
+}
+
+/** A view with only the reading calls, so a plan written in JavaScript cannot reach `put` either. */
+function readOnly(objects: ObjectReader): ObjectReader {
+  return {
+    get: (key) => objects.get(key),
+    getText: (key) => objects.getText(key),
+    stat: (key) => objects.stat(key),
+    list: (prefix) => objects.list(prefix),
   };
 }
 

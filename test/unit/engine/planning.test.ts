@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineJob } from '../../../core/define.js';
-import type { Json, PlanContext, TaskSpec } from '../../../core/types.js';
+import type { Json, ObjectStore, PlanContext, TaskSpec } from '../../../core/types.js';
 import {
   Executions,
   instance,
@@ -194,6 +194,29 @@ describe('planning', () => {
     await badDone;
     expect(badPlans).toBe(2);
     await until(async () => (await h.store.getInstanceStatus('bad'))?.planError === undefined, 2_000, 'planError cleared');
+  });
+
+  it('lets a plan read what tasks wrote, but not write or delete objects itself', async () => {
+    const seen: string[] = [];
+    const job = defineJob({
+      name: 'reader',
+      params: noParams,
+      async getRunnableTasks(ctx) {
+        for (const { key } of await ctx.objects.list('out/')) seen.push(`${key}=${(await ctx.objects.getText(key)) ?? ''}`);
+        const writable = ctx.objects as Partial<ObjectStore>;
+        if (writable.put ?? writable.delete) throw new Error('the plan context can write objects');
+        return seen.length === 0 ? [{ task: 'write' }] : [];
+      },
+      tasks: { write: { run: async (_input, tctx) => tctx.objects.put('out/a.txt', 'from the task') } },
+    });
+    const h = harness({ jobs: [job], instances: [instance('reader-1', 'reader')] });
+
+    const first = await h.runner.runOnce();
+    const second = await h.runner.runOnce();
+
+    expect(first.succeeded).toBe(1);
+    expect(first.planErrors + second.planErrors).toBe(0);
+    expect(seen).toStrictEqual(['out/a.txt=from the task']);
   });
 
   it('rejects invalid specs with a message naming the instance and the task or field, and runs the valid ones of the same plan', async () => {

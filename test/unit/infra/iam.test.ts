@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../../../build/bundle.js';
-import { DYNAMODB_DATA_ACTIONS, S3_BUCKET_ACTIONS, S3_OBJECT_ACTIONS } from '../../../infra/job-runner.js';
+import { DYNAMODB_DATA_ACTIONS, S3_BUCKET_ACTIONS, S3_OBJECT_ACTIONS, S3_OBJECT_READ_ACTIONS } from '../../../infra/job-runner.js';
 import { logicalId, render, resourcesOf, synthesize } from './synth.js';
 
 const { template } = synthesize();
@@ -194,7 +194,7 @@ describe('data permissions', () => {
     expect(actionsCalledBy('core/adapters/aws/s3-objects.ts')).toEqual(new Set([...S3_OBJECT_ACTIONS, ...S3_BUCKET_ACTIONS]));
   });
 
-  it.each(['RunnerSchedulerRole', 'RunnerWorkerRole', 'RunnerConductorTaskTaskRole', 'RunnerLongTaskTaskRole'])('%s may use the three tables and their indexes by name, and the bucket', (role) => {
+  it.each(['RunnerSchedulerRole', 'RunnerWorkerRole', 'RunnerConductorTaskTaskRole', 'RunnerLongTaskTaskRole'])('%s may use the three tables and their indexes by name, and list and read the bucket', (role) => {
     const policy = policyOf(role);
     const dynamo = policy.find((s) => list(s.Action).includes('dynamodb:GetItem'));
     expect(list(dynamo?.Action).sort()).toEqual([...DYNAMODB_DATA_ACTIONS].sort());
@@ -203,7 +203,16 @@ describe('data permissions', () => {
     for (const index of ['byRoute', 'bySignature', 'byTask', 'byInstance', 'byDay']) expect(resources.some((r) => r.endsWith(`/index/${index}`)), index).toBe(true);
     expect(resources.filter((r) => !r.includes('/index/'))).toHaveLength(3);
     const actions = actionsOn(policy);
-    for (const action of [...S3_OBJECT_ACTIONS, ...S3_BUCKET_ACTIONS]) expect(actions.has(action), action).toBe(true);
+    for (const action of [...S3_OBJECT_READ_ACTIONS, ...S3_BUCKET_ACTIONS]) expect(actions.has(action), action).toBe(true);
+  });
+
+  it('lets the runtimes that run tasks write the bucket, and the scheduler (plans only read) not', () => {
+    const writes = ['s3:PutObject', 's3:DeleteObject'];
+    for (const role of ['RunnerWorkerRole', 'RunnerConductorTaskTaskRole', 'RunnerLongTaskTaskRole']) {
+      for (const action of writes) expect(actionsOn(policyOf(role)).has(action), `${role} ${action}`).toBe(true);
+    }
+    for (const action of writes) expect(actionsOn(policyOf('RunnerSchedulerRole')).has(action), action).toBe(false);
+    expect(S3_OBJECT_ACTIONS).toEqual(expect.arrayContaining([...S3_OBJECT_READ_ACTIONS]));
   });
 
   it('lets each runtime send only where it sends', () => {
