@@ -98,23 +98,8 @@ const SQS_MAX_VISIBILITY = Duration.hours(12);
 /** Every variable of a runtime's environment schema, set (the schema's defaults included). */
 type EnvOf<S extends z.ZodType> = { [K in keyof z.infer<S>]-?: string };
 
-/**
- * The container's variables. The fleet variables of the schema (cluster, service, long-task
- * definition, subnets) are the scheduler's: the container never reads them, and the task
- * definitions cannot name the service or themselves without a dependency cycle.
- */
-type ContainerEnv = Omit<
-  EnvOf<typeof containerEnvSchema>,
-  | 'UJR_TASK_MESSAGE'
-  | 'UJR_CLUSTER'
-  | 'UJR_CONDUCTOR_SERVICE'
-  | 'UJR_LONG_TASK_DEFINITION'
-  | 'UJR_LONG_TASK_CONTAINER'
-  | 'UJR_SUBNETS'
-  | 'UJR_SECURITY_GROUPS'
-  | 'UJR_ASSIGN_PUBLIC_IP'
-  | 'UJR_MAX_CONDUCTORS'
->;
+/** The container's variables; the task message is set per long task by the scheduler's RunTask. */
+type ContainerEnv = Omit<EnvOf<typeof containerEnvSchema>, 'UJR_TASK_MESSAGE'>;
 
 /** Properties of a {@link JobRunner}. Every one has a default: `new JobRunner(this, 'Ujr')` deploys the example pipeline. */
 export interface JobRunnerProps {

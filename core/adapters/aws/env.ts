@@ -31,13 +31,16 @@ const fleet = {
   UJR_SUBNETS: list.optional(),
   UJR_SECURITY_GROUPS: list.optional(),
   UJR_ASSIGN_PUBLIC_IP: z.enum(['true', 'false']).default('false'),
-  UJR_TASKS_PER_CONDUCTOR: positiveInt.default(4),
   UJR_MAX_CONDUCTORS: z.coerce.number().int().nonnegative().default(4),
 };
+
+/** How many continuous tasks one conductor runs: the scheduler sizes the service by it, a conductor claims up to it. */
+const tasksPerConductor = { UJR_TASKS_PER_CONDUCTOR: positiveInt.default(4) };
 
 export const schedulerEnvSchema = z.object({
   ...tables,
   ...fleet,
+  ...tasksPerConductor,
   UJR_TASK_QUEUE_URL: z.string().url(),
   UJR_DEAD_LETTER_QUEUE_URL: z.string().url(),
   /** Batch tasks with a longer timeout run on Fargate. */
@@ -59,7 +62,7 @@ export const workerEnvSchema = z.object({
 
 export const containerEnvSchema = z.object({
   ...tables,
-  ...fleet,
+  ...tasksPerConductor,
   UJR_TASK_QUEUE_URL: z.string().url(),
   UJR_DEAD_LETTER_QUEUE_URL: z.string().url(),
   /** Set on one-off long tasks: the dispatch message to run. Without it the container is a conductor. */

@@ -54,8 +54,6 @@ function envNames(env: unknown): string[] {
   return Object.keys((env as { Variables: Props }).Variables).sort();
 }
 
-const FLEET_VARIABLES = ['UJR_CLUSTER', 'UJR_CONDUCTOR_SERVICE', 'UJR_LONG_TASK_DEFINITION', 'UJR_LONG_TASK_CONTAINER', 'UJR_SUBNETS', 'UJR_SECURITY_GROUPS', 'UJR_ASSIGN_PUBLIC_IP', 'UJR_MAX_CONDUCTORS'];
-
 describe('the tables', () => {
   const tableIds = { leases: 'RunnerLeasesTable', runs: 'RunnerRunsTable', instances: 'RunnerInstancesTable' } as const;
 
@@ -260,7 +258,7 @@ describe('the containers', () => {
   const longTask = propsOf('AWS::ECS::TaskDefinition', 'RunnerLongTask');
   const containerOf = (definition: Props) => (definition.ContainerDefinitions as Props[])[0] ?? {};
   const containerVariables = Object.keys(containerEnvSchema.shape)
-    .filter((name) => name !== 'UJR_TASK_MESSAGE' && !FLEET_VARIABLES.includes(name))
+    .filter((name) => name !== 'UJR_TASK_MESSAGE')
     .sort();
 
   it('run in a cluster with Container Insights', () => {
