@@ -11,8 +11,8 @@
  * per signature, conditioned on "no owner, or expired", that increments the token
  * (`if_not_exists(token, 0) + 1`) and returns the old item (`ALL_OLD`): the checkpoint, and the
  * lease taken over when it had an owner. A refusal returns the holder the same way
- * (`ReturnValuesOnConditionCheckFailure`). Requests of one call run 16 at a time, those for one signature one after another in the
- * order given.
+ * (`ReturnValuesOnConditionCheckFailure`). Requests of one call run 16 at a time; those for one
+ * signature run one after another, in the order given.
  * `claim`, `heartbeat`, `saveCheckpoint`, `repost`, `requestStop` and the release in `finish` and
  * `commit` are single updates fenced on token (and owner); a claim returns the whole entry
  * (`ALL_NEW`), a heartbeat returns `stopRequested` as an updated value. The sparse, keys-only
@@ -245,7 +245,7 @@ function backoffMs(attempt: number): number {
   return Math.min(2000, 25 * 2 ** attempt) * (0.5 + Math.random() / 2);
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight; results in the order of `items`. */
+/** The key that orders lease calls: requests for one signature are answered in the order given. */
 function bySignature(item: { signature: string }): string {
   return item.signature;
 }
