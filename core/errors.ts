@@ -62,6 +62,9 @@ export class ResultTooLargeError extends NonRetryableError {}
 /** A task spec returned by `getRunnableTasks` that cannot be run. */
 export class InvalidTaskSpecError extends NonRetryableError {}
 
+/** A task's input is larger than `MAX_INPUT_BYTES` (core/limits.ts), in every runtime. */
+export class InputTooLargeError extends InvalidTaskSpecError {}
+
 /** A configuration problem: names the file, instance and field at fault. */
 export class ConfigError extends UjrError {
   override readonly retryable = false;

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import type { AwsCliContext } from '../adapters/aws/cli-context.js';
 import type { Board, BoardEntry } from '../cloud/board.js';
 import { findSecretRefs } from '../cloud/secrets.js';
+import { canonicalInput } from '../engine/planner.js';
 import { DEFAULT_SCHEDULE, formatProblem, instanceEntrySchema, parseInstances, readInstancesFile, type ConfigProblem } from '../config.js';
 import { InstanceNotFoundError, InstancesFileError, setInstanceEnabled, unretireInstance } from '../local/instances-file.js';
 import { loadJobTypes } from '../local/jobs-module.js';
@@ -190,8 +191,9 @@ export function parseStackEntries(entries: readonly unknown[], jobs: readonly Jo
 
 /**
  * Checks an ad-hoc run request against the configured instances: the instance exists and is valid,
- * the task (when the job types are known) exists, and an input comes with a task.
- * @throws {CliError} exit 2 (broken instance, input without task) or 3 (unknown instance or task).
+ * the task (when the job types are known) exists, and an input comes with a task and is JSON within
+ * `MAX_INPUT_BYTES`, as the planners check it.
+ * @throws {CliError} exit 2 (broken instance, input without task, input not JSON or too large) or 3 (unknown instance or task).
  */
 export async function checkTrigger(target: Target, view: InstanceView, instanceId: string, task: string | undefined, input: unknown): Promise<InstanceConfig> {
   const instance = view.instances.find((i) => i.id === instanceId);
@@ -211,6 +213,14 @@ export async function checkTrigger(target: Target, view: InstanceView, instanceI
   }
   if (task === undefined && input !== undefined) {
     throw new CliError('--input needs a task name: ujr trigger <instance> <task> --input JSON', EXIT.usage);
+  }
+  if (task !== undefined && input !== undefined) {
+    // The runtime checks it again at plan time; this says so before anything is written.
+    try {
+      canonicalInput(input, `instance "${instanceId}", task "${task}"`);
+    } catch (error) {
+      throw new CliError((error as Error).message, EXIT.usage);
+    }
   }
   return instance;
 }

@@ -2,7 +2,8 @@
  * The planner side of the engine: the context a job's `getRunnableTasks` sees, and the checks
  * that turn what it returned into runnable tasks (or clear errors naming the bad spec).
  */
-import { InvalidTaskSpecError } from '../errors.js';
+import { InputTooLargeError, InvalidTaskSpecError } from '../errors.js';
+import { MAX_INPUT_BYTES } from '../limits.js';
 import { mergeRetry } from '../retry.js';
 import { canonicalJson, defaultSignature } from '../signature.js';
 import type { Store } from '../ports/store.js';
@@ -84,7 +85,10 @@ export function buildPlanContext(options: {
     now: options.now,
     state: {
       get: async <T extends Json = Json>(key: string) => (await store.getState(instance.id, key)) as T | undefined,
-      set: (key, value) => store.setState(instance.id, key, value),
+      set: async (key, value) => {
+        canonicalJson(value, `state.${key}`);
+        return store.setState(instance.id, key, value);
+      },
       delete: (key) => store.setState(instance.id, key, undefined),
     },
     history: {
@@ -143,6 +147,29 @@ export function resolveSpecs(job: JobType, instanceId: string, specs: unknown): 
   return outcome;
 }
 
+/**
+ * The canonical JSON of a task input, checked as every runtime checks it at plan time: JSON only
+ * (no cycles, bigints or class instances) and at most `MAX_INPUT_BYTES`.
+ * @param where names the instance and task, for the error.
+ * @throws {InvalidTaskSpecError} naming the path of a value JSON cannot hold.
+ * @throws {InputTooLargeError} naming the size and the limit.
+ */
+export function canonicalInput(input: unknown, where: string): string {
+  let canonical: string;
+  try {
+    canonical = canonicalJson(input, 'input');
+  } catch (error) {
+    throw new InvalidTaskSpecError(`${where}: ${(error as Error).message}`, { cause: error });
+  }
+  const bytes = Buffer.byteLength(canonical);
+  if (bytes > MAX_INPUT_BYTES) {
+    throw new InputTooLargeError(
+      `${where}: its input is ${bytes} bytes as JSON, over the ${MAX_INPUT_BYTES}-byte limit of a task input (the same locally and on AWS); put large data in the object store (tctx.objects.put) and pass its key`,
+    );
+  }
+  return canonical;
+}
+
 function resolveSpec(job: JobType, instanceId: string, raw: unknown, index: number): PlannedTask {
   const where = `instance "${instanceId}" (job type "${job.name}"), task spec #${index}`;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
@@ -164,12 +191,7 @@ function resolveSpec(job: JobType, instanceId: string, raw: unknown, index: numb
     }
     input = parsed.data;
   }
-  let canonical: string;
-  try {
-    canonical = canonicalJson(input, 'input');
-  } catch (error) {
-    throw new InvalidTaskSpecError(`${where} (task "${spec.task}"): ${(error as Error).message}`, { cause: error });
-  }
+  const canonical = canonicalInput(input, `${where} (task "${spec.task}")`);
   const kind = spec.kind ?? definition.kind ?? 'batch';
   if (kind !== 'batch' && kind !== 'continuous') {
     throw new InvalidTaskSpecError(`${where} (task "${spec.task}"): kind must be "batch" or "continuous", not ${JSON.stringify(kind)}`);

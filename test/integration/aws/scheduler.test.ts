@@ -78,8 +78,8 @@ describe('what a tick posts', () => {
 
     expect(report.dispatched.queue).toBe(1);
     const status = await stack.store.getInstanceStatus('huge');
-    expect(status?.planError).toMatchObject({ name: 'PayloadTooLargeError' });
-    expect(status?.planError?.message).toMatch(/instance "huge", task "echo": its input is \d+ bytes, over the 204800-byte limit/);
+    expect(status?.planError).toMatchObject({ name: 'InputTooLargeError' });
+    expect(status?.planError?.message).toMatch(/instance "huge" \(job type "literal"\), task spec #0 \(task "echo"\): its input is \d+ bytes as JSON, over the 204800-byte limit/);
   });
 
   it('keeps to the instance concurrency', async () => {
