@@ -2,8 +2,8 @@
 import { UjrError } from '../errors.js';
 
 /**
- * 0 success, 1 a run failed (`run --once`, `trigger --wait`), 2 bad usage or configuration, 3 a
- * named run or instance does not exist.
+ * 0 success, 1 a run failed (`run --once`, `trigger --wait`) or `ujr run` lost its store file, 2 bad
+ * usage or configuration (or no store at --home), 3 a named run or instance does not exist.
  */
 export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3 } as const;
 

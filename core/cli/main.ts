@@ -1,7 +1,8 @@
 /**
  * The `ujr` command line. Exit codes: 0 success, 1 a run failed (`run --once`, where a problem
- * in the instances file counts as a failure too, and `trigger --wait`), 2 bad usage or
- * configuration, 3 a named run or instance does not exist.
+ * in the instances file counts as a failure too, and `trigger --wait`; and `ujr run` whose store
+ * file was deleted or replaced), 2 bad usage or configuration (or no store at --home: only
+ * `ujr run` creates one), 3 a named run or instance does not exist.
  *
  * `--stack <name>` points `status`, `runs`, `logs`, `trigger`, `jobs` and `redrive` at a deployed
  * stack instead of the local installation: the same commands over the same Store port (the
@@ -10,6 +11,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { monotonicFactory } from 'ulid';
 import type { AwsCliContext } from '../adapters/aws/cli-context.js';
+import { StoreFileLostError } from '../adapters/sqlite/errors.js';
 import { ConfigError, UjrError } from '../errors.js';
 import type { RunnerStats } from '../engine/runner.js';
 import { canonicalJson } from '../signature.js';
@@ -281,8 +283,15 @@ async function runCommand(
   });
   runner.on('retired', (id, reason) => log.info(`instance "${id}" is done${reason ? `: ${reason}` : ''}`));
 
+  const stoppingFor = (reason: string) => `${reason}: stopping; running tasks get ${opts.grace} ms, then they are recorded interrupted and planned again next start`;
   if (opts.once) {
-    const stats = await runner.runOnce();
+    const stats = await Promise.race([runner.runOnce(), runtime.storeLost]);
+    if (stats instanceof StoreFileLostError) {
+      // Printed by main as "ujr: <message>", exit 1.
+      log.error(stoppingFor(`the store ${stats.path} was ${stats.reason}`));
+      await runtime.close(opts.grace);
+      throw stats;
+    }
     await runtime.close(opts.grace);
     const problems = runtime.configProblems.length;
     if (opts.json) io.out(JSON.stringify({ ...stats, configProblems: problems }));
@@ -294,25 +303,37 @@ async function runCommand(
   await runner.start();
   const live = opts.quiet ? undefined : startSummary(runner.stats.bind(runner), io);
   log.info(`running as ${runner.owner} on ${paths.home}; Ctrl-C stops`);
+  let lost: StoreFileLostError | undefined;
   await new Promise<void>((resolve) => {
     let stopping = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        log.warn(`second ${signal}: exiting without waiting`);
-        process.exit(130);
-      }
+    const stop = () => {
       stopping = true;
-      log.info(`${signal}: stopping; running tasks get ${opts.grace} ms, then they are recorded interrupted and planned again next start`);
       live?.stop();
       void runtime.close(opts.grace).then(resolve, (error: unknown) => {
         log.error(`shutdown: ${String(error)}`);
         resolve();
       });
     };
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn(`second ${signal}: exiting without waiting`);
+        process.exit(130);
+      }
+      log.info(stoppingFor(signal));
+      stop();
+    };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
+    void runtime.storeLost.then((error) => {
+      if (stopping) return;
+      lost = error;
+      log.error(stoppingFor(`the store ${error.path} was ${error.reason}`));
+      stop();
+    });
   });
   io.out(`stopped: ${summaryLine(runner.stats())}`);
+  // Printed by main as "ujr: <message>", exit 1.
+  if (lost) throw lost;
   return EXIT.ok;
 }
 

@@ -6,13 +6,15 @@
  */
 import { existsSync } from 'node:fs';
 import type { AwsCliContext } from '../adapters/aws/cli-context.js';
+import { StoreNotFoundError } from '../adapters/sqlite/errors.js';
+import type { SqliteStore } from '../adapters/sqlite/store.js';
 import type { Board, BoardEntry } from '../cloud/board.js';
 import { findSecretRefs } from '../cloud/secrets.js';
 import { canonicalInput } from '../engine/planner.js';
 import { DEFAULT_SCHEDULE, formatProblem, instanceEntrySchema, parseInstances, readInstancesFile, type ConfigProblem } from '../config.js';
 import { InstanceNotFoundError, InstancesFileError, setInstanceEnabled, unretireInstance } from '../local/instances-file.js';
 import { loadJobTypes } from '../local/jobs-module.js';
-import { openLocalStore, type LocalPaths } from '../local/runtime.js';
+import { databasePath, openLocalStore, type LocalPaths } from '../local/runtime.js';
 import type { Store } from '../ports/store.js';
 import type { InstanceConfig, JobType } from '../types.js';
 import { CliError, EXIT } from './errors.js';
@@ -47,14 +49,30 @@ export interface Target {
   close(): Promise<void>;
 }
 
-/** The local installation: the SQLite store is opened on first use. */
+/**
+ * Opens the local store for any command but `ujr run`: only the runner creates a store, so that a
+ * mistyped --home or a store deleted by hand is reported, not replaced by an empty one.
+ * @throws {CliError} exit 2 when there is no store under `paths.home` (nothing is created).
+ */
+export function openExistingLocalStore(paths: Pick<LocalPaths, 'home'>): SqliteStore {
+  try {
+    return openLocalStore(paths, { create: false });
+  } catch (error) {
+    if (error instanceof StoreNotFoundError) {
+      throw new CliError(`no ujr store at ${error.path}: start the runner with "ujr run" (it creates the store), or pass --home <dir>`, EXIT.usage);
+    }
+    throw error;
+  }
+}
+
+/** The local installation: the SQLite store is opened on first use, and never created (see `openExistingLocalStore`). */
 export function localTarget(paths: LocalPaths): Target {
   let store: Store | undefined;
   const target: Target = {
     name: 'local',
     instancesSource: paths.instancesFile,
     instancesLabel: 'the instances file',
-    store: () => (store ??= openLocalStore(paths)),
+    store: () => (store ??= openExistingLocalStore(paths)),
     async instances() {
       const jobs = await loadJobTypes(paths.jobsModule);
       const config = await readInstancesFile(paths.instancesFile, jobs);
@@ -69,7 +87,8 @@ export function localTarget(paths: LocalPaths): Target {
         if (error instanceof InstancesFileError) throw new CliError(error.message, EXIT.usage);
         throw error;
       }
-      if (enabled) await unretireInstance(target.store(), instanceId);
+      // Without a store nothing is retired: editing the file is all there is to do.
+      if (enabled && existsSync(databasePath(paths))) await unretireInstance(target.store(), instanceId);
       return paths.instancesFile;
     },
     async close() {

@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { DirectoryObjectStore } from '../adapters/fs/objects.js';
+import { StoreFileLostError } from '../adapters/sqlite/errors.js';
 import { SqliteStore } from '../adapters/sqlite/store.js';
 import { Runner, type RunnerOptions } from '../engine/runner.js';
 import type { JobType, Logger } from '../types.js';
@@ -39,9 +40,17 @@ export function dataPath(paths: Pick<LocalPaths, 'home'>): string {
   return join(paths.home, 'data');
 }
 
-export function openLocalStore(paths: Pick<LocalPaths, 'home'>): SqliteStore {
-  mkdirSync(paths.home, { recursive: true });
-  return SqliteStore.open(databasePath(paths));
+/** How often a runtime checks that its store file is still the one it opened. */
+export const STORE_FILE_CHECK_MS = 1_000;
+
+/**
+ * Opens the store under `paths.home`. With `create: false` (commands other than `ujr run`),
+ * nothing is created and a missing store fails with `StoreNotFoundError`.
+ */
+export function openLocalStore(paths: Pick<LocalPaths, 'home'>, options: { create?: boolean } = {}): SqliteStore {
+  const create = options.create ?? true;
+  if (create) mkdirSync(paths.home, { recursive: true });
+  return SqliteStore.open(databasePath(paths), { create });
 }
 
 export interface LocalRuntime {
@@ -51,6 +60,11 @@ export interface LocalRuntime {
   jobs: JobType[];
   /** Problems found in the instances file at start. */
   configProblems: string[];
+  /**
+   * Resolves when the store file was deleted or replaced while the runtime used it (checked every
+   * {@link STORE_FILE_CHECK_MS}); never otherwise. The runtime keeps running: its owner stops it.
+   */
+  storeLost: Promise<StoreFileLostError>;
   /** Stops the runner (graceful), the watcher and closes the store. */
   close(graceMs?: number): Promise<void>;
 }
@@ -77,6 +91,7 @@ export async function openLocalRuntime(
     report: (message) => options.log.error(message),
   });
   const configProblems = await watcher.load();
+  const fileCheck = watchStoreFile(store);
   let closed = false;
   return {
     runner,
@@ -84,12 +99,33 @@ export async function openLocalRuntime(
     watcher,
     jobs,
     configProblems,
+    storeLost: fileCheck.lost,
     async close(graceMs) {
       if (closed) return;
       closed = true;
+      fileCheck.stop();
       watcher.stop();
       await runner.stop(graceMs);
       await store.close();
     },
   };
+}
+
+/** Checks the store's file every {@link STORE_FILE_CHECK_MS} (an unref'd timer) until it is lost or `stop`. */
+function watchStoreFile(store: SqliteStore): { lost: Promise<StoreFileLostError>; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const lost = new Promise<StoreFileLostError>((resolve) => {
+    timer = setInterval(() => {
+      try {
+        store.checkFile();
+      } catch (error) {
+        // Anything else (a stat that failed on a permission) is looked at again next time.
+        if (!(error instanceof StoreFileLostError)) return;
+        clearInterval(timer);
+        resolve(error);
+      }
+    }, STORE_FILE_CHECK_MS);
+    timer.unref();
+  });
+  return { lost, stop: () => clearInterval(timer) };
 }

@@ -1,7 +1,8 @@
 /** `ujr ui`: serves the status page over the local store until SIGINT/SIGTERM. */
 import { spawn } from 'node:child_process';
 import { InvalidArgumentError, type Command } from 'commander';
-import { openLocalStore, type LocalPaths } from '../local/runtime.js';
+import { openExistingLocalStore } from '../cli/targets.js';
+import type { LocalPaths } from '../local/runtime.js';
 import { startUiServer } from './server.js';
 
 /** Where the command prints (the CLI's stdout/stderr, or a test's buffers). */
@@ -42,7 +43,8 @@ export function registerUiCommand(program: Command, paths: () => LocalPaths, io:
 
 async function uiCommand(paths: LocalPaths, opts: UiOptions, io: UiIo): Promise<void> {
   const token = opts.token ?? (process.env.UJR_UI_TOKEN || undefined);
-  const store = openLocalStore(paths);
+  // Exit 2 when there is no store yet: the page never creates one (only "ujr run" does).
+  const store = openExistingLocalStore(paths);
   let server;
   try {
     server = await startUiServer({ store, paths, host: opts.host, port: opts.port, token });

@@ -1,7 +1,8 @@
 /**
  * The `ujr` binary as users run it: `node bin/ujr.js …` in a child process, each test with its
  * own --home (one SQLite file), its own instances file and the fixture job types of
- * test/fixtures/cli/jobs.ts. Exit codes: 0 ok, 1 a run failed, 2 bad usage, 3 not found.
+ * test/fixtures/cli/jobs.ts. Exit codes: 0 ok, 1 a run failed, 2 bad usage (or no store), 3 not found.
+ * Only `ujr run` creates the store: a test whose other commands may come first creates it beforehand.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -170,6 +171,7 @@ describe('ujr trigger', () => {
   it('queues a task with its input, which the next run --once takes as a manual run', async () => {
     // Prepare
     await sandbox.writeInstances([{ id: 'b', job: 'batch', params: { count: 0, ms: 10 } }]);
+    sandbox.store(); // the store exists, as after a first "ujr run" (trigger never creates one)
 
     // Act
     const trigger = await sandbox.run(['trigger', 'b', 'work', '--input', '{"i":41}']);
@@ -218,6 +220,7 @@ describe('ujr jobs', () => {
       { id: 'a', job: 'batch', params: { count: 1, ms: 10 } },
       { id: 'b', job: 'batch', params: { count: 1, ms: 10 } },
     ]);
+    sandbox.store(); // so that "jobs list" finds a store however it races "run --once" (it never creates one)
 
     // Act
     const disable = await sandbox.run(['jobs', 'disable', 'b']);
@@ -255,6 +258,7 @@ describe('a bad instances file', () => {
       { id: 'bad', job: 'batch', params: { count: 'many' } },
       { id: 'ghost', job: 'no-such-job' },
     ]);
+    sandbox.store(); // so that "jobs list" finds a store however it races "run --once" (it never creates one)
 
     // Act
     const [once, list, trigger] = await Promise.all([

@@ -4,8 +4,9 @@
  * something (a lease, a trigger hand-out) runs in a `BEGIN IMMEDIATE` transaction, so it holds
  * the file's write lock from its first read and two processes never grant the same thing.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError } from '../../errors.js';
 import type {
@@ -20,6 +21,8 @@ import type {
   Trigger,
   WriteBatch,
 } from '../../ports/store.js';
+import { StoreNotFoundError } from './errors.js';
+import { checkFileIdentity, fileIdentity, type FileIdentity } from './file-identity.js';
 import { parseJson } from '../../signature.js';
 import {
   TERMINAL_STATUSES,
@@ -268,6 +271,8 @@ type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
  */
 export class SqliteStore implements Store {
   private closed = false;
+  /** The file's device and inode when it was opened (none in memory), for `checkFile`. */
+  private identity: FileIdentity | undefined;
 
   private readonly selectLease: Stmt<[string], LeaseRow>;
   private readonly upsertLease: Stmt<[string, string, number, string, string, string, number], { token: number }>;
@@ -405,24 +410,49 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Opens (creating when missing, with its parent directories) the store at `path`, and brings
-   * its schema up to date. `':memory:'` opens a private in-memory database.
+   * Opens the store at `path` and brings its schema up to date. `':memory:'` opens a private
+   * in-memory database. A missing file is created (with its parent directories) unless
+   * `options.create` is `false`; a new file appears complete (schema and WAL mode in place) or
+   * not at all, see `createStoreFile`.
    *
+   * @throws {StoreNotFoundError} with `create: false`, when there is no file at `path`.
    * @throws {StoreError} when the file cannot be opened or is not a ujr database.
    */
-  static open(path: string): SqliteStore {
+  static open(path: string, options: SqliteOpenOptions = {}): SqliteStore {
+    const inMemory = path === ':memory:' || path === '';
+    const create = options.create ?? true;
     let db: Database.Database | undefined;
     try {
-      if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
-      db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+      if (!inMemory && !existsSync(path)) {
+        if (!create) throw new StoreNotFoundError(path);
+        createStoreFile(path);
+      }
+      db = new Database(path, { timeout: BUSY_TIMEOUT_MS, fileMustExist: !inMemory && !create });
+      const identity = inMemory ? undefined : fileIdentity(path);
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      db.pragma('journal_mode = WAL');
+      useWal(db);
       db.pragma('synchronous = NORMAL');
-      return new SqliteStore(db, path);
+      const store = new SqliteStore(db, path);
+      store.identity = identity;
+      return store;
     } catch (error) {
       db?.close();
+      // Deleted between the check and the open.
+      if (!inMemory && !create && !existsSync(path)) throw new StoreNotFoundError(path);
       throw toStoreError(error, path, 'opening the store');
     }
+  }
+
+  /**
+   * Checks that `path` still names the file this store opened. SQLite goes on writing into a
+   * file that was deleted or renamed over, where no other process sees it, so a long-lived
+   * process (the runner) calls this every second or so and stops when it throws.
+   *
+   * @throws {StoreFileLostError} when the file was deleted (or moved away) or replaced.
+   */
+  checkFile(): void {
+    if (this.closed || this.identity === undefined) return;
+    checkFileIdentity(this.path, this.identity);
   }
 
   acquireLeases(requests: LeaseRequest[], now: number): Promise<LeaseGrant[]> {
@@ -714,7 +744,77 @@ function runQuerySql(shape: number): string {
   return `SELECT * FROM runs ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT ?`;
 }
 
-/** Creates or upgrades the schema, one `user_version` step at a time. */
+/** Options of {@link SqliteStore.open}. */
+export interface SqliteOpenOptions {
+  /**
+   * Whether a missing file is created. With `false` nothing is created (no file, no folder) and a
+   * missing file fails with `StoreNotFoundError`: commands that only read or add to a store.
+   * @default true
+   */
+  create?: boolean;
+}
+
+/**
+ * Creates the store file at `path` whole: schema and WAL mode are set up in a private file beside
+ * it, which is then hard-linked into place (the link fails when another process got there first;
+ * its file is then used). No process ever sees a half-made store, and none switches a shared
+ * file to WAL, which is what made two first openers fail with "database is locked": switching
+ * the journal mode takes a read lock and then upgrades it to a write lock, and SQLite never waits
+ * (busy handler) for such an upgrade, as two upgraders would deadlock; it returns SQLITE_BUSY at
+ * once. Two openers of a new file (`ujr run` and `ujr jobs list` started together) both took the
+ * read lock and one of them failed within milliseconds, despite the 5 s busy timeout.
+ */
+function createStoreFile(path: string): void {
+  const folder = dirname(path);
+  mkdirSync(folder, { recursive: true });
+  const temp = join(folder, `.${basename(path)}.${process.pid}.${randomUUID().slice(0, 8)}.new`);
+  try {
+    const db = new Database(temp, { timeout: BUSY_TIMEOUT_MS });
+    try {
+      migrate(db, temp);
+      // Last, with nothing left to write: closing the only connection then leaves no -wal file.
+      db.pragma('journal_mode = WAL');
+    } finally {
+      db.close();
+    }
+    try {
+      linkSync(temp, path);
+    } catch (error) {
+      const code = error instanceof Error && 'code' in error ? error.code : undefined;
+      // EEXIST: another process created it meanwhile. Without hard links (some network or FAT
+      // file systems) the store is created in place by the open that follows (see `useWal`).
+      if (code !== 'EEXIST' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EXDEV') throw error;
+    }
+  } finally {
+    for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${temp}${suffix}`, { force: true });
+  }
+}
+
+/**
+ * Puts the connection in WAL mode. On a file already in WAL mode this only reads. On a file in
+ * rollback mode (one made without `createStoreFile`) the switch needs the write lock, which
+ * SQLite does not wait for (see `createStoreFile`): SQLITE_BUSY is retried here until the busy
+ * timeout.
+ */
+function useWal(db: Database.Database): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (error) {
+      const code = error instanceof Error && 'code' in error ? String(error.code) : '';
+      if (!code.startsWith('SQLITE_BUSY') || Date.now() >= deadline) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10 + Math.random() * 40);
+    }
+  }
+}
+
+/**
+ * Creates or upgrades the schema, one `user_version` step at a time, each in a `BEGIN IMMEDIATE`
+ * transaction (which waits for the write lock: it is taken before anything is read) that checks
+ * the version again, so that concurrent openers migrate once.
+ */
 function migrate(db: Database.Database, path: string): void {
   const step = db.transaction((version: number, sql: string) => {
     // Another process may have migrated while this one waited for the write lock.
