@@ -38,15 +38,21 @@ export const RUN_STATUSES = [
 ] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
-/** Statuses after which an attempt never changes again. */
+/**
+ * Statuses after which an attempt never changes again. The others are live: `queued` (leased,
+ * waiting for a slot), `running`, and `retrying` (the next attempt of a failed task, waiting out
+ * its backoff with the lease held); each is backed by a live lease or is ended by the sweeper.
+ */
 export const TERMINAL_STATUSES: ReadonlySet<RunStatus> = new Set([
   'succeeded',
   'failed',
   'skipped',
-  'retrying',
   'interrupted',
   'cancelled',
 ]);
+
+/** Statuses of attempts in flight: they hold their signature's lease. */
+export const LIVE_STATUSES: readonly RunStatus[] = ['queued', 'running', 'retrying'];
 
 /** Why a run was started. */
 export type RunOrigin = 'schedule' | 'followup' | 'manual' | 'retry' | 'restart' | 'takeover';
@@ -150,6 +156,12 @@ export interface RunRecord {
   result?: Json;
   error?: ErrorInfo;
   progress?: Progress;
+  /** The attempt before this one, when this one is a retry of it. */
+  previousRunId?: string;
+  /** The next attempt, when this one failed and the task was retried. */
+  nextRunId?: string;
+  /** The ad-hoc trigger (`ujr trigger`) whose plan or request created this run. */
+  triggerId?: string;
 }
 
 export interface LogLine {

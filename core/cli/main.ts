@@ -15,7 +15,7 @@ import { StoreFileLostError } from '../adapters/sqlite/errors.js';
 import { ConfigError, UjrError } from '../errors.js';
 import type { RunnerStats } from '../engine/runner.js';
 import { canonicalJson } from '../signature.js';
-import { RUN_STATUSES, TERMINAL_STATUSES, type Json, type Logger, type RunRecord, type RunStatus } from '../types.js';
+import { LIVE_STATUSES, RUN_STATUSES, TERMINAL_STATUSES, type Json, type Logger, type RunRecord, type RunStatus } from '../types.js';
 import { openLocalRuntime, resolvePaths, type LocalPaths } from '../local/runtime.js';
 import { registerUiCommand } from '../ui/command.js';
 import { CliError, EXIT } from './errors.js';
@@ -279,7 +279,9 @@ async function runCommand(
     log.warn(`no job instances to run: add some to ${paths.instancesFile}`);
   }
   runner.on('run', (run) => {
-    if (run.status === 'failed') log.error(`run ${run.id} of ${run.instanceId}/${run.task} failed: ${run.error?.message ?? ''}`);
+    if (run.status !== 'failed') return;
+    if (run.nextRunId !== undefined) log.warn(`run ${run.id} of ${run.instanceId}/${run.task} failed (attempt ${run.attempt} of ${run.maxAttempts}): ${run.error?.message ?? ''}; retried as run ${run.nextRunId}`);
+    else log.error(`run ${run.id} of ${run.instanceId}/${run.task} failed: ${run.error?.message ?? ''}`);
   });
   runner.on('retired', (id, reason) => log.info(`instance "${id}" is done${reason ? `: ${reason}` : ''}`));
 
@@ -395,7 +397,7 @@ async function statusCommand(target: Target, asJson: boolean, io: Io): Promise<v
   }
   // On AWS what is queued or running lives on the board: a worker writes a run record when an attempt ends.
   const active: ActiveRun[] | undefined = target.board ? await activeRuns(target.board) : undefined;
-  const running: RunRecord[] = active ?? (await store.listRuns({ status: ['running', 'queued', 'retrying'], limit: 200 }));
+  const running: RunRecord[] = active ?? (await store.listRuns({ status: [...LIVE_STATUSES], limit: 200 }));
   const failures = await store.listRuns({ status: 'failed', since: now - 86_400_000, limit: 20 });
   const problems = formatProblems(target, view.problems);
   if (asJson) {
@@ -468,21 +470,44 @@ async function triggerCommand(
     return EXIT.ok;
   }
   const deadline = at + opts.timeoutMs;
-  for (;;) {
-    const runs = await store.listRuns({ instanceId, since: at, ...(task ? { task } : {}), limit: 50 });
-    const mine = runs.filter((r) => r.origin === 'manual' || task === undefined);
-    const ended = mine.length > 0 && mine.every((r) => TERMINAL_STATUSES.has(r.status) && r.status !== 'retrying');
-    if (ended) {
-      if (asJson) io.out(JSON.stringify(mine, null, 2));
-      else io.out(runsTable(mine));
-      return mine.every((r) => r.status === 'succeeded' || r.status === 'skipped') ? EXIT.ok : EXIT.failed;
-    }
-    if (Date.now() > deadline) {
-      io.err(`no run of the trigger ended within ${opts.timeoutMs} ms; is "ujr run" running? (${mine.length} started)`);
-      return EXIT.failed;
-    }
+  const tooLate = (what: string) => {
+    io.err(`${what} within ${opts.timeoutMs} ms; is "ujr run" running? (raise --timeout to wait longer)`);
+    return EXIT.failed;
+  };
+  // The runner that takes the trigger records which runs its plan created (or why none).
+  let result = await store.getTriggerResult(trigger.id);
+  while (!result) {
+    if (Date.now() > deadline) return tooLate(`no runner took trigger ${trigger.id}`);
     await new Promise((resolve) => setTimeout(resolve, 250));
+    result = await store.getTriggerResult(trigger.id);
   }
+  if (result.runIds.length === 0) {
+    const why = result.note ?? 'the plan returned nothing new to run';
+    if (asJson) io.out(JSON.stringify({ trigger, runs: [], note: why }, null, 2));
+    else io.out(`trigger ${trigger.id} started no run: ${why}`);
+    return EXIT.ok;
+  }
+  // Each run is followed along its retries (nextRunId) to the attempt that ended it for good.
+  const finals: RunRecord[] = [];
+  for (const firstId of result.runIds) {
+    let id = firstId;
+    for (;;) {
+      const run = await store.getRun(id);
+      if (run?.nextRunId !== undefined) {
+        id = run.nextRunId;
+        continue;
+      }
+      if (run && TERMINAL_STATUSES.has(run.status)) {
+        finals.push(run);
+        break;
+      }
+      if (Date.now() > deadline) return tooLate(`run ${id} did not end`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+  if (asJson) io.out(JSON.stringify(finals, null, 2));
+  else io.out(runsTable(finals));
+  return finals.every((r) => r.status === 'succeeded' || r.status === 'skipped') ? EXIT.ok : EXIT.failed;
 }
 
 async function jobsListCommand(target: Target, asJson: boolean, io: Io): Promise<void> {

@@ -28,7 +28,10 @@ export interface AttemptHooks {
   log(level: LogLevel, message: string): void;
   progress(current: number, total: number | undefined, message: string | undefined): void;
   heartbeat(): void;
+  /** Stores a checkpoint under the attempt's lease; rejects with `LeaseLostError` when the lease moved on. */
   checkpoint(value: Json): Promise<void>;
+  /** Confirms the attempt's lease is still current; rejects with `LeaseLostError` when it is not. */
+  fence(): Promise<void>;
 }
 
 export type AttemptOutcome =
@@ -74,10 +77,14 @@ export function runHandler(
     log: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
     progress: (current, total, message) => hooks.progress(current, total, message),
     heartbeat: () => hooks.heartbeat(),
-    checkpoint: (value) => hooks.checkpoint(value),
+    checkpoint: async (value) => {
+      // Checked here, in whichever process runs the handler, so that the call rejects naming the value.
+      canonicalJson(value, 'checkpoint');
+      return hooks.checkpoint(value);
+    },
     lastCheckpoint: request.lastCheckpoint,
     fencingToken: request.fencingToken,
-    objects,
+    objects: fencedObjects(objects, () => hooks.fence()),
   };
   hooks.started();
   return settle(() => definition.run(request.input, tctx));
@@ -102,6 +109,29 @@ export async function settle(call: () => unknown): Promise<AttemptOutcome> {
 
 export function failure(error: unknown): AttemptOutcome {
   return { ok: false, error: toErrorInfo(error), retryable: isRetryable(error), skip: isSkip(error) };
+}
+
+/**
+ * The task's view of the object store: every write (`put`, `delete`) first confirms that the
+ * attempt's lease is still current, so a stale holder (one whose lease was taken over while it
+ * was stopped or hung) gets `LeaseLostError` instead of overwriting the new holder's objects.
+ * Reads are not fenced.
+ */
+export function fencedObjects(objects: ObjectStore, fence: () => Promise<void>): ObjectStore {
+  return {
+    get: (key) => objects.get(key),
+    getText: (key) => objects.getText(key),
+    stat: (key) => objects.stat(key),
+    list: (prefix) => objects.list(prefix),
+    async put(key, body) {
+      await fence();
+      await objects.put(key, body);
+    },
+    async delete(key) {
+      await fence();
+      await objects.delete(key);
+    },
+  };
 }
 
 function safeFields(fields: Record<string, unknown>): string {

@@ -3,46 +3,68 @@
  * within a batch), log lines, checkpoints and lease releases go to the store in one `commit`
  * per turn of the event loop. This is what lets one SQLite file take tens of thousands of task
  * transitions per second: one transaction carries many of them.
+ *
+ * Every write made under a lease is queued with that lease (its fence): the store applies a
+ * lease's writes only while the lease is current, and the journal reports the leases whose
+ * writes were refused (`onRefused`), so that the runner stops the stale attempt.
  */
-import type { Checkpoint, LeaseRef, Store, Trigger, WriteBatch } from '../ports/store.js';
+import type { Checkpoint, FencedWrites, LeaseRef, Store, Trigger, TriggerResult, WriteBatch } from '../ports/store.js';
 import type { LogLine, RunRecord } from '../types.js';
 
 const RETRY_DELAY_MS = 250;
 
+/** The writes queued under one lease. */
+interface Group {
+  fence: LeaseRef;
+  runs: Map<string, RunRecord>;
+  logs: LogLine[];
+  checkpoint?: Checkpoint;
+  release: boolean;
+}
+
+export interface JournalHooks {
+  /** A store write failed (the batch is kept and tried again). */
+  onError(error: unknown): void;
+  /** The store refused these leases' writes: their holder is stale. Called before flush waiters resolve. */
+  onRefused(refused: LeaseRef[]): void;
+  /** The clock recorded as release time. */
+  now(): number;
+}
+
 export class Journal {
-  private runs = new Map<string, RunRecord>();
-  private logs: LogLine[] = [];
-  private checkpoints = new Map<string, Checkpoint>();
-  private releases: LeaseRef[] = [];
+  private groups = new Map<string, Group>();
   private triggers: Trigger[] = [];
+  private triggerResults: TriggerResult[] = [];
   private scheduled = false;
-  private flushing: Promise<void> | undefined;
+  private flushing: Promise<unknown> | undefined;
   private waiters: { resolve(): void; reject(error: unknown): void }[] = [];
+  /** The clock of the last commit that released a lease (its recorded release time). */
+  lastReleaseAt = 0;
 
   constructor(
     private readonly store: Store,
-    private readonly onError: (error: unknown) => void,
+    private readonly hooks: JournalHooks,
   ) {}
 
-  /** Records the current version of a run (a snapshot is taken). */
-  putRun(run: RunRecord): void {
-    this.runs.set(run.id, { ...run });
+  /** Records the current version of a run (a snapshot is taken), under the lease it was made under. */
+  putRun(run: RunRecord, fence: LeaseRef): void {
+    this.group(fence).runs.set(run.id, { ...run });
     this.schedule();
   }
 
-  log(line: LogLine): void {
-    this.logs.push(line);
+  log(line: LogLine, fence: LeaseRef): void {
+    this.group(fence).logs.push(line);
     this.schedule();
   }
 
-  checkpoint(checkpoint: Checkpoint): void {
-    this.checkpoints.set(checkpoint.signature, checkpoint);
+  checkpoint(checkpoint: Checkpoint, fence: LeaseRef): void {
+    this.group(fence).checkpoint = checkpoint;
     this.schedule();
   }
 
-  /** Releases a lease after the writes queued before it (its run's final record above all). */
-  release(ref: LeaseRef): void {
-    this.releases.push(ref);
+  /** Releases a lease after the writes queued before it under it (its run's final record above all). */
+  release(fence: LeaseRef): void {
+    this.group(fence).release = true;
     this.schedule();
   }
 
@@ -51,7 +73,12 @@ export class Journal {
     this.schedule();
   }
 
-  /** Resolves once everything queued so far is in the store. */
+  triggerResult(result: TriggerResult): void {
+    this.triggerResults.push(result);
+    this.schedule();
+  }
+
+  /** Resolves once everything queued so far is in the store (or refused by it). */
   flush(): Promise<void> {
     if (this.isEmpty() && !this.flushing) return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -60,14 +87,18 @@ export class Journal {
     });
   }
 
+  private group(fence: LeaseRef): Group {
+    const key = `${fence.signature}\u0000${fence.token}\u0000${fence.owner}`;
+    let group = this.groups.get(key);
+    if (!group) {
+      group = { fence, runs: new Map(), logs: [], release: false };
+      this.groups.set(key, group);
+    }
+    return group;
+  }
+
   private isEmpty(): boolean {
-    return (
-      this.runs.size === 0 &&
-      this.logs.length === 0 &&
-      this.checkpoints.size === 0 &&
-      this.releases.length === 0 &&
-      this.triggers.length === 0
-    );
+    return this.groups.size === 0 && this.triggers.length === 0 && this.triggerResults.length === 0;
   }
 
   private schedule(): void {
@@ -88,25 +119,25 @@ export class Journal {
       for (const waiter of waiters) waiter.resolve();
       return;
     }
-    const batch: Required<WriteBatch> = {
-      runs: [...this.runs.values()],
-      logs: this.logs,
-      checkpoints: [...this.checkpoints.values()],
-      releases: this.releases,
-      triggers: this.triggers,
-    };
-    this.runs = new Map();
-    this.logs = [];
-    this.checkpoints = new Map();
-    this.releases = [];
+    const groups = this.groups;
+    const triggers = this.triggers;
+    const triggerResults = this.triggerResults;
+    this.groups = new Map();
     this.triggers = [];
-    this.flushing = this.store.commit(batch);
+    this.triggerResults = [];
+    const batch: WriteBatch = { fenced: [...groups.values()].map(toFencedWrites), at: this.hooks.now() };
+    if (triggers.length > 0) batch.triggers = triggers;
+    if (triggerResults.length > 0) batch.triggerResults = triggerResults;
+    const flushing = this.store.commit(batch);
+    this.flushing = flushing;
     try {
-      await this.flushing;
+      const { refused } = await flushing;
+      if (batch.fenced?.some((group) => group.release) && batch.at !== undefined) this.lastReleaseAt = Math.max(this.lastReleaseAt, batch.at);
+      if (refused.length > 0) this.hooks.onRefused(refused);
       for (const waiter of waiters) waiter.resolve();
     } catch (error) {
-      this.requeue(batch);
-      this.onError(error);
+      this.requeue(groups, triggers, triggerResults);
+      this.hooks.onError(error);
       for (const waiter of waiters) waiter.reject(error);
       this.flushing = undefined;
       // Keep the data and try again shortly, without spinning on a broken store.
@@ -118,13 +149,26 @@ export class Journal {
   }
 
   /** Puts a failed batch back in front of what was queued since, newer run versions winning. */
-  private requeue(batch: Required<WriteBatch>): void {
-    for (const run of batch.runs) if (!this.runs.has(run.id)) this.runs.set(run.id, run);
-    for (const checkpoint of batch.checkpoints) {
-      if (!this.checkpoints.has(checkpoint.signature)) this.checkpoints.set(checkpoint.signature, checkpoint);
+  private requeue(groups: Map<string, Group>, triggers: Trigger[], triggerResults: TriggerResult[]): void {
+    const newer = this.groups;
+    this.groups = groups;
+    for (const group of newer.values()) {
+      const target = this.group(group.fence);
+      for (const [id, run] of group.runs) target.runs.set(id, run);
+      target.logs.push(...group.logs);
+      if (group.checkpoint) target.checkpoint = group.checkpoint;
+      target.release ||= group.release;
     }
-    this.logs = [...batch.logs, ...this.logs];
-    this.releases = [...batch.releases, ...this.releases];
-    this.triggers = [...batch.triggers, ...this.triggers];
+    this.triggers = [...triggers, ...this.triggers];
+    this.triggerResults = [...triggerResults, ...this.triggerResults];
   }
+}
+
+function toFencedWrites(group: Group): FencedWrites {
+  const writes: FencedWrites = { fence: group.fence };
+  if (group.runs.size > 0) writes.runs = [...group.runs.values()];
+  if (group.logs.length > 0) writes.logs = group.logs;
+  if (group.checkpoint) writes.checkpoint = group.checkpoint;
+  if (group.release) writes.release = true;
+  return writes;
 }

@@ -18,10 +18,12 @@ import {
   isRetryable,
   toErrorInfo,
 } from '../errors.js';
+import { MAX_RESULT_BYTES } from '../limits.js';
 import { backoffDelay, mergeRetry } from '../retry.js';
 import { parseSchedule, type Schedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
-import type { InstanceStatus, LeaseRef, Store, Trigger } from '../ports/store.js';
+import { fenceHolds } from '../adapters/fencing.js';
+import type { InstanceStatus, LeaseRef, Store, Trigger, TriggerResult } from '../ports/store.js';
 import type {
   ErrorInfo,
   InstanceConfig,
@@ -64,7 +66,7 @@ export interface RunnerOptions {
   tickMs?: number;
   /** After an abort (timeout, shutdown, cancel), how long a task gets before the hard stop. Default 5 s. */
   graceMs?: number;
-  /** Largest JSON result stored with a run. Default 256 KiB. */
+  /** Largest JSON result stored with a run. Default `MAX_RESULT_BYTES` (128 KiB, as on AWS). */
   maxResultBytes?: number;
   /** A plan (getRunnableTasks) taking longer fails. Default 60 s. */
   planTimeoutMs?: number;
@@ -133,6 +135,8 @@ interface Attempt {
   restarts: number;
   /** Continuous tasks: the restart backoff is over; waiting for the job to return the task. */
   restartDue: boolean;
+  /** The lease moved on (a renewal, a write or a fence check was refused): nothing more is written. */
+  lost: boolean;
   trigger?: Trigger;
 }
 
@@ -152,6 +156,10 @@ interface InstanceRuntime {
   batchRunning: number;
   /** Signatures that ended since the last scheduled plan; follow-up plans do not restart them. */
   finishedSinceTick: Set<string>;
+  /** Triggers waiting for this instance's next manual plan, which reports to each of them. */
+  pendingTriggers: Trigger[];
+  /** Plans asked again in a row because a lease was released while they read the history. */
+  replansAfterRelease: number;
 }
 
 const CONTINUOUS_HEALTHY_MS = 60_000;
@@ -233,14 +241,18 @@ export class Runner extends EventEmitter<RunnerEvents> {
       leaseTtlMs: options.leaseTtlMs ?? 30_000,
       tickMs: options.tickMs ?? 500,
       graceMs: options.graceMs ?? 5_000,
-      maxResultBytes: options.maxResultBytes ?? 256 * 1024,
+      maxResultBytes: options.maxResultBytes ?? MAX_RESULT_BYTES,
       planTimeoutMs: options.planTimeoutMs ?? 60_000,
       retentionMs: options.retentionMs ?? 30 * 86_400_000,
       maxLogLinesPerRun: options.maxLogLinesPerRun ?? 10_000,
       once: options.once ?? false,
     };
     this.continuousRestart = mergeRetry({ attempts: Number.MAX_SAFE_INTEGER }, options.continuousRestart);
-    this.journal = new Journal(this.store, (error) => this.reportStoreError(error));
+    this.journal = new Journal(this.store, {
+      onError: (error) => this.reportStoreError(error),
+      onRefused: (refused) => this.writesRefused(refused),
+      now: () => this.now(),
+    });
     for (const job of options.jobs) {
       if (this.jobs.has(job.name)) throw new TypeError(`two job types are named "${job.name}"; job type names must be unique`);
       this.jobs.set(job.name, job);
@@ -265,8 +277,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   /**
    * Applies a new instance configuration while running: new instances are planned at once,
-   * disabled or removed ones stop their continuous tasks and queued work (running batch tasks
-   * finish), and changed params restart their continuous tasks.
+   * disabled or removed ones stop all their work (running tasks are aborted and recorded
+   * `cancelled`, queued and retrying ones too), and changed params restart their continuous tasks.
    */
   setInstances(configs: InstanceConfig[]): void {
     const seen = new Set<string>();
@@ -294,6 +306,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
           continuousQueue: new Deque(),
           batchRunning: 0,
           finishedSinceTick: new Set(),
+          pendingTriggers: [],
+          replansAfterRelease: 0,
         };
         this.instances.set(config.id, runtime);
         this.rotation.push(runtime);
@@ -335,6 +349,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
       if (runtime) runtime.status = status;
     }
     this.every(Math.max(10, Math.floor(this.options.leaseTtlMs / 3)), () => this.renewLeases());
+    // Runs whose holder died (or hung past its lease) are ended now and once per lease period.
+    await this.sweep();
+    if (!this.options.once) this.every(this.options.leaseTtlMs, () => void this.sweep());
     if (!this.options.once) {
       this.every(this.options.tickMs, () => this.tick());
       this.every(3_600_000, () => void this.prune());
@@ -454,20 +471,35 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private async applyTrigger(trigger: Trigger): Promise<void> {
     const runtime = this.instances.get(trigger.instanceId);
     if (!runtime) {
-      this.log.warn(`trigger for unknown instance "${trigger.instanceId}" dropped; check the id with "ujr jobs list"`);
+      const note = `no instance "${trigger.instanceId}" is configured in this runner; check the id with "ujr jobs list"`;
+      this.log.warn(`trigger dropped: ${note}`);
+      this.reportTrigger(trigger, [], note);
       return;
     }
     if (trigger.task === undefined) {
+      runtime.pendingTriggers.push(trigger);
       this.requestPlan(runtime, 'manual');
       return;
     }
     const outcome = resolveSpecs(runtime.job, runtime.config.id, [{ task: trigger.task, input: trigger.input ?? {} }]);
     for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
-    await this.admit(runtime, outcome.tasks, 'manual', trigger);
+    const admitted = await this.admit(runtime, outcome.tasks, 'manual', [trigger]);
+    const rejected = outcome.rejected[0];
+    this.reportTrigger(trigger, admitted.runIds, rejected ? toErrorInfo(rejected).message : admitted.note);
+  }
+
+  /** Records what became of a trigger, for `ujr trigger --wait`. */
+  private reportTrigger(trigger: Trigger, runIds: string[], note: string | undefined): void {
+    const result: TriggerResult = { id: trigger.id, instanceId: trigger.instanceId, at: this.now(), runIds };
+    if (note !== undefined && runIds.length === 0) result.note = note;
+    this.journal.triggerResult(result);
   }
 
   private requestPlan(runtime: InstanceRuntime, reason: PlanContext<unknown>['reason']): void {
-    if (this.stopping) return;
+    if (this.stopping) {
+      for (const trigger of runtime.pendingTriggers.splice(0)) this.journal.addTrigger(trigger);
+      return;
+    }
     if (runtime.planning) {
       if (runtime.replan !== 'schedule') runtime.replan = reason;
       return;
@@ -483,8 +515,18 @@ export class Runner extends EventEmitter<RunnerEvents> {
   }
 
   private async plan(runtime: InstanceRuntime, reason: PlanContext<unknown>['reason']): Promise<void> {
-    if (reason !== 'manual' && !this.isActive(runtime)) return;
+    // Triggers that came while another plan ran are answered by this one, which then counts as manual.
+    const triggers = runtime.pendingTriggers.splice(0);
+    const manual = reason === 'manual' || triggers.length > 0;
+    const report = (runIds: string[], note: string | undefined) => {
+      for (const trigger of triggers) this.reportTrigger(trigger, runIds, note);
+    };
+    if (!manual && !this.isActive(runtime)) return;
     runtime.backlogged = false;
+    // What the plan reads of the run history is as of `plannedAt`: a lease released at or after it
+    // is refused to the plan's tasks. This runner's own releases are written out first, and the
+    // clock is let past them, so that a plan right after a task ended can run it again.
+    const plannedAt = await this.clockPastOwnReleases();
     let doneReason: { reason: string | undefined } | undefined;
     const ctx = buildPlanContext({
       instance: runtime.config,
@@ -506,10 +548,15 @@ export class Runner extends EventEmitter<RunnerEvents> {
       );
     } catch (error) {
       this.reportPlanError(runtime, error);
+      report([], `the plan failed: ${toErrorInfo(error).message}`);
       return;
     }
     // The instance may have been removed or disabled while it was planning.
-    if (this.stopping || this.instances.get(runtime.config.id) !== runtime || (reason !== 'manual' && !this.isActive(runtime))) return;
+    if (this.stopping || this.instances.get(runtime.config.id) !== runtime || (!manual && !this.isActive(runtime))) {
+      report([], this.stopping ? 'the runner stopped before the plan ended; the trigger is asked for again on its next start' : `instance "${runtime.config.id}" was disabled or removed while it was planned`);
+      if (this.stopping) for (const trigger of triggers) this.journal.addTrigger(trigger);
+      return;
+    }
     const outcome = resolveSpecs(runtime.job, runtime.config.id, specs);
     for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
     if (reason === 'schedule') {
@@ -522,8 +569,20 @@ export class Runner extends EventEmitter<RunnerEvents> {
       await this.setStatus(runtime, { planError: undefined });
     }
     this.reconcileContinuous(runtime, outcome.tasks);
-    await this.admit(runtime, outcome.tasks, reason === 'followup' || reason === 'manual' ? reason : 'schedule');
+    const admitted = await this.admit(runtime, outcome.tasks, reason === 'followup' || reason === 'manual' ? reason : 'schedule', triggers, plannedAt);
+    if (!admitted.replanned) {
+      report(admitted.runIds, outcome.rejected.length > 0 && admitted.runIds.length === 0 ? `the plan's tasks were rejected: ${toErrorInfo(outcome.rejected[0]).message}` : admitted.note);
+    }
     if (doneReason) await this.retire(runtime, doneReason.reason);
+  }
+
+  /** Flushes this runner's writes and waits (a few ms at most) until its clock is past their release time. */
+  private async clockPastOwnReleases(): Promise<number> {
+    await this.journal.flush().catch(() => undefined);
+    for (let i = 0; i < 5 && this.now() <= this.journal.lastReleaseAt; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    return this.now();
   }
 
   /** Continuous tasks the job no longer returns are stopped; those it returns stay wanted. */
@@ -544,14 +603,38 @@ export class Runner extends EventEmitter<RunnerEvents> {
     }
   }
 
-  private async admit(runtime: InstanceRuntime, tasks: PlannedTask[], origin: RunOrigin, trigger?: Trigger): Promise<void> {
+  /**
+   * Leases what it can of `tasks` and queues it. `plannedAt`: when the plan that returned them
+   * started reading the run history; a signature released since is not taken (it may just have
+   * run). Returns the runs it created, or a note saying why there are none.
+   */
+  private async admit(
+    runtime: InstanceRuntime,
+    tasks: PlannedTask[],
+    origin: RunOrigin,
+    triggers: Trigger[] = [],
+    plannedAt?: number,
+  ): Promise<{ runIds: string[]; note?: string; replanned?: boolean }> {
     const room = Math.max(0, this.options.maxQueued - this.pendingWork);
     const candidates: PlannedTask[] = [];
+    const skipped: string[] = [];
+    const inactive = !this.isActive(runtime);
     for (const task of tasks) {
-      if (this.held.has(task.signature)) continue;
+      if (this.held.has(task.signature)) {
+        skipped.push(`"${task.task}" is running already`);
+        continue;
+      }
       if (origin === 'followup' && runtime.finishedSinceTick.has(task.signature)) continue;
       if (task.kind === 'continuous' && this.options.once) {
         this.log.info(`continuous task "${task.task}" of "${runtime.config.id}" is not started in --once mode`);
+        skipped.push(`continuous task "${task.task}" is not started by "ujr run --once"`);
+        continue;
+      }
+      if (task.kind === 'continuous' && inactive) {
+        // A manual run of a disabled instance may run its batch tasks once; a continuous task
+        // would keep running while the instance says disabled.
+        this.log.info(`continuous task "${task.task}" of "${runtime.config.id}" is not started: the instance is disabled or done`);
+        skipped.push(`continuous task "${task.task}" is not started while instance "${runtime.config.id}" is disabled or done; enable it to run it`);
         continue;
       }
       if (candidates.length >= room) {
@@ -561,7 +644,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
       candidates.push(task);
     }
     this.emit('planned', runtime.config.id, tasks.length);
-    if (candidates.length === 0) return;
+    const none = (note: string) => ({ runIds: [], note: skipped.length > 0 ? `nothing new to run: ${skipped.join('; ')}` : note });
+    if (candidates.length === 0) return none(tasks.length === 0 ? 'the plan returned no task' : 'nothing new to run');
     const now = this.now();
     const runIds = candidates.map(() => this.nextId());
     let grants;
@@ -577,6 +661,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
           runId: runIds[i] as string,
           instanceId: runtime.config.id,
           task: task.task,
+          ...(plannedAt !== undefined ? { notReleasedSince: plannedAt } : {}),
         })),
         now,
       );
@@ -584,16 +669,20 @@ export class Runner extends EventEmitter<RunnerEvents> {
       // Do not hammer a failing store: the next follow-up or tick asks again.
       runtime.backlogged = false;
       this.reportStoreError(error);
-      return;
+      return { runIds: [], note: `the store failed: ${toErrorInfo(error).message}` };
     }
     if (this.stopping || this.instances.get(runtime.config.id) !== runtime) {
       for (const grant of grants) if (grant.granted) this.journal.release(refOf(grant.lease));
-      return;
+      return { runIds: [], note: 'the runner stopped, or the instance was removed, while its tasks were leased' };
     }
+    const created: string[] = [];
+    let releasedSincePlan = 0;
     grants.forEach((grant, i) => {
       const task = candidates[i] as PlannedTask;
       if (!grant.granted) {
         this.counters.deduplicated += 1;
+        if (grant.holder.owner === null) releasedSincePlan += 1;
+        skipped.push(grant.holder.owner === null ? `"${task.task}" ended after the plan read the run history` : `"${task.task}" is running already (${grant.holder.owner})`);
         this.emit('deduplicated', runtime.config.id, task.signature, grant.holder.owner);
         return;
       }
@@ -603,6 +692,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
         return;
       }
       const run = this.newRun(runtime, task, runIds[i] as string, 1, grant.takenOver ? 'takeover' : origin, grant.lease.token);
+      const trigger = triggers[0];
+      if (trigger) run.triggerId = trigger.id;
       const attempt: Attempt = {
         planned: task,
         instance: runtime,
@@ -616,16 +707,29 @@ export class Runner extends EventEmitter<RunnerEvents> {
         lastCheckpoint: grant.checkpoint?.value,
         restarts: 0,
         restartDue: false,
+        lost: false,
       };
-      if (trigger) attempt.trigger = trigger;
+      if (trigger && trigger.task !== undefined) attempt.trigger = trigger;
       this.held.set(task.signature, attempt);
-      if (grant.takenOver) void this.interruptTakenOver(grant.takenOver.runId, grant.takenOver.owner);
+      created.push(run.id);
+      if (grant.takenOver) void this.interruptTakenOver(grant.takenOver.runId, grant.takenOver.owner, attempt.lease);
       this.enqueue(attempt);
     });
     // Refused every lease (other runners hold them): room did not shrink, so asking again at once
     // would get the same answer in a loop. Its next follow-up or tick asks again.
     if (!grants.some((grant) => grant.granted)) runtime.backlogged = false;
+    if (releasedSincePlan > 0 && runtime.replansAfterRelease < 2) {
+      // Another runner let a task go while this plan read the history: ask the job again, now
+      // that the history shows how that task ended (a manual plan answers its triggers then).
+      runtime.replansAfterRelease += 1;
+      if (created.length === 0) runtime.pendingTriggers.push(...triggers.filter((t) => t.task === undefined));
+      setTimeout(() => this.requestPlan(runtime, origin === 'manual' && triggers.some((t) => t.task === undefined) ? 'manual' : 'followup'), 2).unref();
+      if (created.length === 0 && triggers.some((t) => t.task === undefined)) return { runIds: [], replanned: true };
+    } else if (releasedSincePlan === 0) {
+      runtime.replansAfterRelease = 0;
+    }
     this.pump();
+    return created.length > 0 ? { runIds: created } : none('nothing new to run');
   }
 
   private newRun(
@@ -654,8 +758,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
     };
   }
 
-  /** A runner died holding this signature; its run is marked interrupted. */
-  private async interruptTakenOver(runId: string | null, owner: string | null): Promise<void> {
+  /** A runner died holding this signature; its run is marked interrupted (under the new lease). */
+  private async interruptTakenOver(runId: string | null, owner: string | null, fence: LeaseRef): Promise<void> {
     this.counters.takenOver += 1;
     if (runId === null) return;
     try {
@@ -667,7 +771,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
         name: 'LeaseExpiredError',
         message: `runner ${owner ?? '?'} stopped renewing its lease (it died or hung); runner ${this.owner} took the task over`,
       };
-      this.journal.putRun(run);
+      this.journal.putRun(run, fence);
       this.emit('run', run);
     } catch (error) {
       this.reportStoreError(error);
@@ -716,7 +820,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     attempt.state = 'queued';
     this.pendingWork += 1;
     attempt.run.status = 'queued';
-    this.journal.putRun(attempt.run);
+    this.journal.putRun(attempt.run, attempt.lease);
     if (attempt.planned.kind === 'continuous') attempt.instance.continuousQueue.push(attempt);
     else attempt.instance.batchQueue.push(attempt);
   }
@@ -761,7 +865,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     }
     run.status = 'running';
     run.startedAt = this.now();
-    this.journal.putRun(run);
+    this.journal.putRun(run, attempt.lease);
     this.emit('run', run);
     void this.launch(attempt);
   }
@@ -802,19 +906,29 @@ export class Runner extends EventEmitter<RunnerEvents> {
           run.progress = { current, updatedAt: this.now() };
           if (total !== undefined) run.progress.total = total;
           if (message !== undefined) run.progress.message = message;
-          this.journal.putRun(run);
+          this.journal.putRun(run, attempt.lease);
         },
         started: () => {
           handlerStarted = true;
           this.armClocks(attempt);
         },
         heartbeat: () => this.onHeartbeat(attempt),
-        checkpoint: (value) => {
+        checkpoint: async (value) => {
           canonicalJson(value, 'checkpoint');
-          // This runner holds the lease, so its own last write is the signature's checkpoint.
+          if (attempt.lost) throw this.lostError(attempt, 'the checkpoint was not stored');
+          // Fenced: stored only while this attempt's lease is current, in the same transaction.
+          this.journal.checkpoint({ signature: run.signature, value, runId: run.id, at: this.now() }, attempt.lease);
+          await this.journal.flush();
+          if (attempt.lost) throw this.lostError(attempt, 'the checkpoint was not stored');
           attempt.lastCheckpoint = value;
-          this.journal.checkpoint({ signature: run.signature, value, runId: run.id, at: this.now() });
-          return this.journal.flush();
+        },
+        fence: async () => {
+          if (!attempt.lost) {
+            const lease = await this.store.getLease(attempt.lease.signature);
+            // An expired lease may be taken over at any moment: a stalled holder writes nothing.
+            if (!fenceHolds(lease, attempt.lease) || (lease?.expiresAt ?? 0) <= this.now()) this.leaseLost(attempt);
+          }
+          if (attempt.lost) throw this.lostError(attempt, 'the write was refused');
         },
       },
     );
@@ -904,7 +1018,12 @@ export class Runner extends EventEmitter<RunnerEvents> {
     const reason = attempt.abortReason;
     run.endedAt = this.now();
     let status: RunStatus;
-    if (outcome.ok && planned.kind === 'continuous' && reason !== undefined) {
+    let retry = false;
+    if (reason instanceof LeaseLostError || attempt.lost) {
+      // A stale holder: whatever its handler returned, another holder owns the signature now.
+      status = 'interrupted';
+      run.error = toErrorInfo(reason ?? this.lostError(attempt, 'its result is not recorded'));
+    } else if (outcome.ok && planned.kind === 'continuous' && reason !== undefined) {
       // A continuous task that returned because it was asked to stop did not finish its work.
       status = reason instanceof CancelledError ? 'cancelled' : 'interrupted';
       if (outcome.result !== undefined) run.result = outcome.result;
@@ -916,31 +1035,35 @@ export class Runner extends EventEmitter<RunnerEvents> {
       // When the runner aborted the attempt, its reason is the error, with the handler's stack.
       run.error = reason ? { ...toErrorInfo(reason), ...(outcome.error.stack ? { stack: outcome.error.stack } : {}) } : outcome.error;
       const retryable = reason ? isRetryable(reason) : outcome.retryable;
-      if (reason instanceof ShutdownError || reason instanceof LeaseLostError) status = 'interrupted';
+      if (reason instanceof ShutdownError) status = 'interrupted';
       else if (reason instanceof CancelledError) status = 'cancelled';
       else if (outcome.skip && !reason) status = 'skipped';
-      else if (planned.kind === 'continuous') status = 'failed';
-      else if (retryable && run.attempt < run.maxAttempts) status = 'retrying';
-      else status = 'failed';
+      else {
+        status = 'failed';
+        retry = planned.kind === 'batch' && retryable && run.attempt < run.maxAttempts && !abandon && !this.stopping;
+      }
     }
     if (abandon) {
       attempt.state = 'abandoned';
-      run.status = status === 'retrying' ? 'failed' : status;
+      run.status = status;
       this.count(run.status);
-      this.journal.putRun(run);
+      this.journal.putRun(run, attempt.lease);
       this.emit('run', run);
       this.schedulePump();
       return;
     }
     run.status = status;
-    this.count(status);
-    this.journal.putRun(run);
+    // A failed attempt that is retried ends `failed`, linked to the next attempt (which waits as `retrying`).
+    const nextRunId = retry ? this.nextId() : undefined;
+    if (nextRunId !== undefined) run.nextRunId = nextRunId;
+    else this.count(status);
+    this.journal.putRun(run, attempt.lease);
     this.emit('run', run);
 
-    if (status === 'retrying') this.retryLater(attempt);
+    if (nextRunId !== undefined) this.retryLater(attempt, nextRunId);
     else if (planned.kind === 'continuous' && status === 'failed' && !this.stopping) this.restartLater(attempt, outcome);
     else if (status === 'failed' && planned.definition.revert) void this.revertThenRelease(attempt);
-    else this.forget(attempt, reason instanceof LeaseLostError === false);
+    else this.forget(attempt, !(reason instanceof LeaseLostError) && !attempt.lost);
     this.schedulePump();
   }
 
@@ -955,17 +1078,19 @@ export class Runner extends EventEmitter<RunnerEvents> {
     );
   }
 
-  private retryLater(attempt: Attempt): void {
+  private retryLater(attempt: Attempt, nextRunId: string): void {
     const { planned, run } = attempt;
     const delay = backoffDelay(planned.retry, run.attempt, this.random);
     this.counters.retried += 1;
-    this.appendLog(attempt, 'warn', `attempt ${run.attempt} of ${run.maxAttempts} failed: ${run.error?.message ?? ''}; retrying in ${delay} ms`);
+    this.appendLog(attempt, 'warn', `attempt ${run.attempt} of ${run.maxAttempts} failed: ${run.error?.message ?? ''}; retrying in ${delay} ms as run ${nextRunId}`);
     this.backOff(attempt, 'retry', delay, () => {
       this.enqueue(attempt);
       this.pump();
-    });
-    // The next attempt is visible as queued (with its start time in the future) right away.
-    this.journal.putRun(attempt.run);
+    }, nextRunId);
+    // The next attempt is visible at once, as `retrying` until its backoff is over.
+    attempt.run.status = 'retrying';
+    this.journal.putRun(attempt.run, attempt.lease);
+    this.emit('run', attempt.run);
   }
 
   /** A continuous task ended badly: restart it after a backoff if its job still returns it. */
@@ -995,9 +1120,11 @@ export class Runner extends EventEmitter<RunnerEvents> {
   }
 
   /** Moves a held signature on to its next attempt, due after `delay`; the lease stays held. */
-  private backOff(attempt: Attempt, origin: RunOrigin, delay: number, onDue: () => void): void {
+  private backOff(attempt: Attempt, origin: RunOrigin, delay: number, onDue: () => void, nextRunId = this.nextId()): void {
     const { planned, run, instance } = attempt;
-    attempt.run = this.newRun(instance, planned, this.nextId(), run.attempt + 1, origin, attempt.lease.token);
+    attempt.run = this.newRun(instance, planned, nextRunId, run.attempt + 1, origin, attempt.lease.token);
+    attempt.run.previousRunId = run.id;
+    if (run.triggerId !== undefined) attempt.run.triggerId = run.triggerId;
     attempt.logLines = 0;
     attempt.state = 'backoff';
     delete attempt.abortReason;
@@ -1052,7 +1179,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     run.endedAt = this.now();
     run.error = error;
     this.count(status);
-    this.journal.putRun(run);
+    this.journal.putRun(run, attempt.lease);
     this.emit('run', run);
     this.forget(attempt, true);
   }
@@ -1067,7 +1194,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
     for (const attempt of [...this.held.values()]) {
       if (attempt.instance !== runtime) continue;
       if (only === 'continuous' && attempt.planned.kind !== 'continuous') continue;
-      if (attempt.state === 'running' && attempt.planned.kind !== 'continuous') continue;
       this.cancel(attempt, why);
     }
   }
@@ -1077,8 +1203,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.clearTimers(attempt);
     const current = this.held.get(attempt.planned.signature);
     if (current === attempt) this.held.delete(attempt.planned.signature);
-    if (release) this.journal.release(attempt.lease);
-    if (attempt.trigger && attempt.run.status === 'interrupted') {
+    if (release && !attempt.lost) this.journal.release(attempt.lease);
+    if (attempt.trigger && attempt.run.status === 'interrupted' && !attempt.lost) {
       // An ad-hoc run cut short by shutdown is asked for again on the next start.
       this.journal.addTrigger({ ...attempt.trigger, id: this.nextId() });
     }
@@ -1107,25 +1233,51 @@ export class Runner extends EventEmitter<RunnerEvents> {
   }
 
   private leaseLost(attempt: Attempt): void {
+    attempt.lost = true;
     if (this.held.get(attempt.planned.signature) !== attempt) return;
-    const error = new LeaseLostError(
-      `the lease on ${attempt.planned.signature} (token ${attempt.lease.token}) was lost: this runner missed its renewals and another runner may have taken it over`,
-    );
+    const error = this.lostError(attempt, 'it stops and writes nothing more');
     this.log.warn(error.message);
     if (attempt.state === 'running') this.abortAttempt(attempt, error);
     else if (attempt.state === 'abandoned') this.forget(attempt, false);
     else {
+      // Queued or backing off: its record is ended by whoever holds the lease now, or the sweeper.
       if (attempt.state === 'queued') this.pendingWork -= 1;
-      if (attempt.state === 'backoff') this.counters.backoff -= 1;
+      if (attempt.state === 'backoff' && attempt.timers.length > 0) this.counters.backoff -= 1;
       this.clearTimers(attempt);
       attempt.state = 'abandoned';
       attempt.run.status = 'interrupted';
       attempt.run.endedAt = this.now();
       attempt.run.error = toErrorInfo(error);
       this.count('interrupted');
-      this.journal.putRun(attempt.run);
       this.emit('run', attempt.run);
       this.forget(attempt, false);
+    }
+  }
+
+  private lostError(attempt: Attempt, consequence: string): LeaseLostError {
+    return new LeaseLostError(
+      `the lease on ${attempt.planned.signature} (token ${attempt.lease.token}) was lost: this runner missed its renewals (it was stopped, hung or cut off from its store) and another runner or the sweeper moved it on; ${consequence}`,
+    );
+  }
+
+  /** The store refused writes made under these leases: their attempts are stale. */
+  private writesRefused(refused: LeaseRef[]): void {
+    for (const ref of refused) {
+      const attempt = this.held.get(ref.signature);
+      if (attempt && attempt.lease.token === ref.token && attempt.lease.owner === ref.owner) this.leaseLost(attempt);
+    }
+  }
+
+  /** Ends runs (of any runner on this store) whose lease expired without a final record. */
+  private async sweep(): Promise<void> {
+    try {
+      const swept = await this.store.sweep(this.now());
+      for (const { run } of swept) {
+        this.log.warn(`run ${run.id} of ${run.instanceId}/${run.task} was left ${'unfinished'} by runner ${run.runner}, whose lease expired; recorded interrupted`);
+        this.emit('run', run);
+      }
+    } catch (error) {
+      this.reportStoreError(error);
     }
   }
 
@@ -1169,7 +1321,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
         : message.length > MAX_LOG_MESSAGE
           ? `${message.slice(0, MAX_LOG_MESSAGE)}… (${message.length - MAX_LOG_MESSAGE} more characters)`
           : message;
-    this.journal.log({ runId: attempt.run.id, seq: attempt.logLines, at: this.now(), level, message: text });
+    this.journal.log({ runId: attempt.run.id, seq: attempt.logLines, at: this.now(), level, message: text }, attempt.lease);
   }
 
   private async prune(): Promise<void> {

@@ -62,11 +62,14 @@ export class ProcessExecutor implements Executor {
           hooks.heartbeat();
           break;
         case 'checkpoint':
-          hooks.checkpoint(message.value).then(
-            () => send({ type: 'checkpointed', seq: message.seq }),
-            (error: unknown) => hooks.log('error', `checkpoint not stored: ${toErrorInfo(error).message}`),
+        case 'fence': {
+          const { seq } = message;
+          (message.type === 'checkpoint' ? hooks.checkpoint(message.value) : hooks.fence()).then(
+            () => send({ type: 'reply', seq }),
+            (error: unknown) => send({ type: 'reply', seq, error: stripUndefined(toErrorInfo(error)) }),
           );
           break;
+        }
         case 'done':
           outcome = message.outcome.ok
             ? { ok: true, result: message.outcome.result }

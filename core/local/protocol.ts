@@ -32,7 +32,8 @@ export const toChildSchema = z.discriminatedUnion('type', [
     request: attemptRequestSchema,
   }),
   z.object({ type: z.literal('abort'), reason: errorInfo }),
-  z.object({ type: z.literal('checkpointed'), seq: z.number() }),
+  /** The answer to a checkpoint or fence request; `error` when it was refused (a lost lease). */
+  z.object({ type: z.literal('reply'), seq: z.number(), error: errorInfo.optional() }),
 ]);
 export type ToChild = z.infer<typeof toChildSchema>;
 
@@ -47,6 +48,8 @@ export const fromChildSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('started') }),
   z.object({ type: z.literal('heartbeat') }),
   z.object({ type: z.literal('checkpoint'), seq: z.number(), value: json }),
+  /** Asks whether the attempt's lease is still current (before a fenced object write). */
+  z.object({ type: z.literal('fence'), seq: z.number() }),
   z.object({
     type: z.literal('done'),
     outcome: z.discriminatedUnion('ok', [

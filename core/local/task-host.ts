@@ -4,7 +4,7 @@
  * away, the task is aborted and the process exits on its own.
  */
 import { DirectoryObjectStore } from '../adapters/fs/objects.js';
-import { NonRetryableError, TaskProcessError } from '../errors.js';
+import { LeaseLostError, NonRetryableError, TaskProcessError } from '../errors.js';
 import { failure, runHandler, type AttemptOutcome } from '../engine/executor.js';
 import { toChildSchema, type FromChild } from './protocol.js';
 import { loadJobTypes } from './jobs-module.js';
@@ -12,8 +12,18 @@ import { loadJobTypes } from './jobs-module.js';
 const ORPHAN_GRACE_MS = 5_000;
 const EXIT_GRACE_MS = 1_000;
 const controller = new AbortController();
-const pendingCheckpoints = new Map<number, () => void>();
-let checkpointSeq = 0;
+/** Checkpoint and fence requests waiting for the runner's reply, by sequence number. */
+const pendingReplies = new Map<number, { resolve(): void; reject(error: Error): void }>();
+let requestSeq = 0;
+
+/** Sends a request the runner answers with a `reply` (refused: the promise rejects with its error). */
+function ask(message: (seq: number) => FromChild): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    requestSeq += 1;
+    pendingReplies.set(requestSeq, { resolve, reject });
+    void send(message(requestSeq));
+  });
+}
 let started = false;
 
 function send(message: FromChild): Promise<void> {
@@ -49,12 +59,8 @@ async function start(message: Extract<ReturnType<typeof toChildSchema.parse>, { 
         },
         started: () => void send({ type: 'started' }),
         heartbeat: () => void send({ type: 'heartbeat' }),
-        checkpoint: (value) =>
-          new Promise<void>((resolve) => {
-            checkpointSeq += 1;
-            pendingCheckpoints.set(checkpointSeq, resolve);
-            void send({ type: 'checkpoint', seq: checkpointSeq, value });
-          }),
+        checkpoint: (value) => ask((seq) => ({ type: 'checkpoint', seq, value })),
+        fence: () => ask((seq) => ({ type: 'fence', seq })),
       },
       new DirectoryObjectStore(message.objectsRoot),
       controller.signal,
@@ -79,9 +85,17 @@ process.on('message', (raw: unknown) => {
     const reason = new TaskProcessError(message.reason.message);
     reason.name = message.reason.name;
     controller.abort(reason);
-  } else if (message.type === 'checkpointed') {
-    pendingCheckpoints.get(message.seq)?.();
-    pendingCheckpoints.delete(message.seq);
+  } else if (message.type === 'reply') {
+    const pending = pendingReplies.get(message.seq);
+    pendingReplies.delete(message.seq);
+    if (!pending) return;
+    if (message.error === undefined) {
+      pending.resolve();
+      return;
+    }
+    // A refusal is a lost lease (the only reason the runner refuses); keep its message.
+    const error = message.error.name === 'LeaseLostError' ? new LeaseLostError(message.error.message) : new TaskProcessError(message.error.message);
+    pending.reject(error);
   }
 });
 

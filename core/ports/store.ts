@@ -28,6 +28,12 @@ export interface LeaseRequest {
   runId: string;
   instanceId: string;
   task: string;
+  /**
+   * Refuse if the lease was released at or after this time: the plan that returned the task read
+   * the run history before then, so it may not know the task has just run. Checked in the same
+   * conditional write as the grant, so no release can slip in between.
+   */
+  notReleasedSince?: number;
 }
 
 export type LeaseGrant =
@@ -78,15 +84,56 @@ export interface InstanceStatus {
   lastPlannedAt?: number;
 }
 
-/** One batch of writes, applied atomically where the adapter can. */
-export interface WriteBatch {
-  /** Whole run records, inserted or replaced. */
+/**
+ * Writes made under one lease: applied only while that lease is current (same owner and token,
+ * not released), checked in the same transaction or conditional write as the writes themselves.
+ * A stale holder's writes are refused whole, never half applied.
+ */
+export interface FencedWrites {
+  /** The lease these writes were made under. */
+  fence: LeaseRef;
+  /** Whole run records, inserted or replaced. A run already in a final state is never replaced. */
   runs?: RunRecord[];
   logs?: LogLine[];
-  checkpoints?: Checkpoint[];
-  /** Released only if owner and token still match (fenced). */
-  releases?: LeaseRef[];
+  /** The signature's checkpoint (the fence's signature). */
+  checkpoint?: Checkpoint;
+  /** Releases the lease after the writes above (their final record above all). */
+  release?: boolean;
+}
+
+/** One batch of writes, applied atomically where the adapter can. */
+export interface WriteBatch {
+  fenced?: FencedWrites[];
+  /** The writer's clock (epoch ms), recorded as the release time of leases let go. Default: the store's. */
+  at?: number;
+  /** Ad-hoc run requests to add (unfenced: a stopping runner hands its triggers back). */
   triggers?: Trigger[];
+  /** What became of triggers this runner took (unfenced). */
+  triggerResults?: TriggerResult[];
+}
+
+/** What a commit did not apply. */
+export interface CommitResult {
+  /** Fences that were no longer current: none of their writes were applied. */
+  refused: LeaseRef[];
+}
+
+/** What a runner did with a trigger it took: the runs its plan created, or why none. */
+export interface TriggerResult {
+  id: string;
+  instanceId: string;
+  at: number;
+  /** Runs created for it (first attempts); empty when the plan returned nothing new. */
+  runIds: string[];
+  /** Why there are no runs, or what else the user should know. */
+  note?: string;
+}
+
+/** A run the sweeper ended: its lease expired (or moved on) without a final record. */
+export interface SweptRun {
+  run: RunRecord;
+  /** The lease as it was found: expired, released, or taken by a newer token. */
+  lease: Lease | undefined;
 }
 
 export interface RunQuery {
@@ -114,7 +161,19 @@ export interface Store {
   /** Leases with an owner whose expiry is after `now`. */
   listActiveLeases(now: number): Promise<Lease[]>;
 
-  commit(batch: WriteBatch): Promise<void>;
+  /**
+   * Applies a batch: each fenced group only while its lease is current (else the group is
+   * skipped whole and its fence returned in `refused`), triggers and trigger results as given.
+   */
+  commit(batch: WriteBatch): Promise<CommitResult>;
+
+  /**
+   * Ends every run left `queued`, `running` or `retrying` whose lease is no longer live at `now`
+   * (expired, released, or taken by a newer token): the run becomes `interrupted` with a
+   * `LeaseExpiredError`, and an expired lease still naming the run's holder is released, in the
+   * same transaction, so that a holder waking up later finds its fence gone. Returns what it ended.
+   */
+  sweep(now: number): Promise<SweptRun[]>;
 
   getRun(id: string): Promise<RunRecord | undefined>;
   /** Newest first by queuedAt. */
@@ -134,6 +193,8 @@ export interface Store {
   setInstanceStatus(instanceId: string, status: InstanceStatus | undefined): Promise<void>;
 
   addTrigger(trigger: Trigger): Promise<void>;
+  /** The result a runner recorded for a trigger it took, if any yet. */
+  getTriggerResult(id: string): Promise<TriggerResult | undefined>;
   /** Removes and returns up to `limit` pending triggers, oldest first; each goes to one caller. */
   takeTriggers(limit: number): Promise<Trigger[]>;
 

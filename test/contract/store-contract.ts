@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LeaseRequest, Store, Trigger } from '../../core/ports/store.js';
 import type { LogLine, RunRecord } from '../../core/types.js';
-import { makeRun, T0 } from '../helpers/records.js';
+import { makeRun, release, seed, T0 } from '../helpers/records.js';
 
 export interface StoreFixture {
   store: Store;
@@ -131,7 +131,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
       it('grants a released lease at once, without a takeover, with the next token', async () => {
         const [first] = await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 60_000 })], T0);
-        await store.commit({ releases: [{ signature: 's1', owner: 'runner-1', token: 1 }] });
+        await release(store, { signature: 's1', owner: 'runner-1', token: 1 });
 
         const [second] = await store.acquireLeases([leaseRequest('s1', 'runner-2')], T0 + 1);
 
@@ -149,7 +149,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
           const [grant] = await store.acquireLeases([leaseRequest('s1', `runner-${i}`)], T0 + i);
           if (!grant?.granted) throw new Error('expected a grant');
           tokens.push(grant.lease.token);
-          await store.commit({ releases: [{ signature: 's1', owner: `runner-${i}`, token: grant.lease.token }] });
+          await release(store, { signature: 's1', owner: `runner-${i}`, token: grant.lease.token });
         }
 
         expect(tokens).toStrictEqual([1, 2, 3, 4]);
@@ -214,7 +214,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         await store.acquireLeases([leaseRequest('taken', 'runner-1', { ttlMs: 100 })], T0);
         await store.acquireLeases([leaseRequest('taken', 'runner-2', { ttlMs: 100 })], T0 + 200);
         await store.acquireLeases([leaseRequest('released', 'runner-1', { ttlMs: 100 })], T0);
-        await store.commit({ releases: [{ signature: 'released', owner: 'runner-1', token: 1 }] });
+        await release(store, { signature: 'released', owner: 'runner-1', token: 1 });
 
         const renewed = await store.renewLeases(
           [
@@ -233,7 +233,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 100 })], T0);
         await store.acquireLeases([leaseRequest('s1', 'runner-2', { ttlMs: 1000 })], T0 + 200);
 
-        await store.commit({ releases: [{ signature: 's1', owner: 'runner-1', token: 1 }] });
+        await release(store, { signature: 's1', owner: 'runner-1', token: 1 });
 
         expect(await store.getLease('s1')).toMatchObject({ owner: 'runner-2', token: 2, expiresAt: T0 + 1200 });
       });
@@ -241,12 +241,8 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       it('ignores a release by a runner that does not own the lease', async () => {
         await store.acquireLeases([leaseRequest('s1', 'runner-1')], T0);
 
-        await store.commit({
-          releases: [
-            { signature: 's1', owner: 'runner-2', token: 1 },
-            { signature: 'unknown', owner: 'runner-1', token: 1 },
-          ],
-        });
+        await release(store, { signature: 's1', owner: 'runner-2', token: 1 });
+        await release(store, { signature: 'unknown', owner: 'runner-1', token: 1 });
 
         expect(await store.getLease('s1')).toMatchObject({ owner: 'runner-1', token: 1, expiresAt: T0 + 1000 });
         expect(await store.getLease('unknown')).toBeUndefined();
@@ -263,7 +259,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
           ],
           T0,
         );
-        await store.commit({ releases: [{ signature: 'released', owner: 'runner-1', token: 1 }] });
+        await release(store, { signature: 'released', owner: 'runner-1', token: 1 });
 
         const active = await store.listActiveLeases(T0 + 500);
 
@@ -292,7 +288,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
           progress: { current: 2, total: 5, message: 'page 2', updatedAt: T0 + 8 },
         });
 
-        await store.commit({ runs: [run] });
+        await seed(store, { runs: [run] });
 
         expect(await store.getRun('r1')).toStrictEqual(run);
       });
@@ -300,13 +296,13 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       it('returns a run without optional fields without adding keys for them', async () => {
         const run = makeRun('r1');
 
-        await store.commit({ runs: [run] });
+        await seed(store, { runs: [run] });
 
         expect(await store.getRun('r1')).toStrictEqual(run);
       });
 
       it('keeps a null result apart from no result', async () => {
-        await store.commit({ runs: [makeRun('null-result', { result: null, input: null })] });
+        await seed(store, { runs: [makeRun('null-result', { result: null, input: null })] });
 
         const stored = await store.getRun('null-result');
 
@@ -315,12 +311,12 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('replaces a run committed again under the same id, dropping fields the new version lacks', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [makeRun('r1', { status: 'running', startedAt: T0 + 1, progress: { current: 1, updatedAt: T0 + 2 } })],
         });
         const final = makeRun('r1', { status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 3, result: 'done' });
 
-        await store.commit({ runs: [final] });
+        await seed(store, { runs: [final] });
 
         expect(await store.getRun('r1')).toStrictEqual(final);
         expect(await store.listRuns({})).toHaveLength(1);
@@ -330,14 +326,14 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         const running = makeRun('r1', { status: 'running', startedAt: T0 + 1 });
         const done = makeRun('r1', { status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 2 });
 
-        await store.commit({ runs: [running, done] });
+        await seed(store, { runs: [running, done] });
 
         expect(await store.getRun('r1')).toStrictEqual(done);
       });
 
       it('keeps its own copy: changing a record after commit or after reading changes nothing stored', async () => {
         const run = makeRun('r1', { input: { list: [1] } });
-        await store.commit({ runs: [run] });
+        await seed(store, { runs: [run] });
 
         run.status = 'failed';
         const read = await store.getRun('r1');
@@ -361,14 +357,20 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       it('applies runs, logs, checkpoints, releases and triggers of one batch together', async () => {
         await store.acquireLeases([leaseRequest('s1', 'runner-1')], T0);
 
-        await store.commit({
-          runs: [makeRun('r1', { signature: 's1' })],
-          logs: [logLine('r1', 1)],
-          checkpoints: [{ signature: 's1', value: { cursor: 7 }, runId: 'r1', at: T0 }],
-          releases: [{ signature: 's1', owner: 'runner-1', token: 1 }],
+        const result = await store.commit({
+          fenced: [
+            {
+              fence: { signature: 's1', owner: 'runner-1', token: 1 },
+              runs: [makeRun('r1', { signature: 's1' })],
+              logs: [logLine('r1', 1)],
+              checkpoint: { signature: 's1', value: { cursor: 7 }, runId: 'r1', at: T0 },
+              release: true,
+            },
+          ],
           triggers: [{ id: 't1', instanceId: 'collector-a', at: T0 }],
         });
 
+        expect(result).toStrictEqual({ refused: [] });
         expect(await store.getRun('r1')).toBeDefined();
         expect(await store.getLogs('r1')).toHaveLength(1);
         expect((await store.getCheckpoint('s1'))?.value).toStrictEqual({ cursor: 7 });
@@ -377,10 +379,170 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
     });
 
+    describe('fenced writes', () => {
+      const stale = { signature: 's1', owner: 'runner-1', token: 1 };
+
+      /** runner-1 held s1 with token 1 until it expired; runner-2 took it over with token 2. */
+      async function takeOver(): Promise<void> {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 100 })], T0);
+        await store.acquireLeases([leaseRequest('s1', 'runner-2', { ttlMs: 10_000 })], T0 + 200);
+      }
+
+      it('refuses every write of a stale holder whole and says whose: run, logs, checkpoint and release', async () => {
+        await takeOver();
+
+        const result = await store.commit({
+          fenced: [
+            {
+              fence: stale,
+              runs: [makeRun('stale-run', { signature: 's1', status: 'succeeded', endedAt: T0 + 300, result: { by: 'first' } })],
+              logs: [logLine('stale-run', 1)],
+              checkpoint: { signature: 's1', value: { by: 'first' }, runId: 'stale-run', at: T0 + 300 },
+              release: true,
+            },
+          ],
+        });
+
+        expect(result.refused).toStrictEqual([stale]);
+        expect(await store.getRun('stale-run')).toBeUndefined();
+        expect(await store.getLogs('stale-run')).toStrictEqual([]);
+        expect(await store.getCheckpoint('s1')).toBeUndefined();
+        expect(await store.getLease('s1')).toMatchObject({ owner: 'runner-2', token: 2 });
+      });
+
+      it('applies the current holder’s group and refuses the stale one in the same batch', async () => {
+        await takeOver();
+        const current = { signature: 's1', owner: 'runner-2', token: 2 };
+
+        const result = await store.commit({
+          fenced: [
+            { fence: stale, checkpoint: { signature: 's1', value: { by: 'first' }, runId: 'a', at: T0 + 300 } },
+            { fence: current, checkpoint: { signature: 's1', value: { by: 'takeover' }, runId: 'b', at: T0 + 301 } },
+          ],
+        });
+
+        expect(result.refused).toStrictEqual([stale]);
+        expect((await store.getCheckpoint('s1'))?.value).toStrictEqual({ by: 'takeover' });
+        const [next] = await store.acquireLeases([leaseRequest('s1', 'runner-3')], T0 + 20_000);
+        expect(next).toMatchObject({ granted: true, checkpoint: { value: { by: 'takeover' } } });
+      });
+
+      it('refuses writes under a lease its holder released', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1')], T0);
+        await release(store, stale);
+
+        const result = await store.commit({ fenced: [{ fence: stale, runs: [makeRun('late', { signature: 's1' })] }] });
+
+        expect(result.refused).toStrictEqual([stale]);
+        expect(await store.getRun('late')).toBeUndefined();
+      });
+
+      it('never replaces a run that reached a final state', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1', { ttlMs: 60_000 })], T0);
+        const interrupted = makeRun('r1', { signature: 's1', status: 'interrupted', endedAt: T0 + 5, error: { name: 'LeaseExpiredError', message: 'gone' } });
+        await store.commit({ fenced: [{ fence: stale, runs: [interrupted] }] });
+
+        const result = await store.commit({ fenced: [{ fence: stale, runs: [makeRun('r1', { signature: 's1', status: 'succeeded', endedAt: T0 + 6 })] }] });
+
+        expect(result.refused).toStrictEqual([]);
+        expect(await store.getRun('r1')).toStrictEqual(interrupted);
+      });
+
+      it('refuses a grant to a plan that read the history before the lease was last released', async () => {
+        await store.acquireLeases([leaseRequest('s1', 'runner-1')], T0);
+        await release(store, stale, T0 + 50);
+
+        const [planBefore] = await store.acquireLeases([leaseRequest('s1', 'runner-2', { notReleasedSince: T0 + 50 })], T0 + 60);
+        const [planAfter] = await store.acquireLeases([leaseRequest('s1', 'runner-2', { notReleasedSince: T0 + 51 })], T0 + 60);
+
+        expect(planBefore).toMatchObject({ granted: false, holder: { owner: null, token: 1 } });
+        expect(planAfter).toMatchObject({ granted: true, lease: { owner: 'runner-2', token: 2 } });
+      });
+
+      it('records trigger results and hands them back by id', async () => {
+        await store.commit({ triggerResults: [{ id: 'trg-1', instanceId: 'collector-a', at: T0, runIds: [] , note: 'the plan returned no task' }] });
+        await store.commit({ triggerResults: [{ id: 'trg-2', instanceId: 'collector-a', at: T0, runIds: ['r1', 'r2'] }] });
+
+        expect(await store.getTriggerResult('trg-1')).toStrictEqual({ id: 'trg-1', instanceId: 'collector-a', at: T0, runIds: [], note: 'the plan returned no task' });
+        expect(await store.getTriggerResult('trg-2')).toStrictEqual({ id: 'trg-2', instanceId: 'collector-a', at: T0, runIds: ['r1', 'r2'] });
+        expect(await store.getTriggerResult('missing')).toBeUndefined();
+      });
+    });
+
+    describe('sweep', () => {
+      /** A run of `signature` written under runner-1's lease (token 1, ttl 100 ms from T0). */
+      async function liveRun(id: string, signature: string, status: RunRecord['status'] = 'running'): Promise<RunRecord> {
+        await store.acquireLeases([leaseRequest(signature, 'runner-1', { ttlMs: 100 })], T0);
+        const run = makeRun(id, { signature, status, runner: 'runner-1', fencingToken: 1, startedAt: T0 + 1 });
+        await store.commit({ fenced: [{ fence: { signature, owner: 'runner-1', token: 1 }, runs: [run] }] });
+        return run;
+      }
+
+      it('leaves runs alone while their lease is live', async () => {
+        await liveRun('r1', 's1');
+
+        expect(await store.sweep(T0 + 99)).toStrictEqual([]);
+        expect((await store.getRun('r1'))?.status).toBe('running');
+      });
+
+      it('ends queued, running and retrying runs whose lease expired, and releases the expired lease', async () => {
+        await liveRun('running', 's1');
+        await liveRun('queued', 's2', 'queued');
+        await liveRun('retrying', 's3', 'retrying');
+
+        const swept = await store.sweep(T0 + 100);
+
+        expect(swept.map((s) => s.run.id).sort()).toStrictEqual(['queued', 'retrying', 'running']);
+        for (const id of ['running', 'queued', 'retrying']) {
+          expect(await store.getRun(id)).toMatchObject({ status: 'interrupted', endedAt: T0 + 100, error: { name: 'LeaseExpiredError' } });
+        }
+        expect(await store.getLease('s1')).toMatchObject({ owner: null, token: 1 });
+        expect(await store.sweep(T0 + 200)).toStrictEqual([]);
+      });
+
+      it('fences off the swept holder: its later writes are refused', async () => {
+        await liveRun('r1', 's1');
+        await store.sweep(T0 + 500);
+
+        const late = await store.commit({
+          fenced: [{ fence: { signature: 's1', owner: 'runner-1', token: 1 }, runs: [makeRun('r1', { signature: 's1', status: 'succeeded', endedAt: T0 + 600 })], release: true }],
+        });
+
+        expect(late.refused).toHaveLength(1);
+        expect((await store.getRun('r1'))?.status).toBe('interrupted');
+      });
+
+      it('ends a run whose lease was taken over by a newer token, and leaves the new holder’s lease alone', async () => {
+        await liveRun('old', 's1');
+        await store.acquireLeases([leaseRequest('s1', 'runner-2', { ttlMs: 10_000 })], T0 + 200);
+
+        const swept = await store.sweep(T0 + 300);
+
+        expect(swept.map((s) => s.run.id)).toStrictEqual(['old']);
+        expect((await store.getRun('old'))?.status).toBe('interrupted');
+        expect(await store.getLease('s1')).toMatchObject({ owner: 'runner-2', token: 2 });
+      });
+
+      it('ends a live run whose lease was released without its final record', async () => {
+        await seed(store, { runs: [makeRun('orphan', { signature: 'never-leased-by-its-runner', runner: 'runner-9', fencingToken: 7 })] });
+
+        const swept = await store.sweep(T0 + 1);
+
+        expect(swept.map((s) => s.run.id)).toStrictEqual(['orphan']);
+        expect(await store.getRun('orphan')).toMatchObject({ status: 'interrupted', error: { name: 'LeaseExpiredError' } });
+      });
+
+      it('leaves final runs alone', async () => {
+        await seed(store, { runs: [endedRun('done', 'succeeded', T0 + 5), endedRun('failed', 'failed', T0 + 6, { signature: 'other' })] });
+
+        expect(await store.sweep(T0 + 100_000)).toStrictEqual([]);
+      });
+    });
+
     describe('logs', () => {
       it('returns a run’s lines ordered by seq whatever the order they were committed in', async () => {
-        await store.commit({ logs: [logLine('r1', 3), logLine('r1', 1)] });
-        await store.commit({ logs: [logLine('r2', 2), logLine('r1', 2)] });
+        await seed(store, { logs: [logLine('r1', 3), logLine('r1', 1)] });
+        await seed(store, { logs: [logLine('r2', 2), logLine('r1', 2)] });
 
         const lines = await store.getLogs('r1');
 
@@ -388,7 +550,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('returns only lines after afterSeq', async () => {
-        await store.commit({ logs: [1, 2, 3, 4].map((seq) => logLine('r1', seq)) });
+        await seed(store, { logs: [1, 2, 3, 4].map((seq) => logLine('r1', seq)) });
 
         const lines = await store.getLogs('r1', 2);
 
@@ -398,13 +560,13 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       it('keeps every field of a line', async () => {
         const line: LogLine = { runId: 'r1', seq: 1, at: T0 + 1, level: 'warn', message: 'slow page ✓ "quoted"\nnext' };
 
-        await store.commit({ logs: [line] });
+        await seed(store, { logs: [line] });
 
         expect(await store.getLogs('r1')).toStrictEqual([line]);
       });
 
       it('returns no lines for a run without logs', async () => {
-        await store.commit({ logs: [logLine('r1', 1)] });
+        await seed(store, { logs: [logLine('r1', 1)] });
 
         expect(await store.getLogs('r2')).toStrictEqual([]);
         expect(await store.getLogs('r1', 1)).toStrictEqual([]);
@@ -413,8 +575,8 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
     describe('checkpoints', () => {
       it('keeps the latest checkpoint of a signature', async () => {
-        await store.commit({ checkpoints: [{ signature: 's1', value: { cursor: 1 }, runId: 'r1', at: T0 }] });
-        await store.commit({ checkpoints: [{ signature: 's1', value: { cursor: 2 }, runId: 'r2', at: T0 + 1 }] });
+        await seed(store, { checkpoints: [{ signature: 's1', value: { cursor: 1 }, runId: 'r1', at: T0 }] });
+        await seed(store, { checkpoints: [{ signature: 's1', value: { cursor: 2 }, runId: 'r2', at: T0 + 1 }] });
 
         expect(await store.getCheckpoint('s1')).toStrictEqual({
           signature: 's1',
@@ -425,7 +587,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('hands the last checkpoint out with a granted lease, and none with a signature never checkpointed', async () => {
-        await store.commit({ checkpoints: [{ signature: 's1', value: { cursor: 9 }, runId: 'r1', at: T0 }] });
+        await seed(store, { checkpoints: [{ signature: 's1', value: { cursor: 9 }, runId: 'r1', at: T0 }] });
 
         const [withCheckpoint, without] = await store.acquireLeases([leaseRequest('s1', 'a'), leaseRequest('s2', 'a')], T0);
 
@@ -434,7 +596,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('keeps checkpoints of signatures apart and returns undefined for one never written', async () => {
-        await store.commit({
+        await seed(store, {
           checkpoints: [
             { signature: 's1', value: [1, 'a'], runId: 'r1', at: T0 },
             { signature: 's2', value: null, runId: 'r2', at: T0 },
@@ -601,7 +763,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       ];
 
       beforeEach(async () => {
-        await store.commit({ runs });
+        await seed(store, { runs });
       });
 
       it('lists all runs newest queued first, ties by id descending', async () => {
@@ -670,7 +832,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
       it('returns 100 runs when no limit is given', async () => {
         const many = Array.from({ length: 105 }, (_, i) => makeRun(`m${String(i).padStart(3, '0')}`, { queuedAt: T0 + 100 + i }));
-        await store.commit({ runs: many });
+        await seed(store, { runs: many });
 
         const listed = await store.listRuns({});
 
@@ -682,7 +844,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
     describe('lastRun', () => {
       it('picks the run that ended last, counting unended runs by their queue time', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [
             makeRun('ended-late', { queuedAt: T0, status: 'succeeded', endedAt: T0 + 100 }),
             makeRun('queued-later', { queuedAt: T0 + 50 }),
@@ -692,13 +854,13 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
         expect((await store.lastRun({}))?.id).toBe('ended-late');
 
-        await store.commit({ runs: [makeRun('queued-last', { queuedAt: T0 + 101 })] });
+        await seed(store, { runs: [makeRun('queued-last', { queuedAt: T0 + 101 })] });
 
         expect((await store.lastRun({}))?.id).toBe('queued-last');
       });
 
       it('breaks ties of time by the greater id', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [
             makeRun('b', { status: 'succeeded', endedAt: T0 + 10 }),
             makeRun('c', { queuedAt: T0 + 10 }),
@@ -710,7 +872,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('applies the instance, task, signature and status filters', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [
             endedRun('ok-old', 'succeeded', T0 + 10),
             endedRun('ok-new', 'succeeded', T0 + 20),
@@ -728,13 +890,13 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
       it('returns the whole record', async () => {
         const run = endedRun('r1', 'succeeded', T0 + 10, { result: { n: 1 } });
-        await store.commit({ runs: [run] });
+        await seed(store, { runs: [run] });
 
         expect(await store.lastRun({ signature: run.signature })).toStrictEqual(run);
       });
 
       it('returns undefined when no run matches', async () => {
-        await store.commit({ runs: [makeRun('r1')] });
+        await seed(store, { runs: [makeRun('r1')] });
 
         expect(await store.lastRun({ status: 'succeeded' })).toBeUndefined();
       });
@@ -744,7 +906,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       const CUTOFF = T0 + 1000;
 
       it('deletes runs that ended before the cutoff, with their logs, and says how many', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [
             endedRun('keep-success', 'succeeded', T0 + 500),
             endedRun('failed', 'failed', T0 + 100),
@@ -764,8 +926,8 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('deletes every terminal status', async () => {
-        const statuses = ['failed', 'skipped', 'retrying', 'interrupted', 'cancelled'] as const;
-        await store.commit({ runs: statuses.map((status) => endedRun(status, status, T0 + 100)) });
+        const statuses = ['failed', 'skipped', 'interrupted', 'cancelled'] as const;
+        await seed(store, { runs: statuses.map((status) => endedRun(status, status, T0 + 100)) });
 
         const removed = await store.pruneRuns(CUTOFF);
 
@@ -774,7 +936,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('keeps the latest success of each signature however old, and deletes older successes', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [
             endedRun('s1-old', 'succeeded', T0 + 100),
             endedRun('s1-latest', 'succeeded', T0 + 200),
@@ -790,7 +952,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('keeps the success that lastRun reports when two ended at the same time', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [endedRun('succ-a', 'succeeded', T0 + 100), endedRun('succ-b', 'succeeded', T0 + 100)],
         });
         const latest = await store.lastRun({ signature: 'collector-a/fetch/x', status: 'succeeded' });
@@ -801,7 +963,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('keeps a newer success that ended after the cutoff and prunes the old one', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [endedRun('old', 'succeeded', T0 + 100), endedRun('new', 'succeeded', CUTOFF + 100)],
         });
 
@@ -812,7 +974,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('keeps runs that ended at or after the cutoff', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [endedRun('at-cutoff', 'failed', CUTOFF), endedRun('after', 'failed', CUTOFF + 1)],
         });
 
@@ -821,7 +983,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       });
 
       it('keeps runs that have not ended, whatever their times', async () => {
-        await store.commit({
+        await seed(store, {
           runs: [
             makeRun('queued', { queuedAt: T0 }),
             makeRun('running', { queuedAt: T0, status: 'running', startedAt: T0 + 1 }),

@@ -12,7 +12,7 @@ import { SqliteStore } from '../../core/adapters/sqlite/store.js';
 import { StoreError } from '../../core/errors.js';
 import type { LogLine, RunRecord } from '../../core/types.js';
 import { describeStoreContract } from '../contract/store-contract.js';
-import { makeRun as baseRun, T0 } from '../helpers/records.js';
+import { makeRun as baseRun, seed, T0 } from '../helpers/records.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RACER = fileURLToPath(new URL('../fixtures/lease-racer.ts', import.meta.url));
@@ -126,7 +126,7 @@ describe('SqliteStore on a file', () => {
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(2);
+      expect(raw.pragma('user_version', { simple: true })).toBe(3);
     } finally {
       raw.close();
     }
@@ -141,9 +141,14 @@ describe('SqliteStore on a file', () => {
       T0,
     );
     await first.commit({
-      runs: [run],
-      logs: [line],
-      checkpoints: [{ signature: 'sig', value: { cursor: 3 }, runId: 'r1', at: T0 }],
+      fenced: [
+        {
+          fence: { signature: 'sig', owner: 'runner-1', token: 1 },
+          runs: [run],
+          logs: [line],
+          checkpoint: { signature: 'sig', value: { cursor: 3 }, runId: 'r1', at: T0 },
+        },
+      ],
       triggers: [{ id: 't1', instanceId: 'collector-a', task: 'fetch', input: { page: 1 }, at: T0 }],
     });
     await first.setState('collector-a', 'cursor', { page: 9 });
@@ -171,7 +176,7 @@ describe('SqliteStore on a file', () => {
     const writer = openStore();
     const reader = openStore();
 
-    await writer.commit({ runs: [makeRun('r1')] });
+    await seed(writer, { runs: [makeRun('r1')] });
 
     expect((await reader.getRun('r1'))?.id).toBe('r1');
   });
@@ -212,7 +217,7 @@ describe('SqliteStore on a file', () => {
     const runs = Array.from({ length: 2000 }, (_, i) => makeRun(`r${String(i).padStart(4, '0')}`, { queuedAt: T0 + i }));
     const logs = runs.flatMap((r) => [1, 2].map((seq): LogLine => ({ runId: r.id, seq, at: T0, level: 'info', message: `${r.id} ${seq}` })));
 
-    await store.commit({ runs, logs });
+    await seed(store, { runs, logs });
 
     const listed = await store.listRuns({ limit: 5000 });
     expect(listed).toHaveLength(2000);
@@ -224,7 +229,8 @@ describe('SqliteStore on a file', () => {
     const store = openStore();
     const broken = { runId: 'r1', seq: 1, at: T0, level: 'info', message: null } as unknown as LogLine;
 
-    const commit = store.commit({ runs: [makeRun('r0'), makeRun('r1')], logs: [broken] });
+    await store.acquireLeases([{ signature: 'sig', owner: 'runner-1', ttlMs: 1000, runId: 'r1', instanceId: 'collector-a', task: 'fetch' }], T0);
+    const commit = store.commit({ fenced: [{ fence: { signature: 'sig', owner: 'runner-1', token: 1 }, runs: [makeRun('r0'), makeRun('r1')], logs: [broken] }] });
 
     await expect(commit).rejects.toThrow(StoreError);
     await expect(commit).rejects.toThrow(/committing a batch of writes/);
@@ -237,7 +243,7 @@ describe('SqliteStore on a file', () => {
       makeRun(`old${String(i).padStart(4, '0')}`, { status: 'failed', signature: 'one-signature', queuedAt: T0 + i, endedAt: T0 + i }),
     );
     const kept = makeRun('latest-success', { signature: 'one-signature', queuedAt: T0, endedAt: T0 + 1 });
-    await store.commit({ runs: [...runs, kept], logs: runs.map((r): LogLine => ({ runId: r.id, seq: 1, at: T0, level: 'info', message: 'x' })) });
+    await seed(store, { runs: [...runs, kept], logs: runs.map((r): LogLine => ({ runId: r.id, seq: 1, at: T0, level: 'info', message: 'x' })) });
 
     const removed = await store.pruneRuns(T0 + 10_000);
 

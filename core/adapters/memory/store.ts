@@ -4,6 +4,7 @@
  */
 import type {
   Checkpoint,
+  CommitResult,
   InstanceStatus,
   Lease,
   LeaseGrant,
@@ -11,14 +12,21 @@ import type {
   LeaseRequest,
   RunQuery,
   Store,
+  SweptRun,
   Trigger,
+  TriggerResult,
   WriteBatch,
 } from '../../ports/store.js';
-import { TERMINAL_STATUSES, type Json, type LogLine, type RunRecord } from '../../types.js';
+import { LIVE_STATUSES, TERMINAL_STATUSES, type Json, type LogLine, type RunRecord } from '../../types.js';
+import { fenceHolds, leaseBacksRun, mayReplaceRun, sweepReleases, sweptRun } from '../fencing.js';
 import { matchesRunQuery, runRecency } from '../run-query.js';
 
+/** A lease as this store keeps it: with the time it was last released. */
+type StoredLease = Lease & { releasedAt?: number };
+
 export class MemoryStore implements Store {
-  private readonly leases = new Map<string, Lease>();
+  private readonly leases = new Map<string, StoredLease>();
+  private readonly triggerResults = new Map<string, TriggerResult>();
   private readonly runs = new Map<string, RunRecord>();
   private readonly logs = new Map<string, LogLine[]>();
   private readonly checkpoints = new Map<string, Checkpoint>();
@@ -31,9 +39,12 @@ export class MemoryStore implements Store {
       requests.map((request): LeaseGrant => {
         const current = this.leases.get(request.signature);
         if (current && current.owner !== null && current.expiresAt > now) {
-          return { granted: false, holder: clone(current) };
+          return { granted: false, holder: leaseOnly(current) };
         }
-        const lease: Lease = {
+        if (request.notReleasedSince !== undefined && current?.releasedAt !== undefined && current.releasedAt >= request.notReleasedSince) {
+          return { granted: false, holder: leaseOnly(current) };
+        }
+        const lease: StoredLease = {
           signature: request.signature,
           owner: request.owner,
           expiresAt: now + request.ttlMs,
@@ -42,9 +53,10 @@ export class MemoryStore implements Store {
           instanceId: request.instanceId,
           task: request.task,
         };
+        if (current?.releasedAt !== undefined) lease.releasedAt = current.releasedAt;
         this.leases.set(request.signature, lease);
-        const grant: LeaseGrant = { granted: true, lease: clone(lease) };
-        if (current && current.owner !== null) grant.takenOver = clone(current);
+        const grant: LeaseGrant = { granted: true, lease: leaseOnly(lease) };
+        if (current && current.owner !== null) grant.takenOver = leaseOnly(current);
         const checkpoint = this.checkpoints.get(request.signature);
         if (checkpoint) grant.checkpoint = clone(checkpoint);
         return grant;
@@ -65,32 +77,49 @@ export class MemoryStore implements Store {
 
   getLease(signature: string): Promise<Lease | undefined> {
     const lease = this.leases.get(signature);
-    return Promise.resolve(lease ? clone(lease) : undefined);
+    return Promise.resolve(lease ? leaseOnly(lease) : undefined);
   }
 
   listActiveLeases(now: number): Promise<Lease[]> {
     return Promise.resolve(
-      [...this.leases.values()].filter((l) => l.owner !== null && l.expiresAt > now).map(clone),
+      [...this.leases.values()].filter((l) => l.owner !== null && l.expiresAt > now).map(leaseOnly),
     );
   }
 
-  commit(batch: WriteBatch): Promise<void> {
-    for (const run of batch.runs ?? []) this.runs.set(run.id, clone(run));
-    for (const line of batch.logs ?? []) {
-      const lines = this.logs.get(line.runId) ?? [];
-      lines.push({ ...line });
-      this.logs.set(line.runId, lines);
-    }
-    for (const checkpoint of batch.checkpoints ?? []) this.checkpoints.set(checkpoint.signature, clone(checkpoint));
-    for (const ref of batch.releases ?? []) {
-      const lease = this.leases.get(ref.signature);
-      if (lease && lease.owner === ref.owner && lease.token === ref.token) {
-        lease.owner = null;
-        lease.expiresAt = 0;
+  commit(batch: WriteBatch): Promise<CommitResult> {
+    const refused: LeaseRef[] = [];
+    for (const group of batch.fenced ?? []) {
+      const lease = this.leases.get(group.fence.signature);
+      if (!fenceHolds(lease, group.fence)) {
+        refused.push({ ...group.fence });
+        continue;
       }
+      for (const run of group.runs ?? []) if (mayReplaceRun(this.runs.get(run.id))) this.runs.set(run.id, clone(run));
+      for (const line of group.logs ?? []) {
+        const lines = this.logs.get(line.runId) ?? [];
+        lines.push({ ...line });
+        this.logs.set(line.runId, lines);
+      }
+      if (group.checkpoint) this.checkpoints.set(group.checkpoint.signature, clone(group.checkpoint));
+      if (group.release && lease) this.releaseLease(lease, batch.at ?? Date.now());
     }
     for (const trigger of batch.triggers ?? []) this.triggers.push(clone(trigger));
-    return Promise.resolve();
+    for (const result of batch.triggerResults ?? []) this.triggerResults.set(result.id, clone(result));
+    return Promise.resolve({ refused });
+  }
+
+  sweep(now: number): Promise<SweptRun[]> {
+    const swept: SweptRun[] = [];
+    for (const run of this.runs.values()) {
+      if (!LIVE_STATUSES.includes(run.status)) continue;
+      const lease = this.leases.get(run.signature);
+      if (leaseBacksRun(lease, run, now)) continue;
+      const ended = sweptRun(run, lease, now);
+      this.runs.set(run.id, ended);
+      swept.push({ run: clone(ended), lease: lease && leaseOnly(lease) });
+      if (lease && sweepReleases(lease, run)) this.releaseLease(lease, now);
+    }
+    return Promise.resolve(swept);
   }
 
   getRun(id: string): Promise<RunRecord | undefined> {
@@ -158,6 +187,11 @@ export class MemoryStore implements Store {
     return Promise.resolve();
   }
 
+  getTriggerResult(id: string): Promise<TriggerResult | undefined> {
+    const result = this.triggerResults.get(id);
+    return Promise.resolve(result ? clone(result) : undefined);
+  }
+
   takeTriggers(limit: number): Promise<Trigger[]> {
     this.triggers.sort((a, b) => a.at - b.at);
     return Promise.resolve(this.triggers.splice(0, limit));
@@ -190,6 +224,18 @@ export class MemoryStore implements Store {
   close(): Promise<void> {
     return Promise.resolve();
   }
+
+  private releaseLease(lease: StoredLease, now: number): void {
+    lease.owner = null;
+    lease.expiresAt = 0;
+    lease.releasedAt = now;
+  }
+}
+
+/** The port's view of a stored lease (without the release time). */
+function leaseOnly(lease: StoredLease): Lease {
+  const { releasedAt: _releasedAt, ...rest } = lease;
+  return clone(rest);
 }
 
 function stateKey(instanceId: string, key: string): string {

@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import { StoreError } from '../../errors.js';
 import type {
   Checkpoint,
+  CommitResult,
   InstanceStatus,
   Lease,
   LeaseGrant,
@@ -18,13 +19,17 @@ import type {
   LeaseRequest,
   RunQuery,
   Store,
+  SweptRun,
   Trigger,
+  TriggerResult,
   WriteBatch,
 } from '../../ports/store.js';
 import { StoreNotFoundError } from './errors.js';
 import { checkFileIdentity, fileIdentity, type FileIdentity } from './file-identity.js';
+import { fenceHolds, leaseBacksRun, sweepReleases, sweptRun } from '../fencing.js';
 import { parseJson } from '../../signature.js';
 import {
+  LIVE_STATUSES,
   TERMINAL_STATUSES,
   type ErrorInfo,
   type Json,
@@ -41,7 +46,7 @@ import {
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /** Migrations by the version they lead to; each runs once, in its own transaction. */
 const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
@@ -134,9 +139,29 @@ const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
     `,
   ],
   [2, 'ALTER TABLE instance_status ADD COLUMN last_planned_at INTEGER;'],
+  [
+    3,
+    `
+    -- When a lease was last let go: a plan that read the run history before then may not know
+    -- that the task has just run, so its grant is refused (acquireLeases' notReleasedSince).
+    ALTER TABLE leases ADD COLUMN released_at INTEGER;
+    -- Attempts of one task linked both ways, and the trigger that asked for a run.
+    ALTER TABLE runs ADD COLUMN previous_run_id TEXT;
+    ALTER TABLE runs ADD COLUMN next_run_id TEXT;
+    ALTER TABLE runs ADD COLUMN trigger_id TEXT;
+    CREATE TABLE IF NOT EXISTS trigger_results (
+      id          TEXT PRIMARY KEY,
+      instance_id TEXT NOT NULL,
+      at          INTEGER NOT NULL,
+      run_ids     TEXT NOT NULL,
+      note        TEXT
+    );
+    `,
+  ],
 ];
 
 const TERMINAL_LIST = [...TERMINAL_STATUSES].map((s) => `'${s}'`).join(', ');
+const LIVE_LIST = LIVE_STATUSES.map((s) => `'${s}'`).join(', ');
 
 /** How many runs one prune transaction deletes, so that it never holds the write lock for long. */
 const PRUNE_CHUNK = 500;
@@ -171,6 +196,15 @@ interface LeaseRow {
   run_id: string | null;
   instance_id: string;
   task: string;
+  released_at: number | null;
+}
+
+interface TriggerResultRow {
+  id: string;
+  instance_id: string;
+  at: number;
+  run_ids: string;
+  note: string | null;
 }
 
 interface RunRow {
@@ -193,6 +227,9 @@ interface RunRow {
   result: string | null;
   error: string | null;
   progress: string | null;
+  previous_run_id: string | null;
+  next_run_id: string | null;
+  trigger_id: string | null;
 }
 
 type RunParams = [
@@ -215,7 +252,22 @@ type RunParams = [
   result: string | null,
   error: string | null,
   progress: string | null,
+  previousRunId: string | null,
+  nextRunId: string | null,
+  triggerId: string | null,
 ];
+
+/** A live run and its lease's columns (all null when the signature has no lease row). */
+interface LiveRunRow extends RunRow {
+  lease_signature: string | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  lease_token: number | null;
+  lease_run_id: string | null;
+  lease_instance_id: string | null;
+  lease_task: string | null;
+  lease_released_at: number | null;
+}
 
 interface LogRow {
   run_id: string;
@@ -275,9 +327,13 @@ export class SqliteStore implements Store {
   private identity: FileIdentity | undefined;
 
   private readonly selectLease: Stmt<[string], LeaseRow>;
-  private readonly upsertLease: Stmt<[string, string, number, string, string, string, number], { token: number }>;
+  private readonly upsertLease: Stmt<[string, string, number, string, string, string, number, number | null], { token: number }>;
   private readonly renewLease: Stmt<[number, string, string, number]>;
-  private readonly releaseLease: Stmt<[string, string, number]>;
+  private readonly releaseLease: Stmt<[number, string, string, number]>;
+  private readonly selectFence: Stmt<[string], { owner: string | null; token: number }>;
+  private readonly selectLiveRuns: Stmt<[], LiveRunRow>;
+  private readonly upsertTriggerResult: Stmt<[string, string, number, string, string | null]>;
+  private readonly selectTriggerResult: Stmt<[string], TriggerResultRow>;
   private readonly selectActiveLeases: Stmt<[number], LeaseRow>;
   private readonly upsertRun: Stmt<RunParams>;
   private readonly selectRun: Stmt<[string], RunRow>;
@@ -303,7 +359,8 @@ export class SqliteStore implements Store {
 
   private readonly acquireTx: (requests: LeaseRequest[], now: number) => LeaseGrant[];
   private readonly renewTx: (refs: LeaseRef[], ttlMs: number, now: number) => boolean[];
-  private readonly commitTx: (batch: WriteBatch) => void;
+  private readonly commitTx: (batch: WriteBatch) => CommitResult;
+  private readonly sweepTx: (now: number) => SweptRun[];
   private readonly takeTriggersTx: (limit: number) => Trigger[];
   /** Prunes in chunks of `PRUNE_CHUNK` runs, one transaction each; returns how many went. */
   private readonly pruneTx: (endedBefore: number) => number;
@@ -322,28 +379,44 @@ export class SqliteStore implements Store {
       ON CONFLICT (signature) DO UPDATE SET
         owner = excluded.owner, expires_at = excluded.expires_at, token = leases.token + 1,
         run_id = excluded.run_id, instance_id = excluded.instance_id, task = excluded.task
-      WHERE leases.owner IS NULL OR leases.expires_at <= ?
+      WHERE (leases.owner IS NULL OR leases.expires_at <= ?)
+        AND (leases.released_at IS NULL OR leases.released_at < COALESCE(?, leases.released_at + 1))
       RETURNING token`);
     this.renewLease = db.prepare(
       'UPDATE leases SET expires_at = ? WHERE signature = ? AND owner = ? AND token = ?',
     );
     this.releaseLease = db.prepare(
-      'UPDATE leases SET owner = NULL, expires_at = 0 WHERE signature = ? AND owner = ? AND token = ?',
+      'UPDATE leases SET owner = NULL, expires_at = 0, released_at = ? WHERE signature = ? AND owner = ? AND token = ?',
     );
+    this.selectFence = db.prepare('SELECT owner, token FROM leases WHERE signature = ?');
+    // Live runs with their lease (if any), for the sweeper; runs_status serves the status filter.
+    this.selectLiveRuns = db.prepare(`
+      SELECT r.*, l.signature AS lease_signature, l.owner AS lease_owner, l.expires_at AS lease_expires_at,
+        l.token AS lease_token, l.run_id AS lease_run_id, l.instance_id AS lease_instance_id,
+        l.task AS lease_task, l.released_at AS lease_released_at
+      FROM runs AS r LEFT JOIN leases AS l ON l.signature = r.signature
+      WHERE r.status IN (${LIVE_LIST})`);
+    this.upsertTriggerResult = db.prepare(
+      'INSERT OR REPLACE INTO trigger_results (id, instance_id, at, run_ids, note) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.selectTriggerResult = db.prepare('SELECT * FROM trigger_results WHERE id = ?');
     this.selectActiveLeases = db.prepare(
       'SELECT * FROM leases WHERE owner IS NOT NULL AND expires_at > ? ORDER BY signature',
     );
     this.upsertRun = db.prepare(`
       INSERT INTO runs (id, instance_id, job_type, task, signature, kind, status, attempt, max_attempts,
-        origin, runner, fencing_token, queued_at, started_at, ended_at, input, result, error, progress)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        origin, runner, fencing_token, queued_at, started_at, ended_at, input, result, error, progress,
+        previous_run_id, next_run_id, trigger_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (id) DO UPDATE SET
         instance_id = excluded.instance_id, job_type = excluded.job_type, task = excluded.task,
         signature = excluded.signature, kind = excluded.kind, status = excluded.status,
         attempt = excluded.attempt, max_attempts = excluded.max_attempts, origin = excluded.origin,
         runner = excluded.runner, fencing_token = excluded.fencing_token, queued_at = excluded.queued_at,
         started_at = excluded.started_at, ended_at = excluded.ended_at, input = excluded.input,
-        result = excluded.result, error = excluded.error, progress = excluded.progress`);
+        result = excluded.result, error = excluded.error, progress = excluded.progress,
+        previous_run_id = excluded.previous_run_id, next_run_id = excluded.next_run_id, trigger_id = excluded.trigger_id
+      WHERE runs.status NOT IN (${TERMINAL_LIST})`);
     this.selectRun = db.prepare('SELECT * FROM runs WHERE id = ?');
     this.insertLog = db.prepare(
       'INSERT OR REPLACE INTO logs (run_id, seq, at, level, message) VALUES (?, ?, ?, ?, ?)',
@@ -383,6 +456,9 @@ export class SqliteStore implements Store {
 
     const commit = db.transaction((batch: WriteBatch) => this.applyBatch(batch));
     this.commitTx = (batch) => commit.immediate(batch);
+
+    const sweep = db.transaction((now: number) => this.sweepLive(now));
+    this.sweepTx = (now) => sweep.immediate(now);
 
     const take = db.transaction((limit: number) => {
       const rows = this.selectTriggers.all(limit);
@@ -474,8 +550,12 @@ export class SqliteStore implements Store {
     return this.exec('listing leases', () => this.selectActiveLeases.all(now).map(rowToLease));
   }
 
-  commit(batch: WriteBatch): Promise<void> {
+  commit(batch: WriteBatch): Promise<CommitResult> {
     return this.exec('committing a batch of writes', () => this.commitTx(batch));
+  }
+
+  sweep(now: number): Promise<SweptRun[]> {
+    return this.exec('ending runs whose lease expired', () => this.sweepTx(now));
   }
 
   getRun(id: string): Promise<RunRecord | undefined> {
@@ -558,6 +638,13 @@ export class SqliteStore implements Store {
     });
   }
 
+  getTriggerResult(id: string): Promise<TriggerResult | undefined> {
+    return this.exec('reading a trigger result', () => {
+      const row = this.selectTriggerResult.get(id);
+      return row && rowToTriggerResult(row);
+    });
+  }
+
   takeTriggers(limit: number): Promise<Trigger[]> {
     return this.exec('taking triggers', () => {
       const count = Math.floor(limit);
@@ -589,10 +676,12 @@ export class SqliteStore implements Store {
       request.instanceId,
       request.task,
       now,
+      request.notReleasedSince ?? null,
     );
     if (!granted) {
-      // The upsert's condition refused: someone holds a live lease. `current` is that lease
-      // (the immediate transaction keeps other writers out between the two statements).
+      // The upsert's condition refused: someone holds a live lease, or it was released since the
+      // plan read the history. `current` is that lease (the immediate transaction keeps other
+      // writers out between the two statements).
       const holder = current ?? this.selectLease.get(request.signature);
       if (!holder) throw new Error(`lease ${request.signature} refused but not found`);
       return { granted: false, holder: rowToLease(holder) };
@@ -613,44 +702,69 @@ export class SqliteStore implements Store {
     return grant;
   }
 
-  private applyBatch(batch: WriteBatch): void {
-    if (batch.runs) {
-      for (const run of batch.runs) {
-        this.upsertRun.run(
-          run.id,
-          run.instanceId,
-          run.jobType,
-          run.task,
-          run.signature,
-          run.kind,
-          run.status,
-          run.attempt,
-          run.maxAttempts,
-          run.origin,
-          run.runner,
-          run.fencingToken,
-          run.queuedAt,
-          run.startedAt ?? null,
-          run.endedAt ?? null,
-          JSON.stringify(run.input),
-          run.result === undefined ? null : JSON.stringify(run.result),
-          run.error === undefined ? null : JSON.stringify(run.error),
-          run.progress === undefined ? null : JSON.stringify(run.progress),
-        );
+  private applyBatch(batch: WriteBatch): CommitResult {
+    const refused: LeaseRef[] = [];
+    const at = batch.at ?? Date.now();
+    for (const group of batch.fenced ?? []) {
+      const { fence } = group;
+      const lease = this.selectFence.get(fence.signature);
+      if (!fenceHolds(lease, fence)) {
+        refused.push({ ...fence });
+        continue;
       }
+      for (const run of group.runs ?? []) this.putRun(run);
+      for (const line of group.logs ?? []) this.insertLog.run(line.runId, line.seq, line.at, line.level, line.message);
+      const c = group.checkpoint;
+      if (c) this.upsertCheckpoint.run(c.signature, JSON.stringify(c.value), c.runId, c.at);
+      if (group.release) this.releaseLease.run(at, fence.signature, fence.owner, fence.token);
     }
-    if (batch.logs) {
-      for (const line of batch.logs) this.insertLog.run(line.runId, line.seq, line.at, line.level, line.message);
+    for (const trigger of batch.triggers ?? []) this.putTrigger(trigger);
+    for (const result of batch.triggerResults ?? []) {
+      this.upsertTriggerResult.run(result.id, result.instanceId, result.at, JSON.stringify(result.runIds), result.note ?? null);
     }
-    if (batch.checkpoints) {
-      for (const c of batch.checkpoints) this.upsertCheckpoint.run(c.signature, JSON.stringify(c.value), c.runId, c.at);
+    return { refused };
+  }
+
+  private sweepLive(now: number): SweptRun[] {
+    const swept: SweptRun[] = [];
+    for (const row of this.selectLiveRuns.all()) {
+      const run = rowToRun(row);
+      const lease = liveRowLease(row);
+      if (leaseBacksRun(lease, run, now)) continue;
+      const ended = sweptRun(run, lease, now);
+      this.putRun(ended);
+      if (sweepReleases(lease, run)) this.releaseLease.run(now, run.signature, run.runner, run.fencingToken);
+      swept.push(lease ? { run: ended, lease } : { run: ended, lease: undefined });
     }
-    if (batch.releases) {
-      for (const ref of batch.releases) this.releaseLease.run(ref.signature, ref.owner, ref.token);
-    }
-    if (batch.triggers) {
-      for (const trigger of batch.triggers) this.putTrigger(trigger);
-    }
+    return swept;
+  }
+
+  /** Inserts or replaces a run, unless the stored one is final already (the upsert's condition). */
+  private putRun(run: RunRecord): void {
+    this.upsertRun.run(
+      run.id,
+      run.instanceId,
+      run.jobType,
+      run.task,
+      run.signature,
+      run.kind,
+      run.status,
+      run.attempt,
+      run.maxAttempts,
+      run.origin,
+      run.runner,
+      run.fencingToken,
+      run.queuedAt,
+      run.startedAt ?? null,
+      run.endedAt ?? null,
+      JSON.stringify(run.input),
+      run.result === undefined ? null : JSON.stringify(run.result),
+      run.error === undefined ? null : JSON.stringify(run.error),
+      run.progress === undefined ? null : JSON.stringify(run.progress),
+      run.previousRunId ?? null,
+      run.nextRunId ?? null,
+      run.triggerId ?? null,
+    );
   }
 
   private putTrigger(trigger: Trigger): void {
@@ -896,7 +1010,29 @@ function rowToRun(row: RunRow): RunRecord {
   if (row.result !== null) run.result = parseJson(row.result);
   if (row.error !== null) run.error = storedJson<ErrorInfo>(row.error);
   if (row.progress !== null) run.progress = storedJson<Progress>(row.progress);
+  if (row.previous_run_id !== null) run.previousRunId = row.previous_run_id;
+  if (row.next_run_id !== null) run.nextRunId = row.next_run_id;
+  if (row.trigger_id !== null) run.triggerId = row.trigger_id;
   return run;
+}
+
+function liveRowLease(row: LiveRunRow): Lease | undefined {
+  if (row.lease_signature === null || row.lease_token === null || row.lease_instance_id === null || row.lease_task === null) return undefined;
+  return {
+    signature: row.lease_signature,
+    owner: row.lease_owner,
+    expiresAt: row.lease_expires_at ?? 0,
+    token: row.lease_token,
+    runId: row.lease_run_id,
+    instanceId: row.lease_instance_id,
+    task: row.lease_task,
+  };
+}
+
+function rowToTriggerResult(row: TriggerResultRow): TriggerResult {
+  const result: TriggerResult = { id: row.id, instanceId: row.instance_id, at: row.at, runIds: storedJson<string[]>(row.run_ids) };
+  if (row.note !== null) result.note = row.note;
+  return result;
 }
 
 function rowToLog(row: LogRow): LogLine {

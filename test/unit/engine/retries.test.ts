@@ -52,10 +52,17 @@ describe('retries', () => {
 
     const records = (await h.store.listRuns({ instanceId: 'failing-1' })).sort((a, b) => a.attempt - b.attempt);
     expect(records.map((r) => [r.attempt, r.status, r.origin])).toEqual([
-      [1, 'retrying', 'schedule'],
-      [2, 'retrying', 'retry'],
+      [1, 'failed', 'schedule'],
+      [2, 'failed', 'retry'],
       [3, 'failed', 'retry'],
     ]);
+    // Each failed attempt names the next one, which names it back; the last one names none.
+    expect(records.map((r) => [r.previousRunId, r.nextRunId])).toEqual([
+      [undefined, records[1]?.id],
+      [records[0]?.id, records[2]?.id],
+      [records[1]?.id, undefined],
+    ]);
+    expect(records.map((r) => r.error?.message)).toEqual([1, 2, 3].map((n) => `upstream answered 503 (attempt ${n})`));
     expect(new Set(records.map((r) => r.id)).size).toBe(3);
     expect(new Set(records.map((r) => r.signature)).size).toBe(1);
     expect(records.every((r) => r.maxAttempts === 3)).toBe(true);
@@ -83,7 +90,7 @@ describe('retries', () => {
     await h.runner.runOnce();
 
     const records = await h.store.listRuns({ instanceId: 'same-lease-1' });
-    expect(records.map((r) => r.status).sort()).toEqual(['retrying', 'retrying', 'succeeded']);
+    expect(records.map((r) => r.status).sort()).toEqual(['failed', 'failed', 'succeeded']);
     expect(new Set(records.map((r) => r.fencingToken))).toEqual(new Set([1]));
   });
 
@@ -108,7 +115,9 @@ describe('retries', () => {
     expect(reverts).toHaveLength(1);
     expect(reverts[0]?.attemptsBefore).toBe(3);
     expect(reverts[0]?.error).toMatchObject({ name: 'FetchFailedError', message: 'disk full' });
-    const logs = await h.store.getLogs(withStatus(h.runs, 'failed')[0]?.id ?? '');
+    const last = withStatus(h.runs, 'failed').find((r) => r.nextRunId === undefined);
+    expect(last?.attempt).toBe(3);
+    const logs = await h.store.getLogs(last?.id ?? '');
     expect(logs.map((l) => l.message)).toContain('reverted after the last attempt failed');
   });
 
@@ -151,7 +160,9 @@ describe('retries', () => {
     const a = harness({ jobs: [job], instances: [instance('bo-1', 'backing-off')] });
     const retrying = waitForRun(a.runner, (r) => r.status === 'retrying');
     await a.runner.start();
+    // The second attempt waits out its backoff as `retrying`, holding the first one's lease.
     const firstAttempt = await retrying;
+    expect(firstAttempt.attempt).toBe(2);
     await until(async () => (await a.store.getRun(firstAttempt.id))?.status === 'retrying', 2_000, 'the retrying record');
 
     const lease = await a.store.getLease(firstAttempt.signature);
@@ -237,7 +248,7 @@ describe('retries', () => {
     expect(calls).toBe(2);
     const records = await h.store.listRuns({ instanceId: 'overridden-1' });
     expect(records.map((r) => [r.attempt, r.maxAttempts, r.status]).sort()).toEqual([
-      [1, 2, 'retrying'],
+      [1, 2, 'failed'],
       [2, 2, 'failed'],
     ]);
   });
