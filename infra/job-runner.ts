@@ -49,12 +49,15 @@ import { acknowledge, acknowledgeWildcardResources } from './nag.js';
 
 /**
  * What the DynamoDB adapter (core/adapters/aws/dynamo-store.ts) calls: Get, Put, Update, Delete,
- * Query, Scan, BatchGet and BatchWrite (no transactions). test/unit/infra/iam.test.ts checks this
- * list against the adapter's commands, so a new call cannot ship without its permission.
+ * Query, Scan, BatchGet, BatchWrite, and TransactWriteItems for fenced writes, which IAM checks
+ * action by action (its Put and Update as PutItem and UpdateItem, its ConditionCheck as
+ * ConditionCheckItem; IAM has no TransactWriteItems action). test/unit/infra/iam.test.ts checks
+ * this list against the adapter's commands, so a new call cannot ship without its permission.
  */
 export const DYNAMODB_DATA_ACTIONS = [
   'dynamodb:BatchGetItem',
   'dynamodb:BatchWriteItem',
+  'dynamodb:ConditionCheckItem',
   'dynamodb:DeleteItem',
   'dynamodb:GetItem',
   'dynamodb:PutItem',

@@ -39,12 +39,13 @@ export const METRIC_SERVICES = {
   retried: [SERVICES.worker, SERVICES.longTask],
   dropped: [SERVICES.worker, SERVICES.conductor, SERVICES.longTask],
   takenOver: [SERVICES.scheduler, SERVICES.conductor],
+  swept: [SERVICES.scheduler],
 } as const satisfies Record<MetricName, readonly Service[]>;
 
 type UjrMetric = keyof typeof METRIC_SERVICES;
 
 /** Task outcomes shown per job type on the dashboard. */
-const TASK_METRICS: readonly UjrMetric[] = ['planned', 'deduplicated', 'started', 'succeeded', 'failed', 'retried', 'takenOver'];
+const TASK_METRICS: readonly UjrMetric[] = ['planned', 'deduplicated', 'started', 'succeeded', 'failed', 'retried', 'takenOver', 'swept'];
 
 /** The period of the failure-rate alarms. */
 const FAILURE_RATE_PERIOD = Duration.minutes(15);

@@ -88,9 +88,8 @@ export async function stackTriggerCommand(aws: AwsCliContext, opts: StackTrigger
   }
   if (opts.json) io.out(JSON.stringify({ trigger: { ...request, at }, report, runs }, null, 2));
   else io.out(runsTable(runs));
-  const last = new Map<string, RunRecord>();
-  for (const run of runs) if (!last.has(run.signature)) last.set(run.signature, run);
-  return [...last.values()].every((run) => run.status === 'succeeded' || run.status === 'skipped') ? EXIT.ok : EXIT.failed;
+  const finals = [...new Set(runs.map((run) => run.signature))].map((signature) => finalAttempt(runs, signature));
+  return finals.every((run) => run?.status === 'succeeded' || run?.status === 'skipped') ? EXIT.ok : EXIT.failed;
 }
 
 function describeReport(report: TickReport): string {
@@ -103,9 +102,9 @@ function describeReport(report: TickReport): string {
 }
 
 /**
- * Polls until every signature the trigger dispatched has ended: its manual runs (and their retries)
- * are off the board and the last attempt's record is final. Runs of those signatures, newest first;
- * `undefined` at the deadline.
+ * Polls until every signature the trigger dispatched has ended: its manual runs are off the board
+ * and the chain of attempts, followed by `nextRunId` (a failed attempt that was retried names the
+ * next), ends in a final record. Runs of those signatures, newest first; `undefined` at the deadline.
  */
 async function waitForTrigger(
   board: Board,
@@ -123,18 +122,33 @@ async function waitForTrigger(
     for (const run of runs) if (run.origin === 'manual') tracked.add(run.signature);
     const leased = new Set(entries.filter((entry) => tracked.has(entry.signature)).map((entry) => entry.signature));
     const mine = runs.filter((run) => tracked.has(run.signature));
-    const last = new Map<string, RunRecord>();
-    for (const run of mine) if (!last.has(run.signature)) last.set(run.signature, run);
     const ended =
       tracked.size >= q.expected &&
       [...tracked].every((signature) => {
-        const run = last.get(signature);
-        return !leased.has(signature) && run !== undefined && TERMINAL_STATUSES.has(run.status) && run.status !== 'retrying';
+        const run = finalAttempt(mine, signature);
+        return !leased.has(signature) && run !== undefined && TERMINAL_STATUSES.has(run.status) && run.nextRunId === undefined;
       });
     if (ended) return mine;
     if (Date.now() > q.deadline) return undefined;
     await sleep(q.pollMs);
   }
+}
+
+/**
+ * The last attempt of a signature's newest chain: its newest run, then on along `nextRunId` while
+ * the next attempt has a record (an attempt that has not ended yet has none on AWS).
+ */
+export function finalAttempt(runs: readonly RunRecord[], signature: string): RunRecord | undefined {
+  const byId = new Map(runs.map((run) => [run.id, run]));
+  let run = runs.find((r) => r.signature === signature);
+  const seen = new Set<string>();
+  while (run?.nextRunId !== undefined && !seen.has(run.id)) {
+    seen.add(run.id);
+    const next = byId.get(run.nextRunId);
+    if (!next) break;
+    run = next;
+  }
+  return run;
 }
 
 // ---- logs --------------------------------------------------------------------------------------

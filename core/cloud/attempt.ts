@@ -43,7 +43,7 @@ export interface AttemptRequest {
 }
 
 export interface AttemptResult {
-  /** The run record as it ended; `status` is final except for `failed`, which the caller may turn into `retrying`. */
+  /** The run record as it ended (final; a `failed` one the caller may link to its next attempt). */
   run: RunRecord;
   outcome: AttemptOutcome;
   /** Why the attempt was aborted, if it was. */
@@ -75,6 +75,7 @@ export function baseRun(entry: BoardEntry, owner: string, startedAt: number | un
     input: entry.input,
   };
   if (startedAt !== undefined) run.startedAt = startedAt;
+  if (entry.previousRunId !== undefined) run.previousRunId = entry.previousRunId;
   return run;
 }
 
@@ -156,6 +157,16 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
         // At most one renewal per tenth of the lease: handlers may call heartbeat() in tight loops.
         if (now() - lastRenewal >= request.leaseTtlMs / 10) void renew();
       },
+      async fence() {
+        // A consistent read of the lease item: the attempt's writes to the object store go ahead
+        // only while its owner and token are still the lease's.
+        const lease = await board.getLease(entry.signature);
+        if (lease?.owner !== ref.owner || lease.token !== ref.token) {
+          const error = new LeaseLostError(`the lease of "${entry.signature}" moved on (token ${entry.token} is no longer current); the write was not made`);
+          abort(error);
+          throw error;
+        }
+      },
       async checkpoint(value) {
         const held = await board.saveCheckpoint(ref, { signature: entry.signature, value, runId: entry.runId, at: now() });
         if (!held) {
@@ -181,16 +192,18 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
   run.endedAt = now();
   if (progress) run.progress = progress;
   const reason = abortReason;
-  if (outcome.ok && reason === undefined) {
-    run.status = 'succeeded';
-    if (outcome.result !== undefined) run.result = outcome.result;
-  } else if (!outcome.ok && outcome.skip) {
-    run.status = 'skipped';
-    run.error = outcome.error;
-  } else {
-    if (reason) outcome = failure(reason);
+  if (reason !== undefined) {
+    // Status from the abort reason first: a handler that returns ok after its lease was lost (or
+    // it timed out, or was stopped) did not succeed as far as the store is concerned.
+    outcome = failure(reason);
     run.status = statusFor(reason);
     run.error = outcome.ok ? { name: 'Error', message: 'aborted' } : outcome.error;
+  } else if (outcome.ok) {
+    run.status = 'succeeded';
+    if (outcome.result !== undefined) run.result = outcome.result;
+  } else {
+    run.status = outcome.skip ? 'skipped' : 'failed';
+    run.error = outcome.error;
   }
   return reason === undefined ? { run, outcome, ref } : { run, outcome, ref, abortReason: reason };
 }

@@ -11,7 +11,11 @@
  * Lifecycle of a batch task on AWS:
  *   scheduler `post` (owner = the dispatcher, token t)  → SQS message { signature, token: t }
  *   worker `claim({ signature, owner: dispatcher, token: t })` (token t+1, owner = the worker)
- *   worker ends: `finish` (run record + fenced release), or `repost` for the next attempt.
+ *   worker ends: `finish` (run record + release, one transaction fenced on owner and token), or
+ *   `repost` for the next attempt (the failed record written in the same transaction).
+ * Every run record written under a lease is fenced by it: a holder whose token moved on writes
+ * nothing; its run is recorded `interrupted` by whoever took the lease over, or by the sweeper
+ * (`Store.sweep`, on every scheduler tick).
  * Continuous tasks are posted with route `conductor` and claimed by a conductor polling
  * `listRoute('conductor')`; an entry whose lease expired can be claimed by anyone who read it.
  */
@@ -38,6 +42,8 @@ export interface BoardTask {
   timeoutMs?: number;
   /** The task's retry policy as planned (batch tasks), so the attempt that fails can schedule the next. */
   retry?: RetryPolicy;
+  /** The attempt this one retries (set by `repost` for a retry). */
+  previousRunId?: string;
 }
 
 /** One signature's entry while it is leased. */
@@ -92,6 +98,18 @@ export interface PeekResult {
   releasedAt: Map<string, number>;
 }
 
+/** The next attempt of a reposted entry. */
+export interface RepostRequest {
+  owner: string;
+  ttlMs: number;
+  now: number;
+  runId: string;
+  attempt: number;
+  origin: RunOrigin;
+  /** The attempt the next one retries. */
+  previousRunId?: string;
+}
+
 export interface HeartbeatResult {
   /** `false`: the lease was lost (taken over); stop and write nothing more. */
   held: boolean;
@@ -112,13 +130,18 @@ export interface Board extends Store {
   heartbeat(ref: LeaseRef, ttlMs: number, now: number, progress?: Progress): Promise<HeartbeatResult>;
   /** Stores a checkpoint in the entry, fenced: `false` when the lease was lost. */
   saveCheckpoint(ref: LeaseRef, checkpoint: Checkpoint): Promise<boolean>;
-  /** Writes the run record and releases the lease (fenced); `false` when the lease was lost (the record is still written). */
+  /**
+   * Writes the run record and releases the lease, both only while `ref` is current (one
+   * transaction); `false` when the lease was lost, and then nothing was written.
+   */
   finish(ref: LeaseRef, run: RunRecord): Promise<boolean>;
   /**
-   * Hands a held entry to a dispatcher again for its next attempt (retry): new owner, token + 1,
-   * new run id and attempt. Returns the new token, or `undefined` when the lease was lost.
+   * Hands a held entry to a dispatcher again for its next attempt (retry, or a conductor handing
+   * its task back): new owner, token + 1, new run id and attempt, and `ended`, the record of the
+   * attempt that ended, written in the same transaction. Returns the new token, or `undefined`
+   * when the lease was lost (and nothing was written).
    */
-  repost(ref: LeaseRef, next: { owner: string; ttlMs: number; now: number; runId: string; attempt: number; origin: RunOrigin }): Promise<number | undefined>;
+  repost(ref: LeaseRef, next: RepostRequest, ended?: RunRecord): Promise<number | undefined>;
   /** Entries currently leased on a route (held or expired but not released). */
   listRoute(route: Route): Promise<BoardEntry[]>;
   /** Asks whoever runs the entry to stop; no-op when the token moved on. */

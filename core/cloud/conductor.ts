@@ -8,10 +8,16 @@
  *
  * A continuous task that ends (returns, fails or is stopped) is recorded and released; the
  * scheduler posts it again on its next tick if the job still returns it.
+ *
+ * Every record is fenced by the lease it was made under: the `running` record at start and the
+ * final one (with the release) by this conductor's claim; the `interrupted` record of a dead
+ * conductor's run by the NEW claim that took it over. A conductor whose lease moved on writes
+ * nothing more (the taker or the sweeper has recorded its run `interrupted`).
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ShutdownError } from '../errors.js';
+import { MAX_RESULT_BYTES } from '../limits.js';
 import type { RunRecord } from '../types.js';
 import { baseRun, endedRun, entryFields, newRunId, runAttempt, type AttemptDeps } from './attempt.js';
 import type { BoardEntry } from './board.js';
@@ -98,15 +104,17 @@ export class Conductor {
         now: now(),
       });
       if (!claimed) continue;
+      const ref = { signature: claimed.signature, owner: this.owner, token: claimed.token };
       if (!pending) {
         telemetry.count('takenOver', entry.jobType);
         telemetry.log('warn', `took over continuous task "${entry.task}" from ${entry.owner}, whose lease expired`, entryFields(entry));
-        await board.commit({ runs: [interrupted(entry, now())] });
+        // Fenced by the new claim: written only while this conductor still holds the entry.
+        await board.commit({ fenced: [{ fence: ref, runs: [interrupted(entry, now())] }] });
       }
       if (claimed.stopRequested) {
         // Asked to stop before anyone started it: take it off the board without running it.
         const run = endedRun(claimed, this.owner, now(), 'cancelled', { name: 'CancelledError', message: 'asked to stop before it started' });
-        await board.finish({ signature: claimed.signature, owner: this.owner, token: claimed.token }, run);
+        await board.finish(ref, run);
         continue;
       }
       started += 1;
@@ -140,7 +148,11 @@ export class Conductor {
         await board.finish(ref, run);
         return;
       }
-      await board.commit({ runs: [baseRun(entry, this.owner, now())] });
+      const { refused } = await board.commit({ fenced: [{ fence: ref, runs: [baseRun(entry, this.owner, now())] }] });
+      if (refused.length > 0) {
+        telemetry.log('warn', 'the lease moved on before the task started; it was not started', fields);
+        return;
+      }
       telemetry.count('started', entry.jobType);
       const result = await runAttempt(this.deps, {
         entry,
@@ -153,21 +165,25 @@ export class Conductor {
         renewEveryMs: Math.max(100, Math.floor(config.leaseTtlMs / 3)),
         graceMs: config.graceMs,
         signal: this.stopping.signal,
-        maxResultBytes: 128 * 1024,
+        maxResultBytes: MAX_RESULT_BYTES,
       });
       const { run } = result;
       telemetry.duration(entry.jobType, (run.endedAt ?? now()) - (run.startedAt ?? now()));
       if (result.abortReason instanceof ShutdownError) {
-        await board.commit({ runs: [run] });
-        const handedBack = await board.repost(ref, { owner: `${PENDING_PREFIX}${newRunId()}`, ttlMs: config.pendingTtlMs, now: now(), runId: newRunId(), attempt: 1, origin: 'restart' });
-        telemetry.log('info', handedBack === undefined ? 'stopped; the lease had already moved on' : 'stopped; handed the task back to the board', fields);
+        // The interrupted record and the hand-back in one fenced transaction.
+        const handedBack = await board.repost(ref, { owner: `${PENDING_PREFIX}${newRunId()}`, ttlMs: config.pendingTtlMs, now: now(), runId: newRunId(), attempt: 1, origin: 'restart' }, run);
+        telemetry.log('info', handedBack === undefined ? 'stopped; the lease had already moved on, nothing recorded' : 'stopped; handed the task back to the board', fields);
         return;
       }
       if (run.status === 'interrupted') {
-        await board.commit({ runs: [run] });
+        // The lease moved on: the taker (or the sweeper) records this run; write nothing.
+        telemetry.log('warn', 'the lease moved on during the task; nothing recorded by this conductor', fields);
         return;
       }
-      await board.finish(ref, run);
+      if (!(await board.finish(ref, run))) {
+        telemetry.log('warn', 'the lease moved on before the task ended; nothing recorded by this conductor', fields);
+        return;
+      }
       telemetry.count(run.status === 'succeeded' ? 'succeeded' : run.status === 'failed' ? 'failed' : 'dropped', entry.jobType);
       telemetry.log(run.status === 'failed' ? 'error' : 'info', `continuous task ended: ${run.status}${run.error ? ` (${run.error.message})` : ''}`, fields);
     } catch (error) {

@@ -41,6 +41,7 @@ export type MetricName =
   | 'failed'
   | 'retried'
   | 'takenOver'
+  | 'swept'
   | 'dropped'
   | 'planErrors';
 

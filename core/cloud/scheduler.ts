@@ -11,6 +11,11 @@
  * set from how many continuous tasks there are. Continuous tasks the job stopped returning (or of
  * an instance switched off) are asked to stop.
  *
+ * Every tick first sweeps (`Store.sweep`): each run left queued or running whose lease is no
+ * longer live (its holder died, hung or ran out of time), including a board entry a worker
+ * claimed and never recorded, ends `interrupted`, and its expired lease is released in the same
+ * transaction, whether or not the job returns the task again.
+ *
  * Two ticks at once are safe: both may plan, only one wins each signature's conditional write.
  */
 import { z } from 'zod';
@@ -19,11 +24,10 @@ import { mapLimit } from '../concurrency.js';
 import { toErrorInfo } from '../errors.js';
 import { buildPlanContext, resolveSpecs, type PlannedTask } from '../engine/planner.js';
 import { parseSchedule } from '../schedule.js';
-import type { InstanceStatus, LeaseGrant, LeaseRef } from '../ports/store.js';
+import type { FencedWrites, InstanceStatus, LeaseGrant, LeaseRef } from '../ports/store.js';
 import type { Json, ObjectReader, PlanContext, RunOrigin, RunRecord } from '../types.js';
 import { newRunId } from './attempt.js';
 import type { Board, BoardEntry, PostRequest, Route } from './board.js';
-import { PayloadTooLargeError } from './errors.js';
 import type { InstanceDirectory, LoadedInstance } from './instances.js';
 import type { DispatchMessage } from './messages.js';
 import type { Fleet, TaskQueue, Telemetry } from './ports.js';
@@ -43,8 +47,6 @@ export interface SchedulerConfig {
   tasksPerConductor: number;
   /** Most conductor containers. Default 4. */
   maxConductors: number;
-  /** Largest task input, as JSON; larger inputs are rejected at plan time. Default 200 KiB (a lease item holds 400 KB). */
-  maxInputBytes: number;
   /** A plan taking longer fails. Default 60 s. */
   planTimeoutMs: number;
   /** Instances planned at once. Default 8. */
@@ -59,7 +61,6 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
   pendingContinuousTtlMs: 10 * 60_000,
   tasksPerConductor: 4,
   maxConductors: 4,
-  maxInputBytes: 200 * 1024,
   planTimeoutMs: 60_000,
   planConcurrency: 8,
 };
@@ -89,6 +90,8 @@ export const tickReportSchema = z.object({
   /** Task specs rejected, and plans that failed. */
   rejected: z.number(),
   takenOver: z.number(),
+  /** Runs the sweep ended `interrupted` (their lease expired without a final record). */
+  swept: z.number().default(0),
   /** Conductors wanted after this tick. */
   conductors: z.number(),
 });
@@ -123,12 +126,14 @@ export class Scheduler {
       telemetry.log('error', formatProblem('instances table', problem), { instanceId: problem.instanceId });
       telemetry.count('planErrors', 'config');
     }
+    const report = emptyReport();
+    // Before planning: a lease the sweep releases must not look released after the plans read the history.
+    await this.sweep(report);
     const tickAt = now();
     const due = [...snapshot.instances.values()].filter((loaded) => {
       const status = snapshot.statuses.get(loaded.config.id);
       return loaded.config.enabled && status?.retiredAt === undefined && this.isDue(loaded, status, tickAt);
     });
-    const report = emptyReport();
     const plans = await mapLimit(due, config.planConcurrency, (loaded) => this.plan(loaded, 'schedule', snapshot.statuses.get(loaded.config.id), report));
     const offline = new Set(
       [...snapshot.instances.values()]
@@ -170,6 +175,21 @@ export class Scheduler {
     return report;
   }
 
+  /** Ends the runs whose lease is no longer live (see the header); a failed sweep is the next tick's work. */
+  private async sweep(report: TickReport): Promise<void> {
+    const { board, now, telemetry } = this.deps;
+    try {
+      const swept = await board.sweep(now());
+      report.swept = swept.length;
+      for (const { run } of swept) {
+        telemetry.count('swept', run.jobType);
+        telemetry.log('warn', `run ${run.id} of task "${run.task}" ended interrupted: ${run.runner} stopped renewing its lease without recording an end`, { instanceId: run.instanceId, signature: run.signature, runId: run.id });
+      }
+    } catch (error) {
+      telemetry.log('error', `could not sweep runs whose lease expired: ${(error as Error).message}; the next tick tries again`);
+    }
+  }
+
   private isDue(loaded: LoadedInstance, status: InstanceStatus | undefined, at: number): boolean {
     if (status?.lastPlannedAt === undefined) return true;
     return parseSchedule(loaded.config.schedule).next(status.lastPlannedAt) <= at + this.deps.config.tickMs / 2;
@@ -202,20 +222,9 @@ export class Scheduler {
       await this.setStatus(instance.id, status, { planError: { ...toErrorInfo(error), at: now() }, ...(reason === 'schedule' ? { lastPlannedAt: plannedAt } : {}) });
       return undefined;
     }
+    // Inputs over MAX_INPUT_BYTES (core/limits.ts) are rejected here, as the local runner does.
     const outcome = resolveSpecs(job, instance.id, specs);
-    const tasks: PlannedTask[] = [];
-    for (const task of outcome.tasks) {
-      const bytes = Buffer.byteLength(JSON.stringify(task.input));
-      if (bytes > config.maxInputBytes) {
-        outcome.rejected.push(
-          new PayloadTooLargeError(
-            `instance "${instance.id}", task "${task.task}": its input is ${bytes} bytes, over the ${config.maxInputBytes}-byte limit of a dispatched task; put large data in the object store (ctx.objects) and pass its key`,
-          ),
-        );
-      } else {
-        tasks.push(task);
-      }
-    }
+    const tasks = outcome.tasks;
     for (const rejected of outcome.rejected) {
       telemetry.log('error', rejected.message, { instanceId: instance.id, jobType: job.name });
       telemetry.count('planErrors', job.name);
@@ -298,7 +307,7 @@ export class Scheduler {
     const grants = posts.length > 0 ? await board.post(posts.map((p) => p.request), now()) : [];
     const toQueue: DispatchMessage[] = [];
     const toFargate: DispatchMessage[] = [];
-    const interrupted: RunRecord[] = [];
+    const interrupted: FencedWrites[] = [];
     grants.forEach((grant, index) => {
       const post = posts[index];
       if (!post) return;
@@ -313,7 +322,8 @@ export class Scheduler {
         report.takenOver += 1;
         telemetry.count('takenOver', request.jobType);
         const run = interruptedRun(grant, request, now());
-        if (run) interrupted.push(run);
+        // Fenced by the new grant: recorded only while the lease is still the one just taken.
+        if (run) interrupted.push({ fence: { signature: request.signature, owner: request.owner, token: grant.lease.token }, runs: [run] });
       }
       const message: DispatchMessage = {
         v: 1,
@@ -329,7 +339,7 @@ export class Scheduler {
       if (request.route === 'queue') toQueue.push(message);
       else if (request.route === 'fargate') toFargate.push(message);
     });
-    if (interrupted.length > 0) await board.commit({ runs: interrupted });
+    if (interrupted.length > 0) await board.commit({ fenced: interrupted });
 
     const unsent: LeaseRef[] = [];
     if (toQueue.length > 0) {
@@ -346,7 +356,7 @@ export class Scheduler {
         unsent.push({ signature: message.signature, owner: message.owner, token: message.token });
       }
     }
-    if (unsent.length > 0) await board.commit({ releases: unsent });
+    if (unsent.length > 0) await board.commit({ fenced: unsent.map((fence) => ({ fence, release: true })) });
 
     const stopping = new Set(stops.map((entry) => entry.signature));
     const wanted = continuous.filter((entry) => !stopping.has(entry.signature)).length + report.dispatched.conductor;
@@ -364,7 +374,7 @@ export class Scheduler {
 }
 
 function emptyReport(): TickReport {
-  return { planned: [], tasks: 0, deduplicated: 0, dispatched: { queue: 0, conductor: 0, fargate: 0 }, rejected: 0, takenOver: 0, conductors: 0 };
+  return { planned: [], tasks: 0, deduplicated: 0, dispatched: { queue: 0, conductor: 0, fargate: 0 }, rejected: 0, takenOver: 0, swept: 0, conductors: 0 };
 }
 
 /** A batch task without a timeout of its own gets the worker's limit; one set longer runs on Fargate. */

@@ -6,13 +6,19 @@
  *   never run twice.
  * - The handler's timeout must fit in what is left of the invocation, with a margin to record and
  *   release; a task that does not fit is not claimed and its message is sent again for a later one.
- * - A failed attempt with attempts left is recorded `retrying`; the entry is reposted (lease kept)
- *   and a delayed message sent. The last failure is recorded `failed`, the job's `revert` runs,
- *   the lease is released and the message goes to the dead-letter queue.
+ * - Every record is fenced by the claim's lease: the final record and the release are one
+ *   transaction (`finish`). A worker whose token moved on (its lease expired and was taken over or
+ *   swept) writes nothing, even if its handler returned ok: the taker or the sweeper records its
+ *   run `interrupted`.
+ * - A failed attempt with attempts left is recorded `failed` with `nextRunId`, in the same
+ *   transaction that reposts the entry for the next attempt (lease kept, `previousRunId` set); a
+ *   delayed message follows. The last failure is recorded `failed`, the job's `revert` runs, the
+ *   lease is released and the message goes to the dead-letter queue.
  * - A message ujr cannot use (unparseable, unknown instance or task) fails its delivery; on its
  *   last delivery the run is recorded failed where possible, and the queue moves it to the DLQ.
  */
 import { backoffDelay, DEFAULT_RETRY } from '../retry.js';
+import { MAX_RESULT_BYTES } from '../limits.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { Json, RunRecord, TaskDefinition } from '../types.js';
 import { resolveSpecs } from '../engine/planner.js';
@@ -35,7 +41,7 @@ export interface WorkerConfig {
   maxReceiveCount: number;
   /** How long a retry may wait in the queue, on top of its delay and timeout, before the lease expires. Default 15 min. */
   queueLeaseTtlMs: number;
-  /** Largest JSON result kept in a run record. Default 128 KiB (DynamoDB items hold 400 KB). */
+  /** Largest JSON result kept in a run record. Default `MAX_RESULT_BYTES` (128 KiB; DynamoDB items hold 400 KB). */
   maxResultBytes: number;
 }
 
@@ -44,7 +50,7 @@ export const DEFAULT_WORKER_CONFIG: WorkerConfig = {
   graceMs: 2_000,
   maxReceiveCount: 5,
   queueLeaseTtlMs: 15 * 60_000,
-  maxResultBytes: 128 * 1024,
+  maxResultBytes: MAX_RESULT_BYTES,
 };
 
 export interface WorkerDeps extends AttemptDeps {
@@ -146,41 +152,45 @@ export class TaskWorker {
       maxResultBytes: this.deps.config.maxResultBytes,
     });
     telemetry.duration(entry.jobType, (result.run.endedAt ?? now()) - (result.run.startedAt ?? now()));
-    await this.settle(message, entry, definition, loaded, result);
+    const recorded = await this.settle(message, entry, definition, loaded, result);
+    if (!recorded) return { kind: 'dropped', why: 'the lease moved on before the attempt was recorded' };
     return { kind: 'ran', run: result.run };
   }
 
-  /** Records the attempt and does what its ending calls for. */
-  private async settle(message: DispatchMessage, entry: BoardEntry, definition: TaskDefinition, loaded: LoadedInstance, result: AttemptResult): Promise<void> {
+  /** Records the attempt and does what its ending calls for; `false` when the lease was lost (nothing recorded). */
+  private async settle(message: DispatchMessage, entry: BoardEntry, definition: TaskDefinition, loaded: LoadedInstance, result: AttemptResult): Promise<boolean> {
     const { board, telemetry, queue, now } = this.deps;
     const { run, outcome, ref } = result;
     const fields = entryFields(entry);
-    if (run.status === 'interrupted') {
-      // Someone else holds the signature now: record this attempt, release nothing.
-      await board.commit({ runs: [run] });
-      telemetry.log('warn', 'the lease was lost during the attempt', fields);
-      return;
-    }
+    const lost = () => {
+      telemetry.log('warn', 'the lease moved on during the attempt (it expired and was taken over or swept); nothing was recorded by this worker, the run ends interrupted', { ...fields, token: ref.token });
+      return false;
+    };
+    if (run.status === 'interrupted') return lost();
     if (run.status !== 'failed') {
-      await board.finish(ref, run);
+      if (!(await board.finish(ref, run))) return lost();
       if (run.status === 'succeeded') telemetry.count('succeeded', entry.jobType);
-      return;
+      return true;
     }
     const retryable = !outcome.ok && outcome.retryable;
     if (retryable && entry.attempt < entry.maxAttempts) {
-      run.status = 'retrying';
       const delayMs = backoffDelay(entry.retry ?? DEFAULT_RETRY, entry.attempt, this.deps.random);
       const next = { runId: newRunId(), attempt: entry.attempt + 1, owner: `queue:${entry.signature}:${entry.attempt + 1}` };
-      await board.commit({ runs: [run] });
-      const token = await board.repost(ref, {
-        owner: next.owner,
-        ttlMs: delayMs + message.timeoutMs + this.deps.config.queueLeaseTtlMs,
-        now: now(),
-        runId: next.runId,
-        attempt: next.attempt,
-        origin: 'retry',
-      });
-      if (token === undefined) return;
+      run.nextRunId = next.runId;
+      const token = await board.repost(
+        ref,
+        {
+          owner: next.owner,
+          ttlMs: delayMs + message.timeoutMs + this.deps.config.queueLeaseTtlMs,
+          now: now(),
+          runId: next.runId,
+          attempt: next.attempt,
+          origin: 'retry',
+          previousRunId: run.id,
+        },
+        run,
+      );
+      if (token === undefined) return lost();
       const retry: DispatchMessage = { ...message, token, owner: next.owner, runId: next.runId, attempt: next.attempt };
       delete retry.notBefore;
       if (this.deps.redispatch) {
@@ -190,16 +200,17 @@ export class TaskWorker {
         await queue.sendLater(retry, Math.min(MAX_DELAY_SEC, Math.ceil(delayMs / 1000)));
       }
       telemetry.count('retried', entry.jobType);
-      telemetry.log('warn', `attempt ${entry.attempt} of ${entry.maxAttempts} failed; retrying in ${delayMs} ms`, { ...fields, error: run.error?.message });
-      return;
+      telemetry.log('warn', `attempt ${entry.attempt} of ${entry.maxAttempts} failed; retrying in ${delayMs} ms`, { ...fields, error: run.error?.message, nextRunId: next.runId });
+      return true;
     }
     await this.revert(definition, entry, loaded, run);
-    await board.finish(ref, run);
+    if (!(await board.finish(ref, run))) return lost();
     const deadLetter: DispatchMessage = { ...message, redrive: { input: entry.input, deadLetteredAt: now() } };
     delete deadLetter.notBefore;
     await queue.sendToDeadLetter(deadLetter, `${run.error?.name ?? 'Error'}: ${run.error?.message ?? 'failed'}`);
     telemetry.count('failed', entry.jobType);
     telemetry.log('error', `task failed for good after attempt ${entry.attempt}`, { ...fields, error: run.error?.message, stack: run.error?.stack });
+    return true;
   }
 
   /**

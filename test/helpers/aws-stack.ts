@@ -14,7 +14,7 @@ import { containerEnvSchema, parseEnv, schedulerEnvSchema, workerEnvSchema } fro
 import { containerRuntime, schedulerRuntime, workerRuntime, type RuntimeOptions } from '../../core/adapters/aws/runtime.js';
 import { createTables } from '../../core/adapters/aws/tables.js';
 import { dispatchMessageSchema, type DispatchMessage } from '../../core/cloud/messages.js';
-import type { JobType } from '../../core/types.js';
+import { LIVE_STATUSES, type JobType, type RunRecord } from '../../core/types.js';
 import { RecordingTelemetry } from './telemetry.js';
 import { EMULATOR_CREDENTIALS, EMULATOR_REGION } from '../servers/emulators.js';
 import { emulatorClientConfig, emulatorEndpoint, uniqueName } from '../servers/endpoints.js';
@@ -197,6 +197,20 @@ export class LocalAwsStack {
     );
     const a = result.Attributes ?? {};
     return Number(a.ApproximateNumberOfMessages ?? 0) + Number(a.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(a.ApproximateNumberOfMessagesDelayed ?? 0);
+  }
+
+  /**
+   * Runs left queued, running or retrying without a live lease of their own (same owner and token,
+   * unexpired at `now`): what the sweeper must leave none of.
+   */
+  async orphanedRuns(now = Date.now()): Promise<RunRecord[]> {
+    const live = await this.store.listRuns({ status: [...LIVE_STATUSES], limit: 10_000 });
+    const orphans: RunRecord[] = [];
+    for (const run of live) {
+      const lease = await this.store.getLease(run.signature);
+      if (!(lease && lease.owner === run.runner && lease.token === run.fencingToken && lease.expiresAt > now)) orphans.push(run);
+    }
+    return orphans;
   }
 
   /** Takes every message out of the dead-letter queue. */

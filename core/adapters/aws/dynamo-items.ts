@@ -12,9 +12,9 @@ import type { NativeAttributeValue } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import type { BoardEntry, BoardTask, Route } from '../../cloud/board.js';
 import { StoreError } from '../../errors.js';
-import type { Checkpoint, InstanceStatus, Lease, Trigger } from '../../ports/store.js';
+import type { Checkpoint, InstanceStatus, Lease, Trigger, TriggerResult } from '../../ports/store.js';
 import { parseJson } from '../../signature.js';
-import { RUN_STATUSES, type Json, type LogLine, type RunRecord } from '../../types.js';
+import { LIVE_STATUSES, RUN_STATUSES, type Json, type LogLine, type RunRecord } from '../../types.js';
 import { runRecency } from '../run-query.js';
 
 export type Item = Record<string, NativeAttributeValue>;
@@ -41,6 +41,20 @@ export function runPk(runId: string): string {
 
 export const RUN_SK = 'run';
 export const TRIGGER_PK = 'trigger';
+
+/** Partition key of what became of a trigger (its result item). */
+export function triggerResultPk(id: string): string {
+  return `trigger#${id}`;
+}
+
+export const TRIGGER_RESULT_SK = 'result';
+
+/**
+ * `liveKey` of a run item while its status is live (queued, running, retrying): the one partition
+ * of the sparse `byLive` index, which the sweeper reads. A final record has no `liveKey`, so it
+ * leaves the index and costs it no write.
+ */
+export const LIVE_KEY = 'live';
 
 export function logSk(seq: number): string {
   return `log#${numberKey(seq, 'a log line seq')}`;
@@ -145,6 +159,7 @@ export const TASK_ATTRIBUTES = [
   'startedAt',
   'progress',
   'stopRequested',
+  'previousRunId',
 ] as const;
 
 const checkpointAttributeSchema = z.object({ value: jsonText, runId: z.string(), at: z.number() });
@@ -170,6 +185,7 @@ const leaseItemSchema = z.object({
   startedAt: z.number().optional(),
   progress: jsonOf(progressSchema).optional(),
   stopRequested: z.boolean().optional(),
+  previousRunId: z.string().optional(),
   checkpoint: checkpointAttributeSchema.optional(),
   /** When the lease was last released (the scheduler's guard against stale plans). */
   releasedAt: z.number().optional(),
@@ -245,6 +261,7 @@ export function entryOf(item: LeaseItem | undefined, table: string, withCheckpoi
   if (item.startedAt !== undefined) entry.startedAt = item.startedAt;
   if (item.progress !== undefined) entry.progress = item.progress;
   if (item.stopRequested === true) entry.stopRequested = true;
+  if (item.previousRunId !== undefined) entry.previousRunId = item.previousRunId;
   const checkpoint = withCheckpoint ? checkpointOf(item) : undefined;
   if (checkpoint) entry.checkpoint = checkpoint;
   return entry;
@@ -263,6 +280,7 @@ export function taskAttributes(task: BoardTask): Item {
     queuedAt: task.queuedAt,
     timeoutMs: task.timeoutMs,
     retry: task.retry === undefined ? undefined : JSON.stringify(task.retry),
+    previousRunId: task.previousRunId,
   });
 }
 
@@ -293,7 +311,11 @@ export function runItem(run: RunRecord): Item {
     result: run.result === undefined ? undefined : JSON.stringify(run.result),
     error: run.error === undefined ? undefined : JSON.stringify(run.error),
     progress: run.progress === undefined ? undefined : JSON.stringify(run.progress),
-    recencyKey: `${recencyPrefix(run.status === 'succeeded')}#${numberKey(runRecency(run), 'a run’s end (or queue) time')}#${run.id}`,
+    previousRunId: run.previousRunId,
+    nextRunId: run.nextRunId,
+    triggerId: run.triggerId,
+    liveKey: LIVE_STATUSES.includes(run.status) ? LIVE_KEY : undefined,
+    recencyKey: recencyKey(run),
     taskKey: taskKey(run.instanceId, run.task),
     queuedKey: `${numberKey(run.queuedAt, 'a run’s queuedAt')}#${run.id}`,
     dayKey: dayKey(run.queuedAt),
@@ -320,6 +342,9 @@ const runItemSchema = z.object({
   result: jsonText.optional(),
   error: jsonOf(errorInfoSchema).optional(),
   progress: jsonOf(progressSchema).optional(),
+  previousRunId: z.string().optional(),
+  nextRunId: z.string().optional(),
+  triggerId: z.string().optional(),
 });
 
 export function runOf(item: unknown, table: string): RunRecord {
@@ -345,7 +370,15 @@ export function runOf(item: unknown, table: string): RunRecord {
   if (parsed.result !== undefined) run.result = parsed.result;
   if (parsed.error !== undefined) run.error = defined(parsed.error);
   if (parsed.progress !== undefined) run.progress = defined(parsed.progress);
+  if (parsed.previousRunId !== undefined) run.previousRunId = parsed.previousRunId;
+  if (parsed.nextRunId !== undefined) run.nextRunId = parsed.nextRunId;
+  if (parsed.triggerId !== undefined) run.triggerId = parsed.triggerId;
   return run;
+}
+
+/** The `recencyKey` of a run (see tables.ts). */
+export function recencyKey(run: RunRecord): string {
+  return `${recencyPrefix(run.status === 'succeeded')}#${numberKey(runRecency(run), 'a run’s end (or queue) time')}#${run.id}`;
 }
 
 /** What `pruneRuns` reads of each run. */
@@ -410,6 +443,33 @@ export function triggerOf(item: unknown, table: string): { sk: string; trigger: 
   if (parsed.task !== undefined) trigger.task = parsed.task;
   if (parsed.input !== undefined) trigger.input = parsed.input;
   return { sk: parsed.sk, trigger };
+}
+
+export function triggerResultItem(result: TriggerResult): Item {
+  return defined({
+    pk: triggerResultPk(result.id),
+    sk: TRIGGER_RESULT_SK,
+    id: result.id,
+    instanceId: result.instanceId,
+    at: result.at,
+    runIds: JSON.stringify(result.runIds),
+    note: result.note,
+  });
+}
+
+const triggerResultItemSchema = z.object({
+  id: z.string(),
+  instanceId: z.string(),
+  at: z.number(),
+  runIds: jsonOf(z.array(z.string())),
+  note: z.string().optional(),
+});
+
+export function triggerResultOf(item: unknown, table: string): TriggerResult {
+  const parsed = parse(triggerResultItemSchema, item, `a trigger result item of table ${table}`);
+  const result: TriggerResult = { id: parsed.id, instanceId: parsed.instanceId, at: parsed.at, runIds: parsed.runIds };
+  if (parsed.note !== undefined) result.note = parsed.note;
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------------

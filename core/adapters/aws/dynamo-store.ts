@@ -1,7 +1,32 @@
 /**
  * The DynamoDB adapter of the Store port and of the board (core/cloud/board.ts), over three
- * tables laid out in ./tables.ts. Every decision a lease takes is one conditional write; nothing
- * here reads before it writes, and no write needs a transaction (they cost double).
+ * tables laid out in ./tables.ts. Every decision a lease takes is one conditional write, and
+ * nothing here reads before it writes.
+ *
+ * **Fenced writes.** What a holder writes under its lease (run records, log lines, checkpoint,
+ * release: a `FencedWrites` group, `finish`, `repost` with the ended attempt) is applied only
+ * while the lease item still has the holder's owner and token, checked in the same write:
+ * - a group that touches only the lease item (a checkpoint, a release, both) is one
+ *   `UpdateItem` conditioned on owner and token (one write unit, as before fencing);
+ * - a group with run records or log lines is one `TransactWriteItems`: the lease item's update
+ *   (checkpoint, release) or else a `ConditionCheck` on it, plus the Puts. Transactions cost two
+ *   write units per item, so a batch task's `finish` (run record + release) costs 2 + 2 units
+ *   for the items where it cost 1 + 1; index writes are not doubled. A group of more than 100
+ *   actions is split: log lines go first, each part carrying the lease condition, and the part
+ *   with the run records and the lease update goes last. A refused lease condition refuses the
+ *   group (its fence goes to `refused`), a part already applied stays (log lines only).
+ * - a run Put is conditioned on "no item, or its status is live": a final record is never
+ *   replaced. When that condition alone fails the transaction, the group is applied again
+ *   without that record.
+ *
+ * **The sweeper** (`sweep`) finds live runs through the sparse `byLive` index of the runs table
+ * (`liveKey` is set only while a run is queued, running or retrying, so a final record never
+ * writes it), and board entries a claimer started through `byRoute` (a worker writes no record
+ * until its attempt ends, so a dead worker's run exists only on the board). It reads their
+ * leases in one consistent `BatchGetItem` per 100, and ends each run whose lease is not live:
+ * one `UpdateItem` (status still live, same holder), in a transaction with the release of the
+ * lease when it expired still naming the run's holder (still expired, same owner and token).
+ * No Scan: a tick's sweep costs two Queries and the reads of what is leased.
  *
  * **Leases table (the board).** One item per signature, never deleted: its `token` is the
  * signature's fencing token and must never go back, so release only clears the owner
@@ -13,8 +38,8 @@
  * lease taken over when it had an owner. A refusal returns the holder the same way
  * (`ReturnValuesOnConditionCheckFailure`). Requests of one call run 16 at a time; those for one
  * signature run one after another, in the order given.
- * `claim`, `heartbeat`, `saveCheckpoint`, `repost`, `requestStop` and the release in `finish` and
- * `commit` are single updates fenced on token (and owner); a claim returns the whole entry
+ * `claim`, `heartbeat`, `saveCheckpoint`, `repost` and `requestStop` are single updates fenced on
+ * token (and owner), `finish` a fenced transaction (above); a claim returns the whole entry
  * (`ALL_NEW`), a heartbeat returns `stopRequested` as an updated value. The sparse, keys-only
  * `byRoute` index (partition = route, set while leased) lists what is leased on each route;
  * leases taken through the plain Store port carry no task and sit in a `runner` partition, which
@@ -22,7 +47,8 @@
  * `BatchGetItem`, eventually consistent: a stale answer costs a refused `post`, never a double run.
  *
  * **Runs table.** A run is `run#<id>`/`run`, its log lines `run#<id>`/`log#<seq>` (so pruning a run
- * empties one partition), triggers `trigger`/`<at>#<ulid>`. Runs are indexed four ways (see
+ * empties one partition), triggers `trigger`/`<at>#<ulid>`, what became of a trigger
+ * `trigger#<id>`/`result`. Runs are indexed four ways (see
  * tables.ts): by signature and by instance+task in recency order, successes (`S#`) apart from
  * the rest (`R#`), so that `lastRun` (the planner's run history) is one or two single-item
  * queries; by instance and by UTC day in queue order for `listRuns`. `listRuns` without
@@ -54,6 +80,7 @@ import {
   PutCommand,
   QueryCommand,
   ScanCommand,
+  TransactWriteCommand,
   UpdateCommand,
   type NativeAttributeValue,
   type QueryCommandInput,
@@ -61,27 +88,32 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
-import type { Board, BoardEntry, ClaimRequest, HeartbeatResult, PeekResult, PostRequest, Route } from '../../cloud/board.js';
+import type { Board, BoardEntry, ClaimRequest, HeartbeatResult, PeekResult, PostRequest, RepostRequest, Route } from '../../cloud/board.js';
 import { mapLimit, mapLimitInKeyOrder } from '../../concurrency.js';
 import { StoreError } from '../../errors.js';
 import type {
   Checkpoint,
+  CommitResult,
+  FencedWrites,
   InstanceStatus,
   Lease,
   LeaseGrant,
   LeaseRef,
   LeaseRequest,
   RunQuery,
+  SweptRun,
   Trigger,
+  TriggerResult,
   WriteBatch,
 } from '../../ports/store.js';
 import { parseJson } from '../../signature.js';
-import { TERMINAL_STATUSES, type Json, type LogLine, type Progress, type RunOrigin, type RunRecord, type RunStatus } from '../../types.js';
+import { LIVE_STATUSES, TERMINAL_STATUSES, type ErrorInfo, type Json, type LogLine, type Progress, type RunRecord, type RunStatus } from '../../types.js';
 import { matchesRunQuery, runRecency } from '../run-query.js';
 import {
   CONFIG_KIND,
   DAY_MS,
   LEASE_ATTRIBUTES,
+  LIVE_KEY,
   LOG_SK_END,
   RUN_BRIEF_ATTRIBUTES,
   RUN_SK,
@@ -101,6 +133,7 @@ import {
   numberKey,
   parseLeaseItem,
   plainItem,
+  recencyKey,
   runBriefOf,
   runItem,
   runOf,
@@ -111,8 +144,12 @@ import {
   statusOf,
   taskAttributes,
   taskKey,
+  TRIGGER_RESULT_SK,
   triggerItem,
   triggerOf,
+  triggerResultItem,
+  triggerResultOf,
+  triggerResultPk,
   type Item,
 } from './dynamo-items.js';
 import { LEASE_ROUTE_KEYS, LEASES_TABLE, runIndex, type TableNames } from './tables.js';
@@ -133,6 +170,10 @@ const MAX_HISTORY_DAYS = 3660;
 const MAX_DAY_WINDOW = 32;
 /** Clock skew between machines tolerated when a run's end time bounds its queue time. */
 const CLOCK_SKEW_MS = 60_000;
+/** DynamoDB's limit of actions in one TransactWriteItems. */
+const TRANSACT_ITEMS = 100;
+/** Attempts at a transaction that conflicted with another one on the same item, backing off. */
+const TRANSACT_ATTEMPTS = 8;
 
 /** Table roles, for messages and for the operation wrappers. */
 type TableRole = keyof TableNames;
@@ -271,6 +312,20 @@ function isConditionalCheckFailed(error: unknown): error is Error & { Item?: unk
   return error instanceof Error && error.name === 'ConditionalCheckFailedException';
 }
 
+/**
+ * The reason code of each action of a cancelled transaction, in order: from
+ * `CancellationReasons` when the SDK parsed them, else from the message
+ * ("… specific reasons [ConditionalCheckFailed, None]").
+ */
+function cancellationCodes(error: Error & { CancellationReasons?: unknown }, count: number): string[] {
+  const reasons = error.CancellationReasons;
+  if (Array.isArray(reasons) && reasons.length === count) {
+    return reasons.map((reason: unknown) => (typeof reason === 'object' && reason !== null && 'Code' in reason && typeof reason.Code === 'string' ? reason.Code : 'None'));
+  }
+  const listed = /\[([^\]]*)\]\s*$/.exec(error.message)?.[1];
+  return listed ? listed.split(',').map((code) => code.trim()) : [];
+}
+
 function isAttributeMap(value: unknown): value is Record<string, AttributeValue> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'object' && v !== null);
 }
@@ -350,7 +405,7 @@ export class DynamoStore implements Board {
         instanceId: request.instanceId,
         task: request.task,
       };
-      const write = await this.grant(lease, { routeKey: 'runner' }, now);
+      const write = await this.grant(lease, { routeKey: 'runner' }, now, request.notReleasedSince);
       if (!write.granted) return { granted: false, holder: this.holderLease(write.holder, request.signature) };
       const grant: LeaseGrant = { granted: true, lease: { ...lease, token: write.token } };
       if (write.old?.owner !== undefined) {
@@ -516,37 +571,39 @@ export class DynamoStore implements Board {
   }
 
   async finish(ref: LeaseRef, run: RunRecord): Promise<boolean> {
-    await this.call('runs', 'PutItem (write a run)', () => this.doc.send(new PutCommand({ TableName: this.tables.runs, Item: runItem(run) })));
-    return this.release(ref);
+    const { refused } = await this.commit({ fenced: [{ fence: ref, runs: [run], release: true }] });
+    return refused.length === 0;
   }
 
-  async repost(
-    ref: LeaseRef,
-    next: { owner: string; ttlMs: number; now: number; runId: string; attempt: number; origin: RunOrigin },
-  ): Promise<number | undefined> {
+  async repost(ref: LeaseRef, next: RepostRequest, ended?: RunRecord): Promise<number | undefined> {
     const e = new Expr();
-    const result = await this.conditional('leases', 'UpdateItem (repost a board entry)', () =>
-      this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.leases,
-          Key: { signature: ref.signature },
-          UpdateExpression: updateExpression(
-            [
-              `${e.n('owner')} = ${e.v(next.owner)}`,
-              `${e.n('token')} = ${e.n('token')} + ${e.v(1)}`,
-              `${e.n('expiresAt')} = ${e.v(next.now + next.ttlMs)}`,
-              `${e.n('runId')} = ${e.v(next.runId)}`,
-              `${e.n('attempt')} = ${e.v(next.attempt)}`,
-              `${e.n('origin')} = ${e.v(next.origin)}`,
-              `${e.n('queuedAt')} = ${e.v(next.now)}`,
-            ],
-            [e.n('startedAt'), e.n('progress')],
-          ),
-          ConditionExpression: fenced(e, ref),
-          ReturnValues: 'UPDATED_NEW',
-          ...e.params(),
-        }),
+    const update = {
+      TableName: this.tables.leases,
+      Key: { signature: ref.signature },
+      UpdateExpression: updateExpression(
+        [
+          `${e.n('owner')} = ${e.v(next.owner)}`,
+          `${e.n('token')} = ${e.n('token')} + ${e.v(1)}`,
+          `${e.n('expiresAt')} = ${e.v(next.now + next.ttlMs)}`,
+          `${e.n('runId')} = ${e.v(next.runId)}`,
+          `${e.n('attempt')} = ${e.v(next.attempt)}`,
+          `${e.n('origin')} = ${e.v(next.origin)}`,
+          `${e.n('queuedAt')} = ${e.v(next.now)}`,
+          ...(next.previousRunId !== undefined ? [`${e.n('previousRunId')} = ${e.v(next.previousRunId)}`] : []),
+        ],
+        [e.n('startedAt'), e.n('progress'), ...(next.previousRunId === undefined ? [e.n('previousRunId')] : [])],
       ),
+      ConditionExpression: fenced(e, ref),
+      ...e.params(),
+    };
+    if (ended) {
+      // The ended attempt's record and the repost, fenced together: the condition held on
+      // `token`, so the new token is the old one plus one.
+      const outcome = await this.transact('TransactWriteItems (record an attempt and repost its entry)', [{ Update: update }, this.runPut(ended)], 0);
+      return outcome.ok ? ref.token + 1 : undefined;
+    }
+    const result = await this.conditional('leases', 'UpdateItem (repost a board entry)', () =>
+      this.doc.send(new UpdateCommand({ ...update, ReturnValues: 'UPDATED_NEW' })),
     );
     if (!result.ok) return undefined;
     const token: unknown = result.value.Attributes?.token;
@@ -584,19 +641,234 @@ export class DynamoStore implements Board {
   // -------------------------------------------------------------------------------------------
   // Batches of writes
 
-  async commit(batch: WriteBatch): Promise<void> {
-    const puts: Item[] = [
-      ...lastByKey(batch.runs ?? [], (run) => run.id).map(runItem),
-      ...lastByKey(batch.logs ?? [], (line) => `${line.runId}\u0000${line.seq}`).map(logItem),
+  async commit(batch: WriteBatch): Promise<CommitResult> {
+    const unfenced: Item[] = [
       ...(batch.triggers ?? []).map((trigger) => triggerItem(trigger, this.nextTriggerOrder())),
+      ...lastByKey(batch.triggerResults ?? [], (result) => result.id).map(triggerResultItem),
     ];
-    const checkpoints = lastByKey(batch.checkpoints ?? [], (c) => c.signature);
-    await Promise.all([
-      this.batchWrite('runs', puts.map((Item) => ({ PutRequest: { Item } }))),
-      mapLimit(checkpoints, this.concurrency, (checkpoint) => this.putCheckpoint(checkpoint)),
+    const [applied] = await Promise.all([
+      // Groups of one signature in the order given: a release must not overtake the writes before it.
+      mapLimitInKeyOrder(batch.fenced ?? [], this.concurrency, (group) => group.fence.signature, (group) => this.applyFenced(group, batch.at ?? this.now())),
+      this.batchWrite('runs', unfenced.map((Item) => ({ PutRequest: { Item } }))),
     ]);
-    // Releases last: a released lease means its run is recorded.
-    await mapLimitInKeyOrder(batch.releases ?? [], this.concurrency, bySignature, (ref) => this.release(ref));
+    const refused: LeaseRef[] = [];
+    (batch.fenced ?? []).forEach((group, i) => {
+      if (!applied[i]) refused.push(group.fence);
+    });
+    return { refused };
+  }
+
+  /**
+   * Ends every live run whose lease is not live at `now`, and every board entry a claimer started
+   * whose lease expired without a record (a worker that died mid-task writes none). Each run is
+   * one conditional write (still live, same holder), in one transaction with the release of its
+   * lease when that lease expired still naming the run's holder (still expired, same owner and
+   * token), so that a holder waking up later finds its fence gone. Live runs come from the sparse
+   * `byLive` index (eventually consistent: the conditions decide), board entries from `byRoute`.
+   */
+  async sweep(now: number): Promise<SweptRun[]> {
+    const liveRuns: RunRecord[] = [];
+    const { partitionKey } = runIndex('byLive');
+    const e = new Expr();
+    const live: QueryCommandInput = {
+      TableName: this.tables.runs,
+      IndexName: 'byLive',
+      KeyConditionExpression: `${e.n(partitionKey.name)} = ${e.v(LIVE_KEY)}`,
+      ...e.params(),
+    };
+    const [, routed] = await Promise.all([
+      (async () => {
+        for await (const run of this.queryRuns(live)) liveRuns.push(run);
+      })(),
+      Promise.all((['queue', 'conductor', 'fargate'] as const).map((route) => this.routeSignatures(route))),
+    ]);
+    const signatures = [...new Set([...liveRuns.map((run) => run.signature), ...routed.flat()])];
+    const items = await this.batchGetLeases(signatures, [...LEASE_ATTRIBUTES, ...TASK_ATTRIBUTES], true);
+    const leaseItems = new Map<string, NonNullable<ReturnType<typeof parseLeaseItem>>>();
+    for (const item of items) {
+      const parsed = parseLeaseItem(item, this.tables.leases);
+      if (parsed) leaseItems.set(parsed.signature, parsed);
+    }
+    const error: ErrorInfo = {
+      name: 'LeaseExpiredError',
+      message: 'its holder stopped renewing its lease (it died, hung or ran out of time) before it recorded an end; the sweeper ended the run',
+    };
+    type Candidate = { run: RunRecord; lease: Lease | undefined; fromBoard: boolean };
+    const candidates: Candidate[] = [];
+    const seen = new Set<string>();
+    for (const run of liveRuns) {
+      const item = leaseItems.get(run.signature);
+      const lease = leaseOf(item, this.tables.leases);
+      seen.add(run.id);
+      if (lease && lease.owner === run.runner && lease.token === run.fencingToken && lease.expiresAt > now) continue;
+      candidates.push({ run, lease, fromBoard: false });
+    }
+    for (const item of leaseItems.values()) {
+      const entry = entryOf(item, this.tables.leases, false);
+      // Only entries a claimer started: one only posted for a dispatcher has no run yet.
+      if (!entry || entry.startedAt === undefined || entry.expiresAt > now || seen.has(entry.runId)) continue;
+      const run: RunRecord = {
+        id: entry.runId,
+        instanceId: entry.instanceId,
+        jobType: entry.jobType,
+        task: entry.task,
+        signature: entry.signature,
+        kind: entry.kind,
+        status: 'running',
+        attempt: entry.attempt,
+        maxAttempts: entry.maxAttempts,
+        origin: entry.origin,
+        runner: entry.owner,
+        fencingToken: entry.token,
+        queuedAt: entry.queuedAt,
+        startedAt: entry.startedAt,
+        input: entry.input,
+      };
+      if (entry.previousRunId !== undefined) run.previousRunId = entry.previousRunId;
+      if (entry.progress !== undefined) run.progress = entry.progress;
+      candidates.push({ run, lease: leaseOf(item, this.tables.leases), fromBoard: true });
+    }
+    const swept = await mapLimit(candidates, this.concurrency, async ({ run, lease, fromBoard }): Promise<SweptRun | undefined> => {
+      const ended: RunRecord = { ...run, status: 'interrupted', endedAt: Math.max(now, run.startedAt ?? run.queuedAt), error };
+      const heldByRun = lease !== undefined && lease.owner === run.runner && lease.token === run.fencingToken;
+      const actions: Record<string, unknown>[] = [];
+      if (fromBoard) {
+        actions.push(this.runPut(ended));
+      } else {
+        const u = new Expr();
+        actions.push({
+          Update: {
+            TableName: this.tables.runs,
+            Key: { pk: runPk(run.id), sk: RUN_SK },
+            UpdateExpression: updateExpression(
+              [
+                `${u.n('status')} = ${u.v('interrupted')}`,
+                `${u.n('endedAt')} = ${u.v(ended.endedAt)}`,
+                `${u.n('error')} = ${u.v(JSON.stringify(error))}`,
+                `${u.n('recencyKey')} = ${u.v(recencyKey(ended))}`,
+              ],
+              [u.n('liveKey')],
+            ),
+            ConditionExpression: `${u.n('status')} IN (${LIVE_STATUSES.map((status) => u.v(status)).join(', ')}) AND ${u.n('runner')} = ${u.v(run.runner)} AND ${u.n('fencingToken')} = ${u.v(run.fencingToken)}`,
+            ...u.params(),
+          },
+        });
+      }
+      if (heldByRun) actions.push({ Update: this.sweepRelease({ signature: run.signature, owner: run.runner, token: run.fencingToken }, now) });
+      const outcome =
+        actions.length === 1 && !fromBoard
+          ? await this.conditional('runs', 'UpdateItem (sweep a run)', () => this.doc.send(new UpdateCommand(actions[0]!.Update as ConstructorParameters<typeof UpdateCommand>[0])))
+          : await this.transact('TransactWriteItems (sweep a run and release its lease)', actions, -1);
+      return outcome.ok ? { run: ended, lease } : undefined;
+    });
+    return swept.filter((run): run is SweptRun => run !== undefined);
+  }
+
+  /** Applies one fenced group; `false` when its lease was not current (nothing of it applied). */
+  private async applyFenced(group: FencedWrites, at: number): Promise<boolean> {
+    const { fence } = group;
+    let runs = lastByKey(group.runs ?? [], (run) => run.id);
+    const logs = lastByKey(group.logs ?? [], (line) => `${line.runId}\u0000${line.seq}`).map(logItem);
+    const leaseWrite = group.checkpoint !== undefined || group.release === true;
+    if (runs.length === 0 && logs.length === 0) {
+      // Nothing but the lease item: one conditional update, or a read when there is nothing to write.
+      if (!leaseWrite) {
+        const lease = await this.readLeaseItem(fence.signature, 'GetItem (check a fence)', ['signature', 'owner', 'token']);
+        return lease?.owner === fence.owner && lease.token === fence.token;
+      }
+      const update = this.fencedLeaseUpdate(group, at);
+      const result = await this.conditional('leases', 'UpdateItem (fenced checkpoint or release)', () => this.doc.send(new UpdateCommand(update)));
+      return result.ok;
+    }
+    // Log lines first, the run records last, with the checkpoint and release: every part carries
+    // the lease condition, and a part past the first 100 actions goes before the last one.
+    for (;;) {
+      const puts = [...logs.map((Item) => ({ Put: { TableName: this.tables.runs, Item } })), ...runs.map((run) => this.runPut(run))];
+      const parts: Record<string, unknown>[][] = [];
+      for (let end = puts.length; end > 0; end -= TRANSACT_ITEMS - 1) parts.unshift(puts.slice(Math.max(0, end - (TRANSACT_ITEMS - 1)), end));
+      let ok = true;
+      let finalRuns: string[] | undefined;
+      for (const [i, part] of parts.entries()) {
+        const last = i === parts.length - 1;
+        const lease = last && leaseWrite ? { Update: this.fencedLeaseUpdate(group, at) } : { ConditionCheck: this.fenceCheck(fence) };
+        const outcome = await this.transact('TransactWriteItems (fenced writes)', [lease, ...part], 0);
+        if (outcome.ok) continue;
+        if (outcome.refused) return false;
+        // A run already final is never replaced: leave it out and apply the rest.
+        finalRuns = outcome.failed.map((index) => part[index - 1]).flatMap((action) => {
+          const item = (action as { Put?: { Item?: Item } } | undefined)?.Put?.Item;
+          return item && item.sk === RUN_SK && typeof item.id === 'string' ? [item.id] : [];
+        });
+        ok = false;
+        break;
+      }
+      if (ok) return true;
+      if (!finalRuns || finalRuns.length === 0) throw new StoreError(`a fenced write of ${fence.signature} was cancelled for no reason this adapter knows; try again`);
+      const drop = new Set(finalRuns);
+      runs = runs.filter((run) => !drop.has(run.id));
+    }
+  }
+
+  /** A Put of a run record that never replaces a final one. */
+  private runPut(run: RunRecord): Record<string, unknown> {
+    const e = new Expr();
+    return {
+      Put: {
+        TableName: this.tables.runs,
+        Item: runItem(run),
+        ConditionExpression: `attribute_not_exists(${e.n('pk')}) OR ${e.n('status')} IN (${LIVE_STATUSES.map((status) => e.v(status)).join(', ')})`,
+        ...e.params(),
+      },
+    };
+  }
+
+  private fenceCheck(ref: LeaseRef): Record<string, unknown> {
+    const e = new Expr();
+    return { TableName: this.tables.leases, Key: { signature: ref.signature }, ConditionExpression: fenced(e, ref), ...e.params() };
+  }
+
+  /** The lease item's update of a fenced group: its checkpoint and, with `release`, the release. */
+  private fencedLeaseUpdate(group: FencedWrites, at: number): ConstructorParameters<typeof UpdateCommand>[0] {
+    const e = new Expr();
+    const sets: string[] = [];
+    const removes: string[] = [];
+    if (group.checkpoint) sets.push(`${e.n('checkpoint')} = ${e.v(checkpointAttribute({ ...group.checkpoint, signature: group.fence.signature }))}`);
+    if (group.release) {
+      sets.push(`${e.n('expiresAt')} = ${e.v(0)}`, `${e.n('releasedAt')} = ${e.v(at)}`);
+      removes.push(e.n('owner'), ...TASK_ATTRIBUTES.map((name) => e.n(name)));
+    }
+    return {
+      TableName: this.tables.leases,
+      Key: { signature: group.fence.signature },
+      UpdateExpression: updateExpression(sets, removes),
+      ConditionExpression: fenced(e, group.fence),
+      ...e.params(),
+    };
+  }
+
+  /**
+   * Runs a TransactWriteItems. `leaseIndex`: the action whose failed condition means the fence
+   * was refused (`-1`: any failed condition is a refusal). Other failed conditions come back as
+   * `failed` (their indexes); conflicts with other transactions are retried with backoff.
+   */
+  private async transact(
+    operation: string,
+    actions: Record<string, unknown>[],
+    leaseIndex: number,
+  ): Promise<{ ok: true } | { ok: false; refused: boolean; failed: number[] }> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await this.doc.send(new TransactWriteCommand({ TransactItems: actions }));
+        return { ok: true };
+      } catch (error) {
+        if (!(error instanceof Error) || error.name !== 'TransactionCanceledException') throw this.storeError(error, 'runs', operation);
+        const codes = cancellationCodes(error, actions.length);
+        const failed = codes.flatMap((code, i) => (code === 'ConditionalCheckFailed' ? [i] : []));
+        if (failed.length > 0) return { ok: false, refused: leaseIndex < 0 || failed.includes(leaseIndex), failed };
+        if (attempt + 1 >= TRANSACT_ATTEMPTS) throw this.storeError(error, 'runs', operation);
+        await sleep(backoffMs(attempt));
+      }
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -760,6 +1032,13 @@ export class DynamoStore implements Board {
     await this.call('runs', 'PutItem (add a trigger)', () =>
       this.doc.send(new PutCommand({ TableName: this.tables.runs, Item: triggerItem(trigger, this.nextTriggerOrder()) })),
     );
+  }
+
+  async getTriggerResult(id: string): Promise<TriggerResult | undefined> {
+    const output = await this.call('runs', 'GetItem (read a trigger result)', () =>
+      this.doc.send(new GetCommand({ TableName: this.tables.runs, Key: { pk: triggerResultPk(id), sk: TRIGGER_RESULT_SK }, ConsistentRead: true })),
+    );
+    return output.Item === undefined ? undefined : triggerResultOf(output.Item, this.tables.runs);
   }
 
   async takeTriggers(limit: number): Promise<Trigger[]> {
@@ -956,39 +1235,20 @@ export class DynamoStore implements Board {
     return parseLeaseItem(output.Item, this.tables.leases);
   }
 
-  /** Releases a lease still held by `ref`: clears the owner and the task, keeps token and checkpoint. */
-  private async release(ref: LeaseRef): Promise<boolean> {
+  /**
+   * The sweeper's release of an expired lease still held by `ref`: clears the owner and the task,
+   * keeps token and checkpoint, and only if the lease expired by `expiredBy`. It leaves
+   * `releasedAt` alone: the task did not end, so no plan can have missed its end.
+   */
+  private sweepRelease(ref: LeaseRef, expiredBy: number): ConstructorParameters<typeof UpdateCommand>[0] {
     const e = new Expr();
-    const result = await this.conditional('leases', 'UpdateItem (release a lease)', () =>
-      this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.leases,
-          Key: { signature: ref.signature },
-          UpdateExpression: updateExpression(
-            [`${e.n('expiresAt')} = ${e.v(0)}`, `${e.n('releasedAt')} = ${e.v(this.now())}`],
-            [e.n('owner'), ...TASK_ATTRIBUTES.map((name) => e.n(name))],
-          ),
-          ConditionExpression: fenced(e, ref),
-          ...e.params(),
-        }),
-      ),
-    );
-    return result.ok;
-  }
-
-  /** An unfenced checkpoint (the local runner's commit); creates the item when the signature has none. */
-  private async putCheckpoint(checkpoint: Checkpoint): Promise<void> {
-    const e = new Expr();
-    await this.call('leases', 'UpdateItem (write a checkpoint)', () =>
-      this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.leases,
-          Key: { signature: checkpoint.signature },
-          UpdateExpression: `SET ${e.n('checkpoint')} = ${e.v(checkpointAttribute(checkpoint))}`,
-          ...e.params(),
-        }),
-      ),
-    );
+    return {
+      TableName: this.tables.leases,
+      Key: { signature: ref.signature },
+      UpdateExpression: updateExpression([`${e.n('expiresAt')} = ${e.v(0)}`], [e.n('owner'), ...TASK_ATTRIBUTES.map((name) => e.n(name))]),
+      ConditionExpression: `${fenced(e, ref)} AND ${e.n('expiresAt')} <= ${e.v(expiredBy)}`,
+      ...e.params(),
+    };
   }
 
   /** Signatures in a route's partition of the `byRoute` index. */

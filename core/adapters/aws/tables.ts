@@ -9,9 +9,11 @@
  *   fencing token in it must never go back. The sparse `byRoute` index lists what is leased on
  *   each route; it holds keys only, so that renewals (which change no key) never write it.
  * - **runs**: run records (`run#<id>` / `run`), their log lines (`run#<id>` / `log#<seq>`) and
- *   pending triggers (`trigger` / `<at>#<ulid>`). Four indexes, each written with every run
- *   write: `bySignature` and `byTask` order runs by recency (`S#` successes apart from `R#` the
- *   rest), `byInstance` and `byDay` order them by queue time.
+ *   pending triggers (`trigger` / `<at>#<ulid>`), what became of triggers (`trigger#<id>` /
+ *   `result`). Four indexes, each written with every run write: `bySignature` and `byTask` order
+ *   runs by recency (`S#` successes apart from `R#` the rest), `byInstance` and `byDay` order them
+ *   by queue time; and the sparse `byLive`, which holds only runs whose status is live (queued,
+ *   running, retrying) for the sweeper, so a final record never writes it.
  * - **instances**: per instance, its configuration entry (`config`), its status (`status`) and
  *   its small key/value state (`state#<key>`).
  *
@@ -88,6 +90,8 @@ export const LEASES_TABLE = {
  *   `endedAt ?? queuedAt` (the order of `lastRun`);
  * - `instanceId`, and `dayKey` = `day#YYYY-MM-DD` (UTC day of `queuedAt`), each with
  *   `queuedKey` = `<queuedAt, 15 digits>#<id>` (the order of `listRuns`).
+ * - `liveKey` = `live` while the run's status is live, absent once it is final: the sparse
+ *   `byLive` index, what the sweeper reads instead of scanning the table.
  * Log lines and triggers carry none of them, so the indexes hold runs only.
  */
 export const RUNS_TABLE = {
@@ -115,6 +119,12 @@ export const RUNS_TABLE = {
     {
       indexName: 'byDay',
       partitionKey: { name: 'dayKey', type: 'S' },
+      sortKey: { name: 'queuedKey', type: 'S' },
+      projection: 'ALL',
+    },
+    {
+      indexName: 'byLive',
+      partitionKey: { name: 'liveKey', type: 'S' },
       sortKey: { name: 'queuedKey', type: 'S' },
       projection: 'ALL',
     },

@@ -246,7 +246,7 @@ describe('DynamoStore board', () => {
     expect(await store.getCheckpoint('s1')).toStrictEqual(checkpoint);
   });
 
-  it('finish writes the run and releases the lease only when owner and token still match', async () => {
+  it('finish writes the run and releases the lease only when owner and token still match, and nothing otherwise', async () => {
     await postOne(store, postRequest('s1'));
     await postOne(store, postRequest('s2'));
     const run1 = finishedRun('r1', 's1', 1);
@@ -257,7 +257,8 @@ describe('DynamoStore board', () => {
 
     expect([released, refused]).toStrictEqual([true, false]);
     expect(await store.getRun('r1')).toStrictEqual(run1);
-    expect(await store.getRun('r2')).toStrictEqual(run2);
+    // A refused finish writes nothing: the record and the release are one transaction.
+    expect(await store.getRun('r2')).toBeUndefined();
     expect(await store.getLease('s1')).toStrictEqual({ signature: 's1', owner: null, expiresAt: 0, token: 1, runId: 'run-s1', instanceId: 'collector-a', task: 'fetch' });
     expect((await store.getLease('s2'))?.owner).toBe('queue:run-s2');
     expect(await store.listRoute('queue')).toMatchObject([{ signature: 's2' }]);
@@ -310,7 +311,7 @@ describe('DynamoStore board', () => {
     const signatures = Array.from({ length: 250 }, (_, i) => `sig-${String(i).padStart(3, '0')}`);
     await store.post(signatures.slice(0, 200).map((s) => postRequest(s)), T0);
     await store.post(signatures.slice(200, 210).map((s) => postRequest(s, { ttlMs: 10 })), T0);
-    await store.commit({ releases: signatures.slice(0, 10).map((s) => ({ signature: s, owner: `queue:run-${s}`, token: 1 })) });
+    await store.commit({ fenced: signatures.slice(0, 10).map((s) => ({ fence: { signature: s, owner: `queue:run-${s}`, token: 1 }, release: true })) });
     const counts = countOperations(counted);
 
     const { held, releasedAt } = await peeker.peek(signatures, T0 + 100);
@@ -360,7 +361,7 @@ describe('DynamoStore board', () => {
   });
 });
 
-describe('DynamoStore run history', () => {
+describe('DynamoStore fenced writes and the sweeper', () => {
   let store: DynamoStore;
   let names: TableNames;
   let cleanup: () => Promise<void>;
@@ -373,16 +374,192 @@ describe('DynamoStore run history', () => {
     await cleanup();
   });
 
-  it('lists runs of days far apart newest first, walking back at most 400 days without since', async () => {
-    const day = 86_400_000;
-    await store.commit({
-      runs: [
-        makeRun('today', { queuedAt: T0 - 1000 }),
-        makeRun('last-month', { queuedAt: T0 - 30 * day }),
-        makeRun('last-year', { queuedAt: T0 - 300 * day }),
-        makeRun('too-old', { queuedAt: T0 - 500 * day }),
+  async function lease(signature: string, owner: string, now = T0, ttlMs = 1000): Promise<number> {
+    const [grant] = await store.acquireLeases([{ signature, owner, ttlMs, runId: `run-${owner}`, instanceId: 'collector-a', task: 'fetch' }], now);
+    if (!grant?.granted) throw new Error(`expected ${signature} to be granted to ${owner}`);
+    return grant.lease.token;
+  }
+
+  it('refuses a stale holder’s run, log lines, checkpoint and release whole, and applies the current holder’s', async () => {
+    const staleToken = await lease('s1', 'first', T0, 100);
+    const token = await lease('s1', 'second', T0 + 200);
+    const stale = { signature: 's1', owner: 'first', token: staleToken };
+    const current = { signature: 's1', owner: 'second', token };
+
+    const result = await store.commit({
+      fenced: [
+        {
+          fence: stale,
+          runs: [makeRun('stale', { signature: 's1', runner: 'first', status: 'succeeded', fencingToken: staleToken, endedAt: T0 + 300, result: { by: 'first' } })],
+          logs: [{ runId: 'stale', seq: 1, at: T0, level: 'info', message: 'late' }],
+          checkpoint: { signature: 's1', value: { by: 'first' }, runId: 'stale', at: T0 + 300 },
+          release: true,
+        },
+        { fence: current, runs: [makeRun('fresh', { signature: 's1', runner: 'second', status: 'running', fencingToken: token })], checkpoint: { signature: 's1', value: { by: 'second' }, runId: 'fresh', at: T0 + 300 } },
       ],
     });
+
+    expect(result).toStrictEqual({ refused: [stale] });
+    expect(await store.getRun('stale')).toBeUndefined();
+    expect(await store.getLogs('stale')).toStrictEqual([]);
+    expect((await store.getCheckpoint('s1'))?.value).toStrictEqual({ by: 'second' });
+    expect(await store.getLease('s1')).toMatchObject({ owner: 'second', token });
+    expect((await store.getRun('fresh'))?.status).toBe('running');
+  });
+
+  it('never replaces a final run record, and still applies the rest of the group', async () => {
+    const token = await lease('s1', 'w');
+    const ref = { signature: 's1', owner: 'w', token };
+    await store.commit({ fenced: [{ fence: ref, runs: [makeRun('r1', { signature: 's1', runner: 'w', status: 'interrupted', fencingToken: token, endedAt: T0 + 5 })] }] });
+
+    const result = await store.commit({
+      fenced: [{ fence: ref, runs: [makeRun('r1', { signature: 's1', runner: 'w', status: 'succeeded', fencingToken: token, endedAt: T0 + 9 })], logs: [{ runId: 'r1', seq: 1, at: T0, level: 'info', message: 'kept' }], release: true }],
+    });
+
+    expect(result.refused).toStrictEqual([]);
+    expect((await store.getRun('r1'))?.status).toBe('interrupted');
+    expect((await store.getLogs('r1')).map((line) => line.message)).toStrictEqual(['kept']);
+    expect((await store.getLease('s1'))?.owner).toBeNull();
+  });
+
+  it('splits a group of more than 100 writes into fenced transactions, the run record and the release last', async () => {
+    const token = await lease('s1', 'w');
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const writer = new DynamoStore({ client: counted, tables: names, now: () => T0 });
+    const counts = countOperations(counted);
+    const logs = Array.from({ length: 250 }, (_, i) => ({ runId: 'r1', seq: i + 1, at: T0 + i, level: 'info' as const, message: `line ${i + 1}` }));
+
+    const result = await writer.commit({ fenced: [{ fence: { signature: 's1', owner: 'w', token }, runs: [makeRun('r1', { signature: 's1', runner: 'w', status: 'succeeded', fencingToken: token, endedAt: T0 + 9 })], logs, release: true }] });
+
+    counted.destroy();
+    expect(result.refused).toStrictEqual([]);
+    expect(Object.fromEntries(counts)).toStrictEqual({ TransactWriteItems: 3 });
+    expect(await store.getLogs('r1')).toHaveLength(250);
+    expect((await store.getRun('r1'))?.status).toBe('succeeded');
+    expect((await store.getLease('s1'))?.owner).toBeNull();
+  });
+
+  it('writes a release-only or checkpoint-only group as one conditional update, no transaction', async () => {
+    const token = await lease('s1', 'w');
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const writer = new DynamoStore({ client: counted, tables: names, now: () => T0 });
+    const counts = countOperations(counted);
+
+    const result = await writer.commit({ fenced: [{ fence: { signature: 's1', owner: 'w', token }, checkpoint: { signature: 's1', value: 1, runId: 'r', at: T0 }, release: true }] });
+
+    counted.destroy();
+    expect(result.refused).toStrictEqual([]);
+    expect(Object.fromEntries(counts)).toStrictEqual({ UpdateItem: 1 });
+    expect(await store.getLease('s1')).toMatchObject({ owner: null, token });
+    expect((await store.getCheckpoint('s1'))?.value).toBe(1);
+  });
+
+  it('sweeps a running run whose lease expired, releasing the lease in the same transaction so its waking holder is refused', async () => {
+    const token = await lease('s1', 'dead', T0, 100);
+    const ref = { signature: 's1', owner: 'dead', token };
+    await store.commit({ fenced: [{ fence: ref, runs: [makeRun('r1', { signature: 's1', runner: 'dead', status: 'running', fencingToken: token, startedAt: T0 })] }] });
+
+    const early = await store.sweep(T0 + 50);
+    const swept = await store.sweep(T0 + 200);
+    const again = await store.sweep(T0 + 300);
+    const late = await store.commit({ fenced: [{ fence: ref, runs: [makeRun('r1', { signature: 's1', runner: 'dead', status: 'succeeded', fencingToken: token, endedAt: T0 + 400 })], release: true }] });
+
+    expect(early).toStrictEqual([]);
+    expect(swept.map(({ run }) => [run.id, run.status, run.endedAt, run.error?.name])).toStrictEqual([['r1', 'interrupted', T0 + 200, 'LeaseExpiredError']]);
+    expect(swept[0]!.run.error?.message).toMatch(/stopped renewing its lease/);
+    expect(swept[0]!.lease).toMatchObject({ owner: 'dead', token });
+    expect(again).toStrictEqual([]);
+    expect(late.refused).toStrictEqual([ref]);
+    expect(await store.getRun('r1')).toMatchObject({ status: 'interrupted', endedAt: T0 + 200 });
+    expect(await store.getLease('s1')).toMatchObject({ owner: null, token });
+    expect(await store.listRuns({ status: ['queued', 'running', 'retrying'] })).toStrictEqual([]);
+  });
+
+  it('sweeps a live run whose lease moved to a newer token, leaving the newer holder’s lease and live run alone', async () => {
+    const oldToken = await lease('s1', 'old', T0, 100);
+    await store.commit({ fenced: [{ fence: { signature: 's1', owner: 'old', token: oldToken }, runs: [makeRun('r-old', { signature: 's1', runner: 'old', status: 'queued', fencingToken: oldToken })] }] });
+    const token = await lease('s1', 'new', T0 + 150, 10_000);
+    await store.commit({ fenced: [{ fence: { signature: 's1', owner: 'new', token }, runs: [makeRun('r-new', { signature: 's1', runner: 'new', status: 'running', fencingToken: token, startedAt: T0 + 150 })] }] });
+
+    const swept = await store.sweep(T0 + 200);
+
+    expect(swept.map(({ run }) => run.id)).toStrictEqual(['r-old']);
+    expect((await store.getRun('r-old'))?.status).toBe('interrupted');
+    expect((await store.getRun('r-new'))?.status).toBe('running');
+    expect(await store.getLease('s1')).toMatchObject({ owner: 'new', token });
+  });
+
+  it('sweeps a board entry that a worker claimed and never recorded: its run ends interrupted and the entry is released', async () => {
+    await postOne(store, postRequest('s1'));
+    await postOne(store, postRequest('s2'));
+    await store.claim({ signature: 's1', token: 1, owner: 'queue:run-s1', newOwner: 'worker-dead', ttlMs: 100, now: T0 + 10 });
+
+    const swept = await store.sweep(T0 + 5000);
+
+    expect(swept.map(({ run }) => [run.id, run.status, run.runner, run.fencingToken, run.startedAt])).toStrictEqual([['run-s1', 'interrupted', 'worker-dead', 2, T0 + 10]]);
+    expect(await store.getRun('run-s1')).toMatchObject({ status: 'interrupted', error: { name: 'LeaseExpiredError' }, input: postRequest('s1').input });
+    expect((await store.getLease('s1'))?.owner).toBeNull();
+    // Posted but never claimed: no run to end; the next post takes it over.
+    expect((await store.getLease('s2'))?.owner).toBe('queue:run-s2');
+    expect(await store.claim({ signature: 's1', token: 2, owner: 'worker-dead', newOwner: 'x', ttlMs: 100, now: T0 + 6000 })).toBeUndefined();
+  });
+
+  it('reposts for a retry with the failed attempt’s record in one transaction, and the next attempt carries previousRunId', async () => {
+    await postOne(store, postRequest('s1'));
+    await store.claim({ signature: 's1', token: 1, owner: 'queue:run-s1', newOwner: 'worker-1', ttlMs: 1000, now: T0 + 1 });
+    const { result: _result, ...ended } = finishedRun('run-s1', 's1', 2, { status: 'failed', error: { name: 'Error', message: 'boom' }, nextRunId: 'run-2', runner: 'worker-1' });
+    const failed: RunRecord = ended;
+    const next = { owner: 'queue:s1:2', ttlMs: 5000, now: T0 + 10, runId: 'run-2', attempt: 2, origin: 'retry' as const, previousRunId: 'run-s1' };
+
+    const token = await store.repost({ signature: 's1', owner: 'worker-1', token: 2 }, next, failed);
+    const stale = await store.repost({ signature: 's1', owner: 'worker-1', token: 2 }, { ...next, runId: 'run-3' }, { ...failed, id: 'run-x' });
+    const entry = await store.claim({ signature: 's1', token: 3, owner: 'queue:s1:2', newOwner: 'worker-2', ttlMs: 1000, now: T0 + 20 });
+
+    expect([token, stale]).toStrictEqual([3, undefined]);
+    expect(await store.getRun('run-s1')).toStrictEqual(failed);
+    expect(await store.getRun('run-x')).toBeUndefined();
+    expect(entry).toMatchObject({ runId: 'run-2', attempt: 2, previousRunId: 'run-s1' });
+  });
+
+  it('keeps what became of a trigger', async () => {
+    await store.commit({ triggerResults: [{ id: 't1', instanceId: 'a', at: T0, runIds: ['r1', 'r2'] }, { id: 't2', instanceId: 'a', at: T0, runIds: [], note: 'the plan returned nothing' }] });
+
+    expect(await store.getTriggerResult('t1')).toStrictEqual({ id: 't1', instanceId: 'a', at: T0, runIds: ['r1', 'r2'] });
+    expect(await store.getTriggerResult('t2')).toStrictEqual({ id: 't2', instanceId: 'a', at: T0, runIds: [], note: 'the plan returned nothing' });
+    expect(await store.getTriggerResult('t3')).toBeUndefined();
+    expect(await store.takeTriggers(10)).toStrictEqual([]);
+  });
+});
+
+describe('DynamoStore run history', () => {
+  let store: DynamoStore;
+  let names: TableNames;
+  let cleanup: () => Promise<void>;
+
+  beforeEach(async () => {
+    ({ store, names, cleanup } = await freshStore());
+  });
+
+  /** Writes records under a lease taken for the purpose (every run write is fenced). */
+  async function writeRuns(runs: RunRecord[]): Promise<void> {
+    const [grant] = await store.acquireLeases([{ signature: 'history-writer', owner: 'writer', ttlMs: 60_000, runId: 'w', instanceId: 'collector-a', task: 'fetch' }], T0);
+    if (!grant?.granted) throw new Error('expected the writer lease');
+    const { refused } = await store.commit({ fenced: [{ fence: { signature: 'history-writer', owner: 'writer', token: grant.lease.token }, runs }] });
+    expect(refused).toStrictEqual([]);
+  }
+
+  afterEach(async () => {
+    await cleanup();
+  });
+
+  it('lists runs of days far apart newest first, walking back at most 400 days without since', async () => {
+    const day = 86_400_000;
+    await writeRuns([
+      makeRun('today', { queuedAt: T0 - 1000 }),
+      makeRun('last-month', { queuedAt: T0 - 30 * day }),
+      makeRun('last-year', { queuedAt: T0 - 300 * day }),
+      makeRun('too-old', { queuedAt: T0 - 500 * day }),
+    ]);
 
     const recent = await store.listRuns({});
     const withSince = await store.listRuns({ since: T0 - 600 * day });
@@ -394,12 +571,10 @@ describe('DynamoStore run history', () => {
   });
 
   it('lists a signature’s runs by queue time although a long run ended last', async () => {
-    await store.commit({
-      runs: [
-        makeRun('long', { queuedAt: T0, status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 10_000_000 }),
-        ...Array.from({ length: 5 }, (_, i) => makeRun(`short-${i}`, { queuedAt: T0 + 100 + i, status: 'failed', endedAt: T0 + 200 + i })),
-      ],
-    });
+    await writeRuns([
+      makeRun('long', { queuedAt: T0, status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 10_000_000 }),
+      ...Array.from({ length: 5 }, (_, i) => makeRun(`short-${i}`, { queuedAt: T0 + 100 + i, status: 'failed', endedAt: T0 + 200 + i })),
+    ]);
 
     const listed = await store.listRuns({ signature: 'collector-a/fetch/x', limit: 3 });
     const last = await store.lastRun({ signature: 'collector-a/fetch/x' });

@@ -1,14 +1,18 @@
 /**
- * Faults on the emulators: workers and conductors killed mid-task (as processes, kill -9), every
- * message delivered twice, scheduler ticks racing, DynamoDB throttling. From the recorded runs:
- * no signature ever ran twice at once, and every planned task ended succeeded, or failed with a
- * record and a dead-letter message.
+ * Faults on the emulators: workers and conductors killed mid-task (as processes, kill -9) or
+ * stopped past their lease (SIGSTOP, then SIGCONT), every message delivered twice, scheduler
+ * ticks racing, DynamoDB throttling. From the recorded runs: no signature ever ran twice at
+ * once, every planned task ended succeeded, or failed with a record and a dead-letter message, a
+ * stale holder recorded and wrote nothing, and no run was left queued, running or retrying
+ * without a live lease.
  */
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeWorkerHandler } from '../../../core/adapters/aws/handlers.js';
+import { LeaseLostError } from '../../../core/errors.js';
 import type { RunRecord } from '../../../core/types.js';
 import jobs from '../../fixtures/aws/jobs.js';
+import type { TickReport } from '../../../core/cloud/scheduler.js';
 import { LocalAwsStack, type StackOptions } from '../../helpers/aws-stack.js';
 import { overlappingRuns } from '../../helpers/overlaps.js';
 import { ProcessPool } from '../../helpers/processes.js';
@@ -51,8 +55,33 @@ async function runsOf(stack: LocalAwsStack, instanceId: string): Promise<RunReco
   return stack.store.listRuns({ instanceId, limit: 10_000 });
 }
 
+/** Waits for a line of a fixture process's output (warnings go to stderr); on failure, says what it printed. */
+async function waitForLine(proc: ReturnType<ProcessPool['start']>, pattern: RegExp): Promise<void> {
+  try {
+    await pollFor(() => (pattern.test(proc.stdout + proc.stderr) ? true : undefined), 10_000, `${String(pattern)} from a fixture process`);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n${proc.describe()}`, { cause: error });
+  }
+}
+
+/**
+ * Ticks until the ticks so far swept a run (its lease expired without a record) and, unless
+ * `dispatched` is false, posted the task again (the 1 s instances fall due once a second);
+ * returns their counts summed.
+ */
+async function tickUntilSwept(scheduler: { tick(): Promise<TickReport> }, dispatched = true): Promise<{ swept: number; queue: number; planned: number }> {
+  const total = { swept: 0, queue: 0, planned: 0 };
+  return pollFor(async () => {
+    const report = await scheduler.tick();
+    total.swept += report.swept;
+    total.queue += report.dispatched.queue;
+    total.planned += report.planned.length;
+    return total.swept > 0 && (!dispatched || total.queue > 0) ? total : undefined;
+  }, 20_000, 'ticks to sweep the run whose lease expired and post its task again');
+}
+
 describe('a worker killed mid-task', () => {
-  it('loses its lease when it expires; the next tick takes the task over and another worker completes it', async () => {
+  it('loses its lease when it expires; the next tick sweeps its run interrupted, posts the task again and another worker completes it', async () => {
     const stack = await createStack();
     await stack.seedInstances([{ id: 'sleepy', job: 'sleeper', params: { ms: 1500, timeoutMs: 3000 }, schedule: '1s' }]);
     const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
@@ -64,15 +93,12 @@ describe('a worker killed mid-task', () => {
     worker.signal('SIGKILL');
     await worker.exited;
 
-    // Ticks until the lease (timeout + margins: 3.5 s) expired and the scheduler posted the task again.
-    const takeover = await pollFor(async () => {
-      const report = await scheduler.tick();
-      return report.takenOver > 0 ? report : undefined;
-    }, 20_000, 'the scheduler to take the task over');
+    // Ticks until the lease (timeout + margins: 3.5 s) expired: the sweep ends the run, the plan posts it again.
+    const takeover = await tickUntilSwept(scheduler);
     await inProcessWorker(stack).drain({ timeoutMs: 20_000, until: () => false });
 
     const runs = (await runsOf(stack, 'sleepy')).sort((a, b) => a.fencingToken - b.fencingToken);
-    expect(takeover.dispatched.queue).toBe(1);
+    expect(takeover).toMatchObject({ swept: 1, queue: 1 });
     expect(runs.map((run) => [run.status, run.runner.startsWith('worker:')])).toEqual([
       ['interrupted', true],
       ['succeeded', true],
@@ -82,6 +108,75 @@ describe('a worker killed mid-task', () => {
     expect(overlappingRuns(runs)).toEqual([]);
     // The killed worker's message came back and was dropped as stale, not run again.
     expect(await objects.list('started/sleepy/')).toHaveLength(2);
+    expect(await stack.orphanedRuns()).toEqual([]);
+  });
+
+  it('has its run ended interrupted by the next tick’s sweep although nobody leases the task again (instance disabled)', async () => {
+    const stack = await createStack();
+    await stack.seedInstances([{ id: 'sleepy', job: 'sleeper', params: { ms: 1500, timeoutMs: 3000 }, schedule: '1s' }]);
+    const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
+    const objects = stack.container(jobs).objects;
+    await scheduler.tick();
+    const worker = pool.start(WORKER_PROCESS, stack.processEnv({ UJR_SAFETY_MARGIN_MS: '300', UJR_GRACE_MS: '200' }));
+    await pollFor(async () => ((await objects.list('started/sleepy/')).length > 0 ? true : undefined), 30_000, 'the task to start in the worker process');
+    worker.signal('SIGKILL');
+    await worker.exited;
+    await stack.store.setInstanceOverride('sleepy', { enabled: false });
+    const [orphan] = await stack.store.listRoute('queue');
+
+    const report = await tickUntilSwept(scheduler, false);
+
+    expect(orphan).toMatchObject({ instanceId: 'sleepy', owner: expect.stringMatching(/^worker:/) as unknown });
+    expect(orphan!.startedAt).toBeDefined();
+    expect(report).toStrictEqual({ swept: 1, queue: 0, planned: 0 });
+    expect(await stack.store.getRun(orphan!.runId)).toMatchObject({ status: 'interrupted', runner: orphan!.owner, fencingToken: orphan!.token, error: { name: 'LeaseExpiredError' } });
+    expect(await stack.store.listRoute('queue')).toEqual([]);
+    expect((await stack.store.getLease(orphan!.signature))?.owner ?? null).toBeNull();
+    expect(await stack.orphanedRuns()).toEqual([]);
+  });
+});
+
+describe('a worker stopped past its lease (SIGSTOP), then resumed', () => {
+  it('records nothing and cannot write objects: its run ends interrupted and the taker’s run is the newest success', async () => {
+    const stack = await createStack();
+    await stack.seedInstances([{ id: 'sleepy', job: 'sleeper', params: { ms: 1500, timeoutMs: 3000 }, schedule: '1s' }]);
+    const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
+    const objects = stack.container(jobs).objects;
+    await scheduler.tick();
+    const stale = pool.start(WORKER_PROCESS, stack.processEnv({ UJR_SAFETY_MARGIN_MS: '300', UJR_GRACE_MS: '200' }));
+    const [started] = await pollFor(async () => {
+      const list = await objects.list('started/sleepy/');
+      return list.length > 0 ? list : undefined;
+    }, 30_000, 'the task to start in the worker process');
+    const staleRunId = started!.key.split('/').pop()!;
+    stale.signal('SIGSTOP');
+
+    // Its lease expires: the sweep ends its run, the plan posts the task again, another worker runs it.
+    expect(await tickUntilSwept(scheduler)).toMatchObject({ swept: 1, queue: 1 });
+    // (The stopped process's pending long poll may hold the new message until its visibility ends.)
+    const taker = inProcessWorker(stack);
+    taker.start({ concurrency: 1 });
+    await pollFor(async () => ((await runsOf(stack, 'sleepy')).some((run) => run.status === 'succeeded') ? true : undefined), 20_000, 'another worker to run the task');
+    await taker.stop();
+    const before = await stack.store.getRun(staleRunId);
+    stale.signal('SIGCONT');
+    // Its handler returns (or times out) and writes finished/: refused, then its record: refused.
+    await waitForLine(stale, new RegExp(`could not write finished/: ${LeaseLostError.name}`));
+    await waitForLine(stale, /the lease moved on/);
+
+    const runs = (await runsOf(stack, 'sleepy')).sort((a, b) => a.fencingToken - b.fencingToken);
+    expect(before).toMatchObject({ status: 'interrupted', error: { name: 'LeaseExpiredError' } });
+    expect(await stack.store.getRun(staleRunId)).toStrictEqual(before);
+    expect(runs.map((run) => [run.id === staleRunId, run.status])).toEqual([
+      [true, 'interrupted'],
+      [false, 'succeeded'],
+    ]);
+    expect((await stack.store.lastRun({ signature: runs[0]!.signature, status: 'succeeded' }))?.id).toBe(runs[1]!.id);
+    expect(await objects.getText(`finished/sleepy/${staleRunId}`)).toBeUndefined();
+    expect(await objects.getText(`finished/sleepy/${runs[1]!.id}`)).toBeDefined();
+    expect((await stack.store.getLease(runs[0]!.signature))?.owner ?? null).toBeNull();
+    expect(overlappingRuns(runs.filter((run) => run.status === 'succeeded'))).toEqual([]);
+    expect(await stack.orphanedRuns()).toEqual([]);
   });
 });
 
@@ -127,6 +222,39 @@ describe('a conductor killed mid-task', () => {
     const [entry] = await stack.store.listRoute('conductor');
     expect(entry?.owner).toMatch(/^conductor:/);
     expect((await stack.store.getRun(bRun!.id))?.status).toBe('interrupted');
+    expect(await stack.orphanedRuns()).toEqual([]);
+  });
+});
+
+describe('a conductor stopped past its lease (SIGSTOP), then resumed', () => {
+  it('has its running record swept interrupted and its lease released, so its checkpoints and records after waking are refused', async () => {
+    const stack = await createStack();
+    await stack.seedInstances([{ id: 'counter', job: 'stream', params: { everyMs: 30 }, schedule: '1m' }]);
+    const { scheduler } = stack.scheduler(jobs);
+    await scheduler.tick();
+    const a = pool.start(CONDUCTOR_PROCESS, stack.processEnv({ UJR_CONDUCTOR_LEASE_TTL_MS: '1500', UJR_CONDUCTOR_POLL_MS: '200', UJR_GRACE_MS: '2000' }));
+    await pool.waitForOutput(a, /ready (\S+)/);
+    const [entry] = await stack.store.listRoute('conductor');
+    await pollFor(async () => {
+      const checkpoint = await stack.store.getCheckpoint(entry!.signature);
+      return checkpoint && (checkpoint.value as { n: number }).n >= 5 ? true : undefined;
+    }, 30_000, 'conductor A to checkpoint');
+    a.signal('SIGSTOP');
+    const [running] = await stack.store.listRuns({ instanceId: 'counter', status: 'running' });
+    // Switched off, so no tick posts the task again: only the sweep can end A's run.
+    await stack.store.setInstanceOverride('counter', { enabled: false });
+
+    await tickUntilSwept(scheduler, false);
+    const atSweep = await stack.store.getCheckpoint(entry!.signature);
+    a.signal('SIGCONT');
+    await waitForLine(a, /the lease moved on/);
+
+    expect(running).toMatchObject({ status: 'running', kind: 'continuous' });
+    expect(await stack.store.getRun(running!.id)).toMatchObject({ status: 'interrupted', error: { name: 'LeaseExpiredError' } });
+    expect(await stack.store.getCheckpoint(entry!.signature)).toStrictEqual(atSweep);
+    expect(await stack.store.getLease(entry!.signature)).toMatchObject({ owner: null });
+    expect(await stack.store.listRoute('conductor')).toEqual([]);
+    expect(await stack.orphanedRuns()).toEqual([]);
   });
 });
 
@@ -161,10 +289,12 @@ describe('at-least-once delivery, racing ticks and throttling together', () => {
     expect(bySignature.size).toBe(30);
     for (const [, list] of bySignature) {
       const i = (list[0]!.input as { i: number }).i;
-      if (i === 7) expect(list.every((run) => run.status === 'retrying' || run.status === 'failed' || run.status === 'interrupted'), JSON.stringify(list, null, 1)).toBe(true);
+      if (i === 7) expect(list.every((run) => run.status === 'failed' || run.status === 'interrupted'), JSON.stringify(list, null, 1)).toBe(true);
       else expect(list.filter((run) => run.status === 'succeeded'), JSON.stringify(list, null, 1)).toHaveLength(1);
     }
-    const failedForGood = runs.filter((run) => run.status === 'failed');
+    // Failed for good: the last attempt of its chain (a retried attempt names the next).
+    const failedForGood = runs.filter((run) => run.status === 'failed' && run.nextRunId === undefined);
+    expect(await stack.orphanedRuns()).toEqual([]);
     const dead = await stack.drainDeadLetters();
     expect(dead.map((message) => (JSON.parse(message.body) as { runId: string }).runId).sort(), JSON.stringify(runs.filter((run) => (run.input as { i: number }).i === 7), null, 1)).toEqual(failedForGood.map((run) => run.id).sort());
   });

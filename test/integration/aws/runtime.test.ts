@@ -65,7 +65,7 @@ describe('scheduler → queue → worker', () => {
     expect(await stack.queueDepth()).toBe(30);
   });
 
-  it('retries a failing attempt with backoff across invocations until it succeeds', async () => {
+  it('retries a failing attempt with backoff: each failed attempt is recorded failed and linked to the next, the last succeeds', async () => {
     await stack.seedInstances([{ id: 'flaky', job: 'fanout', params: { count: 3, failUntilAttempt: 3, attempts: 3 }, schedule: '1m' }]);
     await stack.scheduler(jobs).scheduler.tick();
 
@@ -76,9 +76,16 @@ describe('scheduler → queue → worker', () => {
     for (const signature of new Set(runs.map((run) => run.signature))) {
       const attempts = runs.filter((run) => run.signature === signature).sort((a, b) => a.attempt - b.attempt);
       expect(attempts.map((run) => [run.attempt, run.status, run.origin])).toEqual([
-        [1, 'retrying', 'schedule'],
-        [2, 'retrying', 'retry'],
+        [1, 'failed', 'schedule'],
+        [2, 'failed', 'retry'],
         [3, 'succeeded', 'retry'],
+      ]);
+      expect(attempts[0]!.error?.message).toBe(`item ${(attempts[0]!.input as { i: number }).i} failed on attempt 1`);
+      // The chain: each failed attempt names the next, each retry the one before.
+      expect(attempts.map((run) => [run.previousRunId, run.nextRunId])).toEqual([
+        [undefined, attempts[1]!.id],
+        [attempts[0]!.id, attempts[2]!.id],
+        [attempts[1]!.id, undefined],
       ]);
       // The lease is kept between attempts: each attempt's token is higher than the one before.
       expect(attempts[0]!.fencingToken).toBeLessThan(attempts[1]!.fencingToken);
@@ -95,7 +102,10 @@ describe('scheduler → queue → worker', () => {
     await eventSource().drain({ timeoutMs: 30_000 });
 
     const failing = (await runsOf('doomed')).filter((run) => (run.input as { i: number }).i === 1).sort((a, b) => a.attempt - b.attempt);
-    expect(failing.map((run) => run.status)).toEqual(['retrying', 'failed']);
+    expect(failing.map((run) => [run.status, run.nextRunId, run.previousRunId])).toEqual([
+      ['failed', failing[1]!.id, undefined],
+      ['failed', undefined, failing[0]!.id],
+    ]);
     expect(failing[1]!.error?.message).toBe('item 1 failed on attempt 2');
     expect(await stack.container(jobs).objects.getText('reverted/doomed/1')).toBe('item 1 failed on attempt 2');
     const lease = await stack.store.getLease(failing[1]!.signature);

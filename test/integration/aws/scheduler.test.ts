@@ -114,10 +114,11 @@ describe('what a tick posts', () => {
     expect(report.dispatched).toEqual({ queue: 0, conductor: 0, fargate: 1 });
     expect(message).toMatchObject({ instanceId: 'long', task: 'item', timeoutMs: 30 * 60_000 });
     expect(await stack.queueDepth()).toBe(0);
-    expect(runs.map((run) => [run.attempt, run.status])).toEqual([
-      [1, 'retrying'],
-      [2, 'succeeded'],
+    expect(runs.map((run) => [run.attempt, run.status, run.previousRunId])).toEqual([
+      [1, 'failed', undefined],
+      [2, 'succeeded', runs[0]!.id],
     ]);
+    expect(runs[0]!.nextRunId).toBe(runs[1]!.id);
     expect((await stack.store.getLease(runs[1]!.signature))?.owner ?? null).toBeNull();
   });
 

@@ -165,6 +165,8 @@ describe('data permissions', () => {
     ScanCommand: ['dynamodb:Scan'],
     BatchGetCommand: ['dynamodb:BatchGetItem'],
     BatchWriteCommand: ['dynamodb:BatchWriteItem'],
+    // IAM authorises a transaction's actions one by one; the adapter's are ConditionCheck, Put and Update.
+    TransactWriteCommand: ['dynamodb:ConditionCheckItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
     PutObjectCommand: ['s3:PutObject'],
     GetObjectCommand: ['s3:GetObject'],
     HeadObjectCommand: ['s3:GetObject'],
@@ -200,7 +202,7 @@ describe('data permissions', () => {
     expect(list(dynamo?.Action).sort()).toEqual([...DYNAMODB_DATA_ACTIONS].sort());
     const resources = list(dynamo?.Resource).map(render);
     expect(resources.some((r) => r.endsWith('/index/*'))).toBe(false);
-    for (const index of ['byRoute', 'bySignature', 'byTask', 'byInstance', 'byDay']) expect(resources.some((r) => r.endsWith(`/index/${index}`)), index).toBe(true);
+    for (const index of ['byRoute', 'bySignature', 'byTask', 'byInstance', 'byDay', 'byLive']) expect(resources.some((r) => r.endsWith(`/index/${index}`)), index).toBe(true);
     expect(resources.filter((r) => !r.includes('/index/'))).toHaveLength(3);
     const actions = actionsOn(policy);
     for (const action of [...S3_OBJECT_READ_ACTIONS, ...S3_BUCKET_ACTIONS]) expect(actions.has(action), action).toBe(true);
