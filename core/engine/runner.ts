@@ -723,7 +723,12 @@ export class Runner extends EventEmitter<RunnerEvents> {
       // that the history shows how that task ended (a manual plan answers its triggers then).
       runtime.replansAfterRelease += 1;
       if (created.length === 0) runtime.pendingTriggers.push(...triggers.filter((t) => t.task === undefined));
-      setTimeout(() => this.requestPlan(runtime, origin === 'manual' && triggers.some((t) => t.task === undefined) ? 'manual' : 'followup'), 2).unref();
+      const reason = origin === 'manual' && triggers.some((t) => t.task === undefined) ? 'manual' : 'followup';
+      runtime.followupPending = true;
+      setTimeout(() => {
+        runtime.followupPending = false;
+        this.requestPlan(runtime, reason);
+      }, 2).unref();
       if (created.length === 0 && triggers.some((t) => t.task === undefined)) return { runIds: [], replanned: true };
     } else if (releasedSincePlan === 0) {
       runtime.replansAfterRelease = 0;
@@ -1271,9 +1276,12 @@ export class Runner extends EventEmitter<RunnerEvents> {
   /** Ends runs (of any runner on this store) whose lease expired without a final record. */
   private async sweep(): Promise<void> {
     try {
-      const swept = await this.store.sweep(this.now());
+      const now = this.now();
+      const swept = await this.store.sweep(now);
+      // The sweep let leases go at `now`: plans from here on must start after it (see clockPastOwnReleases).
+      if (swept.length > 0) this.journal.lastReleaseAt = Math.max(this.journal.lastReleaseAt, now);
       for (const { run } of swept) {
-        this.log.warn(`run ${run.id} of ${run.instanceId}/${run.task} was left ${'unfinished'} by runner ${run.runner}, whose lease expired; recorded interrupted`);
+        this.log.warn(`run ${run.id} of ${run.instanceId}/${run.task} was left unfinished by runner ${run.runner}, whose lease expired; recorded interrupted`);
         this.emit('run', run);
       }
     } catch (error) {

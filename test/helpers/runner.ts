@@ -86,19 +86,19 @@ export function waitFor<T extends unknown[]>(
  * Polls `probe` until it gives a value, failing after `ms` of real time (a monotonic clock, so
  * tests that fake `Date` still time out): for outcomes that raise no event.
  */
-export async function pollFor<T>(probe: () => T | undefined | Promise<T | undefined>, ms = 10_000, what = 'condition'): Promise<T> {
+export async function pollFor<T>(probe: () => T | undefined | Promise<T | undefined>, ms = 10_000, what = 'condition', everyMs = 10): Promise<T> {
   const deadline = performance.now() + ms;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
     if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
 
-/** Polls `check` until it returns true, failing after `ms` (for outcomes with no event). */
-export async function until(check: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
-  await pollFor(async () => ((await check()) ? true : undefined), ms, what);
+/** Polls `check` every `everyMs` until it returns true, failing after `ms` (for outcomes with no event). */
+export async function until(check: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition', everyMs = 10): Promise<void> {
+  await pollFor(async () => ((await check()) ? true : undefined), ms, what, everyMs);
 }
 
 /** Resolves with the first run event of `runner` matching `predicate` (typed `waitFor`). */
