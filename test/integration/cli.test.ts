@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { RUN_STATUSES } from '../../core/types.js';
 import { Sandbox, type Exit } from '../fixtures/cli/sandbox.js';
+import { until } from '../helpers/runner.js';
 
 const runSchema = z
   .object({
@@ -186,6 +187,31 @@ describe('ujr trigger', () => {
     expect(listed[0]).toMatchObject({ instanceId: 'b', task: 'work', origin: 'manual', status: 'succeeded', input: { i: 41 } });
     const { ends } = await sandbox.executions('b');
     expect(ends.map((e) => e.input)).toEqual([{ i: 41 }]);
+  });
+
+  it('trigger --wait follows a retried task to its final attempt, and says at once when a plan started nothing', async () => {
+    // Prepare: a runner up, a task that fails its first attempt and succeeds on the retry.
+    await sandbox.writeInstances([{ id: 'f', job: 'flaky', params: { failures: 1 } }]);
+    const runner = sandbox.spawn('run', '--quiet');
+    await until(() => runner.stderr.includes('running as'), 20_000, 'the runner to start');
+
+    // Act
+    const waited = await sandbox.run(['trigger', 'f', 'flaky', '--wait', '--json', '--timeout', '20000'], 30_000);
+    const nothing = await sandbox.run(['trigger', 'f', '--wait', '--timeout', '20000'], 30_000);
+    const status = await sandbox.run(['status', '--json']);
+    runner.signal('SIGTERM');
+    await sandbox.waitExit(runner, 15_000);
+
+    // Assess: the final attempt, linked back to the failed first one, which names it.
+    expectExit(waited, 0);
+    const [final] = runsSchema.parse(JSON.parse(waited.stdout));
+    expect(final).toMatchObject({ task: 'flaky', status: 'succeeded', attempt: 2, origin: 'retry' });
+    const first = await sandbox.store().getRun(String(final?.previousRunId));
+    expect(first).toMatchObject({ attempt: 1, status: 'failed', nextRunId: final?.id, error: { message: 'attempt 1 fails on purpose' } });
+    expectExit(nothing, 0);
+    expect(nothing.stdout).toMatch(/started no run: the plan returned no task/);
+    expectExit(status, 0);
+    expect(statusSchema.parse(JSON.parse(status.stdout)).running).toStrictEqual([]);
   });
 
   it('rejects bad JSON (exit 2, naming --input) and unknown instances or tasks (exit 3)', async () => {
