@@ -233,7 +233,9 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
   ] as const) {
     jobs
       .command(name)
-      .description(`${name} an instance (edits the instances file, applied live by "ujr run"; with --stack, the instances table)`)
+      .description(
+        `${name} an instance (edits the instances file, applied live by "ujr run"; with --stack, the instances table)${enabled ? '' : '; what it runs now is cancelled'}`,
+      )
       .argument('<instance>', 'job instance id')
       .action(async (instanceId: string) => {
         await withTarget(async (target) => {
