@@ -23,7 +23,9 @@
  * (`liveKey` is set only while a run is queued, running or retrying, so a final record never
  * writes it), and board entries a claimer started through `byRoute` (a worker writes no record
  * until its attempt ends, so a dead worker's run exists only on the board). It reads their
- * leases in one consistent `BatchGetItem` per 100, and ends each run whose lease is not live:
+ * leases by `BatchGetItem`, 100 keys a call: those of live runs consistently, the other board
+ * entries eventually consistent (0.5 read unit per leased entry and tick; every write for them is
+ * conditioned on the lease as read), and ends each run whose lease is not live:
  * one `UpdateItem` (status still live, same holder), in a transaction with the release of the
  * lease when it expired still naming the run's holder (still expired, same owner and token).
  * No Scan: a tick's sweep costs two Queries and the reads of what is leased.
@@ -682,8 +684,15 @@ export class DynamoStore implements Board {
       })(),
       Promise.all((['queue', 'conductor', 'fargate'] as const).map((route) => this.routeSignatures(route))),
     ]);
-    const signatures = [...new Set([...liveRuns.map((run) => run.signature), ...routed.flat()])];
-    const items = await this.batchGetLeases(signatures, [...LEASE_ATTRIBUTES, ...TASK_ATTRIBUTES], true);
+    const ofLiveRuns = new Set(liveRuns.map((run) => run.signature));
+    const onlyRouted = [...new Set(routed.flat())].filter((signature) => !ofLiveRuns.has(signature));
+    // A live run's lease is read consistently: a lease that moved past the run's owner and token
+    // never comes back to them, so the run may be ended without a condition on the lease, but a
+    // stale read could show the state before the run's own grant. Board entries without a run are
+    // read eventually consistent (half the read units): each of their writes is conditioned on the
+    // lease as read, so a stale read only fails a condition or defers the entry to the next sweep.
+    const attributes = [...LEASE_ATTRIBUTES, ...TASK_ATTRIBUTES];
+    const items = (await Promise.all([this.batchGetLeases([...ofLiveRuns], attributes, true), this.batchGetLeases(onlyRouted, attributes, false)])).flat();
     const leaseItems = new Map<string, NonNullable<ReturnType<typeof parseLeaseItem>>>();
     for (const item of items) {
       const parsed = parseLeaseItem(item, this.tables.leases);
@@ -770,7 +779,7 @@ export class DynamoStore implements Board {
     let runs = lastByKey(group.runs ?? [], (run) => run.id);
     const logs = lastByKey(group.logs ?? [], (line) => `${line.runId}\u0000${line.seq}`).map(logItem);
     const leaseWrite = group.checkpoint !== undefined || group.release === true;
-    if (runs.length === 0 && logs.length === 0) {
+    const leaseOnly = async (): Promise<boolean> => {
       // Nothing but the lease item: one conditional update, or a read when there is nothing to write.
       if (!leaseWrite) {
         const lease = await this.readLeaseItem(fence.signature, 'GetItem (check a fence)', ['signature', 'owner', 'token']);
@@ -779,10 +788,11 @@ export class DynamoStore implements Board {
       const update = this.fencedLeaseUpdate(group, at);
       const result = await this.conditional('leases', 'UpdateItem (fenced checkpoint or release)', () => this.doc.send(new UpdateCommand(update)));
       return result.ok;
-    }
+    };
     // Log lines first, the run records last, with the checkpoint and release: every part carries
     // the lease condition, and a part past the first 100 actions goes before the last one.
     for (;;) {
+      if (runs.length === 0 && logs.length === 0) return leaseOnly();
       const puts = [...logs.map((Item) => ({ Put: { TableName: this.tables.runs, Item } })), ...runs.map((run) => this.runPut(run))];
       const parts: Record<string, unknown>[][] = [];
       for (let end = puts.length; end > 0; end -= TRANSACT_ITEMS - 1) parts.unshift(puts.slice(Math.max(0, end - (TRANSACT_ITEMS - 1)), end));

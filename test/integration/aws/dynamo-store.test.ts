@@ -422,6 +422,18 @@ describe('DynamoStore fenced writes and the sweeper', () => {
     expect((await store.getLease('s1'))?.owner).toBeNull();
   });
 
+  it('still releases when the group’s only run record is already final (taken over and recorded by another)', async () => {
+    const token = await lease('s1', 'w');
+    const ref = { signature: 's1', owner: 'w', token };
+    await store.commit({ fenced: [{ fence: ref, runs: [makeRun('r1', { signature: 's1', runner: 'w', status: 'interrupted', fencingToken: token, endedAt: T0 + 5 })] }] });
+
+    const result = await store.commit({ fenced: [{ fence: ref, runs: [makeRun('r1', { signature: 's1', runner: 'w', status: 'cancelled', fencingToken: token, endedAt: T0 + 9 })], release: true }] });
+
+    expect(result.refused).toStrictEqual([]);
+    expect((await store.getRun('r1'))?.status).toBe('interrupted');
+    expect((await store.getLease('s1'))?.owner).toBeNull();
+  });
+
   it('splits a group of more than 100 writes into fenced transactions, the run record and the release last', async () => {
     const token = await lease('s1', 'w');
     const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
