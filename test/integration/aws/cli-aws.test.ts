@@ -313,6 +313,28 @@ describe('ujr trigger --stack', () => {
     expect(runs.map((run) => [run.task, run.origin, run.status, run.input])).toEqual([['item', 'manual', 'succeeded', { i: 7 }]]);
   });
 
+  it('--wait follows a retried task from its failed attempt (nextRunId) to the attempt that succeeded, and exits 0', async () => {
+    // Prepare
+    await stack.seedInstances([{ id: 'flaky', job: 'fanout', params: { count: 1, failUntilAttempt: 2 }, schedule: '1h' }]);
+    const lambdaFn = playSchedulerFunction();
+
+    // Act
+    const triggering = ujr(['trigger', 'flaky', '--wait', '--timeout', '20000']);
+    await lambdaFn.invoked();
+    await workerSource().drain({ timeoutMs: 20_000 });
+    const trigger = await triggering;
+
+    // Assess
+    expectExit(trigger, 0);
+    const runs = (await stack.store.listRuns({ instanceId: 'flaky' })).sort((a, b) => a.attempt - b.attempt);
+    expect(runs.map((run) => [run.attempt, run.status])).toEqual([
+      [1, 'failed'],
+      [2, 'succeeded'],
+    ]);
+    expect(runs[0]!.nextRunId).toBe(runs[1]!.id);
+    expect(trigger.stdout).toMatch(new RegExp(`^${runs[1]!.id}\\s+flaky\\s+item\\s+succeeded\\s+2/3`, 'm'));
+  });
+
   it('exits 1 when the triggered run fails, and without --wait only says what was dispatched', async () => {
     // Prepare
     await stack.seedInstances([{ id: 'bad', job: 'fanout', params: { count: 0, failFatal: [5], attempts: 1 }, schedule: '1m' }]);
