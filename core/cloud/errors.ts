@@ -6,8 +6,5 @@ export class PoisonMessageError extends UjrError {
   override readonly retryable = false;
 }
 
-/** A task's input is larger than the board can carry. */
-export class PayloadTooLargeError extends NonRetryableError {}
-
 /** The runtime's environment or configuration is incomplete; names what is missing. */
 export class RuntimeConfigError extends NonRetryableError {}
