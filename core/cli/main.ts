@@ -19,6 +19,7 @@ import { LIVE_STATUSES, RUN_STATUSES, TERMINAL_STATUSES, type Json, type Logger,
 import { openLocalRuntime, resolvePaths, type LocalPaths } from '../local/runtime.js';
 import { registerUiCommand } from '../ui/command.js';
 import { CliError, EXIT } from './errors.js';
+import { followToFinalAttempts } from './follow.js';
 import { duration, runsTable, table, time, truncate } from './format.js';
 import { consoleIo, type Io } from './io.js';
 import { activeRuns, activeTable, redriveCommand, stackLogsCommand, stackTriggerCommand, type ActiveRun } from './stack-commands.js';
@@ -490,23 +491,9 @@ async function triggerCommand(
     return EXIT.ok;
   }
   // Each run is followed along its retries (nextRunId) to the attempt that ended it for good.
-  const finals: RunRecord[] = [];
-  for (const firstId of result.runIds) {
-    let id = firstId;
-    for (;;) {
-      const run = await store.getRun(id);
-      if (run?.nextRunId !== undefined) {
-        id = run.nextRunId;
-        continue;
-      }
-      if (run && TERMINAL_STATUSES.has(run.status)) {
-        finals.push(run);
-        break;
-      }
-      if (Date.now() > deadline) return tooLate(`run ${id} did not end`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
+  const followed = await followToFinalAttempts(store, result.runIds, { deadline, pollMs: 250 });
+  if ('waitingFor' in followed) return tooLate(`run ${followed.waitingFor} did not end`);
+  const finals = followed.ended;
   if (asJson) io.out(JSON.stringify(finals, null, 2));
   else io.out(runsTable(finals));
   return finals.every((r) => r.status === 'succeeded' || r.status === 'skipped') ? EXIT.ok : EXIT.failed;

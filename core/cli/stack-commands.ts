@@ -8,6 +8,7 @@ import type { AwsCliContext, RunLogEvent } from '../adapters/aws/cli-context.js'
 import type { Board, BoardEntry, Route } from '../cloud/board.js';
 import type { RunNowRequest, TickReport } from '../cloud/scheduler.js';
 import { baseRun } from '../cloud/attempt.js';
+import { followToFinalAttempts } from './follow.js';
 import { TERMINAL_STATUSES, type Json, type RunRecord } from '../types.js';
 import { CliError, EXIT } from './errors.js';
 import { duration, progress, runsTable, table, time, truncate } from './format.js';
@@ -79,7 +80,12 @@ export async function stackTriggerCommand(aws: AwsCliContext, opts: StackTrigger
     else io.out('nothing was dispatched, so there is nothing to wait for');
     return report.rejected > 0 ? EXIT.failed : EXIT.ok;
   }
-  const runs = await waitForTrigger(aws.store, { instanceId, task, since: at - CLOCK_SKEW_MS, expected: dispatched, deadline: at + opts.timeoutMs, pollMs: opts.pollMs });
+  // The runs this ad-hoc run created, followed through their retries (a scheduler deployed before
+  // manualRunIds existed reports none: then the runs are found by instance and origin).
+  const runs =
+    report.manualRunIds.length > 0
+      ? await followed(aws.store, report.manualRunIds, { deadline: at + opts.timeoutMs, pollMs: opts.pollMs })
+      : await waitForTrigger(aws.store, { instanceId, task, since: at - CLOCK_SKEW_MS, expected: dispatched, deadline: at + opts.timeoutMs, pollMs: opts.pollMs });
   if (!runs) {
     io.err(
       `no run of the trigger ended within ${opts.timeoutMs} ms (${dispatched} dispatched); follow it with "ujr runs --stack ${aws.stackName} --job ${instanceId}" and "ujr status --stack ${aws.stackName}"`,
@@ -270,4 +276,10 @@ export async function redriveCommand(aws: AwsCliContext, opts: { status: boolean
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The final attempts of `runIds`, or `undefined` when one had not ended by the deadline. */
+async function followed(store: Board, runIds: readonly string[], opts: { deadline: number; pollMs: number }): Promise<RunRecord[] | undefined> {
+  const result = await followToFinalAttempts(store, runIds, opts);
+  return 'ended' in result ? result.ended : undefined;
 }

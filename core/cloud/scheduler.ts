@@ -94,6 +94,8 @@ export const tickReportSchema = z.object({
   swept: z.number().default(0),
   /** Conductors wanted after this tick. */
   conductors: z.number(),
+  /** The runs an ad-hoc run created (first attempts), for `ujr trigger --wait` to follow. */
+  manualRunIds: z.array(z.string()).default([]),
 });
 
 export type TickReport = z.infer<typeof tickReportSchema>;
@@ -267,9 +269,10 @@ export class Scheduler {
           telemetry.count('deduplicated', job.name);
           continue;
         }
-        // It ended after the plan read the history: the plan may not know it succeeded.
+        // It ended after the plan read the history (or so shortly before that the history's
+        // indexes may not show its record yet): the plan may not know it succeeded.
         const released = releasedAt.get(planned.signature);
-        if (released !== undefined && released >= plan.plannedAt) {
+        if (released !== undefined && released >= historySince(plan.plannedAt)) {
           report.deduplicated += 1;
           continue;
         }
@@ -295,7 +298,7 @@ export class Scheduler {
           queuedAt: now(),
           retry: planned.retry,
         };
-        if (Number.isFinite(plan.plannedAt)) request.notReleasedSince = plan.plannedAt;
+        if (Number.isFinite(plan.plannedAt)) request.notReleasedSince = historySince(plan.plannedAt);
         if (timeoutMs !== undefined) request.timeoutMs = timeoutMs;
         posts.push({ request, plan, planned });
       }
@@ -318,6 +321,7 @@ export class Scheduler {
         return;
       }
       report.dispatched[request.route] += 1;
+      if (request.origin === 'manual') report.manualRunIds.push(request.runId);
       if (grant.takenOver) {
         report.takenOver += 1;
         telemetry.count('takenOver', request.jobType);
@@ -374,7 +378,7 @@ export class Scheduler {
 }
 
 function emptyReport(): TickReport {
-  return { planned: [], tasks: 0, deduplicated: 0, dispatched: { queue: 0, conductor: 0, fargate: 0 }, rejected: 0, takenOver: 0, swept: 0, conductors: 0 };
+  return { planned: [], tasks: 0, deduplicated: 0, dispatched: { queue: 0, conductor: 0, fargate: 0 }, rejected: 0, takenOver: 0, swept: 0, conductors: 0, manualRunIds: [] };
 }
 
 /** A batch task without a timeout of its own gets the worker's limit; one set longer runs on Fargate. */
@@ -439,4 +443,17 @@ function withTimeout<T>(promise: Promise<T>, ms: number, instanceId: string): Pr
     timer = setTimeout(() => reject(new Error(`getRunnableTasks of instance "${instanceId}" did not return within ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * How long a run record may take to show in the run history after its lease was released: the
+ * history is read from global secondary indexes, which DynamoDB keeps eventually consistent (a
+ * record written in the same transaction as the release can be missing from an index read a
+ * moment later). A signature released that shortly before a plan is left to the next tick.
+ */
+export const HISTORY_INDEX_LAG_MS = 5_000;
+
+/** The release time from which a plan that started at `plannedAt` may not have seen a run's record. */
+function historySince(plannedAt: number): number {
+  return plannedAt - HISTORY_INDEX_LAG_MS;
 }
