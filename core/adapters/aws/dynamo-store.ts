@@ -109,7 +109,9 @@ import type {
   WriteBatch,
 } from '../../ports/store.js';
 import { parseJson } from '../../signature.js';
-import { LIVE_STATUSES, TERMINAL_STATUSES, type ErrorInfo, type Json, type LogLine, type Progress, type RunRecord, type RunStatus } from '../../types.js';
+import { LIVE_STATUSES, TERMINAL_STATUSES, type Json, type LogLine, type Progress, type RunRecord, type RunStatus } from '../../types.js';
+import { baseRun } from '../../cloud/attempt.js';
+import { leaseBacksRun, sweepReleases, sweptRun } from '../fencing.js';
 import { matchesRunQuery, runRecency } from '../run-query.js';
 import {
   CONFIG_KIND,
@@ -698,10 +700,6 @@ export class DynamoStore implements Board {
       const parsed = parseLeaseItem(item, this.tables.leases);
       if (parsed) leaseItems.set(parsed.signature, parsed);
     }
-    const error: ErrorInfo = {
-      name: 'LeaseExpiredError',
-      message: 'its holder stopped renewing its lease (it died, hung or ran out of time) before it recorded an end; the sweeper ended the run',
-    };
     type Candidate = { run: RunRecord; lease: Lease | undefined; fromBoard: boolean };
     const candidates: Candidate[] = [];
     const seen = new Set<string>();
@@ -709,37 +707,21 @@ export class DynamoStore implements Board {
       const item = leaseItems.get(run.signature);
       const lease = leaseOf(item, this.tables.leases);
       seen.add(run.id);
-      if (lease && lease.owner === run.runner && lease.token === run.fencingToken && lease.expiresAt > now) continue;
+      if (leaseBacksRun(lease, run, now)) continue;
       candidates.push({ run, lease, fromBoard: false });
     }
     for (const item of leaseItems.values()) {
       const entry = entryOf(item, this.tables.leases, false);
       // Only entries a claimer started: one only posted for a dispatcher has no run yet.
       if (!entry || entry.startedAt === undefined || entry.expiresAt > now || seen.has(entry.runId)) continue;
-      const run: RunRecord = {
-        id: entry.runId,
-        instanceId: entry.instanceId,
-        jobType: entry.jobType,
-        task: entry.task,
-        signature: entry.signature,
-        kind: entry.kind,
-        status: 'running',
-        attempt: entry.attempt,
-        maxAttempts: entry.maxAttempts,
-        origin: entry.origin,
-        runner: entry.owner,
-        fencingToken: entry.token,
-        queuedAt: entry.queuedAt,
-        startedAt: entry.startedAt,
-        input: entry.input,
-      };
-      if (entry.previousRunId !== undefined) run.previousRunId = entry.previousRunId;
+      // What its claimer would have recorded as it started (a dead worker recorded nothing).
+      const run = baseRun(entry, entry.owner, entry.startedAt);
       if (entry.progress !== undefined) run.progress = entry.progress;
       candidates.push({ run, lease: leaseOf(item, this.tables.leases), fromBoard: true });
     }
     const swept = await mapLimit(candidates, this.concurrency, async ({ run, lease, fromBoard }): Promise<SweptRun | undefined> => {
-      const ended: RunRecord = { ...run, status: 'interrupted', endedAt: Math.max(now, run.startedAt ?? run.queuedAt), error };
-      const heldByRun = lease !== undefined && lease.owner === run.runner && lease.token === run.fencingToken;
+      const ended = sweptRun(run, lease, Math.max(now, run.startedAt ?? run.queuedAt));
+      const heldByRun = sweepReleases(lease, run);
       const actions: Record<string, unknown>[] = [];
       if (fromBoard) {
         actions.push(this.runPut(ended));
@@ -753,7 +735,7 @@ export class DynamoStore implements Board {
               [
                 `${u.n('status')} = ${u.v('interrupted')}`,
                 `${u.n('endedAt')} = ${u.v(ended.endedAt)}`,
-                `${u.n('error')} = ${u.v(JSON.stringify(error))}`,
+                `${u.n('error')} = ${u.v(JSON.stringify(ended.error))}`,
                 `${u.n('recencyKey')} = ${u.v(recencyKey(ended))}`,
               ],
               [u.n('liveKey')],
