@@ -22,7 +22,7 @@ import { MAX_RESULT_BYTES } from '../limits.js';
 import { backoffDelay, mergeRetry } from '../retry.js';
 import { parseSchedule, type Schedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
-import { fenceHolds } from '../adapters/fencing.js';
+import { fenceHolds } from '../ports/fencing.js';
 import type { InstanceStatus, LeaseRef, Store, Trigger, TriggerResult } from '../ports/store.js';
 import type {
   ErrorInfo,

@@ -111,7 +111,7 @@ import type {
 import { parseJson } from '../../signature.js';
 import { LIVE_STATUSES, TERMINAL_STATUSES, type Json, type LogLine, type Progress, type RunRecord, type RunStatus } from '../../types.js';
 import { baseRun } from '../../cloud/attempt.js';
-import { leaseBacksRun, sweepReleases, sweptRun } from '../fencing.js';
+import { leaseBacksRun, sweepReleases, sweptRun } from '../../ports/fencing.js';
 import { matchesRunQuery, runRecency } from '../run-query.js';
 import {
   CONFIG_KIND,

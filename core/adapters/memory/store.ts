@@ -18,7 +18,7 @@ import type {
   WriteBatch,
 } from '../../ports/store.js';
 import { LIVE_STATUSES, TERMINAL_STATUSES, type Json, type LogLine, type RunRecord } from '../../types.js';
-import { fenceHolds, leaseBacksRun, mayReplaceRun, sweepReleases, sweptRun } from '../fencing.js';
+import { fenceHolds, leaseBacksRun, mayReplaceRun, sweepReleases, sweptRun } from '../../ports/fencing.js';
 import { matchesRunQuery, runRecency } from '../run-query.js';
 
 /** A lease as this store keeps it: with the time it was last released. */

@@ -26,7 +26,7 @@ import type {
 } from '../../ports/store.js';
 import { StoreNotFoundError } from './errors.js';
 import { checkFileIdentity, fileIdentity, type FileIdentity } from './file-identity.js';
-import { fenceHolds, leaseBacksRun, sweepReleases, sweptRun } from '../fencing.js';
+import { fenceHolds, leaseBacksRun, sweepReleases, sweptRun } from '../../ports/fencing.js';
 import { parseJson } from '../../signature.js';
 import {
   LIVE_STATUSES,

@@ -3,7 +3,7 @@
  * fence, when a run is still backed by its lease, and the record the sweeper leaves for a run
  * whose lease is gone. Adapters only translate these into their own conditional writes.
  */
-import type { Lease, LeaseRef } from '../ports/store.js';
+import type { Lease, LeaseRef } from './store.js';
 import { TERMINAL_STATUSES, type RunRecord } from '../types.js';
 
 /** The fence still names the lease's holder: same owner and token, not released. */
