@@ -38,8 +38,6 @@ export class Journal {
   private scheduled = false;
   private flushing: Promise<unknown> | undefined;
   private waiters: { resolve(): void; reject(error: unknown): void }[] = [];
-  /** The clock of the last commit that released a lease (its recorded release time). */
-  lastReleaseAt = 0;
 
   constructor(
     private readonly store: Store,
@@ -132,7 +130,6 @@ export class Journal {
     this.flushing = flushing;
     try {
       const { refused } = await flushing;
-      if (batch.fenced?.some((group) => group.release) && batch.at !== undefined) this.lastReleaseAt = Math.max(this.lastReleaseAt, batch.at);
       if (refused.length > 0) this.hooks.onRefused(refused);
       for (const waiter of waiters) waiter.resolve();
     } catch (error) {

@@ -524,9 +524,10 @@ export class Runner extends EventEmitter<RunnerEvents> {
     if (!manual && !this.isActive(runtime)) return;
     runtime.backlogged = false;
     // What the plan reads of the run history is as of `plannedAt`: a lease released at or after it
-    // is refused to the plan's tasks. This runner's own releases are written out first, and the
-    // clock is let past them, so that a plan right after a task ended can run it again.
-    const plannedAt = await this.clockPastOwnReleases();
+    // is refused to the plan's tasks (and the plan is asked again, see admit). This runner's own
+    // writes go out first, so that the plan sees how its own tasks ended.
+    await this.journal.flush().catch(() => undefined);
+    const plannedAt = this.now();
     let doneReason: { reason: string | undefined } | undefined;
     const ctx = buildPlanContext({
       instance: runtime.config,
@@ -574,15 +575,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
       report(admitted.runIds, outcome.rejected.length > 0 && admitted.runIds.length === 0 ? `the plan's tasks were rejected: ${toErrorInfo(outcome.rejected[0]).message}` : admitted.note);
     }
     if (doneReason) await this.retire(runtime, doneReason.reason);
-  }
-
-  /** Flushes this runner's writes and waits (a few ms at most) until its clock is past their release time. */
-  private async clockPastOwnReleases(): Promise<number> {
-    await this.journal.flush().catch(() => undefined);
-    for (let i = 0; i < 5 && this.now() <= this.journal.lastReleaseAt; i += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-    return this.now();
   }
 
   /** Continuous tasks the job no longer returns are stopped; those it returns stay wanted. */
@@ -719,8 +711,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
     // would get the same answer in a loop. Its next follow-up or tick asks again.
     if (!grants.some((grant) => grant.granted)) runtime.backlogged = false;
     if (releasedSincePlan > 0 && runtime.replansAfterRelease < 2) {
-      // Another runner let a task go while this plan read the history: ask the job again, now
-      // that the history shows how that task ended (a manual plan answers its triggers then).
+      // A task was let go while this plan read the history (by another runner, or by this one or
+      // its sweeper within the same millisecond): ask the job again shortly, now that the history
+      // shows how that task ended (a manual plan answers its triggers then).
       runtime.replansAfterRelease += 1;
       if (created.length === 0) runtime.pendingTriggers.push(...triggers.filter((t) => t.task === undefined));
       const reason = origin === 'manual' && triggers.some((t) => t.task === undefined) ? 'manual' : 'followup';
@@ -1278,8 +1271,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
     try {
       const now = this.now();
       const swept = await this.store.sweep(now);
-      // The sweep let leases go at `now`: plans from here on must start after it (see clockPastOwnReleases).
-      if (swept.length > 0) this.journal.lastReleaseAt = Math.max(this.journal.lastReleaseAt, now);
       for (const { run } of swept) {
         this.log.warn(`run ${run.id} of ${run.instanceId}/${run.task} was left unfinished by runner ${run.runner}, whose lease expired; recorded interrupted`);
         this.emit('run', run);
