@@ -6,7 +6,7 @@
  *
  * Every test ends by stopping its runner and checking that no child process it started is left.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import jobs, {
   CRASH_CHECKPOINT,
   flagKey,
   HANG_HEARTBEAT_TIMEOUT_MS,
+  latecomerReport,
   LOGGER_LINE,
   runKey,
   STDERR_LINE,
@@ -85,6 +86,14 @@ afterEach(async () => {
     for (const { dir } of ending) rmSync(dir, { recursive: true, force: true });
   }
 });
+
+function readIfExists(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
 
 function isAlive(pid: number): boolean {
   try {
@@ -200,6 +209,30 @@ describe('continuous tasks in child processes', () => {
       progress: { current: STREAM_CHECKPOINT.offset, total: 10, message: 'warming up' },
     });
     expect(runner.stats().continuous).toBe(1);
+  });
+
+  it('refuses the checkpoint and object write of a child whose lease was taken, with LeaseLostError in the child', async () => {
+    // Prepare: the task runs in its child and waits for the flag.
+    const reportDir = mkdtempSync(join(tmpdir(), 'ujr-latecomer-'));
+    const { runner, store, objects } = setup([instance('late', 'latecomer', { params: { reportDir } })]);
+    const running = nextRun(runner, (run) => run.instanceId === 'late' && run.status === 'running');
+    await runner.start();
+    const run = await running;
+    await taskStart(objects, run.id);
+    await until(async () => (await store.getRun(run.id))?.status === 'running', WAIT_MS, 'the running record');
+
+    // Act: another holder takes the lease (as after an expiry), then the task tries to write.
+    await store.acquireLeases([{ signature: run.signature, owner: 'newer-holder', ttlMs: 60_000, runId: 'other', instanceId: 'late', task: 'late' }], Number.MAX_SAFE_INTEGER / 2);
+    await objects.put(flagKey('late'), 'go');
+    let report: string | undefined;
+    await until(() => (report = readIfExists(latecomerReport(reportDir, run.id))) !== undefined, WAIT_MS, 'the task to report');
+
+    // Assess
+    expect(JSON.parse(report ?? 'null')).toStrictEqual({ checkpoint: 'LeaseLostError', put: 'LeaseLostError' });
+    expect(await store.getCheckpoint(run.signature)).toBeUndefined();
+    expect(await objects.getText(`late/${run.id}`)).toBeUndefined();
+    expect((await store.getLease(run.signature))?.owner).toBe('newer-holder');
+    rmSync(reportDir, { recursive: true, force: true });
   });
 
   it('records a crashed continuous task failed and restarts it after the backoff from its last checkpoint', async () => {
