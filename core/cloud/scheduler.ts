@@ -173,7 +173,15 @@ export class Scheduler {
       plan = { loaded, tasks: outcome.tasks, origin: 'manual', reconcile: false, plannedAt: Number.POSITIVE_INFINITY };
       report.tasks += outcome.tasks.length;
     }
-    if (plan) await this.dispatch([{ ...plan, reconcile: false }], report, () => false);
+    if (!plan) return report;
+    // A manual run of a disabled (or retired) instance may run its batch tasks once; a continuous
+    // task would keep running while the instance says disabled, so it is not posted.
+    const off = !loaded.config.enabled || snapshot.statuses.get(loaded.config.id)?.retiredAt !== undefined;
+    const tasks = off ? plan.tasks.filter((task) => task.kind !== 'continuous') : plan.tasks;
+    for (const task of plan.tasks.filter((t) => !tasks.includes(t))) {
+      this.deps.telemetry.log('info', `continuous task "${task.task}" is not started: instance "${loaded.config.id}" is disabled or done; enable it to run it`, { instanceId: loaded.config.id });
+    }
+    await this.dispatch([{ ...plan, tasks, reconcile: false }], report, () => false);
     return report;
   }
 

@@ -177,6 +177,23 @@ describe('continuous tasks and the conductor fleet', () => {
   });
 });
 
+describe('a manual run of a disabled instance', () => {
+  it('posts its batch tasks once and never its continuous task', async () => {
+    await stack.seedInstances([
+      { id: 'off', job: 'literal', params: { specs: [{ task: 'forever', input: {} }, { task: 'echo', input: { n: 1 } }] }, schedule: '1s', enabled: false },
+    ]);
+    const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
+
+    const planned = await scheduler.runNow({ instanceId: 'off' });
+    const direct = await scheduler.runNow({ instanceId: 'off', task: 'forever', input: { direct: true } });
+
+    expect(planned.dispatched).toEqual({ queue: 1, conductor: 0, fargate: 0 });
+    expect(direct.dispatched).toEqual({ queue: 0, conductor: 0, fargate: 0 });
+    expect(await stack.store.listRoute('conductor')).toEqual([]);
+    expect(stack.desiredConductors).toBe(0);
+  });
+});
+
 describe('secrets in instance params', () => {
   it('resolves them at run time for the task and never stores them', async () => {
     const source: SecretSource = { get: (ref) => Promise.resolve(ref.id === '/ujr/api-token' ? 's3cr3t-value' : Promise.reject(new Error('missing'))) };
