@@ -56,9 +56,9 @@ async function runsOf(stack: LocalAwsStack, instanceId: string): Promise<RunReco
 }
 
 /** Waits for a line of a fixture process's output (warnings go to stderr); on failure, says what it printed. */
-async function waitForLine(proc: ReturnType<ProcessPool['start']>, pattern: RegExp): Promise<void> {
+async function waitForLine(proc: ReturnType<ProcessPool['start']>, pattern: RegExp, ms = 10_000): Promise<void> {
   try {
-    await pollFor(() => (pattern.test(proc.stdout + proc.stderr) ? true : undefined), 10_000, `${String(pattern)} from a fixture process`);
+    await pollFor(() => (pattern.test(proc.stdout + proc.stderr) ? true : undefined), ms, `${String(pattern)} from a fixture process`);
   } catch (error) {
     throw new Error(`${(error as Error).message}\n${proc.describe()}`, { cause: error });
   }
@@ -80,18 +80,26 @@ async function tickUntilSwept(scheduler: { tick(): Promise<TickReport> }, dispat
   }, 20_000, 'ticks to sweep the run whose lease expired and post its task again');
 }
 
+/**
+ * A stack whose `sleepy` task (1.5 s, timeout 3 s) was posted and started in a worker process,
+ * which was then killed with SIGKILL mid-task.
+ */
+async function killWorkerMidTask() {
+  const stack = await createStack();
+  await stack.seedInstances([{ id: 'sleepy', job: 'sleeper', params: { ms: 1500, timeoutMs: 3000 }, schedule: '1s' }]);
+  const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
+  const objects = stack.container(jobs).objects;
+  await scheduler.tick();
+  const worker = pool.start(WORKER_PROCESS, stack.processEnv({ UJR_SAFETY_MARGIN_MS: '300', UJR_GRACE_MS: '200' }));
+  await pollFor(async () => ((await objects.list('started/sleepy/')).length > 0 ? true : undefined), 30_000, 'the task to start in the worker process');
+  worker.signal('SIGKILL');
+  await worker.exited;
+  return { stack, scheduler, objects };
+}
+
 describe('a worker killed mid-task', () => {
   it('loses its lease when it expires; the next tick sweeps its run interrupted, posts the task again and another worker completes it', async () => {
-    const stack = await createStack();
-    await stack.seedInstances([{ id: 'sleepy', job: 'sleeper', params: { ms: 1500, timeoutMs: 3000 }, schedule: '1s' }]);
-    const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
-    const objects = stack.container(jobs).objects;
-    await scheduler.tick();
-
-    const worker = pool.start(WORKER_PROCESS, stack.processEnv({ UJR_SAFETY_MARGIN_MS: '300', UJR_GRACE_MS: '200' }));
-    await pollFor(async () => ((await objects.list('started/sleepy/')).length > 0 ? true : undefined), 30_000, 'the task to start in the worker process');
-    worker.signal('SIGKILL');
-    await worker.exited;
+    const { stack, scheduler, objects } = await killWorkerMidTask();
 
     // Ticks until the lease (timeout + margins: 3.5 s) expired: the sweep ends the run, the plan posts it again.
     const takeover = await tickUntilSwept(scheduler);
@@ -112,15 +120,7 @@ describe('a worker killed mid-task', () => {
   });
 
   it('has its run ended interrupted by the next tick’s sweep although nobody leases the task again (instance disabled)', async () => {
-    const stack = await createStack();
-    await stack.seedInstances([{ id: 'sleepy', job: 'sleeper', params: { ms: 1500, timeoutMs: 3000 }, schedule: '1s' }]);
-    const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
-    const objects = stack.container(jobs).objects;
-    await scheduler.tick();
-    const worker = pool.start(WORKER_PROCESS, stack.processEnv({ UJR_SAFETY_MARGIN_MS: '300', UJR_GRACE_MS: '200' }));
-    await pollFor(async () => ((await objects.list('started/sleepy/')).length > 0 ? true : undefined), 30_000, 'the task to start in the worker process');
-    worker.signal('SIGKILL');
-    await worker.exited;
+    const { stack, scheduler } = await killWorkerMidTask();
     await stack.store.setInstanceOverride('sleepy', { enabled: false });
     const [orphan] = await stack.store.listRoute('queue');
 
@@ -138,16 +138,18 @@ describe('a worker killed mid-task', () => {
 
 describe('a worker stopped past its lease (SIGSTOP), then resumed', () => {
   it('records nothing and cannot write objects: its run ends interrupted and the taker’s run is the newest success', async () => {
+    // The handler sleeps 1 s of its 3 s timeout: frozen while it sleeps, it wakes with its sleep
+    // over before its timeout, whatever the order the expired timers fire in.
     const stack = await createStack();
-    await stack.seedInstances([{ id: 'sleepy', job: 'sleeper', params: { ms: 1500, timeoutMs: 3000 }, schedule: '1s' }]);
+    await stack.seedInstances([{ id: 'sleepy', job: 'sleeper', params: { ms: 1000, timeoutMs: 3000 }, schedule: '1s' }]);
     const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
     const objects = stack.container(jobs).objects;
     await scheduler.tick();
     const stale = pool.start(WORKER_PROCESS, stack.processEnv({ UJR_SAFETY_MARGIN_MS: '300', UJR_GRACE_MS: '200' }));
-    const [started] = await pollFor(async () => {
-      const list = await objects.list('started/sleepy/');
-      return list.length > 0 ? list : undefined;
-    }, 30_000, 'the task to start in the worker process');
+    // Frozen only once its handler is asleep: a process frozen while the response to its first write
+    // is in flight would wake with its timeout expired before it ever started to sleep.
+    await waitForLine(stale, /"message":"sleeping"/, 30_000);
+    const [started] = await objects.list('started/sleepy/');
     const staleRunId = started!.key.split('/').pop()!;
     stale.signal('SIGSTOP');
 
