@@ -124,6 +124,8 @@ describe('three runners on one store, under kill -9 and SIGSTOP', () => {
       `every task to succeed (${context})`,
       250,
     );
+    // A runner restarted last may still be booting: SIGTERM before its handlers are in place would kill it.
+    await until(() => runners.every((r) => r.stderr.includes('running as')), START_MS, 'the restarted runners to start');
     for (const runner of runners) runner.signal('SIGTERM');
     const exits = await Promise.all(runners.map((r) => sandbox.waitExit(r, 15_000)));
 
