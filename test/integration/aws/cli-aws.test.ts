@@ -30,6 +30,7 @@ import { RUN_STATUSES } from '../../../core/types.js';
 import jobs from '../../fixtures/aws/jobs.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
 import { SqsEventSource } from '../../helpers/sqs-event-source.js';
+import { until } from '../../helpers/runner.js';
 import { EMULATOR_CREDENTIALS, EMULATOR_REGION } from '../../servers/emulators.js';
 
 const STACK = 'ujr-test';
@@ -465,6 +466,16 @@ describe('ujr redrive --stack', () => {
     // Prepare
     const body = JSON.stringify({ v: 1, note: 'dead letter' });
     await stack.clients.sqs.send(new SendMessageCommand({ QueueUrl: stack.deadLetterQueueUrl, MessageBody: body }));
+    // The emulator counts a message as delayed until a 0 ms timer of its own fires, so a request
+    // that reaches it first reads ApproximateNumberOfMessages 0 (redrive would find nothing to do).
+    await until(
+      async () => {
+        const { Attributes } = await stack.clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: stack.deadLetterQueueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
+        return Attributes?.ApproximateNumberOfMessages === '1';
+      },
+      5_000,
+      'the emulator to count the dead letter',
+    );
 
     // Act
     const redrive = await ujr(['redrive']);
