@@ -6,7 +6,7 @@
 import { formatProblem, readInstancesFile } from '../config.js';
 import type { InstanceStatus, Store } from '../ports/store.js';
 import { parseSchedule } from '../schedule.js';
-import type { InstanceConfig, JobType, Json, LogLevel, Progress, RunRecord, RunStatus } from '../types.js';
+import { LIVE_STATUSES, type InstanceConfig, type JobType, type Json, type LogLevel, type Progress, type RunRecord, type RunStatus } from '../types.js';
 
 /**
  * An instance's status badge:
@@ -87,7 +87,6 @@ export interface Snapshot {
   running: { id: string; instanceId: string; task: string; status: RunStatus; progress: Progress | null }[];
 }
 
-const ACTIVE: RunStatus[] = ['running', 'queued', 'retrying'];
 const HOUR = 3_600_000;
 export const MASK = '••••••••';
 const SECRET_KEY = /secret|token|password|passwd|key|credential/i;
@@ -172,7 +171,7 @@ export class StatusReader {
   private async summaries(): Promise<{ instances: InstanceSummary[]; problems: string[]; active: RunRecord[] }> {
     const { instances, problems } = await this.config();
     const statuses = new Map((await this.store.listInstanceStatus()).map((s) => [s.instanceId, s]));
-    const active = await this.store.listRuns({ status: ACTIVE, limit: 500 });
+    const active = await this.store.listRuns({ status: [...LIVE_STATUSES], limit: 500 });
     const summaries: InstanceSummary[] = [];
     for (const instance of instances) {
       const lastByTask = await this.lastRuns(instance);
@@ -184,7 +183,7 @@ export class StatusReader {
   async instance(instance: InstanceConfig): Promise<InstanceDetail> {
     const now = this.now();
     const lastByTask = await this.lastRuns(instance);
-    const active = await this.store.listRuns({ instanceId: instance.id, status: ACTIVE, limit: 200 });
+    const active = await this.store.listRuns({ instanceId: instance.id, status: [...LIVE_STATUSES], limit: 200 });
     const summary = this.summarize(instance, await this.store.getInstanceStatus(instance.id), lastByTask, active);
     const firstHour = Math.floor(now / HOUR) * HOUR - 47 * HOUR;
     const recent = await this.store.listRuns({ instanceId: instance.id, since: firstHour - 7 * 24 * HOUR, limit: 5_000 });
