@@ -6,10 +6,8 @@
 import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
-import { z } from 'zod';
-import { defineJob, defineTask } from '../core/define.js';
-import { NonRetryableError, SkipError } from '../core/errors.js';
-import type { PlanContext, TaskContext, TaskSpec } from '../core/types.js';
+import { defineJob, defineTask, NonRetryableError, SkipError, z } from 'ujr';
+import type { PlanContext, TaskContext, TaskSpec } from 'ujr';
 import { assertCollectedFile, listFinishedFiles, processSignature, sourceId } from './processor.js';
 
 const gzipAsync = promisify(gzip);

@@ -7,10 +7,8 @@
  * A restarted task reads its `.part` files back, so a crash loses at most `flushMs` of samples.
  */
 import os from 'node:os';
-import { z } from 'zod';
-import { defineJob, defineTask } from '../core/define.js';
-import { LeaseLostError } from '../core/errors.js';
-import type { Json, ObjectStore, TaskContext } from '../core/types.js';
+import { defineJob, defineTask, LeaseLostError, z } from 'ujr';
+import type { Json, ObjectStore, TaskContext } from 'ujr';
 
 /** Suffix of a finished period's file, the one downstream jobs read. */
 export const FINISHED_SUFFIX = '.jsonl';

@@ -5,7 +5,7 @@
  * collector (continuous) → collected/<id>/*.jsonl → processor → processed/<id>/*.json → summary
  *                                                  ↘ archiver (after processing) → archive/<id>/*.jsonl.gz
  */
-import type { JobType } from '../core/types.js';
+import type { JobType } from 'ujr';
 import { archiver } from './archiver.js';
 import { collector } from './collector.js';
 import { processor } from './processor.js';

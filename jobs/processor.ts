@@ -4,10 +4,8 @@
  * through the explicit signature `process:<file>`).
  */
 import { posix } from 'node:path';
-import { z } from 'zod';
-import { defineJob, defineTask } from '../core/define.js';
-import { NonRetryableError, SkipError } from '../core/errors.js';
-import type { ObjectInfo, ObjectReader, PlanContext, TaskContext, TaskSpec } from '../core/types.js';
+import { defineJob, defineTask, NonRetryableError, SkipError, z } from 'ujr';
+import type { ObjectInfo, ObjectReader, PlanContext, TaskContext, TaskSpec } from 'ujr';
 import { collectedPrefix, FINISHED_SUFFIX } from './collector.js';
 
 /** An instance id used as a key segment: letters, digits, `_`, `.` and `-`, no `/`. */

@@ -3,10 +3,8 @@
  * per-file statistics in `processed/<source>/`. The report is outdated when an input changed after
  * the last successful `report` run ended, or when there is none yet (or its output went missing).
  */
-import { z } from 'zod';
-import { defineJob, defineTask } from '../core/define.js';
-import { SkipError } from '../core/errors.js';
-import type { ObjectInfo, ObjectReader, PlanContext, TaskContext, TaskSpec } from '../core/types.js';
+import { defineJob, defineTask, SkipError, z } from 'ujr';
+import type { ObjectInfo, ObjectReader, PlanContext, TaskContext, TaskSpec } from 'ujr';
 import { fileStatsSchema, processedPrefix, sourceId, type FieldStats, type FileStats } from './processor.js';
 
 /** Parameters of a summary instance. */

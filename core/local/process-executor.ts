@@ -4,9 +4,9 @@
  * job types itself (TypeScript through tsx), so nothing but plain data crosses the boundary.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { TaskProcessError, toErrorInfo } from '../errors.js';
+import { sibling } from '../package-root.js';
 import { failure, type AttemptHandle, type AttemptHooks, type AttemptOutcome, type AttemptRequest, type Executor } from '../engine/executor.js';
 import type { JobType, TaskDefinition } from '../types.js';
 import { fromChildSchema, type ToChild } from './protocol.js';
@@ -18,7 +18,7 @@ export interface ProcessExecutorOptions {
   objectsRoot: string;
 }
 
-const HOST = fileURLToPath(new URL('./task-host.ts', import.meta.url));
+const HOST = sibling(import.meta.url, 'task-host');
 const TSX = import.meta.resolve('tsx');
 
 export class ProcessExecutor implements Executor {
