@@ -16,17 +16,32 @@ import { ConfigError, UjrError } from '../errors.js';
 import type { RunnerStats } from '../engine/runner.js';
 import { canonicalJson } from '../signature.js';
 import { LIVE_STATUSES, RUN_STATUSES, TERMINAL_STATUSES, type Json, type Logger, type RunRecord, type RunStatus } from '../types.js';
-import { openLocalRuntime, resolvePaths, type LocalPaths } from '../local/runtime.js';
+import { requireJobsModule, resolveProject, type Project } from '../local/project.js';
+import { openLocalRuntime, type LocalPaths } from '../local/runtime.js';
 import { registerUiCommand } from '../ui/command.js';
 import { CliError, EXIT } from './errors.js';
 import { followToFinalAttempts } from './follow.js';
 import { duration, runsTable, table, time, truncate } from './format.js';
+import { registerInitCommand } from './init.js';
 import { consoleIo, type Io } from './io.js';
 import { activeRuns, activeTable, redriveCommand, stackLogsCommand, stackTriggerCommand, type ActiveRun } from './stack-commands.js';
 import { checkTrigger, formatProblems, localTarget, stackTarget, type Target } from './targets.js';
 
 export { EXIT } from './errors.js';
 export type { Io } from './io.js';
+
+const PROJECT_HELP = `
+Getting started: "npx ujr init [dir]" creates a project (an example job, its test, a CDK app).
+
+Where ujr finds the jobs module, the instances file and the home folder, first to last:
+  1. --jobs, --instances, --home
+  2. ujr.config.ts (.mts, .js, .mjs or .json) in this folder or the nearest parent holding one, up
+     to the project root (the first folder holding a package.json or .git), e.g.
+       import { defineConfig } from 'ujr';
+       export default defineConfig({ jobs: 'src/jobs/index.ts', instances: 'src/instances.json', home: '.ujr' });
+  3. the "ujr" field of the project's package.json: "ujr": { "jobs": "src/jobs/index.ts" }
+  4. jobs/index.ts, jobs/instances.json and .ujr in the project root (else this folder)
+Paths in a config file are relative to its folder.`;
 
 /** What the CLI reaches outside the local installation; tests replace it. */
 export interface CliDeps {
@@ -95,20 +110,24 @@ export async function main(argv: string[], io: Io = consoleIo, deps: CliDeps = {
 function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): Command {
   const program = new Command('ujr')
     .description('Untitled Job Runner: plan, run and track research jobs locally (SQLite) or on AWS.')
-    .option('--home <dir>', 'folder of the SQLite store and the data directory', '.ujr')
-    .option('--jobs <module>', 'module whose default export lists the job types', 'jobs/index.ts')
-    .option('--instances <file>', 'the job instances file', 'jobs/instances.json')
+    .option('--home <dir>', 'folder of the SQLite store and the data directory (default: .ujr; see below)')
+    .option('--jobs <module>', 'module whose default export lists the job types (default: jobs/index.ts; see below)')
+    .option('--instances <file>', 'the job instances file (default: jobs/instances.json; see below)')
     .option('--stack <name>', 'work on this deployed CloudFormation stack instead of the local store (status, runs, logs, trigger, jobs, redrive)')
     .option('--json', 'machine-readable output')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
-    .showHelpAfterError('(add --help for usage)');
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText('after', PROJECT_HELP);
 
   const globals = () => program.opts<GlobalOptions>();
-  const paths = (): LocalPaths => {
-    const opts = globals();
-    return resolvePaths({ home: opts.home, jobsModule: opts.jobs, instancesFile: opts.instances });
+  // Found before any command but init runs (core/local/project.ts): flags, ujr.config.*, package.json's "ujr", defaults.
+  let project: Project | undefined;
+  const found = (): Project => {
+    if (!project) throw new Error('the project is resolved before a command runs (preAction)');
+    return project;
   };
+  const paths = (): LocalPaths => requireJobsModule(found());
   const json = () => globals().json === true;
   const openStack = deps.openStack ?? defaultOpenStack;
 
@@ -121,7 +140,8 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
       target = localTarget(paths());
     } else {
       aws = await openStack(stack);
-      target = stackTarget(aws, { jobsModule: paths().jobsModule, jobsModuleRequired: program.getOptionValueSource('jobs') !== 'default' });
+      const { paths: stackPaths, sources } = found();
+      target = stackTarget(aws, { jobsModule: stackPaths.jobsModule, jobsModuleRequired: sources.jobs.kind !== 'default' });
     }
     try {
       return await fn(target, aws);
@@ -138,6 +158,12 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
     if (action.name() === 'ui') {
       throw new CliError('--stack does not apply to "ujr ui": the status page serves the local store; on AWS use "ujr status --stack <name>" or the stack\'s CloudWatch dashboard', EXIT.usage);
     }
+  });
+  const init = registerInitCommand(program, io);
+  program.hook('preAction', async (_program, action) => {
+    if (action === init) return;
+    const { jobs, instances, home } = globals();
+    project = await resolveProject({ jobs, instances, home });
   });
 
   program
