@@ -26,3 +26,10 @@ export type {
   TaskKind,
   TaskSpec,
 } from './types.js';
+/** The embedded runner: `ujr run` inside a program or a test (see core/embedded/embedded-runner.ts). */
+export { createRunner, type CreateRunnerOptions, type EmbeddedRunner } from './embedded/embedded-runner.js';
+export { InvalidInstancesError, RunnerStateError, UnknownInstanceError } from './embedded/errors.js';
+export type { InstanceEntry } from './embedded/instance-entries.js';
+export type { RunnerEvents, RunnerStats } from './engine/runner.js';
+export type { RunQuery, Trigger, TriggerResult } from './ports/store.js';
+export type { LogLine } from './types.js';

@@ -23,6 +23,7 @@ import { backoffDelay, mergeRetry } from '../retry.js';
 import { parseSchedule, type Schedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
 import { fenceHolds } from '../ports/fencing.js';
+import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
 import type { InstanceStatus, LeaseRef, Store, Trigger, TriggerResult } from '../ports/store.js';
 import type {
   ErrorInfo,
@@ -80,6 +81,12 @@ export interface RunnerOptions {
   once?: boolean;
   /** The clock (epoch ms). */
   now?: () => number;
+  /**
+   * The timers the runner waits with (ticks, renewals, backoffs, timeouts), measured on `now`.
+   * Default: Node's. `ujr/testing` passes a virtual clock's. The shutdown's grace period is
+   * always real time: it waits for handlers, which run in real time.
+   */
+  timers?: Timers;
   random?: () => number;
   /** Where the runner's own messages go (plan errors, takeovers, store trouble). */
   log?: Logger;
@@ -123,8 +130,8 @@ interface Attempt {
   state: AttemptState;
   handle?: AttemptHandle;
   abortReason?: Error;
-  timers: NodeJS.Timeout[];
-  watchdog?: NodeJS.Timeout;
+  timers: TimerHandle[];
+  watchdog?: TimerHandle;
   logLines: number;
   lastRenewal: number;
   /** Continuous tasks: the job returned it again since it last ended. */
@@ -160,6 +167,8 @@ interface InstanceRuntime {
   pendingTriggers: Trigger[];
   /** Plans asked again in a row because a lease was released while they read the history. */
   replansAfterRelease: number;
+  /** Such a plan waits for the clock to move past the release (`followupPending` is set too). */
+  replanDelayed: boolean;
 }
 
 const CONTINUOUS_HEALTHY_MS = 60_000;
@@ -218,11 +227,13 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private pendingWork = 0;
   private rotation: InstanceRuntime[] = [];
   private rotationIndex = 0;
-  private timers: NodeJS.Timeout[] = [];
+  private readonly timers: Timers;
+  private intervals: TimerHandle[] = [];
   private started = false;
   private stopping = false;
   private stopped: Promise<void> | undefined;
   private idleWaiters: (() => void)[] = [];
+  private settleWaiters: { ignoreRunning: boolean; resolve: () => void }[] = [];
 
   constructor(options: RunnerOptions) {
     super();
@@ -232,6 +243,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.processExecutor = options.processExecutor;
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.now = options.now ?? Date.now;
+    this.timers = options.timers ?? realTimers;
     this.random = options.random ?? Math.random;
     this.log = options.log ?? silentLog;
     this.options = {
@@ -308,6 +320,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
           finishedSinceTick: new Set(),
           pendingTriggers: [],
           replansAfterRelease: 0,
+          replanDelayed: false,
         };
         this.instances.set(config.id, runtime);
         this.rotation.push(runtime);
@@ -377,6 +390,27 @@ export class Runner extends EventEmitter<RunnerEvents> {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /**
+   * Resolves once the runner waits for nothing but the clock, and its writes are in the store:
+   * nothing is being planned or taking triggers, no task waits for a free slot, and no batch
+   * handler runs. Attempts waiting out a retry or restart backoff, plans asked again once the
+   * clock moves, and continuous tasks (they run until stopped) are left as they are. With
+   * `ignoreRunning`, running handlers are left too (one may itself wait for the clock: its
+   * timeout). For drivers of a virtual clock (`ujr/testing`).
+   */
+  async whenSettled(options: { ignoreRunning?: boolean } = {}): Promise<void> {
+    const ignoreRunning = options.ignoreRunning ?? false;
+    for (;;) {
+      if (this.stopped) return this.stopped;
+      if (!this.isSettled(ignoreRunning)) {
+        await new Promise<void>((resolve) => this.settleWaiters.push({ ignoreRunning, resolve }));
+      }
+      // The writes of what just happened go out, and whatever follows them (a follow-up plan) starts.
+      await this.journal.flush().catch(() => undefined);
+      if (this.isSettled(ignoreRunning)) return;
+    }
+  }
+
   /** Records an ad-hoc run request; the next tick (of any runner on this store) takes it. */
   async trigger(instanceId: string, task?: string, input?: Json): Promise<Trigger> {
     const trigger: Trigger = { id: this.nextId(), instanceId, at: this.now() };
@@ -398,9 +432,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   private async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
-    for (const timer of this.timers) clearInterval(timer);
-    this.timers = [];
-    const heartbeat = setInterval(() => this.renewLeases(), Math.max(10, Math.floor(this.options.leaseTtlMs / 3)));
+    for (const timer of this.intervals) timer.cancel();
+    this.intervals = [];
+    const heartbeat = this.timers.setInterval(() => this.renewLeases(), Math.max(10, Math.floor(this.options.leaseTtlMs / 3)));
     try {
       const shutdown = new ShutdownError();
       const running: Promise<unknown>[] = [];
@@ -428,8 +462,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
       await Promise.all([this.inline.close(), this.processExecutor?.close()]);
       await this.journal.flush().catch(() => undefined);
     } finally {
-      clearInterval(heartbeat);
+      heartbeat.cancel();
       this.resolveIdle();
+      for (const waiter of this.settleWaiters.splice(0)) waiter.resolve();
     }
   }
 
@@ -546,6 +581,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
         Promise.resolve().then(() => runtime.job.getRunnableTasks(ctx)),
         this.options.planTimeoutMs,
         `getRunnableTasks of instance "${runtime.config.id}" did not return within ${this.options.planTimeoutMs} ms`,
+        this.timers,
       );
     } catch (error) {
       this.reportPlanError(runtime, error);
@@ -718,10 +754,14 @@ export class Runner extends EventEmitter<RunnerEvents> {
       if (created.length === 0) runtime.pendingTriggers.push(...triggers.filter((t) => t.task === undefined));
       const reason = origin === 'manual' && triggers.some((t) => t.task === undefined) ? 'manual' : 'followup';
       runtime.followupPending = true;
-      setTimeout(() => {
-        runtime.followupPending = false;
-        this.requestPlan(runtime, reason);
-      }, 2).unref();
+      runtime.replanDelayed = true;
+      this.timers
+        .setTimeout(() => {
+          runtime.followupPending = false;
+          runtime.replanDelayed = false;
+          this.requestPlan(runtime, reason);
+        }, 2)
+        .unref();
       if (created.length === 0 && triggers.some((t) => t.task === undefined)) return { runIds: [], replanned: true };
     } else if (releasedSincePlan === 0) {
       runtime.replansAfterRelease = 0;
@@ -934,7 +974,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     if (!handlerStarted) {
       // A child process boots first (job types load through tsx); its clocks start with the handler.
       attempt.timers.push(
-        setTimeout(
+        this.timers.setTimeout(
           () => this.abortAttempt(attempt, new TaskProcessError(`the task process did not start its handler within ${BOOT_DEADLINE_MS} ms`)),
           BOOT_DEADLINE_MS,
         ),
@@ -952,15 +992,15 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private armClocks(attempt: Attempt): void {
     const { planned } = attempt;
     if (attempt.abortReason) return;
-    for (const timer of attempt.timers) clearTimeout(timer);
+    for (const timer of attempt.timers) timer.cancel();
     attempt.timers = [];
     if (planned.timeoutMs !== undefined) {
       const timeoutMs = planned.timeoutMs;
-      attempt.timers.push(setTimeout(() => this.abortAttempt(attempt, new TaskTimeoutError(timeoutMs)), timeoutMs));
+      attempt.timers.push(this.timers.setTimeout(() => this.abortAttempt(attempt, new TaskTimeoutError(timeoutMs)), timeoutMs));
     }
     const watchdogMs = planned.definition.heartbeatTimeoutMs;
     if (watchdogMs !== undefined) {
-      attempt.watchdog = setTimeout(
+      attempt.watchdog = this.timers.setTimeout(
         () => this.abortAttempt(attempt, new TaskProcessError(`no heartbeat for ${watchdogMs} ms; the task is considered hung and is stopped`)),
         watchdogMs,
       );
@@ -987,7 +1027,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     attempt.abortReason = reason;
     attempt.handle.abort(reason);
     attempt.timers.push(
-      setTimeout(() => {
+      this.timers.setTimeout(() => {
         if (attempt.state !== 'running' || !attempt.handle) return;
         if (attempt.handle.kill()) return;
         // An inline handler ignoring its signal cannot be killed: record the attempt as over, but
@@ -1129,7 +1169,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     delete attempt.handle;
     this.counters.backoff += 1;
     attempt.timers.push(
-      setTimeout(() => {
+      this.timers.setTimeout(() => {
         this.counters.backoff -= 1;
         attempt.timers = [];
         onDue();
@@ -1157,6 +1197,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       ),
       planned.timeoutMs ?? this.options.graceMs,
       `revert of task "${planned.task}" did not finish in time`,
+      this.timers,
     ).then(
       () => undefined,
       (failed: unknown) => failed,
@@ -1345,9 +1386,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
   }
 
   private clearTimers(attempt: Attempt): void {
-    for (const timer of attempt.timers) clearTimeout(timer);
+    for (const timer of attempt.timers) timer.cancel();
     attempt.timers = [];
-    if (attempt.watchdog) clearTimeout(attempt.watchdog);
+    attempt.watchdog?.cancel();
     delete attempt.watchdog;
   }
 
@@ -1364,8 +1405,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
   }
 
   private every(ms: number, fn: () => void): void {
-    const timer = setInterval(fn, ms);
-    this.timers.push(timer);
+    this.intervals.push(this.timers.setInterval(fn, ms));
   }
 
   private isIdle(): boolean {
@@ -1377,9 +1417,38 @@ export class Runner extends EventEmitter<RunnerEvents> {
     return true;
   }
 
+  /** Whether only the clock (or, with `ignoreRunning`, running handlers) can move things on; see whenSettled. */
+  private isSettled(ignoreRunning: boolean): boolean {
+    if (this.takingTriggers) return false;
+    for (const attempt of this.held.values()) {
+      if (attempt.state === 'queued' && this.hasSlotFor(attempt)) return false;
+      const handlerRuns = (attempt.state === 'running' && attempt.planned.kind === 'batch') || attempt.state === 'abandoned';
+      if (handlerRuns && !ignoreRunning) return false;
+    }
+    for (const runtime of this.instances.values()) {
+      if (runtime.planning || (runtime.followupPending && !runtime.replanDelayed)) return false;
+      if (this.options.once && runtime.nextDueAt !== Number.POSITIVE_INFINITY && this.isActive(runtime)) return false;
+    }
+    return true;
+  }
+
+  /** Whether the limits let a queued attempt start now (else it waits for a running one to end). */
+  private hasSlotFor(attempt: Attempt): boolean {
+    if (attempt.planned.kind === 'continuous') return this.continuousRunning < this.options.maxContinuous;
+    return this.batchRunning < this.options.concurrency && attempt.instance.batchRunning < attempt.instance.config.concurrency;
+  }
+
   /** Called after every change of state: asks backlogged instances again, then wakes idle waiters. */
   private checkIdle(): void {
     this.replanBacklogged();
+    if (this.settleWaiters.length > 0) {
+      const waiting = this.settleWaiters;
+      this.settleWaiters = [];
+      for (const waiter of waiting) {
+        if (this.isSettled(waiter.ignoreRunning)) waiter.resolve();
+        else this.settleWaiters.push(waiter);
+      }
+    }
     if (this.idleWaiters.length === 0 || !this.isIdle()) return;
     this.resolveIdle();
     this.emit('idle');
@@ -1417,12 +1486,12 @@ function refOf(lease: { signature: string; owner: string | null; token: number }
   return { signature: lease.signature, owner: lease.owner ?? '', token: lease.token };
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string, timers: Timers): Promise<T> {
+  let timer: TimerHandle | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TaskTimeoutError(ms, ` (${message})`)), ms);
+    timer = timers.setTimeout(() => reject(new TaskTimeoutError(ms, ` (${message})`)), ms);
   });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([promise, timeout]).finally(() => timer?.cancel());
 }
 
 async function waitAll(promises: Promise<unknown>[], ms: number): Promise<void> {
