@@ -27,7 +27,8 @@ export type {
   TaskSpec,
 } from './types.js';
 /** The embedded runner: `ujr run` inside a program or a test (see core/embedded/embedded-runner.ts). */
-export { createRunner, type CreateRunnerOptions, type EmbeddedRunner } from './embedded/embedded-runner.js';
+export { createRunner } from './embedded/create-runner.js';
+export type { CreateRunnerOptions, EmbeddedRunner } from './embedded/embedded-runner.js';
 export { InvalidInstancesError, RunnerStateError, UnknownInstanceError } from './embedded/errors.js';
 export type { InstanceEntry } from './embedded/instance-entries.js';
 export type { RunnerEvents, RunnerStats } from './engine/runner.js';

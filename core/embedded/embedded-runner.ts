@@ -1,5 +1,5 @@
 /**
- * `createRunner`: the runner of `ujr run`, embedded in a program or a test. The same engine, the
+ * The embedded runner (`createRunner`, see ./create-runner.ts): the runner of `ujr run`, in a program or a test. The same engine, the
  * SQLite store under a home folder (or an in-memory one), the data directory as object store, and
  * child processes for continuous and isolated tasks when the job types come as a module path.
  */
@@ -64,7 +64,7 @@ interface Setup {
 }
 
 /**
- * A runner made by {@link createRunner}: run until idle (as `ujr run --once`) or until stopped
+ * A runner made by `createRunner`: run until idle (as `ujr run --once`) or until stopped
  * (as `ujr run`), trigger runs, read the run records. Its events are the engine's (`run` at every
  * status change of a run, `planned`, `planError`, `retired`, ...).
  *
@@ -88,7 +88,7 @@ export class EmbeddedRunner extends EventEmitter<RunnerEvents> {
   private current: { runner: Runner; once: boolean } | undefined;
   private closed = false;
 
-  /** @internal Made by {@link createRunner}. */
+  /** @internal Made by `createRunner`. */
   constructor(private readonly setup: Setup) {
     super();
     this.jobs = setup.jobs;
@@ -281,31 +281,8 @@ class NoProcessExecutor implements Executor {
   }
 }
 
-/**
- * Creates a runner over the job types and instances given: the embedded form of `ujr run`.
- * Nothing runs until `runUntilIdle()` or `start()`.
- *
- * Continuous and `isolate` tasks run in child processes, which need `jobs` as a module path;
- * with job type objects they are refused (see {@link CreateRunnerOptions.jobs}).
- *
- * @throws {InvalidInstancesError} naming the instance and field of every invalid entry.
- * @throws {ConfigError} when the jobs module cannot be loaded.
- * @example
- * ```ts
- * import { createRunner } from 'ujr';
- * import jobs from './jobs/index.js';
- *
- * const runner = await createRunner({
- *   jobs,
- *   instances: [{ id: 'lab-a', job: 'greeter', params: { names: ['ada'] }, schedule: '5m' }],
- *   home: '.ujr',
- * });
- * const stats = await runner.runUntilIdle();
- * console.log(stats.succeeded, await runner.runs({ instanceId: 'lab-a' }));
- * await runner.close();
- * ```
- */
-export async function createRunner(options: CreateRunnerOptions): Promise<EmbeddedRunner> {
+/** Opens what `createRunner` (./create-runner.ts) returns; loaded on demand, see there. */
+export async function openEmbeddedRunner(options: CreateRunnerOptions): Promise<EmbeddedRunner> {
   const jobsModule = typeof options.jobs === 'string' ? resolve(options.jobs) : undefined;
   const jobs = jobsModule !== undefined ? await loadJobTypes(jobsModule) : [...(options.jobs as readonly JobType[])];
   const entries = options.instances ?? [];
