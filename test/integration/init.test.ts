@@ -125,6 +125,21 @@ describe('ujr init', () => {
     expect(manifest.allowScripts).toEqual(ujr.allowScripts);
   });
 
+  it("gives the project's CDK app the feature flags ujr's own app is synthesized and tested with", async () => {
+    // Prepare
+    const cdkJson = z.looseObject({ app: z.string(), context: z.record(z.string(), z.unknown()) });
+    const ours = cdkJson.parse(JSON.parse(await readFile(join(ROOT, 'cdk.json'), 'utf8')));
+
+    // Act
+    const init = await ujrIn('.', ['init', 'lab']);
+
+    // Assess
+    expectExit(init, 0);
+    const theirs = cdkJson.parse(JSON.parse(await readFile(join(sandbox.dir, 'lab', 'cdk.json'), 'utf8')));
+    expect(theirs.app).toBe('node --import tsx infra/app.ts');
+    expect(theirs.context).toEqual(ours.context);
+  });
+
   it('scaffolds into the current folder when it is empty', async () => {
     // Prepare
     await mkdir(join(sandbox.dir, 'empty'));
