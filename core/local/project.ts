@@ -105,23 +105,11 @@ export function requireJobsModule(project: Project): LocalPaths {
   const path = project.paths.jobsModule;
   if (existsSync(path)) return project.paths;
   const source = project.sources.jobs;
-  const shown = (file: string) => relative(project.cwd, file) || file;
-  const configs = `${CONFIG_FILE_NAMES.slice(0, -1).join(', ')} or ${CONFIG_FILE_NAMES.at(-1) ?? ''}`;
   const lines = [
     `no jobs module at ${path} (${describeSource(source)}). Where ujr looked for it, first to last:`,
     `  1. --jobs <module>: ${source.kind === 'flag' ? `given as ${source.given}` : 'not given'}`,
-    `  2. a config file (${configs}): ${
-      project.configFile === undefined
-        ? `none in ${project.cwd}${project.root === undefined ? ' or any folder above it' : project.root === project.cwd ? '' : ` or its parents up to the project root ${project.root}`}`
-        : `${shown(project.configFile)}, which sets no "jobs"`
-    }`,
-    `  3. the "ujr" field of package.json: ${
-      project.packageJson === undefined
-        ? `no package.json in ${project.root ?? `${project.cwd} or above (no project root: no folder holds a package.json or .git)`}`
-        : project.packageField
-          ? `${shown(project.packageJson)} sets no "ujr.jobs"`
-          : `${shown(project.packageJson)} has none`
-    }`,
+    `  2. a config file (${CONFIG_FILE_NAMES.slice(0, -1).join(', ')} or ${CONFIG_FILE_NAMES.at(-1) ?? ''}): ${configFileFinding(project)}`,
+    `  3. the "ujr" field of package.json: ${packageFieldFinding(project)}`,
     `  4. the default: ${DEFAULTS.jobs} in ${project.root ?? project.cwd}`,
     'To fix it: create a project with "npx ujr init", pass --jobs <module>, or name the module in a ujr.config.ts: ' +
       `import { defineConfig } from 'ujr'; export default defineConfig({ jobs: 'src/jobs/index.ts' }).`,
@@ -129,7 +117,30 @@ export function requireJobsModule(project: Project): LocalPaths {
   throw new JobsModuleNotFoundError(lines.join('\n'), path);
 }
 
-/** Where a path came from, in words: "from --jobs", "set by …/ujr.config.ts", "the default". */
+/** A file's path as the user sees it: relative to the current folder. */
+function shown(project: Project, file: string): string {
+  return relative(project.cwd, file) || file;
+}
+
+/** What the search found of a config file, for a jobs module it does not name. */
+function configFileFinding(project: Project): string {
+  if (project.configFile !== undefined) return `${shown(project, project.configFile)}, which sets no "jobs"`;
+  if (project.root === undefined) return `none in ${project.cwd} or any folder above it`;
+  if (project.root === project.cwd) return `none in ${project.cwd}`;
+  return `none in ${project.cwd} or its parents up to the project root ${project.root}`;
+}
+
+/** What the search found of package.json's "ujr" field, for a jobs module it does not name. */
+function packageFieldFinding(project: Project): string {
+  if (project.packageJson === undefined) {
+    return project.root === undefined
+      ? `no package.json in ${project.cwd} or above (no project root: no folder holds a package.json or .git)`
+      : `no package.json in the project root ${project.root}`;
+  }
+  return project.packageField ? `${shown(project, project.packageJson)} sets no "ujr.jobs"` : `${shown(project, project.packageJson)} has none`;
+}
+
+/** Where a path came from, in words: "from the command line", "set by …/ujr.config.ts", "the default". */
 export function describeSource(source: PathSource): string {
   switch (source.kind) {
     case 'flag':
