@@ -14,8 +14,9 @@
  * 2. **Planner throughput**: one tick that posts `--planner-tasks` new tasks (plan, peek, post,
  *    SendMessageBatch), in a child process of its own so that its RSS and heap are the
  *    scheduler's alone (the SQS emulator runs in this process).
- * 3. **Bundles**: size of each handler bundle (build/bundle.ts) and the time a fresh `node`
- *    process takes to `import()` it with the environment set, median of `--init-runs`.
+ * 3. **Bundles**: size of each handler bundle (build/bundle.ts, over the example jobs) and the
+ *    time a fresh `node` process takes to `import()` it with the environment set, median of
+ *    `--init-runs`.
  *
  * The emulators are started here with the functions of test/servers/emulators.ts.
  */
@@ -567,7 +568,8 @@ async function bundleFigures(endpoints: Endpoints): Promise<BundleFigures[]> {
   const dir = mkdtempSync(join(tmpdir(), 'ujr-bench-bundles-'));
   const stack = await new BenchStack(endpoints).create();
   try {
-    const built = await bundleAll(join(dir, 'dist'));
+    // The example pipeline's job types, as this repository deploys them (infra/app.ts).
+    const built = await bundleAll(join(dir, 'dist'), { jobs: fileURLToPath(new URL('../jobs/index.ts', import.meta.url)) });
     const driver = join(dir, 'init-driver.mjs');
     writeFileSync(driver, INIT_DRIVER);
     const figures = built.map((result) => ({ name: result.name, bytes: result.bytes, initBytes: result.initBytes, files: result.files.length, initMs: [] as number[] }));

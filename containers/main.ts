@@ -1,19 +1,23 @@
 /**
- * The Fargate container's entry point. With UJR_TASK_MESSAGE set it runs that one long batch task
+ * The Fargate container's program. With UJR_TASK_MESSAGE set it runs that one long batch task
  * (ECS RunTask from the scheduler) and exits; otherwise it is a conductor of the conductor service,
  * running continuous tasks from the board until ECS stops it (SIGTERM: tasks are aborted, left to
  * checkpoint, recorded and handed back to the board within the stop timeout).
+ *
+ * build/bundle.ts generates the bundle's entry, which calls {@link runContainer} with the job
+ * types of the user's module. The container starts it through ./bootstrap.ts (stock Node.js
+ * image) or as the image's entry point (Docker image).
  */
 import { hostname } from 'node:os';
 import { runLongTask } from '../core/cloud/long-task.js';
 import { DEFAULT_WORKER_CONFIG } from '../core/cloud/worker.js';
 import { containerEnvSchema, parseEnv } from '../core/adapters/aws/env.js';
 import { containerRuntime } from '../core/adapters/aws/runtime.js';
-import jobs from '../jobs/index.js';
+import type { JobType } from '../core/types.js';
 
 const FLUSH_METRICS_MS = 60_000;
 
-async function main(): Promise<number> {
+async function main(jobs: readonly JobType[]): Promise<number> {
   // Listened for from the first moment: ECS may stop a container that is still starting. A long
   // task stopped by ECS just ends; its lease expires and the scheduler posts the task again.
   const longTask = process.env.UJR_TASK_MESSAGE !== undefined;
@@ -45,10 +49,21 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(JSON.stringify({ level: 'ERROR', message: (error as Error).message, stack: (error as Error).stack }));
-    process.exit(1);
-  },
-);
+/**
+ * Runs the container over `jobs` until it is done (a long task) or stopped (a conductor), then
+ * exits the process with its status.
+ *
+ * @example
+ * ```ts
+ * runContainer([collector, processor]);
+ * ```
+ */
+export function runContainer(jobs: readonly JobType[]): void {
+  main(jobs).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(JSON.stringify({ level: 'ERROR', message: (error as Error).message, stack: (error as Error).stack }));
+      process.exit(1);
+    },
+  );
+}

@@ -1,22 +1,27 @@
 /**
- * The CDK app of `npx cdk synth|deploy` (cdk.json: `node --import tsx infra/app.ts`): one
- * {@link UjrStack}, checked by cdk-nag's AWS Solutions and Serverless packs as validation
- * plugins. A finding that is not acknowledged in code, with its reason, stops the synthesis.
+ * The CDK app of `npx cdk synth|deploy` in this repository (cdk.json: `node --import tsx
+ * infra/app.ts`, from the repository root): one {@link UjrStack} over the example jobs, built as a
+ * user's app is, from `ujr/cdk` (tsconfig paths map it to infra/index.ts here), and checked by
+ * cdk-nag's AWS Solutions and Serverless packs as validation plugins. A finding that is not
+ * acknowledged in code, with its reason, stops the synthesis.
  *
  * Context (`-c key=value`): `stackName` (default `Ujr`), `alarmEmail`.
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { App, Validations } from 'aws-cdk-lib';
-import { AwsSolutionsChecks, ServerlessChecks } from 'cdk-nag';
-import { UjrStack, type UjrStackProps } from './stack.js';
+import { App } from 'aws-cdk-lib';
+import { addNagChecks, UjrStack, type JobRunnerProps, type UjrStackProps } from 'ujr/cdk';
+
+/** The example jobs and their instances, relative to the repository root (where cdk runs). */
+export const EXAMPLE_RUNNER = { jobs: 'jobs/index.ts', instances: 'jobs/instances.json' } as const satisfies JobRunnerProps;
 
 export interface UjrAppOptions {
   /** Passed to `new App()`: context, outdir (tests). */
   readonly app?: ConstructorParameters<typeof App>[0];
   /** @default the context value `stackName`, else `Ujr` */
   readonly stackName?: string;
-  readonly stack?: UjrStackProps;
+  /** The stack's props; its runner's override {@link EXAMPLE_RUNNER}. */
+  readonly stack?: Omit<UjrStackProps, 'runner'> & { readonly runner?: Partial<JobRunnerProps> };
 }
 
 /**
@@ -37,10 +42,10 @@ export function createApp(options: UjrAppOptions = {}): { app: App; stack: UjrSt
   const alarmEmail = context('alarmEmail');
   const stack = new UjrStack(app, options.stackName ?? context('stackName') ?? 'Ujr', {
     ...options.stack,
-    runner: { ...(alarmEmail === undefined ? {} : { alarmEmail }), ...options.stack?.runner },
+    runner: { ...EXAMPLE_RUNNER, ...(alarmEmail === undefined ? {} : { alarmEmail }), ...options.stack?.runner },
     env: options.stack?.env ?? { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
   });
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new ServerlessChecks(app));
+  addNagChecks(app);
   return { app, stack };
 }
 

@@ -1,15 +1,14 @@
 /**
- * The instance configuration a deployment is seeded with: read (jobs/instances.json by default),
- * validated against the job types that go into the bundles, and rendered as the DynamoDB
+ * The instance configuration a deployment is seeded with: read (a file, or entries given in code),
+ * validated against the job types that go into the bundles (in a child process that loads the
+ * user's jobs module: ./jobs-check.ts), and rendered as the DynamoDB
  * `UpdateItem` that `DynamoStore.putInstanceEntry` sends (core/adapters/aws/dynamo-store.ts): the
  * entry goes into the `config` attribute of the `(instanceId, 'config')` item and the `overrides`
  * attribute is created empty only when missing. Run-time overrides (the status page's switches, the
  * CLI) therefore survive every redeploy; only the repository's configuration is replaced.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { z } from 'zod';
-import { ROOT } from '../build/bundle.js';
 import { CONFIG_KIND } from '../core/adapters/aws/dynamo-items.js';
 import { INSTANCES_TABLE } from '../core/adapters/aws/tables.js';
 import { formatProblem, instanceEntrySchema, instancesFileSchema, parseInstances } from '../core/config.js';
@@ -18,9 +17,6 @@ import { InstanceSeedError } from './errors.js';
 
 /** One instance entry, as written in an instances file. */
 export type InstanceEntry = z.input<typeof instanceEntrySchema>;
-
-/** The repository's instances file, the default seed. */
-export const DEFAULT_INSTANCES_FILE = join(ROOT, 'jobs', 'instances.json');
 
 /** The attributes of a config item that `putInstanceEntry` writes and `setInstanceOverride` patches. */
 export const CONFIG_ATTRIBUTE = 'config';
@@ -41,12 +37,29 @@ export type AttributeValue =
   | { L: AttributeValue[] }
   | { M: { [key: string]: AttributeValue } };
 
-function sourceName(source: readonly InstanceEntry[] | string): string {
-  return typeof source === 'string' ? source : 'the instances prop';
+/** The instance configuration as given, before validation: what it is called in messages, and its JSON. */
+export interface InstancesSource {
+  /** The file's path as given, or `the instances prop`. */
+  readonly name: string;
+  /** The parsed file, or `{ instances: <entries> }`, as JSON (what is not JSON in given entries is dropped). */
+  readonly raw: Json;
 }
 
-function readSource(source: readonly InstanceEntry[] | string): unknown {
-  if (typeof source !== 'string') return { instances: source };
+/**
+ * Reads the instance configuration `source`: a file (absolute, or relative to the working
+ * directory) or the entries themselves. Throws an {@link InstanceSeedError} naming a file that
+ * cannot be read or is not JSON.
+ */
+export function readInstances(source: readonly InstanceEntry[] | string): InstancesSource {
+  if (typeof source !== 'string') {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify({ instances: source });
+    } catch (error) {
+      throw new InstanceSeedError(`the instances prop is not JSON (${(error as Error).message}); give entries of plain JSON values`, { cause: error });
+    }
+    return { name: 'the instances prop', raw: JSON.parse(text ?? 'null') as Json };
+  }
   let text: string;
   try {
     text = readFileSync(source, 'utf8');
@@ -54,7 +67,7 @@ function readSource(source: readonly InstanceEntry[] | string): unknown {
     throw new InstanceSeedError(`cannot read the instances file ${source} (${(error as Error).message}); pass an existing file or the entries themselves as the instances prop`, { cause: error });
   }
   try {
-    return JSON.parse(text) as unknown;
+    return { name: source, raw: JSON.parse(text) as Json };
   } catch (error) {
     throw new InstanceSeedError(`the instances file ${source} is not valid JSON (${(error as Error).message}); fix its syntax`, { cause: error });
   }
@@ -74,19 +87,24 @@ function toJson(value: unknown, what: string): Json {
  *
  * @example
  * ```ts
- * loadSeedEntries(DEFAULT_INSTANCES_FILE, jobs); // [{ id: 'metrics', config: { id: 'metrics', job: 'collector', ... } }, ...]
+ * loadSeedEntries('jobs/instances.json', jobs); // [{ id: 'metrics', config: { id: 'metrics', job: 'collector', ... } }, ...]
  * ```
  */
 export function loadSeedEntries(source: readonly InstanceEntry[] | string, jobs: readonly JobType[]): SeedEntry[] {
-  const raw = readSource(source);
+  return validateSeedEntries(readInstances(source), jobs);
+}
+
+/** {@link loadSeedEntries} of a source already read (the child process of ./jobs-check.ts gets it so). */
+export function validateSeedEntries(source: InstancesSource, jobs: readonly JobType[]): SeedEntry[] {
+  const { raw, name } = source;
   const parsed = parseInstances(raw, jobs);
   if (parsed.problems.length > 0) {
-    const problems = parsed.problems.map((problem) => formatProblem(sourceName(source), problem));
+    const problems = parsed.problems.map((problem) => formatProblem(name, problem));
     throw new InstanceSeedError(`the instance configuration to deploy has ${problems.length} problem(s): ${problems.join('; ')}`);
   }
   const file = instancesFileSchema.parse(raw);
   return file.instances.map((entry, index) => {
-    const config = toJson(entry, `instance entry #${index} of ${sourceName(source)}`);
+    const config = toJson(entry, `instance entry #${index} of ${name}`);
     const id = instanceEntrySchema.parse(entry).id;
     if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new InstanceSeedError(`instance "${id}" must be a JSON object`);
     return { id, config };

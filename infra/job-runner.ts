@@ -1,7 +1,11 @@
 /**
  * `JobRunner`: a complete ujr deployment as one construct, for this repository's app
- * (./stack.ts) or for anyone's CDK app. It deploys the runtime of core/adapters/aws/ with the
- * job types of jobs/index.ts, bundled by build/bundle.ts:
+ * (./stack.ts) or for anyone's CDK app (`ujr/cdk`). It deploys the runtime of core/adapters/aws/
+ * with the job types of the user's module (the `jobs` prop), which build/bundle.ts bundles with
+ * ujr's code into the scheduler, the worker and the container at synth (./bundling.ts). The
+ * module is also loaded at synth, in a child process (./user-jobs.ts), to validate the instance
+ * configuration against its job types and to name them in the alarms. `cdk deploy` needs Node.js
+ * and AWS credentials only, no Docker:
  *
  * - an EventBridge Scheduler schedule (retries, its own DLQ) ticking the scheduler Lambda
  *   (reserved concurrency 1) with `{}`;
@@ -11,16 +15,22 @@
  * - the three DynamoDB tables exactly as core/adapters/aws/tables.ts describes them, and the S3
  *   data bucket (with its access-log bucket);
  * - an ECS cluster running the conductor service (continuous tasks; its desired count belongs to
- *   the scheduler) and a task definition for long batch tasks, both from containers/Dockerfile;
+ *   the scheduler) and a task definition for long batch tasks. By default both run a stock
+ *   Node.js image from ECR Public: an init container (the AWS CLI's public image) copies the
+ *   container bundle, a CDK S3 asset of one file, into a volume the task's containers share,
+ *   and the Node.js container checks the file's SHA-256 (computed at synth) before it runs it
+ *   (containers/bootstrap.ts); the task role may read that one object and no other. With
+ *   `containerImage: 'docker'` an image is built at deploy from a generated context instead (the
+ *   same bundle on the same Node.js image; Docker needed then);
  * - least-privilege roles, log groups with retention, X-Ray tracing, the instance configuration
- *   seeded into the instances table, and a dashboard with alarms (./monitoring.ts).
+ *   seeded into the instances table, and a dashboard with alarms (./monitoring.ts);
+ * - when asked (`stackOutputs`, as ./stack.ts does), the stack outputs the `ujr` CLI reads.
  *
  * Nothing has a hard-coded physical name: two stages (or two runners in one stack) never collide.
  */
-import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Aws, CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -28,24 +38,26 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import type { z } from 'zod';
-import { ROOT } from '../build/bundle.js';
+import { resolveJobsModule } from '../build/bundle.js';
 import type { containerEnvSchema, schedulerEnvSchema, workerEnvSchema } from '../core/adapters/aws/env.js';
 import { TABLES, type KeyAttribute, type TableDefinition, type TableNames } from '../core/adapters/aws/tables.js';
 import { DEFAULT_CONDUCTOR_CONFIG } from '../core/cloud/conductor.js';
 import { DEFAULT_WORKER_CONFIG } from '../core/cloud/worker.js';
-import type { JobType } from '../core/types.js';
-import jobTypes from '../jobs/index.js';
 import { bundledCode, handlerOf } from './bundling.js';
-import { JobRunnerPropsError } from './errors.js';
-import { DEFAULT_INSTANCES_FILE, loadSeedEntries, seedUpdateItem, type InstanceEntry } from './instances.js';
+import { addProgram, CODE_FETCH_IMAGE, containerProgram, NODE_IMAGE, type ContainerImageSource } from './container-program.js';
+import { JobRunnerPropsError, JobsModuleError } from './errors.js';
+import { readInstances, seedUpdateItem, type InstanceEntry, type SeedEntry } from './instances.js';
 import { JobRunnerMonitoring } from './monitoring.js';
 import { acknowledge, acknowledgeWildcardResources } from './nag.js';
+import { OUTPUT_DESCRIPTIONS, STACK_OUTPUTS, type StackOutputName } from './outputs.js';
+import { inspectJobs } from './user-jobs.js';
 
 /**
  * What the DynamoDB adapter (core/adapters/aws/dynamo-store.ts) calls: Get, Put, Update, Delete,
@@ -81,6 +93,8 @@ export const LONG_TASK_CONTAINER = 'task';
 /** The conductor service's container. */
 export const CONDUCTOR_CONTAINER = 'conductor';
 
+export { CODE_FETCH_CONTAINER, CODE_FETCH_IMAGE, NODE_IMAGE, type ContainerImageSource } from './container-program.js';
+
 /** The example pipeline's archives (jobs/archiver.ts writes `archive/<instance>/…`). */
 const DEFAULT_ARCHIVE_PREFIX = 'archive/';
 
@@ -104,19 +118,65 @@ type EnvOf<S extends z.ZodType> = { [K in keyof z.infer<S>]-?: string };
 /** The container's variables; the task message is set per long task by the scheduler's RunTask. */
 type ContainerEnv = Omit<EnvOf<typeof containerEnvSchema>, 'UJR_TASK_MESSAGE'>;
 
-/** Properties of a {@link JobRunner}. Every one has a default: `new JobRunner(this, 'Ujr')` deploys the example pipeline. */
+/** Properties of a {@link JobRunner}. Every one but `jobs` has a default. */
 export interface JobRunnerProps {
   /**
+   * The module whose default export lists your job types (an array or a record of job types made
+   * with `defineJob`): a path relative to the working directory (where `cdk` runs, your project's
+   * root), or absolute. TypeScript or JavaScript; it and everything it imports (from `ujr`, your
+   * own files, your dependencies) is bundled into the scheduler, the worker and the container at
+   * synth. Job code imports from `ujr` only: `ujr/cdk` and `ujr/testing` stop the bundling.
+   */
+  readonly jobs: string;
+
+  /**
    * The instance configuration seeded into the instances table at every deploy: the entries
-   * themselves, or the path of an instances file (`{ "instances": [ ... ] }`). Entries are
-   * validated against the job types in the bundles; an invalid one fails the synthesis. A deploy
-   * replaces each listed instance's configuration and keeps its run-time overrides; instances
-   * added at run time, or removed from this list, are left alone (disable or delete them with
-   * the CLI).
+   * themselves, or the path of an instances file (`{ "instances": [ ... ] }`, relative to the
+   * working directory, or absolute). Entries are validated against the job types of `jobs`; an
+   * invalid one fails the synthesis, naming the instance and field. A deploy replaces each listed
+   * instance's configuration and keeps its run-time overrides; instances added at run time, or
+   * removed from this list, are left alone (disable or delete them with the CLI).
    *
-   * @default the repository's jobs/instances.json
+   * @default none: instances are added at run time (an item in the instances table)
    */
   readonly instances?: readonly InstanceEntry[] | string;
+
+  /**
+   * Where the conductors and long tasks run from. `'stock'`: the official Node.js image
+   * (`nodeImage`), with the bundled code fetched from a CDK S3 asset at start by an init
+   * container (`codeFetchImage`) and checked against its SHA-256 before it runs; deploying needs
+   * no Docker. `'docker'`: an image built at deploy from the same bundle on the same Node.js image
+   * (a generated build context: no Dockerfile of yours), pushed to the CDK assets repository;
+   * deploying needs Docker (or a compatible builder), and one for ARM64 on an x86 machine.
+   *
+   * @default 'stock'
+   */
+  readonly containerImage?: ContainerImageSource;
+
+  /**
+   * The Node.js image the containers run (`'stock'`) or are built from (`'docker'`). It must hold
+   * `node` (20 or later) and, for `'docker'`, a user `node`.
+   *
+   * @default {@link NODE_IMAGE}, the official Node.js 22 image on ECR Public
+   */
+  readonly nodeImage?: string;
+
+  /**
+   * The image of the init container that copies the code from S3 (`containerImage: 'stock'`): it
+   * runs `aws s3api get-object` as its command.
+   *
+   * @default {@link CODE_FETCH_IMAGE}, the AWS CLI's image on ECR Public
+   */
+  readonly codeFetchImage?: string;
+
+  /**
+   * Write the outputs the `ujr` CLI reads (`--stack <name>`: tables, queues, bucket, functions,
+   * log groups, cluster…) at the stack's top level, under the keys of `STACK_OUTPUTS`. One runner
+   * per stack may do it; `UjrStack` does it for its runner.
+   *
+   * @default false
+   */
+  readonly stackOutputs?: boolean;
 
   /**
    * How often EventBridge Scheduler ticks the scheduler: a whole number of minutes.
@@ -239,8 +299,9 @@ export interface JobRunnerProps {
   readonly longTaskMemoryMiB?: number;
 
   /**
-   * CPU architecture of the containers (the Lambdas run on ARM64). The image is built for it at
-   * deploy: building ARM64 on an x86 machine needs Docker's QEMU emulation (Docker Desktop has it).
+   * CPU architecture of the containers (the Lambdas run on ARM64). The stock images exist for
+   * both. With `containerImage: 'docker'` the image is built for it at deploy: building ARM64 on
+   * an x86 machine needs Docker's QEMU emulation (Docker Desktop has it).
    *
    * @default ecs.CpuArchitecture.ARM64
    */
@@ -392,9 +453,12 @@ export interface JobRunnerLogGroups {
  *
  * @example
  * ```ts
+ * import { App, Stack } from 'aws-cdk-lib';
+ * import { JobRunner } from 'ujr/cdk';
+ *
  * const app = new App();
  * const stack = new Stack(app, 'Research');
- * new JobRunner(stack, 'Ujr', { alarmEmail: 'me@example.org', workerMaxConcurrency: 20 });
+ * new JobRunner(stack, 'Ujr', { jobs: 'jobs/index.ts', instances: 'jobs/instances.json', stackOutputs: true, alarmEmail: 'me@example.org' });
  * ```
  */
 export class JobRunner extends Construct {
@@ -419,13 +483,20 @@ export class JobRunner extends Construct {
   readonly metricsNamespace: string;
   /** The worker's batch task limit: batch tasks with a longer timeout run on Fargate. */
   readonly workerTaskLimit: Duration;
+  /** The jobs module bundled into the code (absolute). */
+  readonly jobsModule: string;
+  /** The names of the job types of the jobs module. */
+  readonly jobTypes: readonly string[];
+  /** The container code fetched at start (`containerImage: 'stock'`): a CDK S3 asset of one file. */
+  readonly containerCode?: s3assets.Asset;
 
-  constructor(scope: Construct, id: string, props: JobRunnerProps = {}) {
+  constructor(scope: Construct, id: string, props: JobRunnerProps) {
     super(scope, id);
     const stack = Stack.of(this);
     const settings = resolveProps(props);
-    const jobs: readonly JobType[] = jobTypes;
-    const seed = loadSeedEntries(props.instances ?? DEFAULT_INSTANCES_FILE, jobs);
+    this.jobsModule = jobsModuleOf(props);
+    const inspected = inspectJobsOf(this.jobsModule, props.instances ?? []);
+    this.jobTypes = inspected.jobTypes;
     this.metricsNamespace = props.metricsNamespace ?? `ujr/${stack.stackName}`;
     const dataRemovalPolicy = props.dataRemovalPolicy ?? RemovalPolicy.RETAIN;
 
@@ -517,17 +588,6 @@ export class JobRunner extends Construct {
     });
 
     const architecture = props.containerArchitecture ?? ecs.CpuArchitecture.ARM64;
-    // One image for both task definitions, built from the repository at deploy time (never at
-    // synth). Only what the Dockerfile's bundle step reads goes into the build context, so that
-    // edits elsewhere (tests, docs, infra) leave the image, and the running conductors, alone.
-    const image = new ecrAssets.DockerImageAsset(this, 'Image', {
-      directory: ROOT,
-      file: 'containers/Dockerfile',
-      platform: architecture === ecs.CpuArchitecture.ARM64 ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64,
-      exclude: IMAGE_CONTEXT_EXCLUDE,
-    });
-    const containerImage = ecs.ContainerImage.fromDockerImageAsset(image);
-
     const conductorLogs = this.logGroup('ConductorLogs', settings.logRetention);
     const longTaskLogs = this.logGroup('LongTaskLogs', settings.logRetention);
 
@@ -541,19 +601,27 @@ export class JobRunner extends Construct {
       UJR_GRACE_MS: String(DEFAULT_CONDUCTOR_CONFIG.graceMs),
     };
     const runtimePlatform = { cpuArchitecture: architecture, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX };
+    // One program for both task definitions: the container bundle over the user's job types.
+    const program = containerProgram(this, {
+      jobsModule: this.jobsModule,
+      source: props.containerImage ?? 'stock',
+      architecture,
+      nodeImage: props.nodeImage ?? NODE_IMAGE,
+      fetchImage: props.codeFetchImage ?? CODE_FETCH_IMAGE,
+    });
+    this.containerCode = program.kind === 'stock' ? program.asset : undefined;
 
     this.conductorTaskDefinition = new ecs.FargateTaskDefinition(this, 'ConductorTask', {
       cpu: settings.conductorCpu,
       memoryLimitMiB: settings.conductorMemoryMiB,
       runtimePlatform,
     });
-    this.conductorTaskDefinition.addContainer('Conductor', {
+    addProgram(this.conductorTaskDefinition, program, {
+      id: 'Conductor',
       containerName: CONDUCTOR_CONTAINER,
-      image: containerImage,
       environment: containerEnv,
-      logging: ecs.LogDrivers.awsLogs({ logGroup: conductorLogs, streamPrefix: 'conductor' }),
-      // SIGTERM, then this long before SIGKILL: tasks get UJR_GRACE_MS to checkpoint and return.
-      stopTimeout: Duration.seconds(30),
+      logGroup: conductorLogs,
+      streamPrefix: 'conductor',
     });
 
     this.longTaskDefinition = new ecs.FargateTaskDefinition(this, 'LongTask', {
@@ -561,21 +629,14 @@ export class JobRunner extends Construct {
       memoryLimitMiB: settings.longTaskMemoryMiB,
       runtimePlatform,
     });
-    this.longTaskDefinition.addContainer('Task', {
+    // UJR_TASK_MESSAGE comes with each RunTask, as an override of this container's environment.
+    addProgram(this.longTaskDefinition, program, {
+      id: 'Task',
       containerName: LONG_TASK_CONTAINER,
-      image: containerImage,
-      // UJR_TASK_MESSAGE comes with each RunTask, as a container override.
       environment: containerEnv,
-      logging: ecs.LogDrivers.awsLogs({ logGroup: longTaskLogs, streamPrefix: 'long-task' }),
-      stopTimeout: Duration.seconds(30),
+      logGroup: longTaskLogs,
+      streamPrefix: 'long-task',
     });
-
-    for (const taskDefinition of [this.conductorTaskDefinition, this.longTaskDefinition]) {
-      acknowledge(taskDefinition, {
-        'AwsSolutions-ECS2': 'The environment holds resource names, queue URLs and tuning values only; secrets are referenced from instance params ({ "$secret": ... }) and fetched at run time.',
-        'AwsSolutions-IAM5[Resource::*]': 'ecr:GetAuthorizationToken (the execution role pulling the image) has no resource-level permissions; it must be granted on "*".',
-      });
-    }
 
     // The desired count is the scheduler's (UpdateService on every tick, from the continuous
     // tasks on the board). CloudFormation sets 0 when it creates the service and sends it again
@@ -622,7 +683,7 @@ export class JobRunner extends Construct {
     this.schedulerFunction = new lambda.Function(this, 'SchedulerFunction', {
       description: 'ujr scheduler: plans the due instances on every tick and dispatches their tasks',
       ...LAMBDA_BASE,
-      code: bundledCode('scheduler'),
+      code: bundledCode('scheduler', this.jobsModule),
       handler: handlerOf('scheduler'),
       role: this.lambdaRole('SchedulerRole', schedulerLogs),
       logGroup: schedulerLogs,
@@ -647,7 +708,7 @@ export class JobRunner extends Construct {
     this.workerFunction = new lambda.Function(this, 'WorkerFunction', {
       description: 'ujr worker: runs the batch tasks dispatched to the task queue',
       ...LAMBDA_BASE,
-      code: bundledCode('worker'),
+      code: bundledCode('worker', this.jobsModule),
       handler: handlerOf('worker'),
       role: this.lambdaRole('WorkerRole', workerLogs),
       logGroup: workerLogs,
@@ -712,18 +773,17 @@ export class JobRunner extends Construct {
     this.deadLetterQueue.grantSendMessages(this.longTaskDefinition.taskRole);
     this.grantFleet(this.schedulerFunction);
 
-
     // ---------------------------------------------------------------------------------------
     // The instance configuration, written at every deploy
 
-    this.seedInstances(seed, settings.logRetention);
+    this.seedInstances(inspected.entries, settings.logRetention);
 
     // ---------------------------------------------------------------------------------------
     // Monitoring
 
     this.monitoring = new JobRunnerMonitoring(this, 'Monitoring', {
       namespace: this.metricsNamespace,
-      jobTypes: jobs.map((job) => job.name),
+      jobTypes: [...this.jobTypes],
       schedulerFunction: this.schedulerFunction,
       workerFunction: this.workerFunction,
       taskQueue: this.taskQueue,
@@ -736,6 +796,44 @@ export class JobRunner extends Construct {
       failureRateThreshold: settings.failureRateThreshold,
       ...(props.alarmEmail === undefined ? {} : { alarmEmail: props.alarmEmail }),
     });
+
+    if (props.stackOutputs) this.addStackOutputs();
+  }
+
+  /** The outputs the CLI reads, at the stack's top level under the keys of ./outputs.ts. */
+  private addStackOutputs(): void {
+    const stack = Stack.of(this);
+    const taken = Object.values(STACK_OUTPUTS).find((key) => stack.node.tryFindChild(key) !== undefined);
+    if (taken !== undefined) {
+      throw new JobRunnerPropsError(`JobRunner ${this.node.path}: stackOutputs: the stack already holds an output ${taken} (another runner's?); ask one runner per stack for the outputs the CLI reads`);
+    }
+    const values: Record<StackOutputName, string> = {
+      region: Aws.REGION,
+      leasesTable: this.tables.leases.tableName,
+      runsTable: this.tables.runs.tableName,
+      instancesTable: this.tables.instances.tableName,
+      dataBucket: this.dataBucket.bucketName,
+      taskQueueUrl: this.taskQueue.queueUrl,
+      taskQueueArn: this.taskQueue.queueArn,
+      deadLetterQueueUrl: this.deadLetterQueue.queueUrl,
+      deadLetterQueueArn: this.deadLetterQueue.queueArn,
+      tickDeadLetterQueueUrl: this.tickDeadLetterQueue.queueUrl,
+      schedulerFunction: this.schedulerFunction.functionName,
+      workerFunction: this.workerFunction.functionName,
+      schedulerLogGroup: this.logGroups.scheduler.logGroupName,
+      workerLogGroup: this.logGroups.worker.logGroupName,
+      conductorLogGroup: this.logGroups.conductor.logGroupName,
+      longTaskLogGroup: this.logGroups.longTask.logGroupName,
+      cluster: this.cluster.clusterName,
+      conductorService: this.conductorService.serviceName,
+      longTaskDefinition: this.longTaskDefinition.family,
+      metricsNamespace: this.metricsNamespace,
+      dashboard: this.monitoring.dashboard.dashboardName,
+      alarmTopic: this.monitoring.alarmTopic.topicArn,
+    };
+    for (const [name, value] of Object.entries(values) as [StackOutputName, string][]) {
+      new CfnOutput(stack, STACK_OUTPUTS[name], { value, description: OUTPUT_DESCRIPTIONS[name] });
+    }
   }
 
   /**
@@ -849,7 +947,7 @@ export class JobRunner extends Construct {
    * ./instances.ts renders it), nothing at delete, so that the configuration outlives the stack
    * as the retained tables do.
    */
-  private seedInstances(entries: ReturnType<typeof loadSeedEntries>, retention: logs.RetentionDays): void {
+  private seedInstances(entries: readonly SeedEntry[], retention: logs.RetentionDays): void {
     if (entries.length === 0) return;
     const seed = new Construct(this, 'Seed');
     const logGroup = new logs.LogGroup(seed, 'Logs', { retention });
@@ -894,13 +992,30 @@ const LAMBDA_BASE = {
   tracing: lambda.Tracing.ACTIVE,
 } as const;
 
-/**
- * The image build context is the repository root, minus everything the Dockerfile does not read
- * (Docker ignore syntax: exclude all, then re-include). The Dockerfile copies package.json and
- * the lock file, runs `npm ci`, then `node --import tsx build/bundle.ts` over core/, jobs/,
- * functions/ and containers/.
- */
-export const IMAGE_CONTEXT_EXCLUDE = ['*', '!package.json', '!package-lock.json', '!tsconfig.json', '!build', '!core', '!jobs', '!functions', '!containers'];
+/** The job types' names and the validated instance entries; a module that cannot be loaded is named as the `jobs` prop. */
+function inspectJobsOf(jobsModule: string, instances: readonly InstanceEntry[] | string) {
+  const source = readInstances(instances);
+  try {
+    return inspectJobs(jobsModule, source);
+  } catch (error) {
+    if (error instanceof JobsModuleError) throw new JobsModuleError(`JobRunner: jobs: ${error.message}`, { cause: error });
+    throw error;
+  }
+}
+
+/** The absolute path of the `jobs` prop's module, refused with a clear message when missing. */
+function jobsModuleOf(props: JobRunnerProps): string {
+  const given: unknown = props.jobs;
+  if (typeof given !== 'string' || given === '') {
+    throw new JobRunnerPropsError("JobRunner: jobs is required: the path of the module whose default export lists your job types (e.g. jobs: 'jobs/index.ts')");
+  }
+  try {
+    return resolveJobsModule(given);
+  } catch (error) {
+    if (error instanceof JobsModuleError) throw new JobsModuleError(`JobRunner: jobs: ${error.message}`, { cause: error });
+    throw error;
+  }
+}
 
 function attributeOf(key: KeyAttribute): dynamodb.Attribute {
   return { name: key.name, type: key.type === 'S' ? dynamodb.AttributeType.STRING : dynamodb.AttributeType.NUMBER };
@@ -1034,5 +1149,7 @@ function resolveProps(props: JobRunnerProps): Settings {
   if (settings.tasksPerConductor < 1) fail(`tasksPerConductor must be at least 1, got ${settings.tasksPerConductor}`);
   if (settings.maxConductors < 0) fail(`maxConductors must be 0 or more, got ${settings.maxConductors}`);
   if (settings.failureRateThreshold <= 0 || settings.failureRateThreshold > 1) fail(`failureRateThreshold is a share in (0, 1], got ${settings.failureRateThreshold}`);
+  const source: unknown = props.containerImage ?? 'stock';
+  if (source !== 'stock' && source !== 'docker') fail(`containerImage is 'stock' (a public Node.js image, no Docker needed) or 'docker' (an image built at deploy), got ${JSON.stringify(source)}`);
   return settings;
 }

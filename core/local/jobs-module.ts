@@ -1,4 +1,9 @@
-/** Loads job types from a user's module (its default export: an array or a record of job types). */
+/**
+ * Job types from a user's module: its default export, an array or a record of job types. The
+ * local runner loads the module itself ({@link loadJobTypes}); the deployed bundles import it and
+ * check its export with the same rule ({@link jobTypesOf}, called by the entry build/bundle.ts
+ * generates).
+ */
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../errors.js';
 import type { JobType } from '../types.js';
@@ -13,7 +18,20 @@ export async function loadJobTypes(modulePath: string): Promise<JobType[]> {
       { cause: error },
     );
   }
-  const exported = (module as { default?: unknown }).default;
+  return jobTypesOf((module as { default?: unknown }).default, modulePath);
+}
+
+/**
+ * The job types of a module's default export (`exported`), an array or a record of them; throws
+ * a {@link ConfigError} naming `modulePath` when it is anything else.
+ *
+ * @example
+ * ```ts
+ * import * as module from './jobs.js';
+ * const jobs = jobTypesOf(module.default, 'jobs.ts');
+ * ```
+ */
+export function jobTypesOf(exported: unknown, modulePath: string): JobType[] {
   const candidates = Array.isArray(exported)
     ? (exported as unknown[])
     : exported && typeof exported === 'object'

@@ -1,6 +1,8 @@
 /**
- * Architecture rules checked on the source: no import cycles anywhere, and the core never imports
- * an AWS SDK (adapters under core/adapters/aws and the Lambda/container entry points may).
+ * Architecture rules checked on the source: no import cycles anywhere, the core never imports
+ * an AWS SDK (adapters under core/adapters/aws and the Lambda/container entry points may), and
+ * the package never imports this repository's example jobs (the CDK app of the repository may:
+ * it deploys them).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -8,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const SOURCE_DIRS = ['core', 'jobs', 'bench', 'functions', 'containers', 'infra'];
+const SOURCE_DIRS = ['core', 'jobs', 'bench', 'functions', 'containers', 'infra', 'build'];
 const IMPORT = /^\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|^\s*import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/gm;
 
 function sourceFiles(dir: string): string[] {
@@ -84,6 +86,13 @@ describe('architecture', () => {
       ['c', ['a']],
     ]);
     expect(findCycle(graph)).toEqual(['a', 'b', 'c', 'a']);
+  });
+
+  it('keeps the example jobs out of the package: nothing it ships imports jobs/ (only infra/app.ts, this repository\'s app)', () => {
+    const shipped = files.filter((file) => /^(core|infra|build|functions|containers)\//.test(file) && file !== 'infra/app.ts');
+    const offenders = shipped.filter((file) => importsOf(file).some((s) => resolveLocal(file, s)?.startsWith('jobs/')));
+    expect(shipped).toEqual(expect.arrayContaining(['infra/job-runner.ts', 'build/bundle.ts', 'functions/worker.ts', 'containers/main.ts']));
+    expect(offenders).toEqual([]);
   });
 
   it('keeps AWS SDKs out of the core: only core/adapters/aws may import them', () => {

@@ -5,21 +5,25 @@
  * that the in-process tests cannot see: ESM/CommonJS interop, dynamic requires, files left out,
  * modules read at init, names lost to minification, the size budget.
  *
- * The bundles embed the example job types (jobs/index.ts), so the tests use the `summary` job:
- * its `report` task reads per-file statistics under `processed/<source>/` and writes a report.
+ * The bundles are built over a jobs module as the CDK construct builds them: the example job types
+ * (jobs/index.ts), whose `summary` job's `report` task reads per-file statistics under
+ * `processed/<source>/` and writes a report; and a user's project outside jobs/
+ * (test/fixtures/user-project/), whose job imports from `ujr` and from a helper file of its own.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSEvent } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { BUNDLE_BUDGET_BYTES, bundleAll, type BundleName, type BundleResult } from '../../../build/bundle.js';
+import { bundle, BUNDLE_BUDGET_BYTES, bundleAll, type BundleName, type BundleResult } from '../../../build/bundle.js';
 import { tickReportSchema } from '../../../core/cloud/scheduler.js';
+import { ROOT } from '../../../core/package-root.js';
 import jobs from '../../../jobs/index.js';
+import userJobs from '../../fixtures/user-project/jobs.js';
 import { UjrProcess } from '../../fixtures/cli/sandbox.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
 import { pollFor } from '../../helpers/runner.js';
@@ -68,17 +72,30 @@ process.stdout.write('\\nUJR_RESULT ' + JSON.stringify(result ?? null) + '\\n', 
 
 const batchResponseSchema = z.object({ batchItemFailures: z.array(z.object({ itemIdentifier: z.string() })) });
 
+/** Imports a bundle as Lambda would and prints what its `handler` export is. */
+const LOAD_DRIVER = `
+import { pathToFileURL } from 'node:url';
+const module = await import(pathToFileURL(process.argv[2]).href);
+process.stdout.write('UJR_HANDLER ' + typeof module.handler + '\\n', () => process.exit(0));
+`;
+
+const USER_PROJECT = join(ROOT, 'test', 'fixtures', 'user-project');
+
 let dir: string;
 let bundles: Record<BundleName, BundleResult>;
+let userBundles: Record<BundleName, BundleResult>;
 let stack: LocalAwsStack;
 const processes = new Set<UjrProcess>();
 
+const byName = (built: BundleResult[]) => Object.fromEntries(built.map((result) => [result.name, result])) as Record<BundleName, BundleResult>;
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ujr-bundles-'));
-  const built = await bundleAll(join(dir, 'dist'));
-  bundles = Object.fromEntries(built.map((result) => [result.name, result])) as Record<BundleName, BundleResult>;
+  bundles = byName(await bundleAll(join(dir, 'dist'), { jobs: join(ROOT, 'jobs', 'index.ts') }));
+  userBundles = byName(await bundleAll(join(dir, 'user'), { jobs: join(USER_PROJECT, 'jobs.ts') }));
   writeFileSync(join(dir, 'lambda-driver.mjs'), LAMBDA_DRIVER);
-}, 60_000);
+  writeFileSync(join(dir, 'load-driver.mjs'), LOAD_DRIVER);
+}, 120_000);
 
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
@@ -118,10 +135,10 @@ async function exitOf(proc: UjrProcess, ms = 30_000): Promise<Awaited<UjrProcess
 }
 
 /** Invokes a Lambda bundle's handler with `event` in a fresh process; returns what the handler returned. */
-async function invoke(name: 'worker' | 'scheduler', event: unknown, env: Record<string, string>): Promise<unknown> {
+async function invoke(name: 'worker' | 'scheduler', event: unknown, env: Record<string, string>, built: Record<BundleName, BundleResult> = bundles): Promise<unknown> {
   const eventFile = join(dir, `event-${name}-${Date.now()}.json`);
   writeFileSync(eventFile, JSON.stringify(event));
-  const proc = startNode([join(dir, 'lambda-driver.mjs'), bundles[name].file, '60000', eventFile], env);
+  const proc = startNode([join(dir, 'lambda-driver.mjs'), built[name].file, '60000', eventFile], env);
   const exit = await exitOf(proc);
   expect(exit.code, proc.describe()).toBe(0);
   const line = exit.stdout.split('\n').find((text) => text.startsWith('UJR_RESULT '));
@@ -208,11 +225,19 @@ describe('the container bundle', () => {
 });
 
 describe('the bundles', () => {
-  // Measured 2026-11-22 (all .mjs files of a bundle, source maps not counted): scheduler 977,007 B,
-  // worker 946,603 B, container 945,030 B; loaded at init 884,384 B, 853,980 B, 852,407 B (the rest
-  // are chunks imported only when needed, such as the SDK's SSO and STS credential providers).
-  it.each(['scheduler', 'worker', 'container'] as const)('%s: no better-sqlite3, and under the 1 MB budget', (name) => {
-    const result = bundles[name];
+  // Measured 2026-11-27 over the example jobs (all .mjs files of a bundle, source maps not
+  // counted): scheduler 988,390 B, worker 957,360 B, container 965,569 B; loaded at init 895,767 B,
+  // 864,737 B and all of the container's (one file): the Lambdas' other chunks are imported only
+  // when needed, such as the SDK's SSO and STS credential providers.
+  it.each([
+    ['scheduler', 'example'],
+    ['worker', 'example'],
+    ['container', 'example'],
+    ['scheduler', 'user'],
+    ['worker', 'user'],
+    ['container', 'user'],
+  ] as const)('%s over the %s jobs: no better-sqlite3, and under the 1 MB budget', (name, jobsOf) => {
+    const result = (jobsOf === 'example' ? bundles : userBundles)[name];
 
     const inputs = Object.keys(result.metafile.inputs);
     const text = result.files.map((file) => readFileSync(file, 'utf8'));
@@ -221,5 +246,124 @@ describe('the bundles', () => {
     expect(text.filter((code) => code.includes('better-sqlite3'))).toEqual([]);
     expect(result.bytes).toBeLessThan(BUNDLE_BUDGET_BYTES);
     expect(result.bytes).toBe(text.reduce((sum, code) => sum + Buffer.byteLength(code), 0));
+  });
+});
+
+/** The user's instances: one greets, two refuse with a NonRetryableError (ujr's own, and the project's subclass of it). */
+const USER_INSTANCES = [
+  { id: 'hello', job: 'greeter', params: { who: 'world' } },
+  { id: 'refused', job: 'greeter', params: { who: 'nobody', refuse: 'ujr' } },
+  { id: 'refused-own', job: 'greeter', params: { who: 'no one', refuse: 'own' } },
+];
+
+describe('the bundles of a user\'s project', () => {
+  it.each(['scheduler', 'worker', 'container'] as const)('%s: hold the user\'s job and its helper file, and none of the example jobs', (name) => {
+    const result = userBundles[name];
+    const text = result.files.map((file) => readFileSync(file, 'utf8')).join('\n');
+    const sources = result.sources.map((source) => relative(ROOT, source));
+
+    expect(sources).toEqual(expect.arrayContaining(['test/fixtures/user-project/jobs.ts', 'test/fixtures/user-project/greeting.ts', 'core/index.ts']));
+    expect(sources.filter((source) => source.startsWith('jobs/'))).toEqual([]);
+    expect(text).toContain('ujr-user-project-greeting');
+    expect(text).toContain('"greeter"');
+    for (const example of ['"collector"', '"processor"', '"archiver"', '"summary"']) expect(text, example).not.toContain(example);
+    // The examples' bundles, the other way round.
+    expect(bundles[name].files.map((file) => readFileSync(file, 'utf8')).join('\n')).not.toContain('ujr-user-project-greeting');
+  });
+
+  it('has a worker bundle that loads in plain Node.js and exports its handler as a function', async () => {
+    const proc = startNode([join(dir, 'load-driver.mjs'), userBundles.worker.file], stack.processEnv());
+
+    const exit = await exitOf(proc);
+
+    expect(exit.code, proc.describe()).toBe(0);
+    expect(exit.stdout).toContain('UJR_HANDLER function');
+  });
+
+  it('runs the user\'s tasks in its worker bundle; a NonRetryableError (ujr\'s or a subclass) keeps its class name and is not retried', async () => {
+    await stack.seedInstances(USER_INSTANCES);
+    const { scheduler } = stack.scheduler(userJobs);
+    for (const instance of USER_INSTANCES) await scheduler.runNow({ instanceId: instance.id, task: 'greet', input: {} });
+    const received = await stack.clients.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: stack.queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, AttributeNames: ['All'], VisibilityTimeout: 60 }),
+    );
+    const records = (received.Messages ?? []).map((message) => sqsRecord(message.Body ?? '', { messageId: message.MessageId ?? '', receiptHandle: message.ReceiptHandle ?? '' }));
+    expect(records).toHaveLength(USER_INSTANCES.length);
+
+    const response = batchResponseSchema.parse(await invoke('worker', sqsEvent(records), stack.processEnv(), userBundles));
+
+    expect(response.batchItemFailures).toEqual([]);
+    const runs = await stack.store.listRuns({ limit: 10 });
+    const runOf = (instanceId: string) => runs.filter((run) => run.instanceId === instanceId);
+    expect(runOf('hello').map((run) => [run.status, run.result])).toEqual([['succeeded', { greeting: 'ujr-user-project-greeting: hello, world' }]]);
+    expect(runOf('refused').map((run) => [run.status, run.error?.name, run.attempt, run.maxAttempts, run.nextRunId])).toEqual([['failed', 'NonRetryableError', 1, 3, undefined]]);
+    expect(runOf('refused-own').map((run) => [run.status, run.error?.name, run.attempt, run.nextRunId])).toEqual([['failed', 'GreetingRefusedError', 1, undefined]]);
+    const greeting = await stack.clients.s3.send(new GetObjectCommand({ Bucket: stack.names.bucket, Key: 'greetings/hello.txt' }));
+    expect(await greeting.Body?.transformToString()).toBe('ujr-user-project-greeting: hello, world');
+  });
+});
+
+describe('bundling a user\'s project', () => {
+  /** A project folder of its own under the test's directory: `files` by path, package folders included. */
+  function project(name: string, files: Record<string, string>): string {
+    const root = join(dir, name);
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(join(root, path, '..'), { recursive: true });
+      writeFileSync(join(root, path), text);
+    }
+    return root;
+  }
+
+  const JOB = `
+export const job = defineJob({
+  name: 'shadowed',
+  params: z.object({}),
+  getRunnableTasks: () => [{ task: 'run', input: {} }],
+  tasks: { run: { run: () => ({ dependency: DEPENDENCY_MARKER, zod: ZOD_MARKER }) } },
+});
+export default [job];
+`;
+
+  it('resolves the user\'s packages from the user\'s project and ujr\'s from ujr\'s, though both name one (zod)', async () => {
+    const root = project('shadowing-project', {
+      'node_modules/zod/package.json': JSON.stringify({ name: 'zod', version: '0.0.1', type: 'module', main: 'index.js' }),
+      'node_modules/zod/index.js': "export const ZOD_MARKER = 'the-user-project-own-zod';\n",
+      'node_modules/user-dependency/package.json': JSON.stringify({ name: 'user-dependency', version: '1.0.0', type: 'module', main: 'index.js' }),
+      'node_modules/user-dependency/index.js': "export const DEPENDENCY_MARKER = 'the-user-project-dependency';\n",
+      'jobs.ts': `import { defineJob, z } from 'ujr';\nimport { ZOD_MARKER } from 'zod';\nimport { DEPENDENCY_MARKER } from 'user-dependency';\n${JOB}`,
+    });
+
+    const result = await bundle('worker', join(dir, 'shadowing-out'), { jobs: join(root, 'jobs.ts') });
+
+    const text = result.files.map((file) => readFileSync(file, 'utf8')).join('\n');
+    expect(text).toContain('the-user-project-own-zod');
+    expect(text).toContain('the-user-project-dependency');
+    const inputs = Object.keys(result.metafile.inputs).map((input) => join(ROOT, input));
+    expect(inputs.filter((input) => input.includes('/node_modules/zod/')).some((input) => input.startsWith(join(ROOT, 'node_modules', 'zod')))).toBe(true);
+    const proc = startNode([join(dir, 'load-driver.mjs'), result.file], stack.processEnv());
+    const exit = await exitOf(proc);
+    expect(exit.code, proc.describe()).toBe(0);
+    expect(exit.stdout).toContain('UJR_HANDLER function');
+  });
+
+  it.each([
+    ['ujr/cdk', /imports "ujr\/cdk": ujr\/cdk is the CDK construct, for your CDK app where you synthesize, not for job code that runs on AWS; job code imports from "ujr" only/],
+    ['ujr/testing', /imports "ujr\/testing": ujr\/testing holds test helpers, for your tests, not for job code that runs on AWS/],
+  ])('refuses job code that imports %s, naming the file and saying why', async (specifier, message) => {
+    const root = project(`imports-${specifier.replace('/', '-')}`, {
+      'helper.ts': `import * as cdk from '${specifier}';\nexport const DEPENDENCY_MARKER = typeof cdk;\nexport const ZOD_MARKER = 'none';\n`,
+      'jobs.ts': `import { defineJob, z } from 'ujr';\nimport { DEPENDENCY_MARKER, ZOD_MARKER } from './helper.js';\n${JOB}`,
+    });
+
+    const bundling = bundle('worker', join(dir, `out-${specifier.replace('/', '-')}`), { jobs: join(root, 'jobs.ts') });
+
+    await expect(bundling).rejects.toThrow(message);
+    await expect(bundling).rejects.toThrow(join(root, 'helper.ts'));
+  });
+
+  it('refuses a jobs module that does not exist, naming it', async () => {
+    await expect(bundle('worker', join(dir, 'out-missing'), { jobs: join(dir, 'no-such-project', 'jobs.ts') })).rejects.toThrow(
+      `the jobs module ${join(dir, 'no-such-project', 'jobs.ts')} does not exist: pass the path of the module whose default export lists your job types`,
+    );
   });
 });

@@ -3,12 +3,14 @@
  * sends (infra/instances.ts, exactly as rendered into the template) writes entries the DynamoDB
  * store reads back, and a redeploy with changed entries keeps the overrides set at run time.
  */
+import { join } from 'node:path';
 import { DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DynamoStore } from '../../../core/adapters/aws/dynamo-store.js';
 import { createTables, deleteTables, type TableNames } from '../../../core/adapters/aws/tables.js';
+import { ROOT } from '../../../core/package-root.js';
 import jobTypes from '../../../jobs/index.js';
-import { DEFAULT_INSTANCES_FILE, loadSeedEntries, seedUpdateItem, type SeedEntry } from '../../../infra/instances.js';
+import { loadSeedEntries, seedUpdateItem, type SeedEntry } from '../../../infra/instances.js';
 import { emulatorClientConfig, uniqueName } from '../../servers/endpoints.js';
 
 const client = new DynamoDBClient(emulatorClientConfig('dynamodb'));
@@ -38,7 +40,7 @@ describe('the instance seed', () => {
   });
 
   it('writes the entries of jobs/instances.json as the store reads them', async () => {
-    const entries = loadSeedEntries(DEFAULT_INSTANCES_FILE, jobTypes);
+    const entries = loadSeedEntries(join(ROOT, 'jobs', 'instances.json'), jobTypes);
 
     await deploy(names.instances, entries);
 

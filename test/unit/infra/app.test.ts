@@ -4,10 +4,12 @@
  * unacknowledged; and every acknowledgement in code names a finding that really occurs, with its
  * reason. A planted violation proves the packs run at all.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Validations } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { IConstruct } from 'constructs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -62,11 +64,23 @@ describe('the app', () => {
     expect(report.pluginReports.flatMap((plugin) => plugin.violations)).toEqual([]);
   });
 
-  it('bundles both functions with our esbuild bundler, without Docker', () => {
-    const manifest = JSON.parse(readFileSync(join(outdir, `${stack.artifactId}.assets.json`), 'utf8')) as { files: Record<string, { source: { path: string } }> };
+  it('bundles both functions and the container with our esbuild bundler, without Docker', () => {
+    const manifest = JSON.parse(readFileSync(join(outdir, `${stack.artifactId}.assets.json`), 'utf8')) as {
+      files: Record<string, { source: { path: string; packaging: string } }>;
+      dockerImages?: Record<string, unknown>;
+    };
     const staged = Object.values(manifest.files).map((file) => join(outdir, file.source.path));
     for (const name of ['scheduler', 'worker']) {
       expect(staged.some((dir) => existsSync(join(dir, name, 'index.mjs'))), name).toBe(true);
+    }
+    const code = Object.values(manifest.files).filter((file) => file.source.path.endsWith('.mjs'));
+    expect(code.map((file) => file.source.packaging)).toEqual(['file']);
+    expect(manifest.dockerImages ?? {}).toEqual({});
+    const sha256 = createHash('sha256').update(readFileSync(join(outdir, code[0]?.source.path ?? ''))).digest('hex');
+    const definitions = Template.fromStack(stack).findResources('AWS::ECS::TaskDefinition');
+    for (const definition of Object.values(definitions) as { Properties: { ContainerDefinitions: { Environment?: { Name: string; Value: unknown }[] }[] } }[]) {
+      const digests = definition.Properties.ContainerDefinitions.flatMap((container) => container.Environment ?? []).filter((v) => v.Name === 'UJR_CODE_SHA256');
+      expect(digests.map((v) => v.Value)).toEqual([sha256]);
     }
   });
 });

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from '../../../build/bundle.js';
+import { ROOT } from '../../../core/package-root.js';
 import { DYNAMODB_DATA_ACTIONS, S3_BUCKET_ACTIONS, S3_OBJECT_ACTIONS, S3_OBJECT_READ_ACTIONS } from '../../../infra/job-runner.js';
 import { logicalId, render, resourcesOf, synthesize } from './synth.js';
 
@@ -141,6 +141,25 @@ describe('the scheduler\'s fleet permissions', () => {
     const holdersOf = (action: string) => new Set(allowed.filter(({ statement }) => list(statement.Action).includes(action)).map(({ holder }) => holder));
     const schedulerPolicy = logicalId(template, 'AWS::IAM::Policy', 'RunnerSchedulerRoleDefaultPolicy');
     for (const action of ['ecs:UpdateService', 'ecs:DescribeServices', 'ecs:RunTask', 'iam:PassRole']) expect(holdersOf(action), action).toEqual(new Set([schedulerPolicy]));
+  });
+});
+
+describe('the containers\' code', () => {
+  const taskRolePolicies = ['RunnerConductorTaskTaskRoleDefaultPolicy', 'RunnerLongTaskTaskRoleDefaultPolicy'].map((prefix) => logicalId(template, 'AWS::IAM::Policy', prefix));
+  const assets = allowed.filter(({ statement }) => list(statement.Resource).some((resource) => render(resource).includes('-assets-')));
+  const fetchCommands = resourcesOf(template, 'AWS::ECS::TaskDefinition').map(([, definition]) =>
+    (definition.Properties?.ContainerDefinitions as { Name: string; Command?: unknown[] }[]).find((container) => container.Name === 'fetch-code')?.Command ?? [],
+  );
+
+  it('is readable by the two task roles only, with one GetObject of exactly the object the init container fetches', () => {
+    expect(assets.map(({ holder }) => holder).sort()).toEqual([...taskRolePolicies].sort());
+    for (const [index, { statement }] of assets.entries()) {
+      const command = fetchCommands[index] ?? [];
+      expect(statement.Action).toBe('s3:GetObject');
+      expect(statement.Condition).toBeUndefined();
+      expect(render(statement.Resource)).toBe(`arn:<AWS::Partition>:s3:::${render(command[3])}/${String(command[5])}`);
+      expect(render(statement.Resource)).not.toContain('*');
+    }
   });
 });
 

@@ -4,17 +4,21 @@
  * marshals the same JSON.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { describe, expect, it } from 'vitest';
+import { ROOT } from '../../../core/package-root.js';
 import type { Json } from '../../../core/types.js';
 import jobTypes from '../../../jobs/index.js';
 import { InstanceSeedError } from '../../../infra/errors.js';
-import { DEFAULT_INSTANCES_FILE, loadSeedEntries, seedUpdateItem, toAttributeValue } from '../../../infra/instances.js';
+import { loadSeedEntries, readInstances, seedUpdateItem, toAttributeValue } from '../../../infra/instances.js';
+
+const EXAMPLE_INSTANCES = join(ROOT, 'jobs', 'instances.json');
 
 describe('loadSeedEntries', () => {
-  it('reads jobs/instances.json by default, entry by entry as written', () => {
-    const file = JSON.parse(readFileSync(DEFAULT_INSTANCES_FILE, 'utf8')) as { instances: { id: string }[] };
-    const entries = loadSeedEntries(DEFAULT_INSTANCES_FILE, jobTypes);
+  it('reads an instances file, entry by entry as written', () => {
+    const file = JSON.parse(readFileSync(EXAMPLE_INSTANCES, 'utf8')) as { instances: { id: string }[] };
+    const entries = loadSeedEntries(EXAMPLE_INSTANCES, jobTypes);
     expect(entries.map((entry) => entry.id)).toEqual(file.instances.map((entry) => entry.id));
     expect(entries.map((entry) => entry.config)).toEqual(file.instances);
   });
@@ -35,6 +39,12 @@ describe('loadSeedEntries', () => {
       );
     expect(load).toThrow(InstanceSeedError);
     expect(load).toThrow(/instance "a": schedule: .*; the instances prop: instance "b": params.intervalMs/);
+  });
+
+  it('refuses an instances file that is not JSON, naming it', () => {
+    const notJson = join(ROOT, 'jobs', 'index.ts');
+    expect(() => readInstances(notJson)).toThrow(InstanceSeedError);
+    expect(() => readInstances(notJson)).toThrow(`the instances file ${notJson} is not valid JSON`);
   });
 
   it('refuses two instances with one id', () => {

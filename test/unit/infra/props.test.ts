@@ -2,6 +2,7 @@
  * JobRunner props: a runner tuned away from every default (one synthesis), and the props a
  * deployment must refuse before CloudFormation or the runtime would.
  */
+import { join } from 'node:path';
 import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -9,7 +10,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_WORKER_CONFIG } from '../../../core/cloud/worker.js';
-import { InstanceSeedError, JobRunnerPropsError } from '../../../infra/errors.js';
+import { InstanceSeedError, JobRunnerPropsError, JobsModuleError } from '../../../infra/errors.js';
 import { JobRunner, WORKER_START_HEADROOM, type JobRunnerProps } from '../../../infra/job-runner.js';
 import { cdkContext, logicalId, render, resourcesOf, synthesize } from './synth.js';
 
@@ -18,6 +19,7 @@ const vpcStack = new Stack(new App(), 'Network');
 const importedVpc = ec2.Vpc.fromVpcAttributes(vpcStack, 'Imported', { vpcId: 'vpc-1', availabilityZones: ['a', 'b'], privateSubnetIds: ['subnet-p1', 'subnet-p2'] });
 
 const tuned: JobRunnerProps = {
+  jobs: 'jobs/index.ts',
   instances: [{ id: 'only', job: 'summary', params: { source: 'metrics' }, schedule: '5m' }],
   tick: Duration.minutes(5),
   workerTimeout: Duration.minutes(5),
@@ -125,9 +127,9 @@ describe('a runner tuned away from every default', () => {
 });
 
 describe('props a deployment refuses', () => {
-  const construct = (props: JobRunnerProps) => () => new JobRunner(new Stack(new App({ context: cdkContext() }), 'Refused'), 'Runner', props);
+  const construct = (props: Partial<JobRunnerProps>) => () => new JobRunner(new Stack(new App({ context: cdkContext() }), 'Refused'), 'Runner', { jobs: 'jobs/index.ts', ...props });
 
-  it.each<[string, JobRunnerProps, RegExp]>([
+  it.each<[string, Partial<JobRunnerProps>, RegExp]>([
     ['a tick that is not whole minutes', { tick: Duration.seconds(90) }, /tick must be a whole number of minutes/],
     ['a worker timeout over Lambda\'s 15 minutes', { workerTimeout: Duration.minutes(16) }, /workerTimeout is at most 15 minutes/],
     ['a worker timeout within the worker\'s margins', { workerTimeout: Duration.seconds(40) }, /must leave batch tasks at least a second/],
@@ -135,6 +137,8 @@ describe('props a deployment refuses', () => {
     ['a batch over 10 without a batching window', { workerBatchSize: 100, workerMaxBatchingWindow: Duration.seconds(0) }, /needs a workerMaxBatchingWindow/],
     ['a maximum concurrency under 2', { workerMaxConcurrency: 1 }, /workerMaxConcurrency must be 2–1000/],
     ['a failure rate threshold over 1', { failureRateThreshold: 20 }, /failureRateThreshold is a share/],
+    // What a JavaScript user (no type checker) can write.
+    ['a container image source that is neither stock nor docker', { containerImage: 'podman' as 'docker' }, /containerImage is 'stock' \(a public Node.js image, no Docker needed\) or 'docker' \(an image built at deploy\), got "podman"/],
   ])('refuses %s', (_what, props, message) => {
     expect(construct(props)).toThrow(JobRunnerPropsError);
     expect(construct(props)).toThrow(message);
@@ -147,5 +151,31 @@ describe('props a deployment refuses', () => {
 
   it('refuses an instances file that does not exist, naming it', () => {
     expect(construct({ instances: '/nonexistent/instances.json' })).toThrow(/cannot read the instances file \/nonexistent\/instances.json/);
+  });
+
+  it('refuses a runner without a jobs module, saying what to pass', () => {
+    // What a JavaScript user (no type checker) can write.
+    const props = {} as JobRunnerProps;
+    const withoutJobs = () => new JobRunner(new Stack(new App({ context: cdkContext() }), 'Refused'), 'Runner', props);
+    expect(withoutJobs).toThrow(JobRunnerPropsError);
+    expect(withoutJobs).toThrow(/JobRunner: jobs is required: the path of the module whose default export lists your job types/);
+  });
+
+  it('refuses a jobs module that does not exist, naming it and where relative paths start', () => {
+    expect(construct({ jobs: 'nope/jobs.ts' })).toThrow(JobsModuleError);
+    expect(construct({ jobs: 'nope/jobs.ts' })).toThrow(`JobRunner: jobs: the jobs module nope/jobs.ts (${join(process.cwd(), 'nope/jobs.ts')}) does not exist`);
+  });
+
+  it('refuses a jobs module whose default export is not job types, naming it', () => {
+    // jobs/collector.ts exports a job type, but no default export listing it.
+    expect(construct({ jobs: 'jobs/collector.ts' })).toThrow(JobsModuleError);
+    expect(construct({ jobs: 'jobs/collector.ts' })).toThrow(`JobRunner: jobs: ${join(process.cwd(), 'jobs/collector.ts')} must export default an array of job types`);
+  });
+
+  it('refuses a second runner asked for the stack\'s outputs, the CLI reads one set', () => {
+    const stack = new Stack(new App({ context: { ...cdkContext(), 'aws:cdk:bundling-stacks': [] } }), 'Twice');
+    new JobRunner(stack, 'First', { jobs: 'jobs/index.ts', stackOutputs: true });
+
+    expect(() => new JobRunner(stack, 'Second', { jobs: 'jobs/index.ts', stackOutputs: true })).toThrow(/JobRunner Twice\/Second: stackOutputs: the stack already holds an output/);
   });
 });

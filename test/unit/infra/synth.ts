@@ -1,10 +1,10 @@
 /**
  * Synthesis for the infra tests: the app's own context (cdk.json's feature flags), no account, no
- * Docker; image assets are only staged, never built. Two costly steps are left to the test that
- * asks for them (test/unit/infra/app.test.ts synthesizes the app exactly as `npx cdk synth` does):
- * Lambda bundling (`aws:cdk:bundling-stacks: []` skips it) and CDK's built-in CloudFormation
- * validation (a WASM rule engine, ~15 s on this template; `CDK_VALIDATION=false` skips it). The
- * cdk-nag plugins always run.
+ * Docker; image assets are only staged, never built. Two costly steps are left to the tests that
+ * ask for them (test/unit/infra/app.test.ts synthesizes the app exactly as `npx cdk synth` does):
+ * bundling the code (`aws:cdk:bundling-stacks: []` skips it; `bundle: true` keeps it) and CDK's
+ * built-in CloudFormation validation (a WASM rule engine, ~15 s on this template;
+ * `CDK_VALIDATION=false` skips it; `full: true` does both). The cdk-nag plugins always run.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Annotations, Template } from 'aws-cdk-lib/assertions';
 import type { App } from 'aws-cdk-lib';
 import { afterAll } from 'vitest';
-import { ROOT } from '../../../build/bundle.js';
+import { ROOT } from '../../../core/package-root.js';
 import { createApp } from '../../../infra/app.js';
 import type { JobRunnerProps } from '../../../infra/job-runner.js';
 import type { UjrStack } from '../../../infra/stack.js';
@@ -44,12 +44,12 @@ function tempOutdir(): string {
 }
 
 /**
- * Builds the app as infra/app.ts does (cdk-nag plugins included) around a runner with `props`,
- * and synthesizes its stack's template.
+ * Builds the app as infra/app.ts does (cdk-nag plugins included) around a runner with `props`
+ * (over the example jobs unless they say otherwise), and synthesizes its stack's template.
  */
-export function synthesize(props: JobRunnerProps = {}, options: { full?: boolean; stackName?: string } = {}): Synthesized {
+export function synthesize(props: Partial<JobRunnerProps> = {}, options: { full?: boolean; bundle?: boolean; stackName?: string } = {}): Synthesized {
   const outdir = tempOutdir();
-  const context = { ...cdkContext(), ...(options.full ? {} : { 'aws:cdk:bundling-stacks': [] }) };
+  const context = { ...cdkContext(), ...(options.full || options.bundle ? {} : { 'aws:cdk:bundling-stacks': [] }) };
   const { app, stack } = createApp({ app: { context, outdir }, stackName: options.stackName ?? 'Test', stack: { runner: props } });
   const validation = process.env.CDK_VALIDATION;
   if (!options.full) process.env.CDK_VALIDATION = 'false';
@@ -61,7 +61,7 @@ export function synthesize(props: JobRunnerProps = {}, options: { full?: boolean
   }
 }
 
-/** A CloudFormation `Fn::Join` / `Ref` / `Fn::GetAtt` value rendered with placeholders, for reading parameters. */
+/** A CloudFormation `Fn::Join` / `Ref` / `Fn::GetAtt` / `Fn::Sub` value rendered with placeholders, for reading parameters. */
 export function render(value: unknown): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'object' && value !== null) {
@@ -70,6 +70,7 @@ export function render(value: unknown): string {
       return parts.map(render).join(separator);
     }
     if ('Ref' in value) return `<${String(value.Ref)}>`;
+    if ('Fn::Sub' in value && typeof value['Fn::Sub'] === 'string') return value['Fn::Sub'];
     if ('Fn::GetAtt' in value && Array.isArray(value['Fn::GetAtt'])) return `<${(value['Fn::GetAtt'] as string[]).join('.')}>`;
   }
   return JSON.stringify(value);
