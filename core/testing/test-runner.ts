@@ -13,6 +13,14 @@ import type { JobType, Json, LogLine, ObjectStore, RunRecord } from '../types.js
 import { epochOf, VirtualClock } from './clock.js';
 import { objectStoreOf, type ObjectSeed } from './objects.js';
 
+/**
+ * The one way a trigger is taken without an answer once the runner settled: its plan returned a
+ * task whose lease was released in the plan's millisecond (it may just have run), so the plan is
+ * asked again once the clock moves on. On a virtual clock that only happens when it is advanced.
+ */
+const SAME_MILLISECOND_NOTE =
+  'the plan returned a task that ended in this same millisecond, so the runner asks the job again once the clock moves on: advance the clock (2 ms is enough) and look at the runs';
+
 /** What `createTestRunner` takes. */
 export interface TestRunnerOptions extends Pick<RunnerOptions, 'concurrency' | 'maxContinuous' | 'leaseTtlMs' | 'tickMs' | 'graceMs' | 'log'> {
   /** The job types. Every task runs in this process, continuous and `isolate` ones too. */
@@ -66,6 +74,8 @@ export interface TestRunner {
    * Asks for an ad-hoc run, as `ujr trigger` (with a task: that task and input; without: a plan
    * now), and resolves once the runner took it and settled, with what became of it: the runs it
    * created, or a note saying why there are none. Use `runUntilIdle()` to let those runs end.
+   * A plan never takes a task whose lease was released in its own millisecond (the task may just
+   * have run): on a clock that stands still, such a task runs once the clock is advanced.
    * @throws {UnknownInstanceError} when no instance has the id.
    * @throws {InvalidTaskSpecError} when the task does not exist or `input` does not validate.
    */
@@ -159,7 +169,15 @@ export async function createTestRunner(options: TestRunnerOptions): Promise<Test
       await runner.whenSettled({ ignoreRunning: true });
       const trigger = await runner.trigger(instanceId, task, input);
       await runner.whenSettled({ ignoreRunning: true });
-      return (await store.getTriggerResult(trigger.id)) ?? { id: trigger.id, instanceId, at: trigger.at, runIds: [], note: 'not taken yet' };
+      return (
+        (await store.getTriggerResult(trigger.id)) ?? {
+          id: trigger.id,
+          instanceId,
+          at: trigger.at,
+          runIds: [],
+          note: SAME_MILLISECOND_NOTE,
+        }
+      );
     },
     async runs(filter = {}) {
       const runs = await store.listRuns({ ...filter, limit: Number.MAX_SAFE_INTEGER });
