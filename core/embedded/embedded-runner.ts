@@ -21,7 +21,15 @@ import type { InstanceConfig, JobType, Json, LogLine, ObjectStore, RunRecord } f
 import { RunnerStateError } from './errors.js';
 import { assertTriggerable, parseInstanceEntries, readInstanceEntries, type InstanceEntry } from './instance-entries.js';
 
-/** What `createRunner` takes. */
+/**
+ * What `createRunner` takes: the job types and instances, where the store lives, and the runner's
+ * limits (`concurrency`, `leaseTtlMs`, `graceMs`, ... as `ujr run`'s flags), and its `log`.
+ *
+ * @example
+ * ```ts
+ * const options: CreateRunnerOptions = { jobs: 'jobs/index.ts', instances: 'jobs/instances.json', concurrency: 4 };
+ * ```
+ */
 export interface CreateRunnerOptions
   extends Pick<RunnerOptions, 'concurrency' | 'maxContinuous' | 'leaseTtlMs' | 'tickMs' | 'graceMs' | 'retentionMs' | 'log' | 'owner'> {
   /**
@@ -148,7 +156,14 @@ export class EmbeddedRunner extends EventEmitter<RunnerEvents> {
     if (this.current === current) this.current = undefined;
   }
 
-  /** The counts of the run in progress (or `undefined` when it is not running). */
+  /**
+   * The counts of the run in progress (or `undefined` when it is not running).
+   *
+   * @example
+   * ```ts
+   * const { running, queued, failed } = runner.stats() ?? { running: 0, queued: 0, failed: 0 };
+   * ```
+   */
   stats(): RunnerStats | undefined {
     return this.current?.runner.stats();
   }

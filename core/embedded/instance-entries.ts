@@ -13,6 +13,11 @@ import { InvalidInstancesError, UnknownInstanceError } from './errors.js';
  * concurrency }`. `params` are validated by the job type's schema, `schedule` defaults to the job
  * type's (else `rate(1 minute)`), `enabled` to true, `concurrency` (its most tasks in flight) to
  * no limit.
+ *
+ * @example
+ * ```ts
+ * const entry: InstanceEntry = { id: 'lab-a', job: 'greeter', params: { names: ['ada'] }, schedule: '5m' };
+ * ```
  */
 export type InstanceEntry = z.input<typeof instanceEntrySchema>;
 

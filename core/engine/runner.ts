@@ -92,6 +92,16 @@ export interface RunnerOptions {
   log?: Logger;
 }
 
+/**
+ * A runner's counts: attempts in flight now (`queued`, `running`, `continuous`, `backoff`), and
+ * how attempts and plans ended since it started.
+ *
+ * @example
+ * ```ts
+ * const stats = await runner.runUntilIdle();
+ * if (stats.failed > 0 || stats.planErrors > 0) process.exitCode = 1;
+ * ```
+ */
 export interface RunnerStats {
   queued: number;
   running: number;
@@ -108,6 +118,15 @@ export interface RunnerStats {
   planErrors: number;
 }
 
+/**
+ * The events of a runner and their arguments.
+ *
+ * @example
+ * ```ts
+ * runner.on('run', (run) => console.log(run.instanceId, run.task, run.status));
+ * runner.on('planError', (instanceId, error) => console.error(instanceId, error.message));
+ * ```
+ */
 export interface RunnerEvents {
   /** A run record changed status. */
   run: [run: RunRecord];

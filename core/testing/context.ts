@@ -2,7 +2,15 @@
 import { parseInstanceEntries } from '../embedded/instance-entries.js';
 import type { InstanceConfig, JobType, Logger, LogLevel } from '../types.js';
 
-/** One log line, as the runner stores it: fields, when given, follow the message as JSON. */
+/**
+ * One log line, as the runner stores it: fields, when given, follow the message as JSON.
+ *
+ * @example
+ * ```ts
+ * // tctx.log.warn('slow', { ms: 900 }) is recorded as:
+ * const line: LogEntry = { level: 'warn', message: 'slow {"ms":900}' };
+ * ```
+ */
 export interface LogEntry {
   level: LogLevel;
   message: string;

@@ -12,6 +12,15 @@ import { TERMINAL_STATUSES, type JobType, type RunRecord } from '../types.js';
  * planned), `input` (`{}`), `signature` (the default one of instance, task and input), `status`
  * (`succeeded`), and times one second apart before `now`, in the order given (the last is the
  * newest) unless set; `startedAt` and `queuedAt` default to `endedAt`.
+ *
+ * @example
+ * ```ts
+ * const history: HistoryRun[] = [
+ *   { task: 'greet', input: { name: 'ada' } },                              // succeeded a second before now
+ *   { task: 'fetch', status: 'failed', endedAt: Date.UTC(2026, 0, 1) },     // failed then
+ *   { task: 'process', signature: 'process:collected/a/1.jsonl' },          // an explicit signature
+ * ];
+ * ```
  */
 export type HistoryRun = Partial<Omit<RunRecord, 'task'>> & { task: string };
 

@@ -2,7 +2,14 @@
 import { assertValidKey, assertValidPrefix, byKey } from '../adapters/object-keys.js';
 import type { ObjectInfo, ObjectStore } from '../types.js';
 
-/** Objects to start with: key → text (stored as UTF-8) or bytes. */
+/**
+ * Objects to start with: key → text (stored as UTF-8) or bytes.
+ *
+ * @example
+ * ```ts
+ * const seed: ObjectSeed = { 'collected/a/1.jsonl': '{"at":1}\n', 'raw/blob': new Uint8Array([1, 2]) };
+ * ```
+ */
 export type ObjectSeed = Readonly<Record<string, string | Uint8Array>>;
 
 interface StoredObject {

@@ -7,7 +7,14 @@ import { collectingLogger, testInstance, type LogEntry } from './context.js';
 import { completeHistory, recordHistory, type HistoryRun } from './history.js';
 import { objectStoreOf, type ObjectSeed } from './objects.js';
 
-/** What `plan()` takes; everything is optional. */
+/**
+ * What `plan()` takes; everything is optional.
+ *
+ * @example
+ * ```ts
+ * const options: PlanOptions = { params: { source: 'metrics' }, now: new Date('2026-01-01'), history: [{ task: 'process' }] };
+ * ```
+ */
 export interface PlanOptions {
   /** The instance's params, validated by the job type's schema (defaults filled in). @default {} */
   params?: unknown;
@@ -25,7 +32,15 @@ export interface PlanOptions {
   reason?: PlanContext<unknown>['reason'];
 }
 
-/** A task the plan returned, resolved as the runner resolves it (defaults of the task definition filled in). */
+/**
+ * A task the plan returned, resolved as the runner resolves it (defaults of the task definition filled in).
+ *
+ * @example
+ * ```ts
+ * const [first] = (await plan(greeter, { params: { names: ['ada'] } })).tasks;
+ * first?.input; // { name: 'ada' }
+ * ```
+ */
 export interface PlannedTaskInfo {
   task: string;
   kind: TaskKind;
@@ -40,7 +55,14 @@ export interface PlannedTaskInfo {
   isolate: boolean;
 }
 
-/** What a plan did. */
+/**
+ * What a plan did.
+ *
+ * @example
+ * ```ts
+ * const { tasks, done, logs, state } = await plan(job, { state: { cursor: 7 } });
+ * ```
+ */
 export interface PlanResult {
   /** The tasks returned, in order, duplicates (same signature) dropped as the runner drops them. */
   tasks: PlannedTaskInfo[];

@@ -8,7 +8,14 @@ import { epochOf } from './clock.js';
 import { testInstance, type LogEntry } from './context.js';
 import { objectStoreOf, type ObjectSeed } from './objects.js';
 
-/** What `runTask()` takes; everything is optional. */
+/**
+ * What `runTask()` takes; everything is optional.
+ *
+ * @example
+ * ```ts
+ * const options: RunTaskOptions = { params: { source: 'metrics' }, objects: { 'in/a.txt': 'A' }, timeoutMs: 1_000 };
+ * ```
+ */
 export interface RunTaskOptions {
   /** The instance's params (`tctx.params`), validated by the job type's schema. @default {} */
   params?: unknown;
@@ -30,14 +37,29 @@ export interface RunTaskOptions {
   graceMs?: number;
 }
 
-/** One progress report of the handler (`tctx.progress`). */
+/**
+ * One progress report of the handler (`tctx.progress`).
+ *
+ * @example
+ * ```ts
+ * (await runTask(job, 'copy', { file: 'a' })).progress; // [{ current: 1, total: 2, message: 'read' }]
+ * ```
+ */
 export interface ProgressUpdate {
   current: number;
   total?: number;
   message?: string;
 }
 
-/** How the attempt ended, as the runner would record it, and what the handler did meanwhile. */
+/**
+ * How the attempt ended, as the runner would record it, and what the handler did meanwhile.
+ *
+ * @example
+ * ```ts
+ * const run = await runTask(job, 'copy', { file: 'a' });
+ * if (run.status === 'failed') console.log(run.error?.message, run.retryable);
+ * ```
+ */
 export interface TaskRun {
   /**
    * `succeeded`; `failed` (it threw, timed out, returned a non-JSON or too large result);

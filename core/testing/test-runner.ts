@@ -21,7 +21,14 @@ import { objectStoreOf, type ObjectSeed } from './objects.js';
 const SAME_MILLISECOND_NOTE =
   'the plan returned a task that ended in this same millisecond, so the runner asks the job again once the clock moves on: advance the clock (2 ms is enough) and look at the runs';
 
-/** What `createTestRunner` takes. */
+/**
+ * What `createTestRunner` takes.
+ *
+ * @example
+ * ```ts
+ * const options: TestRunnerOptions = { jobs: [greeter], instances: [{ id: 'a', job: 'greeter', params: { names: [] } }], now: Date.UTC(2026, 0, 1) };
+ * ```
+ */
 export interface TestRunnerOptions extends Pick<RunnerOptions, 'concurrency' | 'maxContinuous' | 'leaseTtlMs' | 'tickMs' | 'graceMs' | 'log'> {
   /** The job types. Every task runs in this process, continuous and `isolate` ones too. */
   jobs: readonly JobType[];
@@ -33,7 +40,15 @@ export interface TestRunnerOptions extends Pick<RunnerOptions, 'concurrency' | '
   objects?: ObjectStore | ObjectSeed;
 }
 
-/** The test runner's clock: virtual time, moved by `advance`. */
+/**
+ * The test runner's clock: virtual time, moved by `advance`.
+ *
+ * @example
+ * ```ts
+ * await t.clock.advance(5 * 60_000); // five minutes of schedules, backoffs and timeouts, at once
+ * t.clock.now();
+ * ```
+ */
 export interface TestClock {
   /** The virtual time, epoch ms (what `ctx.now()` returns and run records are stamped with). */
   now(): number;
@@ -80,7 +95,7 @@ export interface TestRunner {
    * @throws {InvalidTaskSpecError} when the task does not exist or `input` does not validate.
    */
   trigger(instanceId: string, task?: string, input?: Json): Promise<TriggerResult>;
-  /** Every attempt's run record matching the filter, oldest first (in the order they were queued). */
+  /** Every attempt's run record matching the filter, oldest first (in the order they were queued); readable after `close()` too. */
   runs(filter?: Omit<RunQuery, 'limit'>): Promise<RunRecord[]>;
   /** A run's log lines, in order. */
   logs(runId: string): Promise<LogLine[]>;
