@@ -1,8 +1,10 @@
 /**
  * The journal batches the engine's writes: run records (the latest version of each run wins
  * within a batch), log lines, checkpoints and lease releases go to the store in one `commit`
- * per turn of the event loop. This is what lets one SQLite file take tens of thousands of task
- * transitions per second: one transaction carries many of them.
+ * at most every `commitIntervalMs` (group commit), or at once when someone waits for them
+ * (`flush`: a plan that must see how its tasks ended, a shutdown). This is what lets one SQLite
+ * file take tens of thousands of task transitions per second: one transaction carries many of
+ * them, and a page that many of them touch is written once, not once per transition.
  *
  * Every write made under a lease is queued with that lease (its fence): the store applies a
  * lease's writes only while the lease is current, and the journal reports the leases whose
@@ -29,6 +31,11 @@ export interface JournalHooks {
   onRefused(refused: LeaseRef[]): void;
   /** The clock recorded as release time. */
   now(): number;
+  /**
+   * How long writes may wait to be committed with later ones when nobody waits for them.
+   * 0 commits once per turn of the event loop.
+   */
+  commitIntervalMs?: number;
 }
 
 export class Journal {
@@ -36,6 +43,7 @@ export class Journal {
   private triggers: Trigger[] = [];
   private triggerResults: TriggerResult[] = [];
   private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<unknown> | undefined;
   private waiters: { resolve(): void; reject(error: unknown): void }[] = [];
 
@@ -100,6 +108,25 @@ export class Journal {
   }
 
   private schedule(): void {
+    const interval = this.hooks.commitIntervalMs ?? 0;
+    if (interval > 0 && this.waiters.length === 0) {
+      // Group commit: the first write of a batch starts the clock.
+      if (!this.scheduled && !this.timer) {
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.drainSoon();
+        }, interval);
+      }
+      return;
+    }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.drainSoon();
+  }
+
+  private drainSoon(): void {
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => {

@@ -53,6 +53,36 @@ describe('journal', () => {
     expect(await store.getLogs('a')).toHaveLength(1);
   });
 
+  it('with a commit interval, commits writes made across turns of the event loop together, and at once when flushed', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout'] });
+    const store = new MemoryStore();
+    const commits: WriteBatch[] = [];
+    const commit = store.commit.bind(store);
+    store.commit = (batch) => {
+      commits.push(batch);
+      return commit(batch);
+    };
+    const journal = new Journal(store, hooks({ commitIntervalMs: 5 }));
+    const a = await leaseOf(store, 'a');
+    const b = await leaseOf(store, 'b');
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+    journal.putRun(run('a', 'queued'), a);
+    await turn();
+    journal.putRun(run('b', 'queued'), b);
+    await turn();
+    expect(commits).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(5);
+    await turn();
+    expect(commits.map((batch) => batch.fenced?.map((group) => group.fence.signature))).toEqual([['sig-a', 'sig-b']]);
+
+    // Someone waiting: no interval.
+    journal.putRun(run('a', 'running'), a);
+    await journal.flush();
+    expect(commits).toHaveLength(2);
+    expect((await store.getRun('a'))?.status).toBe('running');
+  });
+
   it('keeps a batch the store refused and writes it with the next one, losing nothing', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout'] });
     const store = new MemoryStore();

@@ -93,6 +93,39 @@ describe('planning', () => {
     expect(withStatus(h.runs, 'running')).toHaveLength(executions.started.length);
   });
 
+  it('asks a job that returns all its outstanding work a bounded number of times, not once per finished task', async () => {
+    const total = 400;
+    const done = new Set<number>();
+    let plans = 0;
+    const job = defineJob({
+      name: 'backlog',
+      params: noParams,
+      getRunnableTasks() {
+        plans += 1;
+        const due: TaskSpec[] = [];
+        for (let n = 0; n < total; n += 1) if (!done.has(n)) due.push({ task: 'work', input: { n } });
+        return due;
+      },
+      tasks: {
+        work: {
+          async run(input: { n: number }) {
+            await new Promise((resolve) => setImmediate(resolve));
+            done.add(input.n);
+          },
+        },
+      },
+    });
+    const h = harness({ jobs: [job], instances: [instance('backlog-1', 'backlog')], concurrency: 4 });
+
+    const stats = await h.runner.runOnce();
+
+    expect(stats.succeeded).toBe(total);
+    expect(new Set(withStatus(h.runs, 'succeeded').map((r) => (r.input as { n: number }).n)).size).toBe(total);
+    // Follow-ups wait while more than one round of slots is queued: a few dozen plans at most
+    // (the queue's tail), where asking after every task would make 400.
+    expect(plans).toBeLessThan(40);
+  });
+
   it('retires an instance whose job calls done() on its first plan, and runOnce resolves', async () => {
     let plans = 0;
     const job = defineJob({
