@@ -126,7 +126,7 @@ describe('SqliteStore on a file', () => {
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(3);
+      expect(raw.pragma('user_version', { simple: true })).toBe(4);
     } finally {
       raw.close();
     }
@@ -262,6 +262,38 @@ describe('SqliteStore on a file', () => {
 
     expect(() => SqliteStore.open(path)).toThrow(StoreError);
     expect(() => SqliteStore.open(path)).toThrow(new RegExp(`${escapeRegExp(path)}.*not a ujr database`));
+  });
+
+  it('upgrades a version 3 file in place: its runs stay, found by status and by signature through the new indexes', async () => {
+    const store = openStore();
+    await seed(store, { runs: [makeRun('done-1'), makeRun('live-1', { status: 'running', endedAt: undefined })] });
+    await store.close();
+    // Back to version 3's indexes, as a file written by the previous ujr has them.
+    const raw = new Database(path);
+    raw.exec(`
+      DROP INDEX runs_live;
+      CREATE INDEX runs_signature ON runs (signature, queued_at, id);
+      CREATE INDEX runs_status ON runs (status, queued_at, id);
+    `);
+    raw.pragma('user_version = 3');
+    raw.close();
+
+    const upgraded = openStore();
+    try {
+      expect((await upgraded.listRuns({ status: 'succeeded' })).map((r) => r.id)).toEqual(['done-1']);
+      expect((await upgraded.listRuns({ signature: 'collector-a/fetch/live-1' })).map((r) => r.id)).toEqual(['live-1']);
+      expect((await upgraded.listRuns({ status: ['queued', 'running', 'retrying'] })).map((r) => r.id)).toEqual(['live-1']);
+    } finally {
+      await upgraded.close();
+    }
+    const check = new Database(path, { readonly: true });
+    const indexes = (check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'").all() as { name: string }[]).map((row) => row.name);
+    const version = check.pragma('user_version', { simple: true });
+    check.close();
+    expect(version).toBe(4);
+    expect(indexes).toContain('runs_live');
+    expect(indexes).not.toContain('runs_signature');
+    expect(indexes).not.toContain('runs_status');
   });
 
   it('refuses a file written by a newer schema version', async () => {

@@ -46,7 +46,7 @@ import {
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 /** Migrations by the version they lead to; each runs once, in its own transaction. */
 const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
@@ -158,10 +158,31 @@ const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
     );
     `,
   ],
+  [
+    4,
+    `
+    -- Fewer index pages written per task transition (issue 12). Signatures are hashes, so an index
+    -- keyed by one takes each write on a page of its own: runs_signature went, runs of a signature
+    -- are found through runs_signature_recency (and sorted, they are few). runs_status took two
+    -- writes per transition; the sweeper's live runs now have a partial index that holds only
+    -- them (the statuses of LIVE_STATUSES in core/types.ts, as of this version), and a status
+    -- filter of ujr runs walks runs_queued_at.
+    DROP INDEX IF EXISTS runs_signature;
+    DROP INDEX IF EXISTS runs_status;
+    CREATE INDEX IF NOT EXISTS runs_live ON runs (queued_at, id) WHERE status IN ('queued', 'running', 'retrying');
+    `,
+  ],
 ];
 
 const TERMINAL_LIST = [...TERMINAL_STATUSES].map((s) => `'${s}'`).join(', ');
 const LIVE_LIST = LIVE_STATUSES.map((s) => `'${s}'`).join(', ');
+
+/**
+ * The WAL is copied into the database file once it holds this many pages (16 MiB at 4 KiB): a
+ * page that many commits touch is copied once per checkpoint, so fewer checkpoints write fewer
+ * bytes (SQLite's default is 1,000 pages).
+ */
+const WAL_AUTOCHECKPOINT_PAGES = 4_000;
 
 /** How many runs one prune transaction deletes, so that it never holds the write lock for long. */
 const PRUNE_CHUNK = 500;
@@ -389,7 +410,7 @@ export class SqliteStore implements Store {
       'UPDATE leases SET owner = NULL, expires_at = 0, released_at = ? WHERE signature = ? AND owner = ? AND token = ?',
     );
     this.selectFence = db.prepare('SELECT owner, token FROM leases WHERE signature = ?');
-    // Live runs with their lease (if any), for the sweeper; runs_status serves the status filter.
+    // Live runs with their lease (if any), for the sweeper, through the partial index runs_live.
     this.selectLiveRuns = db.prepare(`
       SELECT r.*, l.signature AS lease_signature, l.owner AS lease_owner, l.expires_at AS lease_expires_at,
         l.token AS lease_token, l.run_id AS lease_run_id, l.instance_id AS lease_instance_id,
@@ -508,6 +529,7 @@ export class SqliteStore implements Store {
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       useWal(db);
       db.pragma('synchronous = NORMAL');
+      db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
       const store = new SqliteStore(db, path);
       store.identity = identity;
       return store;
