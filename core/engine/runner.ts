@@ -789,7 +789,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
       // shows how that task ended (a manual plan answers its triggers then).
       runtime.replansAfterRelease += 1;
       if (created.length === 0) runtime.pendingTriggers.push(...triggers.filter((t) => t.task === undefined));
-      const reason = origin === 'manual' && triggers.some((t) => t.task === undefined) ? 'manual' : 'followup';
+      // It is the same plan asked again: a scheduled one stays scheduled (its runs say so
+      // whether or not a release fell in the millisecond it read the history).
+      const reason = origin === 'manual' && triggers.some((t) => t.task === undefined) ? 'manual' : origin === 'schedule' ? 'schedule' : 'followup';
       runtime.followupPending = true;
       runtime.replanDelayed = true;
       this.timers
