@@ -12,6 +12,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { monotonicFactory } from 'ulid';
 import type { AwsCliContext } from '../adapters/aws/cli-context.js';
 import { StoreFileLostError } from '../adapters/sqlite/errors.js';
+import { DURABILITIES, type Durability } from '../adapters/sqlite/store.js';
 import { ConfigError, UjrError } from '../errors.js';
 import type { RunnerStats } from '../engine/runner.js';
 import { canonicalJson } from '../signature.js';
@@ -174,8 +175,13 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
     .option('--grace <ms>', 'how long running tasks get to stop at shutdown', positiveInt, 10_000)
     .option('--lease-ttl <ms>', 'lease lifetime (renewed every third of it)', positiveInt, 30_000)
     .option('--retention <days>', 'prune ended runs older than this (the latest success of each signature stays)', positiveInt, 30)
+    .addOption(
+      new Option('--durability <mode>', 'normal: a commit survives a crash of the process; full: also a power loss (an fsync per commit)')
+        .choices([...DURABILITIES])
+        .default('normal'),
+    )
     .option('-q, --quiet', 'no live summary line')
-    .action(async (opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; retention: number; quiet?: boolean }) => {
+    .action(async (opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; retention: number; durability: Durability; quiet?: boolean }) => {
       setExit(await runCommand(paths(), { ...opts, json: json() }, io));
     });
 
@@ -291,7 +297,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
 
 async function runCommand(
   paths: LocalPaths,
-  opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; retention: number; quiet?: boolean; json: boolean },
+  opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; retention: number; durability: Durability; quiet?: boolean; json: boolean },
   io: Io,
 ): Promise<number> {
   const log = stderrLogger(io);
@@ -302,6 +308,7 @@ async function runCommand(
     graceMs: opts.grace,
     leaseTtlMs: opts.leaseTtl,
     retentionMs: opts.retention * 86_400_000,
+    durability: opts.durability,
   });
   const { runner } = runtime;
   if (runtime.watcher.instances.length === 0) {

@@ -15,6 +15,7 @@ import { Runner, type RunnerEvents, type RunnerOptions, type RunnerStats } from 
 import { NonRetryableError } from '../errors.js';
 import { loadJobTypes } from '../local/jobs-module.js';
 import { ProcessExecutor } from '../local/process-executor.js';
+import type { Durability } from '../adapters/sqlite/store.js';
 import { dataPath, DEFAULT_PATHS, openLocalStore } from '../local/runtime.js';
 import type { RunQuery, Store, Trigger } from '../ports/store.js';
 import type { InstanceConfig, JobType, Json, LogLine, ObjectStore, RunRecord } from '../types.js';
@@ -57,6 +58,12 @@ export interface CreateRunnerOptions
    * @default '.ujr'
    */
   home?: string;
+  /**
+   * With the SQLite store: what a commit survives (see `ujr run --durability`). `'normal'`: a
+   * crash of the process; `'full'`: also a power loss, at the cost of an fsync per commit.
+   * @default 'normal'
+   */
+  durability?: Durability;
 }
 
 interface Setup {
@@ -306,7 +313,7 @@ export async function openEmbeddedRunner(options: CreateRunnerOptions): Promise<
   const memory = options.store === 'memory';
   const home = resolve(options.home ?? DEFAULT_PATHS.home);
   const objectsRoot = memory ? mkdtempSync(join(tmpdir(), 'ujr-data-')) : dataPath({ home });
-  const store = memory ? new MemoryStore() : openLocalStore({ home });
+  const store = memory ? new MemoryStore() : openLocalStore({ home }, options.durability ? { durability: options.durability } : {});
   mkdirSync(objectsRoot, { recursive: true });
   return new EmbeddedRunner({
     jobs,

@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { DirectoryObjectStore } from '../adapters/fs/objects.js';
 import { StoreFileLostError } from '../adapters/sqlite/errors.js';
-import { SqliteStore } from '../adapters/sqlite/store.js';
+import { SqliteStore, type Durability } from '../adapters/sqlite/store.js';
 import { Runner, type RunnerOptions } from '../engine/runner.js';
 import type { JobType, Logger } from '../types.js';
 import { ConfigWatcher } from './config-watcher.js';
@@ -47,10 +47,10 @@ export const STORE_FILE_CHECK_MS = 1_000;
  * Opens the store under `paths.home`. With `create: false` (commands other than `ujr run`),
  * nothing is created and a missing store fails with `StoreNotFoundError`.
  */
-export function openLocalStore(paths: Pick<LocalPaths, 'home'>, options: { create?: boolean } = {}): SqliteStore {
+export function openLocalStore(paths: Pick<LocalPaths, 'home'>, options: { create?: boolean; durability?: Durability } = {}): SqliteStore {
   const create = options.create ?? true;
   if (create) mkdirSync(paths.home, { recursive: true });
-  return SqliteStore.open(databasePath(paths), { create });
+  return SqliteStore.open(databasePath(paths), { create, ...(options.durability ? { durability: options.durability } : {}) });
 }
 
 export interface LocalRuntime {
@@ -71,14 +71,15 @@ export interface LocalRuntime {
 
 export async function openLocalRuntime(
   paths: LocalPaths,
-  options: Omit<RunnerOptions, 'store' | 'objects' | 'jobs' | 'instances' | 'processExecutor'> & { log: Logger },
+  options: Omit<RunnerOptions, 'store' | 'objects' | 'jobs' | 'instances' | 'processExecutor'> & { log: Logger; durability?: Durability },
 ): Promise<LocalRuntime> {
+  const { durability, ...runnerOptions } = options;
   const jobs = await loadJobTypes(paths.jobsModule);
-  const store = openLocalStore(paths);
+  const store = openLocalStore(paths, durability ? { durability } : {});
   const objectsRoot = dataPath(paths);
   mkdirSync(objectsRoot, { recursive: true });
   const runner = new Runner({
-    ...options,
+    ...runnerOptions,
     store,
     objects: new DirectoryObjectStore(objectsRoot),
     jobs,
@@ -88,7 +89,7 @@ export async function openLocalRuntime(
     path: paths.instancesFile,
     jobs,
     apply: (instances) => runner.setInstances(instances),
-    report: (message) => options.log.error(message),
+    report: (message) => runnerOptions.log.error(message),
   });
   const configProblems = await watcher.load();
   const fileCheck = watchStoreFile(store);

@@ -296,6 +296,25 @@ describe('SqliteStore on a file', () => {
     expect(indexes).not.toContain('runs_status');
   });
 
+  it('commits with synchronous NORMAL by default and FULL with durability full', async () => {
+    const normal = SqliteStore.open(path);
+    await normal.close();
+    const full = SqliteStore.open(path, { durability: 'full' });
+    try {
+      // The pragma is per connection: read it through the store's own connection.
+      const db = (full as unknown as { db: Database.Database }).db;
+      expect(db.pragma('synchronous', { simple: true })).toBe(2);
+    } finally {
+      await full.close();
+    }
+    const again = SqliteStore.open(path);
+    try {
+      expect((again as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true })).toBe(1);
+    } finally {
+      await again.close();
+    }
+  });
+
   it('refuses a file written by a newer schema version', async () => {
     await openStore().close();
     const raw = new Database(path);

@@ -528,7 +528,7 @@ export class SqliteStore implements Store {
       const identity = inMemory ? undefined : fileIdentity(path);
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       useWal(db);
-      db.pragma('synchronous = NORMAL');
+      db.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
       db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
       const store = new SqliteStore(db, path);
       store.identity = identity;
@@ -888,7 +888,21 @@ export interface SqliteOpenOptions {
    * @default true
    */
   create?: boolean;
+  /**
+   * What a commit survives. `'normal'` (WAL with `synchronous = NORMAL`): a crash of the process,
+   * never a torn file; a power loss or an OS crash may lose the last commits before the next
+   * checkpoint. `'full'` (`synchronous = FULL`): every commit is on disk when it returns, at the
+   * cost of an fsync per commit.
+   * @default 'normal'
+   */
+  durability?: Durability;
 }
+
+/** See {@link SqliteOpenOptions.durability}. */
+export type Durability = 'normal' | 'full';
+
+/** The values of {@link Durability}, for command-line choices. */
+export const DURABILITIES: readonly Durability[] = ['normal', 'full'];
 
 /**
  * Creates the store file at `path` whole: schema and WAL mode are set up in a private file beside
