@@ -4,8 +4,8 @@
  * `Resource: "*"` is one AWS requires and is justified here, the fleet and secret grants are
  * scoped, and the granted data actions are the ones the adapters call.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../../../core/package-root.js';
 import { DYNAMODB_DATA_ACTIONS, S3_BUCKET_ACTIONS, S3_OBJECT_ACTIONS, S3_OBJECT_READ_ACTIONS } from '../../../infra/job-runner.js';
@@ -193,13 +193,18 @@ describe('data permissions', () => {
     DeleteObjectCommand: ['s3:DeleteObject'],
   };
 
-  /** The IAM actions an adapter's commands need; fails on a command this test does not know yet. */
-  function actionsCalledBy(file: string): Set<string> {
+  /** The commands a source file constructs (`new …Command(`). */
+  function commandsOf(file: string): Set<string> {
     const source = readFileSync(join(ROOT, file), 'utf8');
-    const commands = new Set([...source.matchAll(/new (\w+Command)\(/g)].map((match) => match[1] as string));
-    expect(commands.size).toBeGreaterThan(0);
+    return new Set([...source.matchAll(/new (\w+Command)\(/g)].map((match) => match[1] as string));
+  }
+
+  /** The IAM actions an adapter's commands need (over all its files); fails on a command this test does not know yet. */
+  function actionsCalledBy(...files: string[]): Set<string> {
+    const calls = files.flatMap((file) => [...commandsOf(file)].map((command) => ({ file, command })));
+    expect(calls.length).toBeGreaterThan(0);
     return new Set(
-      [...commands].flatMap((command) => {
+      calls.flatMap(({ file, command }) => {
         const actions = commandActions[command];
         if (!actions) throw new Error(`${file} calls ${command}: add its IAM action to this test and to infra/job-runner.ts`);
         return actions;
@@ -207,8 +212,22 @@ describe('data permissions', () => {
     );
   }
 
-  it('grants exactly the DynamoDB actions the DynamoDB adapter calls', () => {
-    expect(actionsCalledBy('core/adapters/aws/dynamo-store.ts')).toEqual(new Set(DYNAMODB_DATA_ACTIONS));
+  /** The TypeScript sources under a folder of the repository, recursively. */
+  function sourcesUnder(dir: string): string[] {
+    return readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
+      .filter((file) => file.endsWith('.ts') && !file.endsWith('.d.ts'))
+      .map((file) => `${dir}/${file.split(sep).join('/')}`);
+  }
+
+  /** The DynamoDB adapter: the DynamoStore facade and the modules it composes. */
+  const dynamoAdapter = ['core/adapters/aws/dynamo-store.ts', ...sourcesUnder('core/adapters/aws/dynamo')];
+
+  it('grants exactly the DynamoDB actions the DynamoDB adapter calls, and nothing else in the core calls DynamoDB data actions', () => {
+    expect(dynamoAdapter).toEqual(expect.arrayContaining(['core/adapters/aws/dynamo/table-calls.ts', 'core/adapters/aws/dynamo/leases.ts']));
+    expect(actionsCalledBy(...dynamoAdapter)).toEqual(new Set(DYNAMODB_DATA_ACTIONS));
+    const dataCommands = new Set(Object.entries(commandActions).flatMap(([command, actions]) => (actions.some((a) => a.startsWith('dynamodb:')) ? [command] : [])));
+    const callers = sourcesUnder('core').filter((file) => [...commandsOf(file)].some((command) => dataCommands.has(command)));
+    expect(callers.sort()).toEqual(dynamoAdapter.filter((file) => commandsOf(file).size > 0).sort());
   });
 
   it('grants exactly the S3 actions the object store calls', () => {

@@ -1,0 +1,220 @@
+/**
+ * Reading runs back from the runs table: one run, its log lines, `listRuns` and `lastRun` (the
+ * planner's run history). A run is `run#<id>`/`run`, its log lines `run#<id>`/`log#<seq>`. Runs
+ * are indexed four ways (see tables.ts and ./run-queries.ts): by signature and by instance+task in
+ * recency order, successes (`S#`) apart from the rest (`R#`), so that `lastRun` is one or two
+ * single-item queries; by instance and by UTC day in queue order for `listRuns`.
+ *
+ * `listRuns` without instance or signature walks day partitions backwards from `until` (or the
+ * store's clock plus a day) to `since`, or 400 days back without `since`: runs queued before that
+ * window are not listed. `listRuns` by signature or instance+task reads the recency index and
+ * stops once no unread run can rank: a run is never queued after it ended, give or take one
+ * minute of clock skew between machines. No index orders all runs (or an instance's) by recency,
+ * so `lastRun` with only an instance reads that instance's partition and `lastRun` with neither
+ * instance nor signature is a Scan; no caller in ujr asks for either. Reads of the table are
+ * strongly consistent; the index queries read global secondary indexes, which are eventually
+ * consistent.
+ */
+import { GetCommand, QueryCommand, type QueryCommandInput, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import type { RunQuery } from '../../../ports/store.js';
+import type { LogLine, RunRecord } from '../../../types.js';
+import { matchesRunQuery, runRecency } from '../../run-query.js';
+import { DAY_MS, LOG_SK_END, RUN_SK, dayKey, logOf, logSk, runOf, runPk, taskKey } from '../dynamo-items.js';
+import { Expr } from './expressions.js';
+import { PageStream, newer, queuedOrder, queuedQuery, recencyQuery, runFilters, statusSet } from './run-queries.js';
+import type { TableCalls } from './table-calls.js';
+
+/** How far `listRuns` without instance or signature looks back without `since`, and at most. */
+const DEFAULT_HISTORY_DAYS = 400;
+const MAX_HISTORY_DAYS = 3660;
+/** Day partitions `listRuns` queries at once, at most (the window doubles from 1). */
+const MAX_DAY_WINDOW = 32;
+/** Clock skew between machines tolerated when a run's end time bounds its queue time. */
+const CLOCK_SKEW_MS = 60_000;
+
+/** The run history of the runs table. */
+export class RunHistory {
+  constructor(private readonly calls: TableCalls) {}
+
+  async getRun(id: string): Promise<RunRecord | undefined> {
+    const { doc, tables } = this.calls;
+    const output = await this.calls.call('runs', 'GetItem (read a run)', () =>
+      doc.send(new GetCommand({ TableName: tables.runs, Key: { pk: runPk(id), sk: RUN_SK }, ConsistentRead: true })),
+    );
+    return output.Item === undefined ? undefined : runOf(output.Item, tables.runs);
+  }
+
+  async listRuns(query: RunQuery): Promise<RunRecord[]> {
+    const limit = Math.floor(query.limit ?? 100);
+    const statuses = statusSet(query.status);
+    if (!(limit > 0) || statuses?.size === 0) return [];
+    if (query.until !== undefined && query.until <= 0) return [];
+    let runs: RunRecord[];
+    if (query.signature !== undefined) {
+      runs = await this.listByRecency('bySignature', query.signature, query, limit);
+    } else if (query.instanceId !== undefined && query.task !== undefined) {
+      runs = await this.listByRecency('byTask', taskKey(query.instanceId, query.task), query, limit);
+    } else if (query.instanceId !== undefined) {
+      runs = await this.listByQueued('byInstance', query.instanceId, query, limit);
+    } else {
+      runs = await this.listByDay(query, limit);
+    }
+    return runs.filter((run) => matchesRunQuery(run, query)).sort(queuedOrder).slice(0, limit);
+  }
+
+  async lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
+    const statuses = statusSet(query.status);
+    if (statuses?.size === 0) return undefined;
+    if (query.signature !== undefined) return this.lastByRecency('bySignature', query.signature, query);
+    if (query.instanceId !== undefined && query.task !== undefined) {
+      return this.lastByRecency('byTask', taskKey(query.instanceId, query.task), query);
+    }
+    // No index orders these by recency; no caller in ujr asks for them on a hot path.
+    const candidates =
+      query.instanceId !== undefined
+        ? this.queryRuns(queuedQuery(this.calls.tables.runs, 'byInstance', query.instanceId, query, 1000))
+        : this.scanRuns(query);
+    let best: RunRecord | undefined;
+    for await (const run of candidates) {
+      if (matchesRunQuery(run, query) && (!best || newer(run, best))) best = run;
+    }
+    return best;
+  }
+
+  async getLogs(runId: string, afterSeq = 0): Promise<LogLine[]> {
+    const { tables } = this.calls;
+    const first = afterSeq < 0 ? 0 : Math.floor(afterSeq) + 1;
+    if (first > 999_999_999_999_999) return [];
+    const e = new Expr();
+    const input: QueryCommandInput = {
+      TableName: tables.runs,
+      KeyConditionExpression: `${e.n('pk')} = ${e.v(runPk(runId))} AND ${e.n('sk')} BETWEEN ${e.v(logSk(first))} AND ${e.v(LOG_SK_END)}`,
+      ConsistentRead: true,
+      ...e.params(),
+    };
+    const lines: LogLine[] = [];
+    for await (const item of this.calls.queryItems('runs', 'Query (read logs)', input)) {
+      const line = logOf(item, tables.runs);
+      if (line.seq > afterSeq) lines.push(line);
+    }
+    return lines;
+  }
+
+  /** Every run a Query of the runs table or one of its indexes finds. */
+  async *queryRuns(input: QueryCommandInput): AsyncGenerator<RunRecord> {
+    for await (const item of this.calls.queryItems('runs', `Query (${input.IndexName ?? 'table'})`, input)) yield runOf(item, this.calls.tables.runs);
+  }
+
+  /** The newest `limit` runs of a recency index partition by queue time. */
+  private async listByRecency(index: 'bySignature' | 'byTask', keyValue: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
+    const streams = this.recencyStreams(index, keyValue, query, Math.min(1000, Math.max(limit, 10)));
+    const picked: RunRecord[] = [];
+    for (;;) {
+      const heads = await Promise.all(streams.map((stream) => stream.peek()));
+      let best = -1;
+      heads.forEach((head, i) => {
+        const current = heads[best];
+        if (head && (!current || newer(head, current))) best = i;
+      });
+      const head = heads[best];
+      const stream = streams[best];
+      if (!head || !stream) break;
+      // Unread runs ended (or were queued) no later than `head`, so were queued no later than
+      // that plus the clock skew: once the last of `limit` picked was queued after it, stop.
+      const last = picked[limit - 1];
+      if (last && last.queuedAt > runRecency(head) + CLOCK_SKEW_MS) break;
+      stream.shift();
+      picked.push(head);
+      picked.sort(queuedOrder);
+      if (picked.length > limit) picked.pop();
+    }
+    return picked;
+  }
+
+  /** The most recent run of a recency index partition: the newer of the first success and the first other. */
+  private async lastByRecency(
+    index: 'bySignature' | 'byTask',
+    keyValue: string,
+    query: Omit<RunQuery, 'limit' | 'since' | 'until'>,
+  ): Promise<RunRecord | undefined> {
+    const heads = await Promise.all(this.recencyStreams(index, keyValue, query, 1).map((stream) => stream.peek()));
+    let best: RunRecord | undefined;
+    for (const head of heads) if (head && (!best || newer(head, best))) best = head;
+    return best;
+  }
+
+  private recencyStreams(
+    index: 'bySignature' | 'byTask',
+    keyValue: string,
+    query: RunQuery,
+    pageSize: number,
+  ): PageStream<RunRecord>[] {
+    const runsTable = this.calls.tables.runs;
+    const statuses = statusSet(query.status);
+    const others = statuses && new Set([...statuses].filter((status) => status !== 'succeeded'));
+    const streams: PageStream<RunRecord>[] = [];
+    if (!statuses || statuses.has('succeeded')) {
+      streams.push(this.runStream(recencyQuery(runsTable, index, keyValue, 'S', query, undefined, pageSize)));
+    }
+    if (!others || others.size > 0) {
+      streams.push(this.runStream(recencyQuery(runsTable, index, keyValue, 'R', query, others, pageSize)));
+    }
+    return streams;
+  }
+
+  /** Up to `limit` runs of one queue-ordered index partition, newest first. */
+  private async listByQueued(index: 'byInstance' | 'byDay', keyValue: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
+    const runs: RunRecord[] = [];
+    for await (const run of this.queryRuns(queuedQuery(this.calls.tables.runs, index, keyValue, query, Math.min(1000, limit)))) {
+      runs.push(run);
+      if (runs.length >= limit) break;
+    }
+    return runs;
+  }
+
+  /**
+   * Walks day partitions backwards until `limit` runs are found: from the day of `until` (or of
+   * the store's clock plus a day) to the day of `since`, or 400 days back without `since`. Days
+   * are queried a window at a time, the window doubling from 1 to 32 while days come up short.
+   */
+  private async listByDay(query: RunQuery, limit: number): Promise<RunRecord[]> {
+    const upper = Math.min(this.calls.now() + DAY_MS, query.until ?? Number.POSITIVE_INFINITY);
+    const floor = upper - (query.since !== undefined ? MAX_HISTORY_DAYS : DEFAULT_HISTORY_DAYS) * DAY_MS;
+    const lower = Math.max(0, floor, query.since ?? 0);
+    if (upper < lower) return [];
+    const firstDay = Math.floor(upper / DAY_MS);
+    const lastDay = Math.floor(lower / DAY_MS);
+    const runs: RunRecord[] = [];
+    let width = 1;
+    for (let day = firstDay; day >= lastDay && runs.length < limit; ) {
+      const days: number[] = [];
+      for (let d = day; d > day - width && d >= lastDay; d -= 1) days.push(d);
+      const remaining = limit - runs.length;
+      const found = await Promise.all(days.map((d) => this.listByQueued('byDay', dayKey(d * DAY_MS), query, remaining)));
+      for (const dayRuns of found) for (const run of dayRuns) if (runs.length < limit) runs.push(run);
+      day -= days.length;
+      width = Math.min(width * 2, MAX_DAY_WINDOW);
+    }
+    return runs;
+  }
+
+  private runStream(input: QueryCommandInput): PageStream<RunRecord> {
+    const { doc, tables } = this.calls;
+    return new PageStream(async (startKey) => {
+      const page = await this.calls.call('runs', `Query (${input.IndexName ?? 'table'})`, () =>
+        doc.send(new QueryCommand({ ...input, ...(startKey ? { ExclusiveStartKey: startKey } : {}) })),
+      );
+      return { items: (page.Items ?? []).map((item) => runOf(item, tables.runs)), lastKey: page.LastEvaluatedKey };
+    });
+  }
+
+  /** Every run item matching the query's filters: a Scan, for queries no index serves. */
+  private async *scanRuns(query: Omit<RunQuery, 'limit'>): AsyncGenerator<RunRecord> {
+    const e = new Expr();
+    const filters = [`${e.n('sk')} = ${e.v(RUN_SK)}`];
+    const more = runFilters(e, query, { task: true, instanceId: true, statuses: statusSet(query.status) });
+    if (more) filters.push(more);
+    const input: ScanCommandInput = { TableName: this.calls.tables.runs, FilterExpression: filters.join(' AND '), ConsistentRead: true, ...e.params() };
+    for await (const item of this.calls.scanItems('runs', 'Scan (runs without an index)', input)) yield runOf(item, this.calls.tables.runs);
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The sweeper (`sweep`): ends the runs whose holders are gone. A worker writes no record until
+ * its attempt ends, so a dead worker's run exists only on the board: live runs come from the
+ * sparse `byLive` index of the runs table (`liveKey` is set only while a run is queued, running or
+ * retrying, so a final record never writes it), started board entries from `byRoute`. Their
+ * leases are read by `BatchGetItem`, 100 keys a call: those of live runs consistently, the other
+ * board entries eventually consistent (0.5 read unit per leased entry and tick; every write for
+ * them is conditioned on the lease as read). No Scan: a tick's sweep costs two Queries and the
+ * reads of what is leased.
+ */
+import { UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { baseRun } from '../../../cloud/attempt.js';
+import { mapLimit } from '../../../concurrency.js';
+import { leaseBacksRun, sweepReleases, sweptRun } from '../../../ports/fencing.js';
+import type { Lease, LeaseRef, SweptRun } from '../../../ports/store.js';
+import { LIVE_STATUSES, type RunRecord } from '../../../types.js';
+import { LEASE_ATTRIBUTES, LIVE_KEY, RUN_SK, TASK_ATTRIBUTES, entryOf, leaseOf, parseLeaseItem, recencyKey, runPk } from '../dynamo-items.js';
+import { runIndex } from '../tables.js';
+import { Expr, fenced, updateExpression } from './expressions.js';
+import { runPut } from './fenced-writes.js';
+import type { LeaseItem, Leases } from './leases.js';
+import type { RunHistory } from './run-history.js';
+import type { TableCalls } from './table-calls.js';
+
+/** Ends the runs whose holders are gone. */
+export class Sweeper {
+  constructor(
+    private readonly calls: TableCalls,
+    private readonly leases: Leases,
+    private readonly history: RunHistory,
+  ) {}
+
+  /**
+   * Ends every live run whose lease is not live at `now`, and every board entry a claimer started
+   * whose lease expired without a record (a worker that died mid-task writes none). Each run is
+   * one conditional write (still live, same holder), in one transaction with the release of its
+   * lease when that lease expired still naming the run's holder (still expired, same owner and
+   * token), so that a holder waking up later finds its fence gone. Live runs come from the sparse
+   * `byLive` index (eventually consistent: the conditions decide), board entries from `byRoute`.
+   */
+  async sweep(now: number): Promise<SweptRun[]> {
+    const { doc, tables } = this.calls;
+    const liveRuns: RunRecord[] = [];
+    const { partitionKey } = runIndex('byLive');
+    const e = new Expr();
+    const live: QueryCommandInput = {
+      TableName: tables.runs,
+      IndexName: 'byLive',
+      KeyConditionExpression: `${e.n(partitionKey.name)} = ${e.v(LIVE_KEY)}`,
+      ...e.params(),
+    };
+    const [, routed] = await Promise.all([
+      (async () => {
+        for await (const run of this.history.queryRuns(live)) liveRuns.push(run);
+      })(),
+      Promise.all((['queue', 'conductor', 'fargate'] as const).map((route) => this.leases.routeSignatures(route))),
+    ]);
+    const ofLiveRuns = new Set(liveRuns.map((run) => run.signature));
+    const onlyRouted = [...new Set(routed.flat())].filter((signature) => !ofLiveRuns.has(signature));
+    // A live run's lease is read consistently: a lease that moved past the run's owner and token
+    // never comes back to them, so the run may be ended without a condition on the lease, but a
+    // stale read could show the state before the run's own grant. Board entries without a run are
+    // read eventually consistent (half the read units): each of their writes is conditioned on the
+    // lease as read, so a stale read only fails a condition or defers the entry to the next sweep.
+    const attributes = [...LEASE_ATTRIBUTES, ...TASK_ATTRIBUTES];
+    const items = (await Promise.all([this.leases.batchGetLeases([...ofLiveRuns], attributes, true), this.leases.batchGetLeases(onlyRouted, attributes, false)])).flat();
+    const leaseItems = new Map<string, NonNullable<LeaseItem>>();
+    for (const item of items) {
+      const parsed = parseLeaseItem(item, tables.leases);
+      if (parsed) leaseItems.set(parsed.signature, parsed);
+    }
+    type Candidate = { run: RunRecord; lease: Lease | undefined; fromBoard: boolean };
+    const candidates: Candidate[] = [];
+    const seen = new Set<string>();
+    for (const run of liveRuns) {
+      const item = leaseItems.get(run.signature);
+      const lease = leaseOf(item, tables.leases);
+      seen.add(run.id);
+      if (leaseBacksRun(lease, run, now)) continue;
+      candidates.push({ run, lease, fromBoard: false });
+    }
+    for (const item of leaseItems.values()) {
+      const entry = entryOf(item, tables.leases, false);
+      // Only entries a claimer started: one only posted for a dispatcher has no run yet.
+      if (!entry || entry.startedAt === undefined || entry.expiresAt > now || seen.has(entry.runId)) continue;
+      // What its claimer would have recorded as it started (a dead worker recorded nothing).
+      const run = baseRun(entry, entry.owner, entry.startedAt);
+      if (entry.progress !== undefined) run.progress = entry.progress;
+      candidates.push({ run, lease: leaseOf(item, tables.leases), fromBoard: true });
+    }
+    const swept = await mapLimit(candidates, this.calls.concurrency, async ({ run, lease, fromBoard }): Promise<SweptRun | undefined> => {
+      const ended = sweptRun(run, lease, Math.max(now, run.startedAt ?? run.queuedAt));
+      const heldByRun = sweepReleases(lease, run);
+      const actions: Record<string, unknown>[] = [];
+      if (fromBoard) {
+        actions.push(runPut(tables.runs, ended));
+      } else {
+        const u = new Expr();
+        actions.push({
+          Update: {
+            TableName: tables.runs,
+            Key: { pk: runPk(run.id), sk: RUN_SK },
+            UpdateExpression: updateExpression(
+              [
+                `${u.n('status')} = ${u.v('interrupted')}`,
+                `${u.n('endedAt')} = ${u.v(ended.endedAt)}`,
+                `${u.n('error')} = ${u.v(JSON.stringify(ended.error))}`,
+                `${u.n('recencyKey')} = ${u.v(recencyKey(ended))}`,
+              ],
+              [u.n('liveKey')],
+            ),
+            ConditionExpression: `${u.n('status')} IN (${LIVE_STATUSES.map((status) => u.v(status)).join(', ')}) AND ${u.n('runner')} = ${u.v(run.runner)} AND ${u.n('fencingToken')} = ${u.v(run.fencingToken)}`,
+            ...u.params(),
+          },
+        });
+      }
+      if (heldByRun) actions.push({ Update: this.sweepRelease({ signature: run.signature, owner: run.runner, token: run.fencingToken }, now) });
+      const outcome =
+        actions.length === 1 && !fromBoard
+          ? await this.calls.conditional('runs', 'UpdateItem (sweep a run)', () => doc.send(new UpdateCommand(actions[0]!.Update as ConstructorParameters<typeof UpdateCommand>[0])))
+          : await this.calls.transact('TransactWriteItems (sweep a run and release its lease)', actions, -1);
+      return outcome.ok ? { run: ended, lease } : undefined;
+    });
+    return swept.filter((run): run is SweptRun => run !== undefined);
+  }
+
+  /**
+   * The sweeper's release of an expired lease still held by `ref`: clears the owner and the task,
+   * keeps token and checkpoint, and only if the lease expired by `expiredBy`. It leaves
+   * `releasedAt` alone: the task did not end, so no plan can have missed its end.
+   */
+  private sweepRelease(ref: LeaseRef, expiredBy: number): ConstructorParameters<typeof UpdateCommand>[0] {
+    const e = new Expr();
+    return {
+      TableName: this.calls.tables.leases,
+      Key: { signature: ref.signature },
+      UpdateExpression: updateExpression([`${e.n('expiresAt')} = ${e.v(0)}`], [e.n('owner'), ...TASK_ATTRIBUTES.map((name) => e.n(name))]),
+      ConditionExpression: `${fenced(e, ref)} AND ${e.n('expiresAt')} <= ${e.v(expiredBy)}`,
+      ...e.params(),
+    };
+  }
+}
