@@ -44,6 +44,26 @@ export interface PlanOutcome {
   tasks: PlannedTask[];
   /** Specs that were rejected, each with an error naming the spec and what is wrong. */
   rejected: InvalidTaskSpecError[];
+  /** Batch specs left unresolved because the limit was reached (see {@link SpecLimit}). */
+  truncated: number;
+}
+
+/**
+ * How much of a plan a runner can take: once `newBatch` batch tasks that are not `known` (held
+ * already) are resolved, the remaining batch specs are not (their inputs are not hashed, their
+ * mistakes are reported when a later plan reaches them). Continuous specs are always resolved:
+ * the runner reconciles what it runs against all of them.
+ */
+export interface SpecLimit {
+  newBatch: number;
+  known(signature: string): boolean;
+}
+
+function declaredKind(job: JobType, spec: unknown): unknown {
+  if (typeof spec !== 'object' || spec === null) return undefined;
+  const { kind, task } = spec as { kind?: unknown; task?: unknown };
+  if (kind !== undefined) return kind;
+  return typeof task === 'string' && Object.hasOwn(job.tasks, task) ? (job.tasks[task]?.kind ?? 'batch') : undefined;
 }
 
 export function summarize(run: RunRecord): RunSummary {
@@ -119,8 +139,8 @@ function readOnly(objects: ObjectReader): ObjectReader {
 }
 
 /** Checks each spec a plan returned; bad ones are rejected one by one, never the whole plan. */
-export function resolveSpecs(job: JobType, instanceId: string, specs: unknown): PlanOutcome {
-  const outcome: PlanOutcome = { tasks: [], rejected: [] };
+export function resolveSpecs(job: JobType, instanceId: string, specs: unknown, limit?: SpecLimit): PlanOutcome {
+  const outcome: PlanOutcome = { tasks: [], rejected: [], truncated: 0 };
   if (!Array.isArray(specs)) {
     outcome.rejected.push(
       new InvalidTaskSpecError(
@@ -130,12 +150,18 @@ export function resolveSpecs(job: JobType, instanceId: string, specs: unknown): 
     return outcome;
   }
   const seen = new Set<string>();
+  let newBatch = 0;
   specs.forEach((spec: unknown, index) => {
+    if (limit && newBatch >= limit.newBatch && declaredKind(job, spec) === 'batch') {
+      outcome.truncated += 1;
+      return;
+    }
     try {
       const planned = resolveSpec(job, instanceId, spec, index);
       if (seen.has(planned.signature)) return;
       seen.add(planned.signature);
       outcome.tasks.push(planned);
+      if (limit && planned.kind === 'batch' && !limit.known(planned.signature)) newBatch += 1;
     } catch (error) {
       outcome.rejected.push(
         error instanceof InvalidTaskSpecError

@@ -186,6 +186,8 @@ interface InstanceRuntime {
   batchQueue: Deque<Attempt>;
   continuousQueue: Deque<Attempt>;
   batchRunning: number;
+  /** Its held continuous attempts by signature: what a plan reconciles, without walking every held task. */
+  continuousHeld: Map<string, Attempt>;
   /** Batch attempts of this instance waiting for a slot (state `queued`). */
   batchQueued: number;
   /**
@@ -204,6 +206,8 @@ interface InstanceRuntime {
 }
 
 const CONTINUOUS_HEALTHY_MS = 60_000;
+/** How many distinct reasons a trigger's "nothing new to run" note lists. */
+const MAX_SKIP_NOTES = 5;
 /** See RunnerOptions.commitIntervalMs. */
 const DEFAULT_COMMIT_INTERVAL_MS = 5;
 /** How long a task's child process may take to load the job types and start the handler. */
@@ -352,6 +356,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
           batchQueue: new Deque(),
           continuousQueue: new Deque(),
           batchRunning: 0,
+          continuousHeld: new Map(),
           batchQueued: 0,
           followupDeferred: false,
           finishedSinceTick: new Set(),
@@ -631,7 +636,14 @@ export class Runner extends EventEmitter<RunnerEvents> {
       if (this.stopping) for (const trigger of triggers) this.journal.addTrigger(trigger);
       return;
     }
-    const outcome = resolveSpecs(runtime.job, runtime.config.id, specs);
+    // A runner takes at most `maxQueued` waiting tasks: of a plan returning more, the rest is not
+    // resolved (hashed) at all, and the instance is asked again when room frees.
+    const room = Math.max(0, this.options.maxQueued - this.pendingWork);
+    // "Known" is what admit() passes over: held tasks, and on a follow-up those that ended since
+    // the tick. It then sees room + 1 candidates exactly when the plan holds more than there is
+    // room for, and marks the instance backlogged.
+    const known = (signature: string) => this.held.has(signature) || (reason === 'followup' && runtime.finishedSinceTick.has(signature));
+    const outcome = resolveSpecs(runtime.job, runtime.config.id, specs, { newBatch: room + 1, known });
     for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
     if (reason === 'schedule') {
       // One write per tick, so that a status page can tell when scheduled plans stopped happening.
@@ -652,9 +664,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   /** Continuous tasks the job no longer returns are stopped; those it returns stay wanted. */
   private reconcileContinuous(runtime: InstanceRuntime, tasks: PlannedTask[]): void {
-    const returned = new Set(tasks.map((t) => t.signature));
-    for (const attempt of this.held.values()) {
-      if (attempt.instance !== runtime || attempt.planned.kind !== 'continuous') continue;
+    if (runtime.continuousHeld.size === 0) return;
+    const returned = new Set(tasks.flatMap((t) => (t.kind === 'continuous' ? [t.signature] : [])));
+    for (const attempt of [...runtime.continuousHeld.values()]) {
       if (!returned.has(attempt.planned.signature)) {
         this.cancel(attempt, `the job no longer returns continuous task "${attempt.planned.task}"`);
         continue;
@@ -686,7 +698,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
     const inactive = !this.isActive(runtime);
     for (const task of tasks) {
       if (this.held.has(task.signature)) {
-        skipped.push(`"${task.task}" is running already`);
+        // One note per task name: a plan may hand back thousands of tasks that are held.
+        const note = `"${task.task}" is running already`;
+        if (skipped.length < MAX_SKIP_NOTES && !skipped.includes(note)) skipped.push(note);
         continue;
       }
       if (origin === 'followup' && runtime.finishedSinceTick.has(task.signature)) continue;
@@ -776,6 +790,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       };
       if (trigger && trigger.task !== undefined) attempt.trigger = trigger;
       this.held.set(task.signature, attempt);
+      if (task.kind === 'continuous') runtime.continuousHeld.set(task.signature, attempt);
       created.push(run.id);
       if (grant.takenOver) void this.interruptTakenOver(grant.takenOver.runId, grant.takenOver.owner, attempt.lease);
       this.enqueue(attempt);
@@ -1304,6 +1319,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.clearTimers(attempt);
     const current = this.held.get(attempt.planned.signature);
     if (current === attempt) this.held.delete(attempt.planned.signature);
+    if (attempt.instance.continuousHeld.get(attempt.planned.signature) === attempt) attempt.instance.continuousHeld.delete(attempt.planned.signature);
     if (release && !attempt.lost) this.journal.release(attempt.lease);
     if (attempt.trigger && attempt.run.status === 'interrupted' && !attempt.lost) {
       // An ad-hoc run cut short by shutdown is asked for again on the next start.

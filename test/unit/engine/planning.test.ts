@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineJob } from '../../../core/define.js';
+import { resolveSpecs } from '../../../core/engine/planner.js';
 import type { Json, ObjectStore, PlanContext, TaskSpec } from '../../../core/types.js';
 import {
   Executions,
@@ -124,6 +125,36 @@ describe('planning', () => {
     // Follow-ups wait while more than one round of slots is queued: a few dozen plans at most
     // (the queue's tail), where asking after every task would make 400.
     expect(plans).toBeLessThan(40);
+  });
+
+  it('resolves only as many new batch specs as the runner can take, and every continuous spec', () => {
+    const job = defineJob({
+      name: 'mixed',
+      params: noParams,
+      getRunnableTasks: () => [],
+      tasks: { work: { run: () => undefined }, watch: { kind: 'continuous', run: () => undefined } },
+    });
+    const specs = [
+      ...Array.from({ length: 6 }, (_, n) => ({ task: 'work', input: { n } })),
+      { task: 'watch', input: {} },
+      { task: 'work', input: { n: 'bad', extra: 10n } },
+    ];
+    const held = new Set(resolveSpecs(job, 'm', specs.slice(0, 2)).tasks.map((t) => t.signature));
+
+    const outcome = resolveSpecs(job, 'm', specs, { newBatch: 2, known: (signature) => held.has(signature) });
+
+    // Two held, two new, then the limit: the rest of the batch specs (the bad one included) wait
+    // for a later plan; the continuous one is resolved whatever the limit.
+    expect(outcome.tasks.map((t) => [t.task, t.input])).toEqual([
+      ['work', { n: 0 }],
+      ['work', { n: 1 }],
+      ['work', { n: 2 }],
+      ['work', { n: 3 }],
+      ['watch', {}],
+    ]);
+    expect(outcome.truncated).toBe(3);
+    expect(outcome.rejected).toEqual([]);
+    expect(resolveSpecs(job, 'm', specs).rejected).toHaveLength(1);
   });
 
   it('retires an instance whose job calls done() on its first plan, and runOnce resolves', async () => {
