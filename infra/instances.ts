@@ -2,7 +2,7 @@
  * The instance configuration a deployment is seeded with: read (a file, or entries given in code),
  * validated against the job types that go into the bundles (in a child process that loads the
  * user's jobs module: ./jobs-check.ts), and rendered as the DynamoDB
- * `UpdateItem` that `DynamoStore.putInstanceEntry` sends (core/adapters/aws/dynamo-store.ts): the
+ * `UpdateItem` that `DynamoStore.putInstanceEntry` sends (core/adapters/aws/dynamo/instances.ts): the
  * entry goes into the `config` attribute of the `(instanceId, 'config')` item and the `overrides`
  * attribute is created empty only when missing. Run-time overrides (the status page's switches, the
  * CLI) therefore survive every redeploy; only the repository's configuration is replaced.

@@ -60,7 +60,7 @@ import { OUTPUT_DESCRIPTIONS, STACK_OUTPUTS, type StackOutputName } from './outp
 import { inspectJobs } from './user-jobs.js';
 
 /**
- * What the DynamoDB adapter (core/adapters/aws/dynamo-store.ts) calls: Get, Put, Update, Delete,
+ * What the DynamoDB adapter (core/adapters/aws/dynamo-store.ts and dynamo/) calls: Get, Put, Update, Delete,
  * Query, Scan, BatchGet, BatchWrite, and TransactWriteItems for fenced writes, which IAM checks
  * action by action (its Put and Update as PutItem and UpdateItem, its ConditionCheck as
  * ConditionCheckItem; IAM has no TransactWriteItems action). test/unit/infra/iam.test.ts checks
