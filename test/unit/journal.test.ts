@@ -16,6 +16,18 @@ async function leaseOf(store: MemoryStore, id: string): Promise<LeaseRef> {
   return { signature: `sig-${id}`, owner: 'r', token: grant.lease.token };
 }
 
+/** A memory store that keeps every batch committed to it. */
+function recordingStore(): { store: MemoryStore; commits: WriteBatch[] } {
+  const store = new MemoryStore();
+  const commits: WriteBatch[] = [];
+  const commit = store.commit.bind(store);
+  store.commit = (batch) => {
+    commits.push(batch);
+    return commit(batch);
+  };
+  return { store, commits };
+}
+
 function hooks(overrides: Partial<JournalHooks> = {}): JournalHooks {
   return { onError: () => undefined, onRefused: () => undefined, now: () => Date.now(), ...overrides };
 }
@@ -26,13 +38,7 @@ describe('journal', () => {
   });
 
   it('writes many changes in one commit, the latest version of each run winning', async () => {
-    const store = new MemoryStore();
-    const commits: WriteBatch[] = [];
-    const commit = store.commit.bind(store);
-    store.commit = (batch) => {
-      commits.push(batch);
-      return commit(batch);
-    };
+    const { store, commits } = recordingStore();
     const journal = new Journal(store, hooks());
     const a = await leaseOf(store, 'a');
     const b = await leaseOf(store, 'b');
@@ -55,13 +61,7 @@ describe('journal', () => {
 
   it('with a commit interval, commits writes made across turns of the event loop together, and at once when flushed', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout'] });
-    const store = new MemoryStore();
-    const commits: WriteBatch[] = [];
-    const commit = store.commit.bind(store);
-    store.commit = (batch) => {
-      commits.push(batch);
-      return commit(batch);
-    };
+    const { store, commits } = recordingStore();
     const journal = new Journal(store, hooks({ commitIntervalMs: 5 }));
     const a = await leaseOf(store, 'a');
     const b = await leaseOf(store, 'b');

@@ -12,12 +12,12 @@ import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { BoardEntry, ClaimRequest, HeartbeatResult, PeekResult, PostRequest, RepostRequest, Route } from '../../../cloud/board.js';
 import { mapLimitInKeyOrder } from '../../../concurrency.js';
 import { StoreError } from '../../../errors.js';
-import type { Checkpoint, Lease, LeaseGrant, LeaseRef } from '../../../ports/store.js';
+import type { Checkpoint, LeaseGrant, LeaseRef } from '../../../ports/store.js';
 import type { Progress, RunRecord } from '../../../types.js';
 import { LEASE_ATTRIBUTES, TASK_ATTRIBUTES, checkpointAttribute, checkpointOf, entryOf, leaseOf, parseLeaseItem, taskAttributes } from '../dynamo-items.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
 import { runPut, type FencedWriter } from './fenced-writes.js';
-import { bySignature, type Leases } from './leases.js';
+import { bySignature, requestedLease, type Leases } from './leases.js';
 import type { TableCalls } from './table-calls.js';
 
 /** The board's entries on the leases table. */
@@ -45,15 +45,7 @@ export class BoardEntries {
   async post(requests: PostRequest[], now: number): Promise<LeaseGrant[]> {
     const { tables } = this.calls;
     return mapLimitInKeyOrder(requests, this.calls.concurrency, bySignature, async (request): Promise<LeaseGrant> => {
-      const lease: Lease = {
-        signature: request.signature,
-        owner: request.owner,
-        expiresAt: now + request.ttlMs,
-        token: 0,
-        runId: request.runId,
-        instanceId: request.instanceId,
-        task: request.task,
-      };
+      const lease = requestedLease(request, now);
       const write = await this.leases.grant(lease, taskAttributes(request), now, request.notReleasedSince);
       if (!write.granted) {
         const holder = entryOf(write.holder, tables.leases, false) ?? this.leases.holderLease(write.holder, request.signature);

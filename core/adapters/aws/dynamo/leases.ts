@@ -33,6 +33,19 @@ export type LeaseItem = ReturnType<typeof parseLeaseItem>;
 export type GrantWrite = { granted: true; token: number; old: LeaseItem } | { granted: false; holder: LeaseItem };
 
 /** The key that orders lease calls: requests for one signature are answered in the order given. */
+/** The lease a request asks for, before the grant gives it its token. */
+export function requestedLease(request: Pick<LeaseRequest, 'signature' | 'owner' | 'ttlMs' | 'runId' | 'instanceId' | 'task'>, now: number): Lease {
+  return {
+    signature: request.signature,
+    owner: request.owner,
+    expiresAt: now + request.ttlMs,
+    token: 0,
+    runId: request.runId,
+    instanceId: request.instanceId,
+    task: request.task,
+  };
+}
+
 export function bySignature(item: { signature: string }): string {
   return item.signature;
 }
@@ -44,15 +57,7 @@ export class Leases {
   async acquireLeases(requests: LeaseRequest[], now: number): Promise<LeaseGrant[]> {
     const { tables } = this.calls;
     return mapLimitInKeyOrder(requests, this.calls.concurrency, bySignature, async (request): Promise<LeaseGrant> => {
-      const lease: Lease = {
-        signature: request.signature,
-        owner: request.owner,
-        expiresAt: now + request.ttlMs,
-        token: 0,
-        runId: request.runId,
-        instanceId: request.instanceId,
-        task: request.task,
-      };
+      const lease = requestedLease(request, now);
       const write = await this.grant(lease, { routeKey: 'runner' }, now, request.notReleasedSince);
       if (!write.granted) return { granted: false, holder: this.holderLease(write.holder, request.signature) };
       const grant: LeaseGrant = { granted: true, lease: { ...lease, token: write.token } };
