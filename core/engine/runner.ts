@@ -639,10 +639,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
     // A runner takes at most `maxQueued` waiting tasks: of a plan returning more, the rest is not
     // resolved (hashed) at all, and the instance is asked again when room frees.
     const room = Math.max(0, this.options.maxQueued - this.pendingWork);
-    // "Known" is what admit() passes over: held tasks, and on a follow-up those that ended since
-    // the tick. It then sees room + 1 candidates exactly when the plan holds more than there is
-    // room for, and marks the instance backlogged.
-    const known = (signature: string) => this.held.has(signature) || (reason === 'followup' && runtime.finishedSinceTick.has(signature));
+    // admit() then sees room + 1 candidates exactly when the plan holds more than there is room
+    // for, and marks the instance backlogged.
+    const known = (signature: string) => this.passesOver(runtime, signature, reason);
     const outcome = resolveSpecs(runtime.job, runtime.config.id, specs, { newBatch: room + 1, known });
     for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
     if (reason === 'schedule') {
@@ -660,6 +659,11 @@ export class Runner extends EventEmitter<RunnerEvents> {
       report(admitted.runIds, outcome.rejected.length > 0 && admitted.runIds.length === 0 ? `the plan's tasks were rejected: ${toErrorInfo(outcome.rejected[0]).message}` : admitted.note);
     }
     if (doneReason) await this.retire(runtime, doneReason.reason);
+  }
+
+  /** Whether a plan's task is passed over: it is held already, or (on a follow-up) it ended since the tick. */
+  private passesOver(runtime: InstanceRuntime, signature: string, origin: string): boolean {
+    return this.held.has(signature) || (origin === 'followup' && runtime.finishedSinceTick.has(signature));
   }
 
   /** Continuous tasks the job no longer returns are stopped; those it returns stay wanted. */
@@ -697,13 +701,12 @@ export class Runner extends EventEmitter<RunnerEvents> {
     const skipped: string[] = [];
     const inactive = !this.isActive(runtime);
     for (const task of tasks) {
-      if (this.held.has(task.signature)) {
+      if (this.passesOver(runtime, task.signature, origin)) {
         // One note per task name: a plan may hand back thousands of tasks that are held.
         const note = `"${task.task}" is running already`;
-        if (skipped.length < MAX_SKIP_NOTES && !skipped.includes(note)) skipped.push(note);
+        if (this.held.has(task.signature) && skipped.length < MAX_SKIP_NOTES && !skipped.includes(note)) skipped.push(note);
         continue;
       }
-      if (origin === 'followup' && runtime.finishedSinceTick.has(task.signature)) continue;
       if (task.kind === 'continuous' && this.options.once) {
         this.log.info(`continuous task "${task.task}" of "${runtime.config.id}" is not started in --once mode`);
         skipped.push(`continuous task "${task.task}" is not started by "ujr run --once"`);
