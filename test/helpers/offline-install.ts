@@ -69,19 +69,20 @@ export function writeOfflineLockfile(projectDir: string, tarball: string): void 
   const packages: Record<string, LockEntry> = {};
   const pending: [from: string, name: string][] = [];
   const missing: string[] = [];
-  const want = (from: string, entry: { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string>; peerDependencies?: Record<string, string>; peerDependenciesMeta?: LockEntry['peerDependenciesMeta'] }, includeOptionalPeers: boolean) => {
+  /** The dependencies of the package at `from`, its required peers included, to be placed. */
+  const want = (from: string, entry: LockEntry) => {
     for (const name of Object.keys({ ...entry.dependencies, ...entry.optionalDependencies })) pending.push([from, name]);
     for (const name of Object.keys(entry.peerDependencies ?? {})) {
-      if (includeOptionalPeers || !entry.peerDependenciesMeta?.[name]?.optional) pending.push([from, name]);
+      if (!entry.peerDependenciesMeta?.[name]?.optional) pending.push([from, name]);
     }
   };
   // ujr itself sits at node_modules/ujr; its dependencies resolve from there to the root's node_modules.
-  want('node_modules/ujr', ujrManifest, false);
+  want('node_modules/ujr', ujrManifest);
   for (const name of Object.keys(manifest.devDependencies ?? {})) pending.push(['', name]);
   for (const name of Object.keys(manifest.dependencies ?? {})) if (name !== 'ujr') pending.push(['', name]);
   while (pending.length > 0) {
     const [from, name] = pending.pop() as [string, string];
-    const path = locate(repoLock.packages, from === 'node_modules/ujr' ? '' : from, name);
+    const path = locate(repoLock.packages, from, name);
     if (path === undefined) {
       const optional = repoLock.packages[from]?.optionalDependencies?.[name] !== undefined || repoLock.packages[from]?.peerDependenciesMeta?.[name]?.optional;
       if (!optional) missing.push(`${name} (needed by ${from || 'the project'})`);
@@ -90,7 +91,7 @@ export function writeOfflineLockfile(projectDir: string, tarball: string): void 
     if (packages[path]) continue;
     const entry = repoLock.packages[path] as LockEntry;
     packages[path] = entry;
-    want(path, entry, false);
+    want(path, entry);
   }
   if (missing.length > 0) {
     throw new Error(`this repository's package-lock.json cannot supply ${missing.join(', ')}: the project depends on packages ujr's own install did not cache`);
