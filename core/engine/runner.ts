@@ -170,6 +170,8 @@ interface Attempt {
   /** The lease moved on (a renewal, a write or a fence check was refused): nothing more is written. */
   lost: boolean;
   trigger?: Trigger;
+  /** The id of its run once that run is in the store (a retry is a new run, recorded anew). */
+  recorded?: string;
 }
 
 interface InstanceRuntime {
@@ -212,6 +214,8 @@ const MAX_SKIP_NOTES = 5;
 const DEFAULT_COMMIT_INTERVAL_MS = 5;
 /** How long a task's child process may take to load the job types and start the handler. */
 const BOOT_DEADLINE_MS = 60_000;
+/** How soon queued runs the store failed to take are offered to it again. */
+const RECORD_RETRY_MS = 250;
 const MAX_LOG_MESSAGE = 8_192;
 
 const silentLog: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -263,6 +267,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private batchRunning = 0;
   private continuousRunning = 0;
   private pendingWork = 0;
+  /** Queued attempts whose run is not in the store yet: they join their queue once it is. */
+  private unrecorded: Attempt[] = [];
+  private recording = false;
   private rotation: InstanceRuntime[] = [];
   private rotationIndex = 0;
   private readonly timers: Timers;
@@ -917,8 +924,47 @@ export class Runner extends EventEmitter<RunnerEvents> {
     if (attempt.planned.kind !== 'continuous') attempt.instance.batchQueued += 1;
     attempt.run.status = 'queued';
     this.journal.putRun(attempt.run, attempt.lease);
+    if (attempt.recorded === attempt.run.id) this.joinQueue(attempt);
+    else {
+      this.unrecorded.push(attempt);
+      this.recordQueued();
+    }
+  }
+
+  private joinQueue(attempt: Attempt): void {
     if (attempt.planned.kind === 'continuous') attempt.instance.continuousQueue.push(attempt);
     else attempt.instance.batchQueue.push(attempt);
+  }
+
+  /**
+   * Commits the runs of newly queued attempts before they may start: a handler never runs before
+   * its run is in the store, so a runner killed at any moment leaves a record of every attempt it
+   * started (which the next holder or the sweeper ends). The runs of a whole plan go in one
+   * commit, at once rather than after the journal's group-commit interval.
+   */
+  private recordQueued(): void {
+    if (this.recording || this.unrecorded.length === 0) return;
+    this.recording = true;
+    const batch = this.unrecorded;
+    this.unrecorded = [];
+    this.journal.flush().then(
+      () => {
+        this.recording = false;
+        for (const attempt of batch) {
+          attempt.recorded = attempt.run.id;
+          if (attempt.state === 'queued' && this.held.get(attempt.planned.signature) === attempt) this.joinQueue(attempt);
+        }
+        this.recordQueued();
+        this.pump();
+        this.checkIdle();
+      },
+      () => {
+        // The journal reported the store error and keeps the writes; ask again shortly.
+        this.recording = false;
+        this.unrecorded = [...batch, ...this.unrecorded];
+        this.timers.setTimeout(() => this.recordQueued(), RECORD_RETRY_MS).unref();
+      },
+    );
   }
 
   /** Starts queued attempts while limits allow, taking instances in turn. */

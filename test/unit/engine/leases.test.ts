@@ -139,6 +139,27 @@ describe('leases', () => {
     expect(aRecord?.error?.message).toContain(a.runner.owner);
   });
 
+  it('starts no handler, first attempt or retry, before its run is in the store: a runner killed at any moment leaves a record of what it started', async () => {
+    const store = new MemoryStore();
+    const seen: { runId: string; attempt: number; stored: string | undefined }[] = [];
+    const job = oneTask(
+      async (_input, tctx) => {
+        seen.push({ runId: tctx.runId, attempt: tctx.attempt, stored: (await store.getRun(tctx.runId))?.status });
+        if (tctx.attempt === 1) throw new Error('first attempt fails');
+        return 'synced';
+      },
+      { attempts: 2, backoffMs: 0, factor: 1, maxBackoffMs: 0, jitter: 0 },
+    );
+    // The journal would hold every write for a minute unless something waits for it.
+    const { runner } = harness({ jobs: [job], instances: [instance('recorded-1', 'leased')], shared: store, commitIntervalMs: 60_000 });
+
+    await runner.runOnce();
+
+    expect(seen.map((s) => s.attempt)).toEqual([1, 2]);
+    // What the store held when each handler started: the run, not yet (or just) marked running.
+    for (const { stored } of seen) expect(['queued', 'retrying', 'running']).toContain(stored);
+  });
+
   it('aborts the attempt with a LeaseLostError when its lease renewal fails, recording it interrupted without retry', async () => {
     const reasons: unknown[] = [];
     const job = oneTask(
