@@ -11,18 +11,15 @@ import { monotonicFactory } from 'ulid';
 import {
   CancelledError,
   LeaseLostError,
-  ResultTooLargeError,
   ShutdownError,
   TaskProcessError,
   TaskTimeoutError,
-  isRetryable,
   toErrorInfo,
 } from '../errors.js';
 import { MAX_RESULT_BYTES } from '../limits.js';
 import { backoffDelay, mergeRetry } from '../retry.js';
-import { parseSchedule, type Schedule } from '../schedule.js';
+import { parseSchedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
-import { fenceHolds } from '../ports/fencing.js';
 import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
 import type { InstanceStatus, LeaseRef, Store, Trigger, TriggerResult } from '../ports/store.js';
 import type {
@@ -39,9 +36,12 @@ import type {
   RunRecord,
   RunStatus,
 } from '../types.js';
+import { capResult, endingOf, refOf, type Attempt, type InstanceRuntime } from './attempt.js';
 import { Deque } from './deque.js';
-import { failure, InlineExecutor, type AttemptHandle, type AttemptOutcome, type Executor } from './executor.js';
+import { DispatchQueue } from './dispatch.js';
+import { failure, InlineExecutor, type AttemptOutcome, type Executor } from './executor.js';
 import { Journal } from './journal.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import { buildPlanContext, resolveSpecs, type PlannedTask } from './planner.js';
 
 export interface RunnerOptions {
@@ -144,69 +144,6 @@ export interface RunnerEvents {
   storeError: [error: ErrorInfo];
 }
 
-type AttemptState = 'queued' | 'running' | 'backoff' | 'abandoned';
-
-/** One held signature and its current attempt. */
-interface Attempt {
-  planned: PlannedTask;
-  instance: InstanceRuntime;
-  run: RunRecord;
-  lease: LeaseRef;
-  state: AttemptState;
-  handle?: AttemptHandle;
-  abortReason?: Error;
-  timers: TimerHandle[];
-  watchdog?: TimerHandle;
-  logLines: number;
-  lastRenewal: number;
-  /** Continuous tasks: the job returned it again since it last ended. */
-  wanted: boolean;
-  /** The signature's last checkpoint: read with the lease, then kept as this runner writes it. */
-  lastCheckpoint: Json | undefined;
-  /** Continuous tasks: restarts in a row without a healthy run. */
-  restarts: number;
-  /** Continuous tasks: the restart backoff is over; waiting for the job to return the task. */
-  restartDue: boolean;
-  /** The lease moved on (a renewal, a write or a fence check was refused): nothing more is written. */
-  lost: boolean;
-  trigger?: Trigger;
-  /** The id of its run once that run is in the store (a retry is a new run, recorded anew). */
-  recorded?: string;
-}
-
-interface InstanceRuntime {
-  config: InstanceConfig;
-  job: JobType;
-  schedule: Schedule;
-  nextDueAt: number;
-  status: InstanceStatus | undefined;
-  planning: boolean;
-  replan: PlanContext<unknown>['reason'] | undefined;
-  followupPending: boolean;
-  /** Tasks it could not admit for lack of room; it is asked again when room frees. */
-  backlogged: boolean;
-  batchQueue: Deque<Attempt>;
-  continuousQueue: Deque<Attempt>;
-  batchRunning: number;
-  /** Its held continuous attempts by signature: what a plan reconciles, without walking every held task. */
-  continuousHeld: Map<string, Attempt>;
-  /** Batch attempts of this instance waiting for a slot (state `queued`). */
-  batchQueued: number;
-  /**
-   * A task ended while this instance had more batch tasks waiting than one round of slots: its
-   * follow-up plan waits until they are nearly gone (see `followUp`).
-   */
-  followupDeferred: boolean;
-  /** Signatures that ended since the last scheduled plan; follow-up plans do not restart them. */
-  finishedSinceTick: Set<string>;
-  /** Triggers waiting for this instance's next manual plan, which reports to each of them. */
-  pendingTriggers: Trigger[];
-  /** Plans asked again in a row because a lease was released while they read the history. */
-  replansAfterRelease: number;
-  /** Such a plan waits for the clock to move past the release (`followupPending` is set too). */
-  replanDelayed: boolean;
-}
-
 const CONTINUOUS_HEALTHY_MS = 60_000;
 /** How many distinct reasons a trigger's "nothing new to run" note lists. */
 const MAX_SKIP_NOTES = 5;
@@ -214,8 +151,6 @@ const MAX_SKIP_NOTES = 5;
 const DEFAULT_COMMIT_INTERVAL_MS = 5;
 /** How long a task's child process may take to load the job types and start the handler. */
 const BOOT_DEADLINE_MS = 60_000;
-/** How soon queued runs the store failed to take are offered to it again. */
-const RECORD_RETRY_MS = 250;
 const MAX_LOG_MESSAGE = 8_192;
 
 const silentLog: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -264,14 +199,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
     takenOver: 0,
     planErrors: 0,
   };
-  private batchRunning = 0;
-  private continuousRunning = 0;
-  private pendingWork = 0;
-  /** Queued attempts whose run is not in the store yet: they join their queue once it is. */
-  private unrecorded: Attempt[] = [];
-  private recording = false;
-  private rotation: InstanceRuntime[] = [];
-  private rotationIndex = 0;
+  private readonly dispatch: DispatchQueue;
+  private readonly leases: LeaseKeeper;
   private readonly timers: Timers;
   private intervals: TimerHandle[] = [];
   private started = false;
@@ -311,6 +240,21 @@ export class Runner extends EventEmitter<RunnerEvents> {
       now: () => this.now(),
       commitIntervalMs: options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS,
     });
+    this.dispatch = new DispatchQueue(this.journal, this.timers, this.options, {
+      start: (attempt) => this.startAttempt(attempt),
+      holds: (attempt) => this.held.get(attempt.planned.signature) === attempt,
+      stopping: () => this.stopping,
+      queueShrank: (runtime) => {
+        runtime.followupDeferred = false;
+        this.followUp(runtime);
+      },
+      changed: () => this.checkIdle(),
+    });
+    this.leases = new LeaseKeeper(this.store, this.options.leaseTtlMs, () => this.now(), {
+      held: () => this.held.values(),
+      lost: (attempt) => this.leaseLost(attempt),
+      storeError: (error) => this.reportStoreError(error),
+    });
     for (const job of options.jobs) {
       if (this.jobs.has(job.name)) throw new TypeError(`two job types are named "${job.name}"; job type names must be unique`);
       this.jobs.set(job.name, job);
@@ -322,9 +266,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
   stats(): RunnerStats {
     return {
       ...this.counters,
-      queued: this.pendingWork,
-      running: this.batchRunning,
-      continuous: this.continuousRunning,
+      queued: this.dispatch.queued,
+      running: this.dispatch.batchRunning,
+      continuous: this.dispatch.continuousRunning,
     };
   }
 
@@ -372,7 +316,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
           replanDelayed: false,
         };
         this.instances.set(config.id, runtime);
-        this.rotation.push(runtime);
+        this.dispatch.addInstance(runtime);
         continue;
       }
       const before = existing.config;
@@ -396,7 +340,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       if (seen.has(runtime.config.id)) continue;
       this.cancelInstanceWork(runtime, `instance "${runtime.config.id}" was removed from the configuration`);
       this.instances.delete(runtime.config.id);
-      this.rotation = this.rotation.filter((r) => r !== runtime);
+      this.dispatch.removeInstance(runtime);
     }
     if (this.started) this.tick();
   }
@@ -410,7 +354,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       const runtime = this.instances.get(status.instanceId);
       if (runtime) runtime.status = status;
     }
-    this.every(Math.max(10, Math.floor(this.options.leaseTtlMs / 3)), () => this.renewLeases());
+    this.every(this.leases.renewEveryMs, () => this.leases.renewAll());
     // Runs whose holder died (or hung past its lease) are ended now and once per lease period.
     await this.sweep();
     if (!this.options.once) this.every(this.options.leaseTtlMs, () => void this.sweep());
@@ -483,7 +427,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.stopping = true;
     for (const timer of this.intervals) timer.cancel();
     this.intervals = [];
-    const heartbeat = this.timers.setInterval(() => this.renewLeases(), Math.max(10, Math.floor(this.options.leaseTtlMs / 3)));
+    const heartbeat = this.timers.setInterval(() => this.leases.renewAll(), this.leases.renewEveryMs);
     try {
       const shutdown = new ShutdownError();
       const running: Promise<unknown>[] = [];
@@ -645,7 +589,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     }
     // A runner takes at most `maxQueued` waiting tasks: of a plan returning more, the rest is not
     // resolved (hashed) at all, and the instance is asked again when room frees.
-    const room = Math.max(0, this.options.maxQueued - this.pendingWork);
+    const room = Math.max(0, this.options.maxQueued - this.dispatch.queued);
     // admit() then sees room + 1 candidates exactly when the plan holds more than there is room
     // for, and marks the instance backlogged.
     const known = (signature: string) => this.passesOver(runtime, signature, reason);
@@ -685,7 +629,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       attempt.wanted = true;
       if (attempt.state === 'backoff' && attempt.restartDue) {
         attempt.restartDue = false;
-        this.enqueue(attempt);
+        this.dispatch.enqueue(attempt);
         this.schedulePump();
       }
     }
@@ -703,7 +647,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     triggers: Trigger[] = [],
     plannedAt?: number,
   ): Promise<{ runIds: string[]; note?: string; replanned?: boolean }> {
-    const room = Math.max(0, this.options.maxQueued - this.pendingWork);
+    const room = Math.max(0, this.options.maxQueued - this.dispatch.queued);
     const candidates: PlannedTask[] = [];
     const skipped: string[] = [];
     const inactive = !this.isActive(runtime);
@@ -803,7 +747,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       if (task.kind === 'continuous') runtime.continuousHeld.set(task.signature, attempt);
       created.push(run.id);
       if (grant.takenOver) void this.interruptTakenOver(grant.takenOver.runId, grant.takenOver.owner, attempt.lease);
-      this.enqueue(attempt);
+      this.dispatch.enqueue(attempt);
     });
     // Refused every lease (other runners hold them): room did not shrink, so asking again at once
     // would get the same answer in a loop. Its next follow-up or tick asks again.
@@ -830,7 +774,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     } else if (releasedSincePlan === 0) {
       runtime.replansAfterRelease = 0;
     }
-    this.pump();
+    this.dispatch.pump();
     return created.length > 0 ? { runIds: created } : none('nothing new to run');
   }
 
@@ -918,115 +862,10 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   // ---- dispatch ------------------------------------------------------------------------------
 
-  private enqueue(attempt: Attempt): void {
-    attempt.state = 'queued';
-    this.pendingWork += 1;
-    if (attempt.planned.kind !== 'continuous') attempt.instance.batchQueued += 1;
-    attempt.run.status = 'queued';
-    this.journal.putRun(attempt.run, attempt.lease);
-    if (attempt.recorded === attempt.run.id) this.joinQueue(attempt);
-    else {
-      this.unrecorded.push(attempt);
-      this.recordQueued();
-    }
-  }
-
-  private joinQueue(attempt: Attempt): void {
-    if (attempt.planned.kind === 'continuous') attempt.instance.continuousQueue.push(attempt);
-    else attempt.instance.batchQueue.push(attempt);
-  }
-
-  /**
-   * Commits the runs of newly queued attempts before they may start: a handler never runs before
-   * its run is in the store, so a runner killed at any moment leaves a record of every attempt it
-   * started (which the next holder or the sweeper ends). The runs of a whole plan go in one
-   * commit, at once rather than after the journal's group-commit interval.
-   */
-  private recordQueued(): void {
-    if (this.recording || this.unrecorded.length === 0) return;
-    this.recording = true;
-    const batch = this.unrecorded;
-    this.unrecorded = [];
-    this.journal.flush().then(
-      () => {
-        this.recording = false;
-        for (const attempt of batch) {
-          attempt.recorded = attempt.run.id;
-          if (attempt.state === 'queued' && this.held.get(attempt.planned.signature) === attempt) this.joinQueue(attempt);
-        }
-        this.recordQueued();
-        this.pump();
-        this.checkIdle();
-      },
-      () => {
-        // The journal reported the store error and keeps the writes; ask again shortly.
-        this.recording = false;
-        this.unrecorded = [...batch, ...this.unrecorded];
-        this.timers.setTimeout(() => this.recordQueued(), RECORD_RETRY_MS).unref();
-      },
-    );
-  }
-
-  /** Starts queued attempts while limits allow, taking instances in turn. */
-  private pump(): void {
-    if (this.stopping) return;
-    for (const runtime of this.rotation) {
-      const queue = runtime.continuousQueue;
-      while (queue.length > 0 && this.continuousRunning < this.options.maxContinuous) {
-        const attempt = queue.shift() as Attempt;
-        if (attempt.state === 'queued') this.startAttempt(attempt);
-      }
-    }
-    let progressed = true;
-    while (progressed && this.batchRunning < this.options.concurrency) {
-      progressed = false;
-      for (let n = 0; n < this.rotation.length && this.batchRunning < this.options.concurrency; n += 1) {
-        this.rotationIndex = (this.rotationIndex + 1) % this.rotation.length;
-        const runtime = this.rotation[this.rotationIndex] as InstanceRuntime;
-        const limit = runtime.config.concurrency;
-        while (runtime.batchQueue.length > 0 && runtime.batchRunning < limit && this.batchRunning < this.options.concurrency) {
-          const attempt = runtime.batchQueue.shift() as Attempt;
-          if (attempt.state !== 'queued') continue;
-          this.startAttempt(attempt);
-          progressed = true;
-          // Take one per instance per round, so a large backlog does not starve the others.
-          break;
-        }
-      }
-    }
-  }
-
-  /** Counts a queued attempt out of the queue; a deferred follow-up plan runs once the queue is nearly empty. */
-  private leaveQueue(attempt: Attempt): void {
-    this.pendingWork -= 1;
-    if (attempt.planned.kind === 'continuous') return;
-    const runtime = attempt.instance;
-    runtime.batchQueued -= 1;
-    if (runtime.followupDeferred && runtime.batchQueued <= this.followupRoom(runtime)) {
-      runtime.followupDeferred = false;
-      this.followUp(runtime);
-    }
-  }
-
-  /**
-   * How many of an instance's batch tasks may wait while its follow-up plans still run: one round
-   * of its slots. Beyond it a plan could only add tasks behind those already waiting, and asking a
-   * job that returns all its outstanding work (thousands of specs, each resolved and hashed) after
-   * every task would spend the runner's time planning instead of running.
-   */
-  private followupRoom(runtime: InstanceRuntime): number {
-    return Math.max(1, Math.min(this.options.concurrency, runtime.config.concurrency));
-  }
-
+  /** An attempt the dispatch queue let go (it holds a slot): its run is marked running and its handler starts. */
   private startAttempt(attempt: Attempt): void {
-    this.leaveQueue(attempt);
     attempt.state = 'running';
-    const { planned, run, instance } = attempt;
-    if (planned.kind === 'continuous') this.continuousRunning += 1;
-    else {
-      this.batchRunning += 1;
-      instance.batchRunning += 1;
-    }
+    const { run } = attempt;
     run.status = 'running';
     run.startedAt = this.now();
     this.journal.putRun(run, attempt.lease);
@@ -1087,11 +926,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
           attempt.lastCheckpoint = value;
         },
         fence: async () => {
-          if (!attempt.lost) {
-            const lease = await this.store.getLease(attempt.lease.signature);
-            // An expired lease may be taken over at any moment: a stalled holder writes nothing.
-            if (!fenceHolds(lease, attempt.lease) || (lease?.expiresAt ?? 0) <= this.now()) this.leaseLost(attempt);
-          }
+          await this.leases.check(attempt);
           if (attempt.lost) throw this.lostError(attempt, 'the write was refused');
         },
       },
@@ -1135,15 +970,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   private onHeartbeat(attempt: Attempt): void {
     attempt.watchdog?.refresh();
-    const now = this.now();
-    if (now - attempt.lastRenewal < this.options.leaseTtlMs / 10) return;
-    attempt.lastRenewal = now;
-    this.store.renewLeases([attempt.lease], this.options.leaseTtlMs, now).then(
-      ([ok]) => {
-        if (ok === false) this.leaseLost(attempt);
-      },
-      (error: unknown) => this.reportStoreError(error),
-    );
+    this.leases.heartbeat(attempt);
   }
 
   /** Aborts a running attempt for `reason`; stops it hard after the grace period. */
@@ -1172,41 +999,23 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private finish(attempt: Attempt, raw: AttemptOutcome, abandon = false): void {
     if (attempt.state !== 'running') return;
     this.clearTimers(attempt);
-    const { planned, run, instance } = attempt;
-    if (planned.kind === 'continuous') this.continuousRunning -= 1;
-    else {
-      this.batchRunning -= 1;
-      instance.batchRunning -= 1;
-    }
-    const outcome = this.checkResult(raw);
+    this.dispatch.vacate(attempt);
+    const { planned, run } = attempt;
+    const outcome = capResult(raw, this.options.maxResultBytes);
     const reason = attempt.abortReason;
     run.endedAt = this.now();
-    let status: RunStatus;
-    let retry = false;
-    if (reason instanceof LeaseLostError || attempt.lost) {
-      // A stale holder: whatever its handler returned, another holder owns the signature now.
-      status = 'interrupted';
-      run.error = toErrorInfo(reason ?? this.lostError(attempt, 'its result is not recorded'));
-    } else if (outcome.ok && planned.kind === 'continuous' && reason !== undefined) {
-      // A continuous task that returned because it was asked to stop did not finish its work.
-      status = reason instanceof CancelledError ? 'cancelled' : 'interrupted';
-      if (outcome.result !== undefined) run.result = outcome.result;
-      run.error = toErrorInfo(reason);
-    } else if (outcome.ok) {
-      status = 'succeeded';
-      if (outcome.result !== undefined) run.result = outcome.result;
-    } else {
-      // When the runner aborted the attempt, its reason is the error, with the handler's stack.
-      run.error = reason ? { ...toErrorInfo(reason), ...(outcome.error.stack ? { stack: outcome.error.stack } : {}) } : outcome.error;
-      const retryable = reason ? isRetryable(reason) : outcome.retryable;
-      if (reason instanceof ShutdownError) status = 'interrupted';
-      else if (reason instanceof CancelledError) status = 'cancelled';
-      else if (outcome.skip && !reason) status = 'skipped';
-      else {
-        status = 'failed';
-        retry = planned.kind === 'batch' && retryable && run.attempt < run.maxAttempts && !abandon && !this.stopping;
-      }
-    }
+    const ending = endingOf(outcome, {
+      kind: planned.kind,
+      abortReason: reason,
+      lost: attempt.lost,
+      attempt: run.attempt,
+      maxAttempts: run.maxAttempts,
+      noRetry: abandon || this.stopping,
+      lostError: () => this.lostError(attempt, 'its result is not recorded'),
+    });
+    const { status, retry } = ending;
+    if (ending.result !== undefined) run.result = ending.result;
+    if (ending.error !== undefined) run.error = ending.error;
     if (abandon) {
       attempt.state = 'abandoned';
       run.status = status;
@@ -1231,25 +1040,14 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.schedulePump();
   }
 
-  private checkResult(outcome: AttemptOutcome): AttemptOutcome {
-    if (!outcome.ok || outcome.result === undefined) return outcome;
-    const bytes = Buffer.byteLength(JSON.stringify(outcome.result));
-    if (bytes <= this.options.maxResultBytes) return outcome;
-    return failure(
-      new ResultTooLargeError(
-        `the result is ${bytes} bytes, over the ${this.options.maxResultBytes}-byte cap; write large outputs to the object store (tctx.objects.put) and return their key`,
-      ),
-    );
-  }
-
   private retryLater(attempt: Attempt, nextRunId: string): void {
     const { planned, run } = attempt;
     const delay = backoffDelay(planned.retry, run.attempt, this.random);
     this.counters.retried += 1;
     this.appendLog(attempt, 'warn', `attempt ${run.attempt} of ${run.maxAttempts} failed: ${run.error?.message ?? ''}; retrying in ${delay} ms as run ${nextRunId}`);
     this.backOff(attempt, 'retry', delay, () => {
-      this.enqueue(attempt);
-      this.pump();
+      this.dispatch.enqueue(attempt);
+      this.dispatch.pump();
     }, nextRunId);
     // The next attempt is visible at once, as `retrying` until its backoff is over.
     attempt.run.status = 'retrying';
@@ -1271,8 +1069,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
       if (!this.isActive(instance)) {
         this.cancel(attempt, `instance "${instance.config.id}" is no longer active`);
       } else if (attempt.wanted) {
-        this.enqueue(attempt);
-        this.pump();
+        this.dispatch.enqueue(attempt);
+        this.dispatch.pump();
       } else {
         // The job has not answered yet (its plan is slow or failed): the next plan that returns
         // the task restarts it, one that does not cancels it.
@@ -1335,7 +1133,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   /** Ends a queued or backing-off attempt that never started. */
   private endWithoutRunning(attempt: Attempt, status: RunStatus, error: ErrorInfo): void {
-    if (attempt.state === 'queued') this.leaveQueue(attempt);
+    if (attempt.state === 'queued') this.dispatch.leave(attempt);
     if (attempt.state === 'backoff' && attempt.timers.length > 0) this.counters.backoff -= 1;
     this.clearTimers(attempt);
     attempt.state = 'abandoned';
@@ -1387,7 +1185,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
    */
   private followUp(runtime: InstanceRuntime): void {
     if (runtime.followupPending || this.stopping || !this.instances.has(runtime.config.id)) return;
-    if (runtime.batchQueued > this.followupRoom(runtime)) {
+    if (runtime.batchQueued > this.dispatch.followupRoom(runtime)) {
       runtime.followupDeferred = true;
       return;
     }
@@ -1414,7 +1212,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     else if (attempt.state === 'abandoned') this.forget(attempt, false);
     else {
       // Queued or backing off: its record is ended by whoever holds the lease now, or the sweeper.
-      if (attempt.state === 'queued') this.leaveQueue(attempt);
+      if (attempt.state === 'queued') this.dispatch.leave(attempt);
       if (attempt.state === 'backoff' && attempt.timers.length > 0) this.counters.backoff -= 1;
       this.clearTimers(attempt);
       attempt.state = 'abandoned';
@@ -1443,47 +1241,14 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   /** Ends runs (of any runner on this store) whose lease expired without a final record. */
   private async sweep(): Promise<void> {
-    try {
-      const now = this.now();
-      const swept = await this.store.sweep(now);
-      for (const { run } of swept) {
-        this.log.warn(`run ${run.id} of ${run.instanceId}/${run.task} was left unfinished by runner ${run.runner}, whose lease expired; recorded interrupted`);
-        this.emit('run', run);
-      }
-    } catch (error) {
-      this.reportStoreError(error);
+    for (const { run } of await this.leases.sweep()) {
+      this.log.warn(`run ${run.id} of ${run.instanceId}/${run.task} was left unfinished by runner ${run.runner}, whose lease expired; recorded interrupted`);
+      this.emit('run', run);
     }
   }
 
+
   // ---- leases, logs, housekeeping ------------------------------------------------------------
-
-  private renewing = false;
-
-  private renewLeases(): void {
-    if (this.renewing || this.held.size === 0) return;
-    this.renewing = true;
-    const attempts = [...this.held.values()];
-    const now = this.now();
-    this.store
-      .renewLeases(
-        attempts.map((a) => a.lease),
-        this.options.leaseTtlMs,
-        now,
-      )
-      .then(
-        (results) => {
-          results.forEach((ok, i) => {
-            const attempt = attempts[i] as Attempt;
-            if (ok) attempt.lastRenewal = now;
-            else this.leaseLost(attempt);
-          });
-        },
-        (error: unknown) => this.reportStoreError(error),
-      )
-      .finally(() => {
-        this.renewing = false;
-      });
-  }
 
   private appendLog(attempt: Attempt, level: LogLevel, message: string): void {
     const max = this.options.maxLogLinesPerRun;
@@ -1533,7 +1298,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.pumpScheduled = true;
     queueMicrotask(() => {
       this.pumpScheduled = false;
-      this.pump();
+      this.dispatch.pump();
       this.checkIdle();
     });
   }
@@ -1555,7 +1320,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private isSettled(ignoreRunning: boolean): boolean {
     if (this.takingTriggers) return false;
     for (const attempt of this.held.values()) {
-      if (attempt.state === 'queued' && this.hasSlotFor(attempt)) return false;
+      if (attempt.state === 'queued' && this.dispatch.hasSlotFor(attempt)) return false;
       const handlerRuns = (attempt.state === 'running' && attempt.planned.kind === 'batch') || attempt.state === 'abandoned';
       if (handlerRuns && !ignoreRunning) return false;
     }
@@ -1564,12 +1329,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
       if (this.options.once && runtime.nextDueAt !== Number.POSITIVE_INFINITY && this.isActive(runtime)) return false;
     }
     return true;
-  }
-
-  /** Whether the limits let a queued attempt start now (else it waits for a running one to end). */
-  private hasSlotFor(attempt: Attempt): boolean {
-    if (attempt.planned.kind === 'continuous') return this.continuousRunning < this.options.maxContinuous;
-    return this.batchRunning < this.options.concurrency && attempt.instance.batchRunning < attempt.instance.config.concurrency;
   }
 
   /** Called after every change of state: asks backlogged instances again, then wakes idle waiters. */
@@ -1590,7 +1349,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   /** Instances that returned more than there was room for are asked again once half of it frees. */
   private replanBacklogged(): void {
-    if (this.pendingWork >= this.options.maxQueued / 2) return;
+    if (this.dispatch.queued >= this.options.maxQueued / 2) return;
     for (const runtime of this.instances.values()) {
       if (runtime.backlogged && !runtime.planning) {
         runtime.backlogged = false;
@@ -1614,10 +1373,6 @@ function sameInstanceConfig(a: InstanceConfig, b: InstanceConfig): boolean {
   const { concurrency: ca, ...restA } = a;
   const { concurrency: cb, ...restB } = b;
   return ca === cb && canonicalJson(restA, 'config') === canonicalJson(restB, 'config');
-}
-
-function refOf(lease: { signature: string; owner: string | null; token: number }): LeaseRef {
-  return { signature: lease.signature, owner: lease.owner ?? '', token: lease.token };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string, timers: Timers): Promise<T> {

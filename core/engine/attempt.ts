@@ -1,0 +1,148 @@
+/**
+ * What the runner holds for each leased signature (an attempt) and for each instance, and how an
+ * attempt's outcome becomes its run's final status. The pieces of the runner (plan loop,
+ * dispatch queue, lease keeper, attempt lifecycle) share these records; the rules that turn an
+ * outcome into a status are pure and tested alone.
+ */
+import { CancelledError, LeaseLostError, ResultTooLargeError, ShutdownError, isRetryable, toErrorInfo } from '../errors.js';
+import type { Schedule } from '../schedule.js';
+import type { TimerHandle } from '../ports/timers.js';
+import type { InstanceStatus, LeaseRef, Trigger } from '../ports/store.js';
+import type { ErrorInfo, InstanceConfig, JobType, Json, PlanContext, RunRecord, RunStatus } from '../types.js';
+import type { Deque } from './deque.js';
+import { failure, type AttemptHandle, type AttemptOutcome } from './executor.js';
+import type { PlannedTask } from './planner.js';
+
+/**
+ * `queued`: waiting for a slot (or for its run to be committed); `running`: its handler runs;
+ * `backoff`: waiting to retry or restart; `abandoned`: ended, or no longer this runner's.
+ */
+export type AttemptState = 'queued' | 'running' | 'backoff' | 'abandoned';
+
+/** One leased signature: the task, its current run and lease, and what the runner tracks of it. */
+export interface Attempt {
+  planned: PlannedTask;
+  instance: InstanceRuntime;
+  run: RunRecord;
+  lease: LeaseRef;
+  state: AttemptState;
+  handle?: AttemptHandle;
+  abortReason?: Error;
+  timers: TimerHandle[];
+  watchdog?: TimerHandle;
+  logLines: number;
+  lastRenewal: number;
+  /** Continuous tasks: the job returned it again since it last ended. */
+  wanted: boolean;
+  /** The signature's last checkpoint: read with the lease, then kept as this runner writes it. */
+  lastCheckpoint: Json | undefined;
+  /** Continuous tasks: restarts in a row without a healthy run. */
+  restarts: number;
+  /** Continuous tasks: the restart backoff is over; waiting for the job to return the task. */
+  restartDue: boolean;
+  /** The lease moved on (a renewal, a write or a fence check was refused): nothing more is written. */
+  lost: boolean;
+  trigger?: Trigger;
+  /** The id of its run once that run is in the store (a retry is a new run, recorded anew). */
+  recorded?: string;
+}
+
+/** One configured instance as the runner runs it. */
+export interface InstanceRuntime {
+  config: InstanceConfig;
+  job: JobType;
+  schedule: Schedule;
+  nextDueAt: number;
+  status: InstanceStatus | undefined;
+  planning: boolean;
+  replan: PlanContext<unknown>['reason'] | undefined;
+  followupPending: boolean;
+  /** Tasks it could not admit for lack of room; it is asked again when room frees. */
+  backlogged: boolean;
+  batchQueue: Deque<Attempt>;
+  continuousQueue: Deque<Attempt>;
+  batchRunning: number;
+  /** Its held continuous attempts by signature: what a plan reconciles, without walking every held task. */
+  continuousHeld: Map<string, Attempt>;
+  /** Batch attempts of this instance waiting for a slot (state `queued`). */
+  batchQueued: number;
+  /**
+   * A task ended while this instance had more batch tasks waiting than one round of slots: its
+   * follow-up plan waits until they are nearly gone (see the runner's `followUp`).
+   */
+  followupDeferred: boolean;
+  /** Signatures that ended since the last scheduled plan; follow-up plans do not restart them. */
+  finishedSinceTick: Set<string>;
+  /** Triggers waiting for this instance's next manual plan, which reports to each of them. */
+  pendingTriggers: Trigger[];
+  /** Plans asked again in a row because a lease was released while they read the history. */
+  replansAfterRelease: number;
+  /** Such a plan waits for the clock to move past the release (`followupPending` is set too). */
+  replanDelayed: boolean;
+}
+
+/** How an attempt that ran ended, as its run records it. */
+export interface Ending {
+  status: RunStatus;
+  result?: Json;
+  error?: ErrorInfo;
+  /** A failed batch attempt with attempts left: the task is tried again after a backoff. */
+  retry: boolean;
+}
+
+export interface EndingContext {
+  kind: 'batch' | 'continuous';
+  /** Why the runner stopped the attempt, if it did (timeout, cancel, shutdown, lost lease). */
+  abortReason: Error | undefined;
+  /** The attempt's lease moved on while it ran. */
+  lost: boolean;
+  attempt: number;
+  maxAttempts: number;
+  /** Retries are off: the runner is stopping, or the attempt was abandoned. */
+  noRetry: boolean;
+  /** The error recorded when the lease was lost without an abort reason. */
+  lostError: () => Error;
+}
+
+/**
+ * The final status of an attempt whose handler ran: a stale holder's result does not count, a
+ * continuous task that returned because it was asked to stop did not finish, the runner's reason
+ * for stopping an attempt is its error (with the handler's stack), and a retryable failure with
+ * attempts left is retried.
+ */
+export function endingOf(outcome: AttemptOutcome, context: EndingContext): Ending {
+  const reason = context.abortReason;
+  if (reason instanceof LeaseLostError || context.lost) {
+    return { status: 'interrupted', error: toErrorInfo(reason ?? context.lostError()), retry: false };
+  }
+  if (outcome.ok) {
+    const result = outcome.result !== undefined ? { result: outcome.result } : {};
+    if (context.kind === 'continuous' && reason !== undefined) {
+      return { status: reason instanceof CancelledError ? 'cancelled' : 'interrupted', ...result, error: toErrorInfo(reason), retry: false };
+    }
+    return { status: 'succeeded', ...result, retry: false };
+  }
+  const error = reason ? { ...toErrorInfo(reason), ...(outcome.error.stack ? { stack: outcome.error.stack } : {}) } : outcome.error;
+  if (reason instanceof ShutdownError) return { status: 'interrupted', error, retry: false };
+  if (reason instanceof CancelledError) return { status: 'cancelled', error, retry: false };
+  if (outcome.skip && !reason) return { status: 'skipped', error, retry: false };
+  const retryable = reason ? isRetryable(reason) : outcome.retryable;
+  const retry = context.kind === 'batch' && retryable && context.attempt < context.maxAttempts && !context.noRetry;
+  return { status: 'failed', error, retry };
+}
+
+/** A successful outcome whose result is over the cap becomes a `ResultTooLargeError` failure. */
+export function capResult(outcome: AttemptOutcome, maxResultBytes: number): AttemptOutcome {
+  if (!outcome.ok || outcome.result === undefined) return outcome;
+  const bytes = Buffer.byteLength(JSON.stringify(outcome.result));
+  if (bytes <= maxResultBytes) return outcome;
+  return failure(
+    new ResultTooLargeError(
+      `the result is ${bytes} bytes, over the ${maxResultBytes}-byte cap; write large outputs to the object store (tctx.objects.put) and return their key`,
+    ),
+  );
+}
+
+export function refOf(lease: { signature: string; owner: string | null; token: number }): LeaseRef {
+  return { signature: lease.signature, owner: lease.owner ?? '', token: lease.token };
+}
