@@ -10,7 +10,7 @@ import { z } from 'zod';
 import type { RunRecord } from '../../core/types.js';
 import type { Execution } from '../fixtures/cli/jobs.js';
 import { Sandbox } from '../fixtures/cli/sandbox.js';
-import { until } from '../helpers/runner.js';
+import { pollFor, until } from '../helpers/runner.js';
 
 /** A process start (tsx compiles on the fly) takes a second or more on a busy machine. */
 const START_MS = 20_000;
@@ -124,7 +124,16 @@ describe('a runner killed with SIGKILL', () => {
     expect(second?.signature).toBe(first?.signature);
     expect(second?.token).toBeGreaterThan(first?.token ?? Number.POSITIVE_INFINITY);
     expect(second?.start).toBeGreaterThanOrEqual(orphaned?.expiresAt ?? Number.POSITIVE_INFINITY);
-    const takenOver = await sandbox.store().getRun(second?.runId ?? '');
+    // The run was stored (queued) before the handler started; its `running` follows within a commit interval.
+    const takenOver = await pollFor(
+      async () => {
+        const run = await sandbox.store().getRun(second?.runId ?? '');
+        return run?.status === 'running' ? run : undefined;
+      },
+      5_000,
+      "B's run to be recorded running",
+      100,
+    );
     expect(takenOver).toMatchObject({ status: 'running', fencingToken: second?.token });
     // B either found A's lease expired when it planned (a takeover) or its sweeper had already
     // ended A's run and released the lease (then B's plan is an ordinary one).
