@@ -322,6 +322,15 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         expect(await store.listRuns({})).toHaveLength(1);
       });
 
+      it('replaces every field of a live run committed again, not only those that usually move on', async () => {
+        await seed(store, { runs: [makeRun('r1', { status: 'queued', input: { n: 1 }, origin: 'schedule' })] });
+        const rewritten = makeRun('r1', { status: 'running', startedAt: T0 + 1, input: { n: 2 }, origin: 'manual', triggerId: 't1' });
+
+        await seed(store, { runs: [rewritten] });
+
+        expect(await store.getRun('r1')).toStrictEqual(rewritten);
+      });
+
       it('keeps the last version when one batch carries a run twice', async () => {
         const running = makeRun('r1', { status: 'running', startedAt: T0 + 1 });
         const done = makeRun('r1', { status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 2 });

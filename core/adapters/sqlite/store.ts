@@ -278,6 +278,32 @@ type RunParams = [
   triggerId: string | null,
 ];
 
+/** What moves on in a stored run, then the columns that identify it (see `putRun`). */
+type RunProgressParams = [
+  status: string,
+  startedAt: number | null,
+  endedAt: number | null,
+  result: string | null,
+  error: string | null,
+  progress: string | null,
+  nextRunId: string | null,
+  id: string,
+  instanceId: string,
+  jobType: string,
+  task: string,
+  signature: string,
+  kind: string,
+  attempt: number,
+  maxAttempts: number,
+  origin: string,
+  runner: string,
+  fencingToken: number,
+  queuedAt: number,
+  input: string,
+  previousRunId: string | null,
+  triggerId: string | null,
+];
+
 /** A live run and its lease's columns (all null when the signature has no lease row). */
 interface LiveRunRow extends RunRow {
   lease_signature: string | null;
@@ -357,6 +383,7 @@ export class SqliteStore implements Store {
   private readonly selectTriggerResult: Stmt<[string], TriggerResultRow>;
   private readonly selectActiveLeases: Stmt<[number], LeaseRow>;
   private readonly upsertRun: Stmt<RunParams>;
+  private readonly updateRunProgress: Stmt<RunProgressParams>;
   private readonly selectRun: Stmt<[string], RunRow>;
   private readonly insertLog: Stmt<[string, number, number, string, string]>;
   private readonly selectLogs: Stmt<[string, number], LogRow>;
@@ -438,6 +465,11 @@ export class SqliteStore implements Store {
         result = excluded.result, error = excluded.error, progress = excluded.progress,
         previous_run_id = excluded.previous_run_id, next_run_id = excluded.next_run_id, trigger_id = excluded.trigger_id
       WHERE runs.status NOT IN (${TERMINAL_LIST})`);
+    this.updateRunProgress = db.prepare(`
+      UPDATE runs SET status = ?, started_at = ?, ended_at = ?, result = ?, error = ?, progress = ?, next_run_id = ?
+      WHERE id = ? AND instance_id = ? AND job_type = ? AND task = ? AND signature = ? AND kind = ? AND attempt = ?
+        AND max_attempts = ? AND origin = ? AND runner = ? AND fencing_token = ? AND queued_at = ? AND input = ?
+        AND previous_run_id IS ? AND trigger_id IS ? AND status NOT IN (${TERMINAL_LIST})`);
     this.selectRun = db.prepare('SELECT * FROM runs WHERE id = ?');
     this.insertLog = db.prepare(
       'INSERT OR REPLACE INTO logs (run_id, seq, at, level, message) VALUES (?, ?, ?, ?, ?)',
@@ -763,6 +795,36 @@ export class SqliteStore implements Store {
 
   /** Inserts or replaces a run, unless the stored one is final already (the upsert's condition). */
   private putRun(run: RunRecord): void {
+    // Most writes move a stored run on (running, then how it ended): an UPDATE of only the columns
+    // that change touches only the indexes over them; the upsert below names every column, so
+    // SQLite rewrites the run's entry in every index of the table. A run that is not stored yet,
+    // is final already, or differs in what never changes falls through to the upsert.
+    const input = JSON.stringify(run.input);
+    const moved = this.updateRunProgress.run(
+      run.status,
+      run.startedAt ?? null,
+      run.endedAt ?? null,
+      run.result === undefined ? null : JSON.stringify(run.result),
+      run.error === undefined ? null : JSON.stringify(run.error),
+      run.progress === undefined ? null : JSON.stringify(run.progress),
+      run.nextRunId ?? null,
+      run.id,
+      run.instanceId,
+      run.jobType,
+      run.task,
+      run.signature,
+      run.kind,
+      run.attempt,
+      run.maxAttempts,
+      run.origin,
+      run.runner,
+      run.fencingToken,
+      run.queuedAt,
+      input,
+      run.previousRunId ?? null,
+      run.triggerId ?? null,
+    );
+    if (moved.changes === 1) return;
     this.upsertRun.run(
       run.id,
       run.instanceId,
@@ -779,7 +841,7 @@ export class SqliteStore implements Store {
       run.queuedAt,
       run.startedAt ?? null,
       run.endedAt ?? null,
-      JSON.stringify(run.input),
+      input,
       run.result === undefined ? null : JSON.stringify(run.result),
       run.error === undefined ? null : JSON.stringify(run.error),
       run.progress === undefined ? null : JSON.stringify(run.progress),
