@@ -1,7 +1,8 @@
 /** `runTask()`: runs one task's handler with the task context the runner builds, in this process. */
+import { capResult } from '../engine/attempt.js';
 import { InlineExecutor, failure, type AttemptOutcome } from '../engine/executor.js';
 import { resolveSpecs } from '../engine/planner.js';
-import { isRetryable, ResultTooLargeError, TaskTimeoutError, toErrorInfo } from '../errors.js';
+import { isRetryable, TaskTimeoutError, toErrorInfo } from '../errors.js';
 import { MAX_RESULT_BYTES } from '../limits.js';
 import type { ErrorInfo, JobType, Json, ObjectStore, TaskKind } from '../types.js';
 import { epochOf } from './clock.js';
@@ -193,7 +194,7 @@ export async function runTask(job: JobType, taskName: string, input?: Json, opti
   try {
     const ended = await Promise.race([handle.done, gaveUp]);
     // A handler that ignores its abort signal is recorded failed, as the runner records it after its grace period.
-    outcome = ended === 'gave up' ? failure(abortReason) : checkResult(ended);
+    outcome = ended === 'gave up' ? failure(abortReason) : capResult(ended, MAX_RESULT_BYTES);
   } finally {
     for (const timer of timers) clearTimeout(timer);
     options.signal?.removeEventListener('abort', onCallerAbort);
@@ -221,18 +222,6 @@ function classify(run: TaskRun, outcome: AttemptOutcome, reason: Error | undefin
     run.retryable = reason ? isRetryable(reason) : outcome.retryable;
   }
   return run;
-}
-
-/** A result over the runner's cap fails the attempt, as in every runtime. */
-function checkResult(outcome: AttemptOutcome): AttemptOutcome {
-  if (!outcome.ok || outcome.result === undefined) return outcome;
-  const bytes = Buffer.byteLength(JSON.stringify(outcome.result));
-  if (bytes <= MAX_RESULT_BYTES) return outcome;
-  return failure(
-    new ResultTooLargeError(
-      `the result is ${bytes} bytes, over the ${MAX_RESULT_BYTES}-byte cap; write large outputs to the object store (tctx.objects.put) and return their key`,
-    ),
-  );
 }
 
 function asError(reason: unknown): Error {
