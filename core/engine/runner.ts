@@ -1,8 +1,10 @@
 /**
- * The runner: asks due instances for tasks, takes each signature's lease, dispatches attempts
- * within the concurrency limits, renews leases by heartbeat, retries with backoff, supervises
- * continuous tasks, and records every attempt. It only talks to ports (store, object store,
- * executors), so the same engine runs on SQLite, in memory, or on DynamoDB.
+ * The runner: asks due instances for tasks (the plan loop), takes each signature's lease, and
+ * carries every attempt through its life: start, finish, retry with backoff, restart of continuous
+ * tasks, revert, cancel, with a record of each. The dispatch queue (dispatch.ts) decides when a
+ * queued attempt may start, the lease keeper (lease-keeper.ts) keeps the leases alive, and
+ * attempt.ts holds the rules from outcome to final status. It only talks to ports (store, object
+ * store, executors), so the same engine runs on SQLite, in memory, or on DynamoDB.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
