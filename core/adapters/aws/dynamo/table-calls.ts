@@ -131,24 +131,24 @@ export class TableCalls {
   }
 
   /** Every item a Query finds, a page at a time. */
-  async *queryItems(role: TableRole, operation: string, input: QueryCommandInput): AsyncGenerator<Item> {
-    let startKey: Record<string, NativeAttributeValue> | undefined;
-    do {
-      const page = await this.call(role, operation, () =>
-        this.doc.send(new QueryCommand({ ...input, ...(startKey ? { ExclusiveStartKey: startKey } : {}) })),
-      );
-      yield* page.Items ?? [];
-      startKey = page.LastEvaluatedKey;
-    } while (startKey);
+  queryItems(role: TableRole, operation: string, input: QueryCommandInput): AsyncGenerator<Item> {
+    return this.pages(role, operation, (startKey) => this.doc.send(new QueryCommand({ ...input, ...startKey })));
   }
 
   /** Every item a Scan finds, a page at a time. */
-  async *scanItems(role: TableRole, operation: string, input: ScanCommandInput): AsyncGenerator<Item> {
+  scanItems(role: TableRole, operation: string, input: ScanCommandInput): AsyncGenerator<Item> {
+    return this.pages(role, operation, (startKey) => this.doc.send(new ScanCommand({ ...input, ...startKey })));
+  }
+
+  /** Sends a paged request until DynamoDB says there is no more, yielding each page's items. */
+  private async *pages(
+    role: TableRole,
+    operation: string,
+    send: (startKey: { ExclusiveStartKey?: Record<string, NativeAttributeValue> }) => Promise<{ Items?: Item[]; LastEvaluatedKey?: Record<string, NativeAttributeValue> }>,
+  ): AsyncGenerator<Item> {
     let startKey: Record<string, NativeAttributeValue> | undefined;
     do {
-      const page = await this.call(role, operation, () =>
-        this.doc.send(new ScanCommand({ ...input, ...(startKey ? { ExclusiveStartKey: startKey } : {}) })),
-      );
+      const page = await this.call(role, operation, () => send(startKey ? { ExclusiveStartKey: startKey } : {}));
       yield* page.Items ?? [];
       startKey = page.LastEvaluatedKey;
     } while (startKey);
