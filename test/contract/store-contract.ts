@@ -880,6 +880,29 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         expect((await store.lastRun({}))?.id).toBe('c');
       });
 
+      it("follows a signature's runs as each moves on: newest by end time, else queue time, then id", async () => {
+        const signature = 'collector-a/fetch/x';
+        const newest = async () => (await store.lastRun({ signature }))?.id;
+        const newestSuccess = async () => (await store.lastRun({ signature, status: 'succeeded' }))?.id;
+        await seed(store, { runs: [makeRun('first', { queuedAt: T0 })] });
+        await seed(store, { runs: [makeRun('second', { queuedAt: T0 + 50 })] });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['second', undefined]);
+
+        // The older run ends after the newer one was queued (a stale run the sweeper ends, say).
+        await seed(store, { runs: [makeRun('first', { queuedAt: T0, status: 'succeeded', endedAt: T0 + 100 })] });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['first', 'first']);
+
+        // Ended at the same time: the greater id.
+        await seed(store, { runs: [makeRun('second', { queuedAt: T0 + 50, status: 'succeeded', endedAt: T0 + 100 })] });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['second', 'second']);
+
+        await seed(store, { runs: [makeRun('third', { queuedAt: T0 + 200, status: 'failed', endedAt: T0 + 210 })] });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['third', 'second']);
+        expect((await store.lastRun({ signature, status: 'failed' }))?.id).toBe('third');
+        expect(ids(await store.listRuns({ signature }))).toStrictEqual(['third', 'second', 'first']);
+        expect(ids(await store.listRuns({ signature, status: 'succeeded', limit: 1 }))).toStrictEqual(['second']);
+      });
+
       it('applies the instance, task, signature and status filters', async () => {
         await seed(store, {
           runs: [

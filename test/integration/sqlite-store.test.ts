@@ -126,7 +126,7 @@ describe('SqliteStore on a file', () => {
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(4);
+      expect(raw.pragma('user_version', { simple: true })).toBe(5);
     } finally {
       raw.close();
     }
@@ -264,19 +264,43 @@ describe('SqliteStore on a file', () => {
     expect(() => SqliteStore.open(path)).toThrow(new RegExp(`${escapeRegExp(path)}.*not a ujr database`));
   });
 
-  it('upgrades a version 3 file in place: its runs stay, found by status and by signature through the new indexes', async () => {
+  /** Takes a current file back to what an older ujr wrote: version 4, or 3. */
+  function downgrade(to: 3 | 4): void {
+    const raw = new Database(path);
+    raw.exec(`
+      ALTER TABLE leases DROP COLUMN last_run_id;
+      ALTER TABLE leases DROP COLUMN last_run_at;
+      ALTER TABLE leases DROP COLUMN last_success_id;
+      ALTER TABLE leases DROP COLUMN last_success_at;
+      ALTER TABLE runs DROP COLUMN prior_run_id;
+      CREATE INDEX runs_signature_recency ON runs (signature, COALESCE(ended_at, queued_at), id);
+    `);
+    if (to === 3) {
+      raw.exec(`
+        DROP INDEX runs_live;
+        CREATE INDEX runs_signature ON runs (signature, queued_at, id);
+        CREATE INDEX runs_status ON runs (status, queued_at, id);
+      `);
+    }
+    raw.pragma(`user_version = ${to}`);
+    raw.close();
+  }
+
+  function runIndexes(): { version: unknown; indexes: string[] } {
+    const check = new Database(path, { readonly: true });
+    try {
+      const rows = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'").all() as { name: string }[];
+      return { version: check.pragma('user_version', { simple: true }), indexes: rows.map((row) => row.name) };
+    } finally {
+      check.close();
+    }
+  }
+
+  it('upgrades a version 3 file in place: its runs stay, found by status and by signature', async () => {
     const store = openStore();
     await seed(store, { runs: [makeRun('done-1'), makeRun('live-1', { status: 'running', endedAt: undefined })] });
     await store.close();
-    // Back to version 3's indexes, as a file written by the previous ujr has them.
-    const raw = new Database(path);
-    raw.exec(`
-      DROP INDEX runs_live;
-      CREATE INDEX runs_signature ON runs (signature, queued_at, id);
-      CREATE INDEX runs_status ON runs (status, queued_at, id);
-    `);
-    raw.pragma('user_version = 3');
-    raw.close();
+    downgrade(3);
 
     const upgraded = openStore();
     try {
@@ -286,14 +310,46 @@ describe('SqliteStore on a file', () => {
     } finally {
       await upgraded.close();
     }
-    const check = new Database(path, { readonly: true });
-    const indexes = (check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'").all() as { name: string }[]).map((row) => row.name);
-    const version = check.pragma('user_version', { simple: true });
-    check.close();
-    expect(version).toBe(4);
+    const { version, indexes } = runIndexes();
+    expect(version).toBe(5);
     expect(indexes).toContain('runs_live');
     expect(indexes).not.toContain('runs_signature');
     expect(indexes).not.toContain('runs_status');
+    expect(indexes).not.toContain('runs_signature_recency');
+  });
+
+  it('upgrades a version 4 file in place: every run of a signature is found, newest and newest success first, and pruning keeps that success', async () => {
+    const store = openStore();
+    const signature = 'collector-a/fetch/one';
+    const history = [
+      makeRun('a-failed', { signature, status: 'failed', queuedAt: T0, endedAt: T0 + 10 }),
+      makeRun('b-succeeded', { signature, queuedAt: T0 + 20, endedAt: T0 + 30 }),
+      makeRun('c-failed', { signature, status: 'failed', queuedAt: T0 + 40, endedAt: T0 + 50 }),
+    ];
+    await seed(store, { runs: [...history, makeRun('other')] });
+    await store.close();
+    downgrade(4);
+
+    const upgraded = openStore();
+    try {
+      expect((await upgraded.lastRun({ signature }))?.id).toBe('c-failed');
+      expect((await upgraded.lastRun({ signature, status: 'succeeded' }))?.id).toBe('b-succeeded');
+      expect((await upgraded.lastRun({ signature, status: 'failed' }))?.id).toBe('c-failed');
+      expect(ids(await upgraded.listRuns({ signature }))).toStrictEqual(['c-failed', 'b-succeeded', 'a-failed']);
+      // A newer run after the upgrade joins the signature's chain.
+      await seed(upgraded, { runs: [makeRun('d-succeeded', { signature, queuedAt: T0 + 60, endedAt: T0 + 70 })] }, T0 + 60);
+      expect(ids(await upgraded.listRuns({ signature }))).toStrictEqual(['d-succeeded', 'c-failed', 'b-succeeded', 'a-failed']);
+
+      expect(await upgraded.pruneRuns(T0 + 1_000)).toBe(3);
+      expect(ids(await upgraded.listRuns({ signature }))).toStrictEqual(['d-succeeded']);
+      expect((await upgraded.lastRun({ signature }))?.id).toBe('d-succeeded');
+      expect((await upgraded.lastRun({ signature, status: 'succeeded' }))?.id).toBe('d-succeeded');
+    } finally {
+      await upgraded.close();
+    }
+    const { version, indexes } = runIndexes();
+    expect(version).toBe(5);
+    expect(indexes).not.toContain('runs_signature_recency');
   });
 
   it('commits with synchronous NORMAL by default and FULL with durability full', async () => {

@@ -46,7 +46,7 @@ import {
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 /** Migrations by the version they lead to; each runs once, in its own transaction. */
 const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
@@ -172,6 +172,33 @@ const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
     CREATE INDEX IF NOT EXISTS runs_live ON runs (queued_at, id) WHERE status IN ('queued', 'running', 'retrying');
     `,
   ],
+  [
+    5,
+    `
+    -- No index keyed by signature on runs (issue 12): a signature is a hash, so such an index took
+    -- two writes per task on pages of their own (at queue time, and again when the run ended and
+    -- its recency moved), most of the bytes written per task. The lease row of a signature, which
+    -- every run of it is written under, now points at its newest run and its newest success (by
+    -- recency: end time, else queue time, then id), the two questions plans ask; each run points
+    -- at the run of its signature before it, so that every run of a signature is found by walking
+    -- from those two pointers (runQuerySql).
+    ALTER TABLE leases ADD COLUMN last_run_id TEXT;
+    ALTER TABLE leases ADD COLUMN last_run_at INTEGER;
+    ALTER TABLE leases ADD COLUMN last_success_id TEXT;
+    ALTER TABLE leases ADD COLUMN last_success_at INTEGER;
+    ALTER TABLE runs ADD COLUMN prior_run_id TEXT;
+    UPDATE leases SET (last_run_id, last_run_at) = (
+      SELECT id, COALESCE(ended_at, queued_at) FROM runs WHERE runs.signature = leases.signature
+      ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1);
+    UPDATE leases SET (last_success_id, last_success_at) = (
+      SELECT id, ended_at FROM runs WHERE runs.signature = leases.signature AND status = 'succeeded'
+      ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1);
+    UPDATE runs SET prior_run_id = chain.prior FROM (
+      SELECT id, LAG(id) OVER (PARTITION BY signature ORDER BY COALESCE(ended_at, queued_at), id) AS prior FROM runs
+    ) AS chain WHERE runs.id = chain.id AND chain.prior IS NOT NULL;
+    DROP INDEX IF EXISTS runs_signature_recency;
+    `,
+  ],
 ];
 
 const TERMINAL_LIST = [...TERMINAL_STATUSES].map((s) => `'${s}'`).join(', ');
@@ -193,18 +220,14 @@ const PRUNE_CHUNK = 500;
  * success of its signature exists, newer in the order of `lastRun`: recency, then id.
  */
 const SELECT_PRUNABLE = `
-  SELECT id FROM runs AS r
+  SELECT id, signature FROM runs AS r
   WHERE r.ended_at IS NOT NULL AND r.ended_at < ?
     AND +r.status IN (${TERMINAL_LIST})
     AND (
       r.status <> 'succeeded'
       OR EXISTS (
-        SELECT 1 FROM runs AS n
-        WHERE n.signature = r.signature AND +n.status = 'succeeded'
-          AND (
-            COALESCE(n.ended_at, n.queued_at) > COALESCE(r.ended_at, r.queued_at)
-            OR (COALESCE(n.ended_at, n.queued_at) = COALESCE(r.ended_at, r.queued_at) AND n.id > r.id)
-          )
+        SELECT 1 FROM leases AS l
+        WHERE l.signature = r.signature AND l.last_success_id IS NOT NULL AND l.last_success_id <> r.id
       )
     )
   LIMIT ?`;
@@ -276,7 +299,16 @@ type RunParams = [
   previousRunId: string | null,
   nextRunId: string | null,
   triggerId: string | null,
+  /** The signature's newest run before this one (only written when the run is inserted). */
+  priorRunId: string | null,
 ];
+
+interface RunPointerParams {
+  id: string;
+  /** The run's recency: end time, else queue time. */
+  at: number;
+  signature: string;
+}
 
 /** What moves on in a stored run, then the columns that identify it (see `putRun`). */
 type RunProgressParams = [
@@ -399,7 +431,16 @@ export class SqliteStore implements Store {
   private readonly insertTrigger: Stmt<[string, string, string | null, string | null, number]>;
   private readonly selectTriggers: Stmt<[number], TriggerRow>;
   private readonly deleteTrigger: Stmt<[number]>;
-  private readonly selectPrunable: Stmt<[number, number], { id: string }>;
+  private readonly selectPrunable: Stmt<[number, number], { id: string; signature: string }>;
+  /** A pruned run that was its signature's newest: the newest left is its newest success. */
+  private readonly forgetLastRun: Stmt<[string, string]>;
+  /** The newest run of a signature (the lease row's pointer), for the run inserted after it. */
+  private readonly selectLastRunId: Stmt<[string], { last_run_id: string | null }>;
+  /** Moves a lease row's pointer to a run just written, when it is the newest (or newest success). */
+  private readonly pointAtLast: Stmt<[RunPointerParams]>;
+  private readonly pointAtSuccess: Stmt<[RunPointerParams]>;
+  /** The run a lease row's pointer names: its signature's newest run, or newest success. */
+  private readonly selectPointed: Record<'last' | 'success', Stmt<[string], RunRow>>;
   private readonly deleteRunLogs: Stmt<[string]>;
   private readonly deleteRun: Stmt<[string]>;
   /** Run queries by shape (the bits of `runQuerySql`), prepared on first use. */
@@ -454,8 +495,8 @@ export class SqliteStore implements Store {
     this.upsertRun = db.prepare(`
       INSERT INTO runs (id, instance_id, job_type, task, signature, kind, status, attempt, max_attempts,
         origin, runner, fencing_token, queued_at, started_at, ended_at, input, result, error, progress,
-        previous_run_id, next_run_id, trigger_id)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        previous_run_id, next_run_id, trigger_id, prior_run_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (id) DO UPDATE SET
         instance_id = excluded.instance_id, job_type = excluded.job_type, task = excluded.task,
         signature = excluded.signature, kind = excluded.kind, status = excluded.status,
@@ -494,6 +535,21 @@ export class SqliteStore implements Store {
     this.selectTriggers = db.prepare('SELECT * FROM triggers ORDER BY at, seq LIMIT ?');
     this.deleteTrigger = db.prepare('DELETE FROM triggers WHERE seq = ?');
     this.selectPrunable = db.prepare(SELECT_PRUNABLE);
+    this.forgetLastRun = db.prepare(
+      'UPDATE leases SET last_run_id = last_success_id, last_run_at = last_success_at WHERE signature = ? AND last_run_id = ?',
+    );
+    this.selectLastRunId = db.prepare('SELECT last_run_id FROM leases WHERE signature = ?');
+    // Newer means later recency (end time, else queue time), then the larger id: lastRun's order.
+    this.pointAtLast = db.prepare(`
+      UPDATE leases SET last_run_id = @id, last_run_at = @at
+      WHERE signature = @signature AND (last_run_id IS NULL OR (last_run_at, last_run_id) < (@at, @id))`);
+    this.pointAtSuccess = db.prepare(`
+      UPDATE leases SET last_success_id = @id, last_success_at = @at
+      WHERE signature = @signature AND (last_success_id IS NULL OR (last_success_at, last_success_id) < (@at, @id))`);
+    this.selectPointed = {
+      last: db.prepare('SELECT r.* FROM leases AS l JOIN runs AS r ON r.id = l.last_run_id WHERE l.signature = ?'),
+      success: db.prepare('SELECT r.* FROM leases AS l JOIN runs AS r ON r.id = l.last_success_id WHERE l.signature = ?'),
+    };
     this.deleteRunLogs = db.prepare('DELETE FROM logs WHERE run_id = ?');
     this.deleteRun = db.prepare('DELETE FROM runs WHERE id = ?');
 
@@ -522,9 +578,12 @@ export class SqliteStore implements Store {
 
     const pruneChunk = db.transaction((endedBefore: number) => {
       const rows = this.selectPrunable.all(endedBefore, PRUNE_CHUNK);
-      for (const { id } of rows) {
+      for (const { id, signature } of rows) {
         this.deleteRunLogs.run(id);
         this.deleteRun.run(id);
+        // This was its signature's newest run: the runs before it ended before it did, so they are
+        // pruned too, all but the newest success, which is now the newest run left.
+        this.forgetLastRun.run(signature, id);
       }
       return rows.length;
     });
@@ -629,9 +688,21 @@ export class SqliteStore implements Store {
 
   lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
     return this.exec('reading the last run', () => {
-      const [row] = this.queryRuns(query, 'recency', 1);
+      const [row] = this.pointedRun(query) ?? this.queryRuns(query, 'recency', 1);
       return row && rowToRun(row);
     });
+  }
+
+  /**
+   * What plans ask (a signature's newest run, or newest success) through its lease row's
+   * pointer; `undefined` for any other query, or when the pointed run was pruned.
+   */
+  private pointedRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): RunRow[] | undefined {
+    if (query.signature === undefined || query.instanceId !== undefined || query.task !== undefined) return undefined;
+    const pointer = query.status === undefined ? 'last' : query.status === 'succeeded' ? 'success' : undefined;
+    if (!pointer) return undefined;
+    const row = this.selectPointed[pointer].get(query.signature);
+    return row && [row];
   }
 
   getLogs(runId: string, afterSeq = 0): Promise<LogLine[]> {
@@ -824,8 +895,13 @@ export class SqliteStore implements Store {
       run.previousRunId ?? null,
       run.triggerId ?? null,
     );
-    if (moved.changes === 1) return;
-    this.upsertRun.run(
+    if (moved.changes === 1) {
+      // Until it ends, a run's recency is its queue time, where its insert left the pointers.
+      if (run.endedAt !== undefined) this.pointAt(run);
+      return;
+    }
+    const prior = this.selectLastRunId.get(run.signature)?.last_run_id ?? null;
+    const put = this.upsertRun.run(
       run.id,
       run.instanceId,
       run.jobType,
@@ -848,7 +924,15 @@ export class SqliteStore implements Store {
       run.previousRunId ?? null,
       run.nextRunId ?? null,
       run.triggerId ?? null,
+      prior === run.id ? null : prior,
     );
+    if (put.changes === 1) this.pointAt(run);
+  }
+
+  private pointAt(run: RunRecord): void {
+    const pointer = { id: run.id, at: run.endedAt ?? run.queuedAt, signature: run.signature };
+    this.pointAtLast.run(pointer);
+    if (run.status === 'succeeded') this.pointAtSuccess.run(pointer);
   }
 
   private putTrigger(trigger: Trigger): void {
@@ -875,6 +959,8 @@ export class SqliteStore implements Store {
     }
     if (query.signature !== undefined) {
       shape |= 8;
+      // Once for the walk along the signature's chain of runs, once as a filter.
+      params.unshift(query.signature);
       params.push(query.signature);
     }
     if (query.status !== undefined) {
@@ -939,7 +1025,19 @@ function runQuerySql(shape: number): string {
   if (shape & 64) where.push('queued_at >= ?');
   if (shape & 128) where.push('queued_at < ?');
   const order = shape & 1 ? 'COALESCE(ended_at, queued_at) DESC, id DESC' : 'queued_at DESC, id DESC';
-  return `SELECT * FROM runs ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT ?`;
+  const filter = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+  if (!(shape & 8)) return `SELECT * FROM runs ${filter} ORDER BY ${order} LIMIT ?`;
+  // No index is keyed by signature (schema 5): the runs of one are those its lease row points at
+  // (newest, newest success) and, from each, the chain of runs before it. CROSS JOIN keeps SQLite
+  // walking the chain rather than scanning runs in the order asked for.
+  return `
+    WITH RECURSIVE chain(run_id) AS (
+      SELECT value FROM leases, json_each(json_array(leases.last_run_id, leases.last_success_id))
+        WHERE leases.signature = ? AND value IS NOT NULL
+      UNION
+      SELECT r.prior_run_id FROM chain JOIN runs AS r ON r.id = chain.run_id WHERE r.prior_run_id IS NOT NULL
+    )
+    SELECT runs.* FROM chain CROSS JOIN runs ON runs.id = chain.run_id ${filter} ORDER BY ${order} LIMIT ?`;
 }
 
 /** Options of {@link SqliteStore.open}. */
