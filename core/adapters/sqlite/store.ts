@@ -299,8 +299,8 @@ type RunParams = [
   previousRunId: string | null,
   nextRunId: string | null,
   triggerId: string | null,
-  /** The signature's newest run before this one (only written when the run is inserted). */
-  priorRunId: string | null,
+  /** Its lease row names the run before this one (prior_run_id, written only when the run is inserted). */
+  signatureOfPrior: string,
 ];
 
 interface RunPointerParams {
@@ -434,8 +434,6 @@ export class SqliteStore implements Store {
   private readonly selectPrunable: Stmt<[number, number], { id: string; signature: string }>;
   /** A pruned run that was its signature's newest: the newest left is its newest success. */
   private readonly forgetLastRun: Stmt<[string, string]>;
-  /** The newest run of a signature (the lease row's pointer), for the run inserted after it. */
-  private readonly selectLastRunId: Stmt<[string], { last_run_id: string | null }>;
   /** Moves a lease row's pointer to a run just written, when it is the newest (or newest success). */
   private readonly pointAtLast: Stmt<[RunPointerParams]>;
   private readonly pointAtSuccess: Stmt<[RunPointerParams]>;
@@ -496,7 +494,8 @@ export class SqliteStore implements Store {
       INSERT INTO runs (id, instance_id, job_type, task, signature, kind, status, attempt, max_attempts,
         origin, runner, fencing_token, queued_at, started_at, ended_at, input, result, error, progress,
         previous_run_id, next_run_id, trigger_id, prior_run_id)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+        (SELECT last_run_id FROM leases WHERE signature = ?))
       ON CONFLICT (id) DO UPDATE SET
         instance_id = excluded.instance_id, job_type = excluded.job_type, task = excluded.task,
         signature = excluded.signature, kind = excluded.kind, status = excluded.status,
@@ -538,7 +537,6 @@ export class SqliteStore implements Store {
     this.forgetLastRun = db.prepare(
       'UPDATE leases SET last_run_id = last_success_id, last_run_at = last_success_at WHERE signature = ? AND last_run_id = ?',
     );
-    this.selectLastRunId = db.prepare('SELECT last_run_id FROM leases WHERE signature = ?');
     // Newer means later recency (end time, else queue time), then the larger id: lastRun's order.
     this.pointAtLast = db.prepare(`
       UPDATE leases SET last_run_id = @id, last_run_at = @at
@@ -869,8 +867,13 @@ export class SqliteStore implements Store {
     // Most writes move a stored run on (running, then how it ended): an UPDATE of only the columns
     // that change touches only the indexes over them; the upsert below names every column, so
     // SQLite rewrites the run's entry in every index of the table. A run that is not stored yet,
-    // is final already, or differs in what never changes falls through to the upsert.
+    // is final already, or differs in what never changes falls through to the upsert. A queued
+    // run is nearly always new: it goes straight to the upsert.
     const input = JSON.stringify(run.input);
+    if (run.status === 'queued') {
+      this.upsert(run, input);
+      return;
+    }
     const moved = this.updateRunProgress.run(
       run.status,
       run.startedAt ?? null,
@@ -900,7 +903,10 @@ export class SqliteStore implements Store {
       if (run.endedAt !== undefined) this.pointAt(run);
       return;
     }
-    const prior = this.selectLastRunId.get(run.signature)?.last_run_id ?? null;
+    this.upsert(run, input);
+  }
+
+  private upsert(run: RunRecord, input: string): void {
     const put = this.upsertRun.run(
       run.id,
       run.instanceId,
@@ -924,7 +930,7 @@ export class SqliteStore implements Store {
       run.previousRunId ?? null,
       run.nextRunId ?? null,
       run.triggerId ?? null,
-      prior === run.id ? null : prior,
+      run.signature,
     );
     if (put.changes === 1) this.pointAt(run);
   }
