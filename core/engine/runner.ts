@@ -81,7 +81,7 @@ export interface RunnerOptions {
   maxLogLinesPerRun?: number;
   /**
    * Group commit: how long the runner's writes (run records, log lines, checkpoints, releases) may
-   * wait to be committed together when nothing waits for them. Default 5 ms. A plan, a follow-up
+   * wait to be committed together when nothing waits for them. Default 10 ms. A plan, a follow-up
    * and a shutdown commit at once whatever it is.
    */
   commitIntervalMs?: number;
@@ -150,7 +150,7 @@ const CONTINUOUS_HEALTHY_MS = 60_000;
 /** How many distinct reasons a trigger's "nothing new to run" note lists. */
 const MAX_SKIP_NOTES = 5;
 /** See RunnerOptions.commitIntervalMs. */
-const DEFAULT_COMMIT_INTERVAL_MS = 5;
+const DEFAULT_COMMIT_INTERVAL_MS = 10;
 /** How long a task's child process may take to load the job types and start the handler. */
 const BOOT_DEADLINE_MS = 60_000;
 const MAX_LOG_MESSAGE = 8_192;

@@ -205,11 +205,11 @@ const TERMINAL_LIST = [...TERMINAL_STATUSES].map((s) => `'${s}'`).join(', ');
 const LIVE_LIST = LIVE_STATUSES.map((s) => `'${s}'`).join(', ');
 
 /**
- * The WAL is copied into the database file once it holds this many pages (16 MiB at 4 KiB): a
+ * The WAL is copied into the database file once it holds this many pages (32 MiB at 4 KiB): a
  * page that many commits touch is copied once per checkpoint, so fewer checkpoints write fewer
  * bytes (SQLite's default is 1,000 pages).
  */
-const WAL_AUTOCHECKPOINT_PAGES = 4_000;
+const WAL_AUTOCHECKPOINT_PAGES = 8_000;
 
 /** How many runs one prune transaction deletes, so that it never holds the write lock for long. */
 const PRUNE_CHUNK = 500;
