@@ -8,7 +8,7 @@ import { CancelledError, LeaseLostError, ResultTooLargeError, ShutdownError, isR
 import type { Schedule } from '../schedule.js';
 import type { TimerHandle } from '../ports/timers.js';
 import type { InstanceStatus, LeaseRef, Trigger } from '../ports/store.js';
-import type { ErrorInfo, InstanceConfig, JobType, Json, PlanContext, RunRecord, RunStatus } from '../types.js';
+import type { ErrorInfo, InstanceConfig, JobType, Json, PlanContext, RunOrigin, RunRecord, RunStatus } from '../types.js';
 import type { Deque } from './deque.js';
 import { failure, type AttemptHandle, type AttemptOutcome } from './executor.js';
 import type { PlannedTask } from './planner.js';
@@ -145,4 +145,33 @@ export function capResult(outcome: AttemptOutcome, maxResultBytes: number): Atte
 
 export function refOf(lease: { signature: string; owner: string | null; token: number }): LeaseRef {
   return { signature: lease.signature, owner: lease.owner ?? '', token: lease.token };
+}
+
+/** Whether an instance is planned on its schedule: enabled, and not retired (done). */
+export function isActive(runtime: InstanceRuntime): boolean {
+  return runtime.config.enabled && runtime.status?.retiredAt === undefined;
+}
+
+/** The `queued` run of a new attempt of `task`. */
+export function newRun(
+  runtime: InstanceRuntime,
+  task: PlannedTask,
+  fields: { id: string; attempt: number; origin: RunOrigin; token: number; runner: string; queuedAt: number },
+): RunRecord {
+  return {
+    id: fields.id,
+    instanceId: runtime.config.id,
+    jobType: runtime.job.name,
+    task: task.task,
+    signature: task.signature,
+    kind: task.kind,
+    status: 'queued',
+    attempt: fields.attempt,
+    maxAttempts: task.kind === 'continuous' ? 0 : task.retry.attempts,
+    origin: fields.origin,
+    runner: fields.runner,
+    fencingToken: fields.token,
+    queuedAt: fields.queuedAt,
+    input: task.input,
+  };
 }

@@ -1,10 +1,11 @@
 /**
- * The runner: asks due instances for tasks (the plan loop), takes each signature's lease, and
- * carries every attempt through its life: start, finish, retry with backoff, restart of continuous
- * tasks, revert, cancel, with a record of each. The dispatch queue (dispatch.ts) decides when a
- * queued attempt may start, the lease keeper (lease-keeper.ts) keeps the leases alive, and
- * attempt.ts holds the rules from outcome to final status. It only talks to ports (store, object
- * store, executors), so the same engine runs on SQLite, in memory, or on DynamoDB.
+ * The runner: its options, instances, start and stop, events and stats, and every attempt's life
+ * once admitted: start, finish, retry with backoff, restart of continuous tasks, revert, cancel,
+ * with a record of each. The plan loop (plan-loop.ts) asks due instances for tasks and admits
+ * them under their leases, the dispatch queue (dispatch.ts) decides when a queued attempt may
+ * start, the lease keeper (lease-keeper.ts) keeps the leases alive, and attempt.ts holds the
+ * rules from outcome to final status. It only talks to ports (store, object store, executors), so
+ * the same engine runs on SQLite, in memory, or on DynamoDB.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
@@ -23,7 +24,7 @@ import { backoffDelay, mergeRetry } from '../retry.js';
 import { parseSchedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
 import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
-import type { InstanceStatus, LeaseRef, Store, Trigger, TriggerResult } from '../ports/store.js';
+import type { InstanceStatus, LeaseRef, Store, Trigger } from '../ports/store.js';
 import type {
   ErrorInfo,
   InstanceConfig,
@@ -32,19 +33,19 @@ import type {
   LogLevel,
   Logger,
   ObjectStore,
-  PlanContext,
   RetryPolicy,
   RunOrigin,
-  RunRecord,
   RunStatus,
 } from '../types.js';
-import { capResult, endingOf, refOf, type Attempt, type InstanceRuntime } from './attempt.js';
+import { capResult, endingOf, isActive, newRun, type Attempt, type InstanceRuntime } from './attempt.js';
 import { Deque } from './deque.js';
 import { DispatchQueue } from './dispatch.js';
 import { failure, InlineExecutor, type AttemptOutcome, type Executor } from './executor.js';
 import { Journal } from './journal.js';
 import { LeaseKeeper } from './lease-keeper.js';
-import { buildPlanContext, resolveSpecs, type PlannedTask } from './planner.js';
+import { PlanLoop } from './plan-loop.js';
+import type { RunnerEvents, RunnerStats } from './runner-events.js';
+import { withTimeout } from './with-timeout.js';
 
 export interface RunnerOptions {
   store: Store;
@@ -100,55 +101,9 @@ export interface RunnerOptions {
   log?: Logger;
 }
 
-/**
- * A runner's counts: attempts in flight now (`queued`, `running`, `continuous`, `backoff`), and
- * how attempts and plans ended since it started.
- *
- * @example
- * ```ts
- * const stats = await runner.runUntilIdle();
- * if (stats.failed > 0 || stats.planErrors > 0) process.exitCode = 1;
- * ```
- */
-export interface RunnerStats {
-  queued: number;
-  running: number;
-  continuous: number;
-  backoff: number;
-  succeeded: number;
-  failed: number;
-  skipped: number;
-  interrupted: number;
-  cancelled: number;
-  retried: number;
-  deduplicated: number;
-  takenOver: number;
-  planErrors: number;
-}
-
-/**
- * The events of a runner and their arguments.
- *
- * @example
- * ```ts
- * runner.on('run', (run) => console.log(run.instanceId, run.task, run.status));
- * runner.on('planError', (instanceId, error) => console.error(instanceId, error.message));
- * ```
- */
-export interface RunnerEvents {
-  /** A run record changed status. */
-  run: [run: RunRecord];
-  planned: [instanceId: string, count: number];
-  planError: [instanceId: string, error: ErrorInfo];
-  deduplicated: [instanceId: string, signature: string, holder: string | null];
-  retired: [instanceId: string, reason: string | undefined];
-  idle: [];
-  storeError: [error: ErrorInfo];
-}
+export type { RunnerEvents, RunnerStats } from './runner-events.js';
 
 const CONTINUOUS_HEALTHY_MS = 60_000;
-/** How many distinct reasons a trigger's "nothing new to run" note lists. */
-const MAX_SKIP_NOTES = 5;
 /** See RunnerOptions.commitIntervalMs. */
 const DEFAULT_COMMIT_INTERVAL_MS = 10;
 /** How long a task's child process may take to load the job types and start the handler. */
@@ -203,6 +158,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
   };
   private readonly dispatch: DispatchQueue;
   private readonly leases: LeaseKeeper;
+  private readonly planLoop: PlanLoop;
   private readonly timers: Timers;
   private intervals: TimerHandle[] = [];
   private started = false;
@@ -248,7 +204,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       stopping: () => this.stopping,
       queueShrank: (runtime) => {
         runtime.followupDeferred = false;
-        this.followUp(runtime);
+        this.planLoop.followUp(runtime);
       },
       changed: () => this.checkIdle(),
     });
@@ -256,6 +212,28 @@ export class Runner extends EventEmitter<RunnerEvents> {
       held: () => this.held.values(),
       lost: (attempt) => this.leaseLost(attempt),
       storeError: (error) => this.reportStoreError(error),
+    });
+    this.planLoop = new PlanLoop({
+      store: this.store,
+      objects: this.objects,
+      journal: this.journal,
+      dispatch: this.dispatch,
+      timers: this.timers,
+      log: this.log,
+      owner: this.owner,
+      options: this.options,
+      instances: this.instances,
+      held: this.held,
+      counters: this.counters,
+      emit: (event, ...args) => this.emit(event, ...args),
+      now: () => this.now(),
+      nextId: () => this.nextId(),
+      stopping: () => this.stopping,
+      reportStoreError: (error) => this.reportStoreError(error),
+      cancel: (attempt, why) => this.cancel(attempt, why),
+      cancelInstanceWork: (runtime, why, only) => this.cancelInstanceWork(runtime, why, only),
+      schedulePump: () => this.schedulePump(),
+      checkIdle: () => this.checkIdle(),
     });
     for (const job of options.jobs) {
       if (this.jobs.has(job.name)) throw new TypeError(`two job types are named "${job.name}"; job type names must be unique`);
@@ -344,7 +322,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       this.instances.delete(runtime.config.id);
       this.dispatch.removeInstance(runtime);
     }
-    if (this.started) this.tick();
+    if (this.started) this.planLoop.tick();
   }
 
   /** Starts planning and running until `stop()`. */
@@ -361,11 +339,11 @@ export class Runner extends EventEmitter<RunnerEvents> {
     await this.sweep();
     if (!this.options.once) this.every(this.options.leaseTtlMs, () => void this.sweep());
     if (!this.options.once) {
-      this.every(this.options.tickMs, () => this.tick());
+      this.every(this.options.tickMs, () => this.planLoop.tick());
       this.every(3_600_000, () => void this.prune());
       void this.prune();
     }
-    this.tick();
+    this.planLoop.tick();
   }
 
   /**
@@ -412,7 +390,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     if (task !== undefined) trigger.task = task;
     if (input !== undefined) trigger.input = input;
     await this.store.addTrigger(trigger);
-    if (this.started && !this.stopping) void this.takeTriggers();
+    if (this.started && !this.stopping) void this.planLoop.takeTriggers();
     return trigger;
   }
 
@@ -463,376 +441,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     }
   }
 
-  // ---- planning ------------------------------------------------------------------------------
-
-  private tick(): void {
-    if (this.stopping) return;
-    void this.takeTriggers();
-    const now = this.now();
-    for (const runtime of this.instances.values()) {
-      if (!this.isActive(runtime) || now < runtime.nextDueAt) continue;
-      runtime.nextDueAt = this.options.once ? Number.POSITIVE_INFINITY : runtime.schedule.next(now);
-      runtime.finishedSinceTick.clear();
-      this.requestPlan(runtime, 'schedule');
-    }
-    this.checkIdle();
-  }
-
-  private isActive(runtime: InstanceRuntime): boolean {
-    return runtime.config.enabled && runtime.status?.retiredAt === undefined;
-  }
-
-  private takingTriggers = false;
-
-  private async takeTriggers(): Promise<void> {
-    if (this.takingTriggers || this.stopping) return;
-    this.takingTriggers = true;
-    try {
-      const triggers = await this.store.takeTriggers(100);
-      for (const trigger of triggers) await this.applyTrigger(trigger);
-    } catch (error) {
-      this.reportStoreError(error);
-    } finally {
-      this.takingTriggers = false;
-      this.checkIdle();
-    }
-  }
-
-  private async applyTrigger(trigger: Trigger): Promise<void> {
-    const runtime = this.instances.get(trigger.instanceId);
-    if (!runtime) {
-      const note = `no instance "${trigger.instanceId}" is configured in this runner; check the id with "ujr jobs list"`;
-      this.log.warn(`trigger dropped: ${note}`);
-      this.reportTrigger(trigger, [], note);
-      return;
-    }
-    if (trigger.task === undefined) {
-      runtime.pendingTriggers.push(trigger);
-      this.requestPlan(runtime, 'manual');
-      return;
-    }
-    const outcome = resolveSpecs(runtime.job, runtime.config.id, [{ task: trigger.task, input: trigger.input ?? {} }]);
-    for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
-    const admitted = await this.admit(runtime, outcome.tasks, 'manual', [trigger]);
-    const rejected = outcome.rejected[0];
-    this.reportTrigger(trigger, admitted.runIds, rejected ? toErrorInfo(rejected).message : admitted.note);
-  }
-
-  /** Records what became of a trigger, for `ujr trigger --wait`. */
-  private reportTrigger(trigger: Trigger, runIds: string[], note: string | undefined): void {
-    const result: TriggerResult = { id: trigger.id, instanceId: trigger.instanceId, at: this.now(), runIds };
-    if (note !== undefined && runIds.length === 0) result.note = note;
-    this.journal.triggerResult(result);
-  }
-
-  private requestPlan(runtime: InstanceRuntime, reason: PlanContext<unknown>['reason']): void {
-    if (this.stopping) {
-      for (const trigger of runtime.pendingTriggers.splice(0)) this.journal.addTrigger(trigger);
-      return;
-    }
-    if (runtime.planning) {
-      if (runtime.replan !== 'schedule') runtime.replan = reason;
-      return;
-    }
-    runtime.planning = true;
-    void this.plan(runtime, reason).finally(() => {
-      runtime.planning = false;
-      const again = runtime.replan;
-      runtime.replan = undefined;
-      if (again !== undefined) this.requestPlan(runtime, again);
-      else this.checkIdle();
-    });
-  }
-
-  private async plan(runtime: InstanceRuntime, reason: PlanContext<unknown>['reason']): Promise<void> {
-    // Triggers that came while another plan ran are answered by this one, which then counts as manual.
-    const triggers = runtime.pendingTriggers.splice(0);
-    const manual = reason === 'manual' || triggers.length > 0;
-    const report = (runIds: string[], note: string | undefined) => {
-      for (const trigger of triggers) this.reportTrigger(trigger, runIds, note);
-    };
-    if (!manual && !this.isActive(runtime)) return;
-    runtime.backlogged = false;
-    // What the plan reads of the run history is as of `plannedAt`: a lease released at or after it
-    // is refused to the plan's tasks (and the plan is asked again, see admit). This runner's own
-    // writes go out first, so that the plan sees how its own tasks ended.
-    await this.journal.flush().catch(() => undefined);
-    const plannedAt = this.now();
-    let doneReason: { reason: string | undefined } | undefined;
-    const ctx = buildPlanContext({
-      instance: runtime.config,
-      reason,
-      store: this.store,
-      objects: this.objects,
-      log: this.log,
-      now: this.now,
-      onDone: (why) => {
-        doneReason = { reason: why };
-      },
-    });
-    let specs: unknown;
-    try {
-      specs = await withTimeout(
-        Promise.resolve().then(() => runtime.job.getRunnableTasks(ctx)),
-        this.options.planTimeoutMs,
-        `getRunnableTasks of instance "${runtime.config.id}" did not return within ${this.options.planTimeoutMs} ms`,
-        this.timers,
-      );
-    } catch (error) {
-      this.reportPlanError(runtime, error);
-      report([], `the plan failed: ${toErrorInfo(error).message}`);
-      return;
-    }
-    // The instance may have been removed or disabled while it was planning.
-    if (this.stopping || this.instances.get(runtime.config.id) !== runtime || (!manual && !this.isActive(runtime))) {
-      report([], this.stopping ? 'the runner stopped before the plan ended; the trigger is asked for again on its next start' : `instance "${runtime.config.id}" was disabled or removed while it was planned`);
-      if (this.stopping) for (const trigger of triggers) this.journal.addTrigger(trigger);
-      return;
-    }
-    // A runner takes at most `maxQueued` waiting tasks: of a plan returning more, the rest is not
-    // resolved (hashed) at all, and the instance is asked again when room frees.
-    const room = Math.max(0, this.options.maxQueued - this.dispatch.queued);
-    // admit() then sees room + 1 candidates exactly when the plan holds more than there is room
-    // for, and marks the instance backlogged.
-    const known = (signature: string) => this.passesOver(runtime, signature, reason);
-    const outcome = resolveSpecs(runtime.job, runtime.config.id, specs, { newBatch: room + 1, known });
-    for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
-    if (reason === 'schedule') {
-      // One write per tick, so that a status page can tell when scheduled plans stopped happening.
-      await this.setStatus(runtime, {
-        lastPlannedAt: this.now(),
-        ...(outcome.rejected.length === 0 ? { planError: undefined } : {}),
-      });
-    } else if (outcome.rejected.length === 0 && runtime.status?.planError) {
-      await this.setStatus(runtime, { planError: undefined });
-    }
-    this.reconcileContinuous(runtime, outcome.tasks);
-    const admitted = await this.admit(runtime, outcome.tasks, reason === 'followup' || reason === 'manual' ? reason : 'schedule', triggers, plannedAt);
-    if (!admitted.replanned) {
-      report(admitted.runIds, outcome.rejected.length > 0 && admitted.runIds.length === 0 ? `the plan's tasks were rejected: ${toErrorInfo(outcome.rejected[0]).message}` : admitted.note);
-    }
-    if (doneReason) await this.retire(runtime, doneReason.reason);
-  }
-
-  /** Whether a plan's task is passed over: it is held already, or (on a follow-up) it ended since the tick. */
-  private passesOver(runtime: InstanceRuntime, signature: string, origin: string): boolean {
-    return this.held.has(signature) || (origin === 'followup' && runtime.finishedSinceTick.has(signature));
-  }
-
-  /** Continuous tasks the job no longer returns are stopped; those it returns stay wanted. */
-  private reconcileContinuous(runtime: InstanceRuntime, tasks: PlannedTask[]): void {
-    if (runtime.continuousHeld.size === 0) return;
-    const returned = new Set(tasks.flatMap((t) => (t.kind === 'continuous' ? [t.signature] : [])));
-    for (const attempt of [...runtime.continuousHeld.values()]) {
-      if (!returned.has(attempt.planned.signature)) {
-        this.cancel(attempt, `the job no longer returns continuous task "${attempt.planned.task}"`);
-        continue;
-      }
-      attempt.wanted = true;
-      if (attempt.state === 'backoff' && attempt.restartDue) {
-        attempt.restartDue = false;
-        this.dispatch.enqueue(attempt);
-        this.schedulePump();
-      }
-    }
-  }
-
-  /**
-   * Leases what it can of `tasks` and queues it. `plannedAt`: when the plan that returned them
-   * started reading the run history; a signature released since is not taken (it may just have
-   * run). Returns the runs it created, or a note saying why there are none.
-   */
-  private async admit(
-    runtime: InstanceRuntime,
-    tasks: PlannedTask[],
-    origin: RunOrigin,
-    triggers: Trigger[] = [],
-    plannedAt?: number,
-  ): Promise<{ runIds: string[]; note?: string; replanned?: boolean }> {
-    const room = Math.max(0, this.options.maxQueued - this.dispatch.queued);
-    const candidates: PlannedTask[] = [];
-    const skipped: string[] = [];
-    const inactive = !this.isActive(runtime);
-    for (const task of tasks) {
-      if (this.passesOver(runtime, task.signature, origin)) {
-        // One note per task name: a plan may hand back thousands of tasks that are held.
-        const note = `"${task.task}" is running already`;
-        if (this.held.has(task.signature) && skipped.length < MAX_SKIP_NOTES && !skipped.includes(note)) skipped.push(note);
-        continue;
-      }
-      if (task.kind === 'continuous' && this.options.once) {
-        this.log.info(`continuous task "${task.task}" of "${runtime.config.id}" is not started in --once mode`);
-        skipped.push(`continuous task "${task.task}" is not started by "ujr run --once"`);
-        continue;
-      }
-      if (task.kind === 'continuous' && inactive) {
-        // A manual run of a disabled instance may run its batch tasks once; a continuous task
-        // would keep running while the instance says disabled.
-        this.log.info(`continuous task "${task.task}" of "${runtime.config.id}" is not started: the instance is disabled or done`);
-        skipped.push(`continuous task "${task.task}" is not started while instance "${runtime.config.id}" is disabled or done; enable it to run it`);
-        continue;
-      }
-      if (candidates.length >= room) {
-        runtime.backlogged = true;
-        break;
-      }
-      candidates.push(task);
-    }
-    this.emit('planned', runtime.config.id, tasks.length);
-    const none = (note: string) => ({ runIds: [], note: skipped.length > 0 ? `nothing new to run: ${skipped.join('; ')}` : note });
-    if (candidates.length === 0) return none(tasks.length === 0 ? 'the plan returned no task' : 'nothing new to run');
-    const now = this.now();
-    const runIds = candidates.map(() => this.nextId());
-    let grants;
-    try {
-      // Leases this runner let go wait in the journal until its next commit: write them out
-      // first, or a plan right after a task ended would be refused that task's signature.
-      await this.journal.flush().catch(() => undefined);
-      grants = await this.store.acquireLeases(
-        candidates.map((task, i) => ({
-          signature: task.signature,
-          owner: this.owner,
-          ttlMs: this.options.leaseTtlMs,
-          runId: runIds[i] as string,
-          instanceId: runtime.config.id,
-          task: task.task,
-          ...(plannedAt !== undefined ? { notReleasedSince: plannedAt } : {}),
-        })),
-        now,
-      );
-    } catch (error) {
-      // Do not hammer a failing store: the next follow-up or tick asks again.
-      runtime.backlogged = false;
-      this.reportStoreError(error);
-      return { runIds: [], note: `the store failed: ${toErrorInfo(error).message}` };
-    }
-    if (this.stopping || this.instances.get(runtime.config.id) !== runtime) {
-      for (const grant of grants) if (grant.granted) this.journal.release(refOf(grant.lease));
-      return { runIds: [], note: 'the runner stopped, or the instance was removed, while its tasks were leased' };
-    }
-    const created: string[] = [];
-    let releasedSincePlan = 0;
-    grants.forEach((grant, i) => {
-      const task = candidates[i] as PlannedTask;
-      if (!grant.granted) {
-        this.counters.deduplicated += 1;
-        if (grant.holder.owner === null) releasedSincePlan += 1;
-        skipped.push(grant.holder.owner === null ? `"${task.task}" ended after the plan read the run history` : `"${task.task}" is running already (${grant.holder.owner})`);
-        this.emit('deduplicated', runtime.config.id, task.signature, grant.holder.owner);
-        return;
-      }
-      if (this.held.has(task.signature)) {
-        // Taken by another plan of ours in the meantime; ours already runs it.
-        this.journal.release(refOf(grant.lease));
-        return;
-      }
-      const run = this.newRun(runtime, task, runIds[i] as string, 1, grant.takenOver ? 'takeover' : origin, grant.lease.token);
-      const trigger = triggers[0];
-      if (trigger) run.triggerId = trigger.id;
-      const attempt: Attempt = {
-        planned: task,
-        instance: runtime,
-        run,
-        lease: refOf(grant.lease),
-        state: 'queued',
-        timers: [],
-        logLines: 0,
-        lastRenewal: now,
-        wanted: true,
-        lastCheckpoint: grant.checkpoint?.value,
-        restarts: 0,
-        restartDue: false,
-        lost: false,
-      };
-      if (trigger && trigger.task !== undefined) attempt.trigger = trigger;
-      this.held.set(task.signature, attempt);
-      if (task.kind === 'continuous') runtime.continuousHeld.set(task.signature, attempt);
-      created.push(run.id);
-      if (grant.takenOver) void this.interruptTakenOver(grant.takenOver.runId, grant.takenOver.owner, attempt.lease);
-      this.dispatch.enqueue(attempt);
-    });
-    // Refused every lease (other runners hold them): room did not shrink, so asking again at once
-    // would get the same answer in a loop. Its next follow-up or tick asks again.
-    if (!grants.some((grant) => grant.granted)) runtime.backlogged = false;
-    if (releasedSincePlan > 0 && runtime.replansAfterRelease < 2) {
-      // A task was let go while this plan read the history (by another runner, or by this one or
-      // its sweeper within the same millisecond): ask the job again shortly, now that the history
-      // shows how that task ended (a manual plan answers its triggers then).
-      runtime.replansAfterRelease += 1;
-      if (created.length === 0) runtime.pendingTriggers.push(...triggers.filter((t) => t.task === undefined));
-      // It is the same plan asked again: a scheduled one stays scheduled (its runs say so
-      // whether or not a release fell in the millisecond it read the history).
-      const reason = origin === 'manual' && triggers.some((t) => t.task === undefined) ? 'manual' : origin === 'schedule' ? 'schedule' : 'followup';
-      runtime.followupPending = true;
-      runtime.replanDelayed = true;
-      this.timers
-        .setTimeout(() => {
-          runtime.followupPending = false;
-          runtime.replanDelayed = false;
-          this.requestPlan(runtime, reason);
-        }, 2)
-        .unref();
-      if (created.length === 0 && triggers.some((t) => t.task === undefined)) return { runIds: [], replanned: true };
-    } else if (releasedSincePlan === 0) {
-      runtime.replansAfterRelease = 0;
-    }
-    this.dispatch.pump();
-    return created.length > 0 ? { runIds: created } : none('nothing new to run');
-  }
-
-  private newRun(
-    runtime: InstanceRuntime,
-    task: PlannedTask,
-    id: string,
-    attempt: number,
-    origin: RunOrigin,
-    token: number,
-  ): RunRecord {
-    return {
-      id,
-      instanceId: runtime.config.id,
-      jobType: runtime.job.name,
-      task: task.task,
-      signature: task.signature,
-      kind: task.kind,
-      status: 'queued',
-      attempt,
-      maxAttempts: task.kind === 'continuous' ? 0 : task.retry.attempts,
-      origin,
-      runner: this.owner,
-      fencingToken: token,
-      queuedAt: this.now(),
-      input: task.input,
-    };
-  }
-
-  /** A runner died holding this signature; its run is marked interrupted (under the new lease). */
-  private async interruptTakenOver(runId: string | null, owner: string | null, fence: LeaseRef): Promise<void> {
-    this.counters.takenOver += 1;
-    if (runId === null) return;
-    try {
-      const run = await this.store.getRun(runId);
-      if (!run || (run.status !== 'running' && run.status !== 'queued')) return;
-      run.status = 'interrupted';
-      run.endedAt = this.now();
-      run.error = {
-        name: 'LeaseExpiredError',
-        message: `runner ${owner ?? '?'} stopped renewing its lease (it died or hung); runner ${this.owner} took the task over`,
-      };
-      this.journal.putRun(run, fence);
-      this.emit('run', run);
-    } catch (error) {
-      this.reportStoreError(error);
-    }
-  }
-
-  private async retire(runtime: InstanceRuntime, reason: string | undefined): Promise<void> {
-    const retiredAt = this.now();
-    await this.setStatus(runtime, { retiredAt, retiredReason: reason });
-    this.log.info(`instance "${runtime.config.id}" is done${reason ? `: ${reason}` : ''}; it will not be planned again`);
-    this.cancelInstanceWork(runtime, `instance "${runtime.config.id}" is done`, 'continuous');
-    this.emit('retired', runtime.config.id, reason);
-  }
+  // ---- instance status (the plan loop, plan-loop.ts, asks instances for tasks) --------------
 
   /** Re-reads an instance's status (a CLI may have un-retired it). */
   private async refreshStatus(runtime: InstanceRuntime): Promise<void> {
@@ -841,25 +450,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
     } catch (error) {
       this.reportStoreError(error);
     }
-  }
-
-  private async setStatus(runtime: InstanceRuntime, patch: Partial<Omit<InstanceStatus, 'instanceId'>>): Promise<void> {
-    const next: InstanceStatus = { ...runtime.status, ...patch, instanceId: runtime.config.id };
-    for (const key of Object.keys(next) as (keyof InstanceStatus)[]) if (next[key] === undefined) delete next[key];
-    runtime.status = next;
-    try {
-      await this.store.setInstanceStatus(runtime.config.id, Object.keys(next).length > 1 ? next : undefined);
-    } catch (error) {
-      this.reportStoreError(error);
-    }
-  }
-
-  private reportPlanError(runtime: InstanceRuntime, error: unknown): void {
-    const info = toErrorInfo(error);
-    this.counters.planErrors += 1;
-    this.log.error(`instance "${runtime.config.id}": ${info.message}`);
-    this.emit('planError', runtime.config.id, info);
-    void this.setStatus(runtime, { planError: { ...info, at: this.now() } });
   }
 
   // ---- dispatch ------------------------------------------------------------------------------
@@ -1068,7 +658,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     );
     attempt.wanted = false;
     this.backOff(attempt, 'restart', delay, () => {
-      if (!this.isActive(instance)) {
+      if (!isActive(instance)) {
         this.cancel(attempt, `instance "${instance.config.id}" is no longer active`);
       } else if (attempt.wanted) {
         this.dispatch.enqueue(attempt);
@@ -1080,13 +670,20 @@ export class Runner extends EventEmitter<RunnerEvents> {
       }
     });
     // Ask the job now, so the restart knows whether the task is still wanted.
-    this.requestPlan(instance, 'restart');
+    this.planLoop.requestPlan(instance, 'restart');
   }
 
   /** Moves a held signature on to its next attempt, due after `delay`; the lease stays held. */
   private backOff(attempt: Attempt, origin: RunOrigin, delay: number, onDue: () => void, nextRunId = this.nextId()): void {
     const { planned, run, instance } = attempt;
-    attempt.run = this.newRun(instance, planned, nextRunId, run.attempt + 1, origin, attempt.lease.token);
+    attempt.run = newRun(instance, planned, {
+      id: nextRunId,
+      attempt: run.attempt + 1,
+      origin,
+      token: attempt.lease.token,
+      runner: this.owner,
+      queuedAt: this.now(),
+    });
     attempt.run.previousRunId = run.id;
     if (run.triggerId !== undefined) attempt.run.triggerId = run.triggerId;
     attempt.logLines = 0;
@@ -1177,32 +774,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
     attempt.state = 'abandoned';
     const runtime = attempt.instance;
     runtime.finishedSinceTick.add(attempt.planned.signature);
-    this.followUp(runtime);
+    this.planLoop.followUp(runtime);
     this.checkIdle();
-  }
-
-  /**
-   * As soon as a task of an instance ends (and its record is stored), the job is asked again;
-   * while more of its batch tasks wait than one round of slots, once they are nearly gone.
-   */
-  private followUp(runtime: InstanceRuntime): void {
-    if (runtime.followupPending || this.stopping || !this.instances.has(runtime.config.id)) return;
-    if (runtime.batchQueued > this.dispatch.followupRoom(runtime)) {
-      runtime.followupDeferred = true;
-      return;
-    }
-    runtime.followupPending = true;
-    this.journal.flush().then(
-      () => {
-        runtime.followupPending = false;
-        if (this.isActive(runtime)) this.requestPlan(runtime, 'followup');
-        else this.checkIdle();
-      },
-      () => {
-        runtime.followupPending = false;
-        this.checkIdle();
-      },
-    );
   }
 
   private leaseLost(attempt: Attempt): void {
@@ -1310,17 +883,17 @@ export class Runner extends EventEmitter<RunnerEvents> {
   }
 
   private isIdle(): boolean {
-    if (this.held.size > 0 || this.takingTriggers) return false;
+    if (this.held.size > 0 || this.planLoop.takingTriggers) return false;
     for (const runtime of this.instances.values()) {
       if (runtime.planning || runtime.followupPending) return false;
-      if (this.options.once && runtime.nextDueAt !== Number.POSITIVE_INFINITY && this.isActive(runtime)) return false;
+      if (this.options.once && runtime.nextDueAt !== Number.POSITIVE_INFINITY && isActive(runtime)) return false;
     }
     return true;
   }
 
   /** Whether only the clock (or, with `ignoreRunning`, running handlers) can move things on; see whenSettled. */
   private isSettled(ignoreRunning: boolean): boolean {
-    if (this.takingTriggers) return false;
+    if (this.planLoop.takingTriggers) return false;
     for (const attempt of this.held.values()) {
       if (attempt.state === 'queued' && this.dispatch.hasSlotFor(attempt)) return false;
       const handlerRuns = (attempt.state === 'running' && attempt.planned.kind === 'batch') || attempt.state === 'abandoned';
@@ -1328,14 +901,14 @@ export class Runner extends EventEmitter<RunnerEvents> {
     }
     for (const runtime of this.instances.values()) {
       if (runtime.planning || (runtime.followupPending && !runtime.replanDelayed)) return false;
-      if (this.options.once && runtime.nextDueAt !== Number.POSITIVE_INFINITY && this.isActive(runtime)) return false;
+      if (this.options.once && runtime.nextDueAt !== Number.POSITIVE_INFINITY && isActive(runtime)) return false;
     }
     return true;
   }
 
   /** Called after every change of state: asks backlogged instances again, then wakes idle waiters. */
   private checkIdle(): void {
-    this.replanBacklogged();
+    this.planLoop.replanBacklogged();
     if (this.settleWaiters.length > 0) {
       const waiting = this.settleWaiters;
       this.settleWaiters = [];
@@ -1347,17 +920,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
     if (this.idleWaiters.length === 0 || !this.isIdle()) return;
     this.resolveIdle();
     this.emit('idle');
-  }
-
-  /** Instances that returned more than there was room for are asked again once half of it frees. */
-  private replanBacklogged(): void {
-    if (this.dispatch.queued >= this.options.maxQueued / 2) return;
-    for (const runtime of this.instances.values()) {
-      if (runtime.backlogged && !runtime.planning) {
-        runtime.backlogged = false;
-        this.requestPlan(runtime, 'followup');
-      }
-    }
   }
 
   private resolveIdle(): void {
@@ -1375,14 +937,6 @@ function sameInstanceConfig(a: InstanceConfig, b: InstanceConfig): boolean {
   const { concurrency: ca, ...restA } = a;
   const { concurrency: cb, ...restB } = b;
   return ca === cb && canonicalJson(restA, 'config') === canonicalJson(restB, 'config');
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string, timers: Timers): Promise<T> {
-  let timer: TimerHandle | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = timers.setTimeout(() => reject(new TaskTimeoutError(ms, ` (${message})`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => timer?.cancel());
 }
 
 async function waitAll(promises: Promise<unknown>[], ms: number): Promise<void> {
