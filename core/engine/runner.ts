@@ -1,51 +1,35 @@
 /**
- * The runner: its options, instances, start and stop, events and stats, and every attempt's life
- * once admitted: start, finish, retry with backoff, restart of continuous tasks, revert, cancel,
- * with a record of each. The plan loop (plan-loop.ts) asks due instances for tasks and admits
- * them under their leases, the dispatch queue (dispatch.ts) decides when a queued attempt may
- * start, the lease keeper (lease-keeper.ts) keeps the leases alive, and attempt.ts holds the
- * rules from outcome to final status. It only talks to ports (store, object store, executors), so
- * the same engine runs on SQLite, in memory, or on DynamoDB.
+ * The runner: its options and instances, start and stop, events, stats, and when it is idle or
+ * settled. The work is done by its pieces, one per step of a task's life: the plan loop
+ * (plan-loop.ts) asks due instances for tasks and admits them under their leases, the dispatch
+ * queue (dispatch.ts) decides when a queued attempt may start, the attempt lifecycle
+ * (lifecycle.ts) runs it and decides what follows its end, the lease keeper (lease-keeper.ts)
+ * keeps the leases alive, the journal (journal.ts) group-commits every write, and attempt.ts
+ * holds the records they share and the rules from outcome to final status. It only talks to
+ * ports (store, object store, executors), so the same engine runs on SQLite, in memory, or on
+ * DynamoDB.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { monotonicFactory } from 'ulid';
-import {
-  CancelledError,
-  LeaseLostError,
-  ShutdownError,
-  TaskProcessError,
-  TaskTimeoutError,
-  toErrorInfo,
-} from '../errors.js';
+import { ShutdownError, toErrorInfo } from '../errors.js';
 import { MAX_RESULT_BYTES } from '../limits.js';
-import { backoffDelay, mergeRetry } from '../retry.js';
+import { mergeRetry } from '../retry.js';
 import { parseSchedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
 import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
-import type { InstanceStatus, LeaseRef, Store, Trigger } from '../ports/store.js';
-import type {
-  ErrorInfo,
-  InstanceConfig,
-  JobType,
-  Json,
-  LogLevel,
-  Logger,
-  ObjectStore,
-  RetryPolicy,
-  RunOrigin,
-  RunStatus,
-} from '../types.js';
-import { capResult, endingOf, isActive, newRun, type Attempt, type InstanceRuntime } from './attempt.js';
+import type { InstanceStatus, Store, Trigger } from '../ports/store.js';
+import type { InstanceConfig, JobType, Json, Logger, ObjectStore, RetryPolicy } from '../types.js';
+import { isActive, type Attempt, type InstanceRuntime } from './attempt.js';
 import { Deque } from './deque.js';
 import { DispatchQueue } from './dispatch.js';
-import { failure, InlineExecutor, type AttemptOutcome, type Executor } from './executor.js';
+import { failure, InlineExecutor, type Executor } from './executor.js';
 import { Journal } from './journal.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import { AttemptLifecycle } from './lifecycle.js';
 import { PlanLoop } from './plan-loop.js';
 import type { RunnerEvents, RunnerStats } from './runner-events.js';
-import { withTimeout } from './with-timeout.js';
 
 export interface RunnerOptions {
   store: Store;
@@ -103,12 +87,8 @@ export interface RunnerOptions {
 
 export type { RunnerEvents, RunnerStats } from './runner-events.js';
 
-const CONTINUOUS_HEALTHY_MS = 60_000;
 /** See RunnerOptions.commitIntervalMs. */
 const DEFAULT_COMMIT_INTERVAL_MS = 10;
-/** How long a task's child process may take to load the job types and start the handler. */
-const BOOT_DEADLINE_MS = 60_000;
-const MAX_LOG_MESSAGE = 8_192;
 
 const silentLog: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -159,6 +139,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private readonly dispatch: DispatchQueue;
   private readonly leases: LeaseKeeper;
   private readonly planLoop: PlanLoop;
+  private readonly lifecycle: AttemptLifecycle;
   private readonly timers: Timers;
   private intervals: TimerHandle[] = [];
   private started = false;
@@ -194,12 +175,12 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.continuousRestart = mergeRetry({ attempts: Number.MAX_SAFE_INTEGER }, options.continuousRestart);
     this.journal = new Journal(this.store, {
       onError: (error) => this.reportStoreError(error),
-      onRefused: (refused) => this.writesRefused(refused),
+      onRefused: (refused) => this.lifecycle.writesRefused(refused),
       now: () => this.now(),
       commitIntervalMs: options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS,
     });
     this.dispatch = new DispatchQueue(this.journal, this.timers, this.options, {
-      start: (attempt) => this.startAttempt(attempt),
+      start: (attempt) => this.lifecycle.start(attempt),
       holds: (attempt) => this.held.get(attempt.planned.signature) === attempt,
       stopping: () => this.stopping,
       queueShrank: (runtime) => {
@@ -210,8 +191,32 @@ export class Runner extends EventEmitter<RunnerEvents> {
     });
     this.leases = new LeaseKeeper(this.store, this.options.leaseTtlMs, () => this.now(), {
       held: () => this.held.values(),
-      lost: (attempt) => this.leaseLost(attempt),
+      lost: (attempt) => this.lifecycle.leaseLost(attempt),
       storeError: (error) => this.reportStoreError(error),
+    });
+    this.lifecycle = new AttemptLifecycle({
+      journal: this.journal,
+      dispatch: this.dispatch,
+      leases: this.leases,
+      timers: this.timers,
+      log: this.log,
+      objects: this.objects,
+      inline: this.inline,
+      processExecutor: this.processExecutor,
+      owner: this.owner,
+      options: this.options,
+      continuousRestart: this.continuousRestart,
+      held: this.held,
+      counters: this.counters,
+      emit: (event, ...args) => this.emit(event, ...args),
+      now: () => this.now(),
+      nextId: () => this.nextId(),
+      random: () => this.random(),
+      stopping: () => this.stopping,
+      followUp: (runtime) => this.planLoop.followUp(runtime),
+      requestPlan: (runtime, reason) => this.planLoop.requestPlan(runtime, reason),
+      schedulePump: () => this.schedulePump(),
+      checkIdle: () => this.checkIdle(),
     });
     this.planLoop = new PlanLoop({
       store: this.store,
@@ -230,8 +235,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
       nextId: () => this.nextId(),
       stopping: () => this.stopping,
       reportStoreError: (error) => this.reportStoreError(error),
-      cancel: (attempt, why) => this.cancel(attempt, why),
-      cancelInstanceWork: (runtime, why, only) => this.cancelInstanceWork(runtime, why, only),
+      cancel: (attempt, why) => this.lifecycle.cancel(attempt, why),
+      cancelInstanceWork: (runtime, why, only) => this.lifecycle.cancelInstanceWork(runtime, why, only),
       schedulePump: () => this.schedulePump(),
       checkIdle: () => this.checkIdle(),
     });
@@ -308,17 +313,17 @@ export class Runner extends EventEmitter<RunnerEvents> {
         existing.nextDueAt = this.now();
       }
       if (!config.enabled && before.enabled) {
-        this.cancelInstanceWork(existing, `instance "${config.id}" was disabled`);
+        this.lifecycle.cancelInstanceWork(existing, `instance "${config.id}" was disabled`);
       } else if (config.enabled && !before.enabled) {
         existing.nextDueAt = this.now();
       } else if (canonicalJson(before.params, 'params') !== canonicalJson(config.params, 'params') || before.job !== config.job) {
-        this.cancelInstanceWork(existing, `instance "${config.id}" changed its configuration`, 'continuous');
+        this.lifecycle.cancelInstanceWork(existing, `instance "${config.id}" changed its configuration`, 'continuous');
         existing.nextDueAt = this.now();
       }
     }
     for (const runtime of [...this.instances.values()]) {
       if (seen.has(runtime.config.id)) continue;
-      this.cancelInstanceWork(runtime, `instance "${runtime.config.id}" was removed from the configuration`);
+      this.lifecycle.cancelInstanceWork(runtime, `instance "${runtime.config.id}" was removed from the configuration`);
       this.instances.delete(runtime.config.id);
       this.dispatch.removeInstance(runtime);
     }
@@ -417,21 +422,21 @@ export class Runner extends EventEmitter<RunnerEvents> {
           attempt.handle.abort(attempt.abortReason);
           running.push(attempt.handle.done);
         } else if (attempt.state === 'abandoned') {
-          this.forget(attempt, true);
+          this.lifecycle.forget(attempt, true);
         } else {
-          this.endWithoutRunning(attempt, 'interrupted', toErrorInfo(shutdown));
+          this.lifecycle.endWithoutRunning(attempt, 'interrupted', toErrorInfo(shutdown));
         }
       }
       await waitAll(running, graceMs);
       for (const attempt of [...this.held.values()]) {
         if (attempt.handle && attempt.handle.kill()) continue;
-        this.finish(attempt, failure(attempt.abortReason ?? shutdown));
+        this.lifecycle.finish(attempt, failure(attempt.abortReason ?? shutdown));
       }
       await waitAll(
         [...this.held.values()].flatMap((a) => (a.handle ? [a.handle.done] : [])),
         graceMs,
       );
-      for (const attempt of [...this.held.values()]) this.forget(attempt, true);
+      for (const attempt of [...this.held.values()]) this.lifecycle.forget(attempt, true);
       await Promise.all([this.inline.close(), this.processExecutor?.close()]);
       await this.journal.flush().catch(() => undefined);
     } finally {
@@ -452,367 +457,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     }
   }
 
-  // ---- dispatch ------------------------------------------------------------------------------
-
-  /** An attempt the dispatch queue let go (it holds a slot): its run is marked running and its handler starts. */
-  private startAttempt(attempt: Attempt): void {
-    attempt.state = 'running';
-    const { run } = attempt;
-    run.status = 'running';
-    run.startedAt = this.now();
-    this.journal.putRun(run, attempt.lease);
-    this.emit('run', run);
-    void this.launch(attempt);
-  }
-
-  private async launch(attempt: Attempt): Promise<void> {
-    const { planned, run, instance } = attempt;
-    const executor = planned.isolate ? this.processExecutor : this.inline;
-    if (!executor) {
-      this.finish(
-        attempt,
-        failure(
-          new TaskProcessError(
-            `task "${planned.task}" runs in a child process (continuous or isolate), but this runner has no process executor; run it with "ujr run"`,
-          ),
-        ),
-      );
-      return;
-    }
-    let handlerStarted = false;
-    const handle = executor.start(
-      instance.job,
-      planned.definition,
-      {
-        runId: run.id,
-        instanceId: run.instanceId,
-        jobType: run.jobType,
-        task: run.task,
-        signature: run.signature,
-        attempt: run.attempt,
-        input: run.input,
-        params: instance.config.params,
-        fencingToken: run.fencingToken,
-        lastCheckpoint: attempt.lastCheckpoint,
-      },
-      {
-        log: (level, message) => this.appendLog(attempt, level, message),
-        progress: (current, total, message) => {
-          run.progress = { current, updatedAt: this.now() };
-          if (total !== undefined) run.progress.total = total;
-          if (message !== undefined) run.progress.message = message;
-          this.journal.putRun(run, attempt.lease);
-        },
-        started: () => {
-          handlerStarted = true;
-          this.armClocks(attempt);
-        },
-        heartbeat: () => this.onHeartbeat(attempt),
-        checkpoint: async (value) => {
-          canonicalJson(value, 'checkpoint');
-          if (attempt.lost) throw this.lostError(attempt, 'the checkpoint was not stored');
-          // Fenced: stored only while this attempt's lease is current, in the same transaction.
-          this.journal.checkpoint({ signature: run.signature, value, runId: run.id, at: this.now() }, attempt.lease);
-          await this.journal.flush();
-          if (attempt.lost) throw this.lostError(attempt, 'the checkpoint was not stored');
-          attempt.lastCheckpoint = value;
-        },
-        fence: async () => {
-          await this.leases.check(attempt);
-          if (attempt.lost) throw this.lostError(attempt, 'the write was refused');
-        },
-      },
-    );
-    attempt.handle = handle;
-    if (!handlerStarted) {
-      // A child process boots first (job types load through tsx); its clocks start with the handler.
-      attempt.timers.push(
-        this.timers.setTimeout(
-          () => this.abortAttempt(attempt, new TaskProcessError(`the task process did not start its handler within ${BOOT_DEADLINE_MS} ms`)),
-          BOOT_DEADLINE_MS,
-        ),
-      );
-    }
-    const outcome = await handle.done;
-    if (attempt.state === 'abandoned') {
-      this.forget(attempt, true);
-      return;
-    }
-    if (attempt.state === 'running') this.finish(attempt, outcome);
-  }
-
-  /** Starts the attempt's timeout and heartbeat watchdog, once its handler runs. */
-  private armClocks(attempt: Attempt): void {
-    const { planned } = attempt;
-    if (attempt.abortReason) return;
-    for (const timer of attempt.timers) timer.cancel();
-    attempt.timers = [];
-    if (planned.timeoutMs !== undefined) {
-      const timeoutMs = planned.timeoutMs;
-      attempt.timers.push(this.timers.setTimeout(() => this.abortAttempt(attempt, new TaskTimeoutError(timeoutMs)), timeoutMs));
-    }
-    const watchdogMs = planned.definition.heartbeatTimeoutMs;
-    if (watchdogMs !== undefined) {
-      attempt.watchdog = this.timers.setTimeout(
-        () => this.abortAttempt(attempt, new TaskProcessError(`no heartbeat for ${watchdogMs} ms; the task is considered hung and is stopped`)),
-        watchdogMs,
-      );
-    }
-  }
-
-  private onHeartbeat(attempt: Attempt): void {
-    attempt.watchdog?.refresh();
-    this.leases.heartbeat(attempt);
-  }
-
-  /** Aborts a running attempt for `reason`; stops it hard after the grace period. */
-  private abortAttempt(attempt: Attempt, reason: Error): void {
-    if (attempt.state !== 'running' || !attempt.handle) return;
-    if (attempt.abortReason) return;
-    attempt.abortReason = reason;
-    attempt.handle.abort(reason);
-    attempt.timers.push(
-      this.timers.setTimeout(() => {
-        if (attempt.state !== 'running' || !attempt.handle) return;
-        if (attempt.handle.kill()) return;
-        // An inline handler ignoring its signal cannot be killed: record the attempt as over, but
-        // keep holding the signature until the handler really returns.
-        this.log.warn(
-          `task "${attempt.planned.task}" (run ${attempt.run.id}) ignored its abort signal for ${this.options.graceMs} ms; it is abandoned and its signature stays leased until it returns. Set isolate: true on tasks that may hang.`,
-        );
-        this.finish(attempt, failure(reason), true);
-      }, this.options.graceMs),
-    );
-  }
-
-  // ---- endings -------------------------------------------------------------------------------
-
-  /** Records how an attempt ended and decides what follows: done, retry, or restart. */
-  private finish(attempt: Attempt, raw: AttemptOutcome, abandon = false): void {
-    if (attempt.state !== 'running') return;
-    this.clearTimers(attempt);
-    this.dispatch.vacate(attempt);
-    const { planned, run } = attempt;
-    const outcome = capResult(raw, this.options.maxResultBytes);
-    const reason = attempt.abortReason;
-    run.endedAt = this.now();
-    const ending = endingOf(outcome, {
-      kind: planned.kind,
-      abortReason: reason,
-      lost: attempt.lost,
-      attempt: run.attempt,
-      maxAttempts: run.maxAttempts,
-      noRetry: abandon || this.stopping,
-      lostError: () => this.lostError(attempt, 'its result is not recorded'),
-    });
-    const { status, retry } = ending;
-    if (ending.result !== undefined) run.result = ending.result;
-    if (ending.error !== undefined) run.error = ending.error;
-    if (abandon) {
-      attempt.state = 'abandoned';
-      run.status = status;
-      this.count(run.status);
-      this.journal.putRun(run, attempt.lease);
-      this.emit('run', run);
-      this.schedulePump();
-      return;
-    }
-    run.status = status;
-    // A failed attempt that is retried ends `failed`, linked to the next attempt (which waits as `retrying`).
-    const nextRunId = retry ? this.nextId() : undefined;
-    if (nextRunId !== undefined) run.nextRunId = nextRunId;
-    else this.count(status);
-    this.journal.putRun(run, attempt.lease);
-    this.emit('run', run);
-
-    if (nextRunId !== undefined) this.retryLater(attempt, nextRunId);
-    else if (planned.kind === 'continuous' && status === 'failed' && !this.stopping) this.restartLater(attempt, outcome);
-    else if (status === 'failed' && planned.definition.revert) void this.revertThenRelease(attempt);
-    else this.forget(attempt, !(reason instanceof LeaseLostError) && !attempt.lost);
-    this.schedulePump();
-  }
-
-  private retryLater(attempt: Attempt, nextRunId: string): void {
-    const { planned, run } = attempt;
-    const delay = backoffDelay(planned.retry, run.attempt, this.random);
-    this.counters.retried += 1;
-    this.appendLog(attempt, 'warn', `attempt ${run.attempt} of ${run.maxAttempts} failed: ${run.error?.message ?? ''}; retrying in ${delay} ms as run ${nextRunId}`);
-    this.backOff(attempt, 'retry', delay, () => {
-      this.dispatch.enqueue(attempt);
-      this.dispatch.pump();
-    }, nextRunId);
-    // The next attempt is visible at once, as `retrying` until its backoff is over.
-    attempt.run.status = 'retrying';
-    this.journal.putRun(attempt.run, attempt.lease);
-    this.emit('run', attempt.run);
-  }
-
-  /** A continuous task ended badly: restart it after a backoff if its job still returns it. */
-  private restartLater(attempt: Attempt, outcome: AttemptOutcome): void {
-    const { planned, run, instance } = attempt;
-    const healthy = run.startedAt !== undefined && this.now() - run.startedAt >= CONTINUOUS_HEALTHY_MS;
-    attempt.restarts = healthy ? 1 : attempt.restarts + 1;
-    const delay = backoffDelay(this.continuousRestart, attempt.restarts, this.random);
-    this.log.warn(
-      `continuous task "${planned.task}" of "${instance.config.id}" stopped (${outcome.ok ? 'returned' : (run.error?.message ?? 'failed')}); restarting in ${delay} ms if its job still returns it`,
-    );
-    attempt.wanted = false;
-    this.backOff(attempt, 'restart', delay, () => {
-      if (!isActive(instance)) {
-        this.cancel(attempt, `instance "${instance.config.id}" is no longer active`);
-      } else if (attempt.wanted) {
-        this.dispatch.enqueue(attempt);
-        this.dispatch.pump();
-      } else {
-        // The job has not answered yet (its plan is slow or failed): the next plan that returns
-        // the task restarts it, one that does not cancels it.
-        attempt.restartDue = true;
-      }
-    });
-    // Ask the job now, so the restart knows whether the task is still wanted.
-    this.planLoop.requestPlan(instance, 'restart');
-  }
-
-  /** Moves a held signature on to its next attempt, due after `delay`; the lease stays held. */
-  private backOff(attempt: Attempt, origin: RunOrigin, delay: number, onDue: () => void, nextRunId = this.nextId()): void {
-    const { planned, run, instance } = attempt;
-    attempt.run = newRun(instance, planned, {
-      id: nextRunId,
-      attempt: run.attempt + 1,
-      origin,
-      token: attempt.lease.token,
-      runner: this.owner,
-      queuedAt: this.now(),
-    });
-    attempt.run.previousRunId = run.id;
-    if (run.triggerId !== undefined) attempt.run.triggerId = run.triggerId;
-    attempt.logLines = 0;
-    attempt.state = 'backoff';
-    delete attempt.abortReason;
-    delete attempt.handle;
-    this.counters.backoff += 1;
-    attempt.timers.push(
-      this.timers.setTimeout(() => {
-        this.counters.backoff -= 1;
-        attempt.timers = [];
-        onDue();
-      }, delay),
-    );
-  }
-
-  private async revertThenRelease(attempt: Attempt): Promise<void> {
-    const { planned, run, instance } = attempt;
-    const definition = planned.definition;
-    const log: Logger = {
-      debug: (m) => this.appendLog(attempt, 'debug', m),
-      info: (m) => this.appendLog(attempt, 'info', m),
-      warn: (m) => this.appendLog(attempt, 'warn', m),
-      error: (m) => this.appendLog(attempt, 'error', m),
-    };
-    const error = await withTimeout(
-      Promise.resolve().then(() =>
-        definition.revert?.(run.input, run.error ?? { name: 'Error', message: 'failed' }, {
-          instanceId: instance.config.id,
-          params: instance.config.params,
-          log,
-          objects: this.objects,
-        }),
-      ),
-      planned.timeoutMs ?? this.options.graceMs,
-      `revert of task "${planned.task}" did not finish in time`,
-      this.timers,
-    ).then(
-      () => undefined,
-      (failed: unknown) => failed,
-    );
-    if (error === undefined) this.appendLog(attempt, 'info', 'reverted after the last attempt failed');
-    else this.appendLog(attempt, 'error', `revert failed: ${toErrorInfo(error).message}`);
-    this.forget(attempt, true);
-  }
-
-  /** Ends a queued or backing-off attempt that never started. */
-  private endWithoutRunning(attempt: Attempt, status: RunStatus, error: ErrorInfo): void {
-    if (attempt.state === 'queued') this.dispatch.leave(attempt);
-    if (attempt.state === 'backoff' && attempt.timers.length > 0) this.counters.backoff -= 1;
-    this.clearTimers(attempt);
-    attempt.state = 'abandoned';
-    const { run } = attempt;
-    run.status = status;
-    run.endedAt = this.now();
-    run.error = error;
-    this.count(status);
-    this.journal.putRun(run, attempt.lease);
-    this.emit('run', run);
-    this.forget(attempt, true);
-  }
-
-  private cancel(attempt: Attempt, why: string): void {
-    const error = new CancelledError(why);
-    if (attempt.state === 'running') this.abortAttempt(attempt, error);
-    else if (attempt.state === 'queued' || attempt.state === 'backoff') this.endWithoutRunning(attempt, 'cancelled', toErrorInfo(error));
-  }
-
-  private cancelInstanceWork(runtime: InstanceRuntime, why: string, only?: 'continuous'): void {
-    for (const attempt of [...this.held.values()]) {
-      if (attempt.instance !== runtime) continue;
-      if (only === 'continuous' && attempt.planned.kind !== 'continuous') continue;
-      this.cancel(attempt, why);
-    }
-  }
-
-  /** Drops the signature; releases its lease (after its final record) unless it was lost. */
-  private forget(attempt: Attempt, release: boolean): void {
-    this.clearTimers(attempt);
-    const current = this.held.get(attempt.planned.signature);
-    if (current === attempt) this.held.delete(attempt.planned.signature);
-    if (attempt.instance.continuousHeld.get(attempt.planned.signature) === attempt) attempt.instance.continuousHeld.delete(attempt.planned.signature);
-    if (release && !attempt.lost) this.journal.release(attempt.lease);
-    if (attempt.trigger && attempt.run.status === 'interrupted' && !attempt.lost) {
-      // An ad-hoc run cut short by shutdown is asked for again on the next start.
-      this.journal.addTrigger({ ...attempt.trigger, id: this.nextId() });
-    }
-    attempt.state = 'abandoned';
-    const runtime = attempt.instance;
-    runtime.finishedSinceTick.add(attempt.planned.signature);
-    this.planLoop.followUp(runtime);
-    this.checkIdle();
-  }
-
-  private leaseLost(attempt: Attempt): void {
-    attempt.lost = true;
-    if (this.held.get(attempt.planned.signature) !== attempt) return;
-    const error = this.lostError(attempt, 'it stops and writes nothing more');
-    this.log.warn(error.message);
-    if (attempt.state === 'running') this.abortAttempt(attempt, error);
-    else if (attempt.state === 'abandoned') this.forget(attempt, false);
-    else {
-      // Queued or backing off: its record is ended by whoever holds the lease now, or the sweeper.
-      if (attempt.state === 'queued') this.dispatch.leave(attempt);
-      if (attempt.state === 'backoff' && attempt.timers.length > 0) this.counters.backoff -= 1;
-      this.clearTimers(attempt);
-      attempt.state = 'abandoned';
-      attempt.run.status = 'interrupted';
-      attempt.run.endedAt = this.now();
-      attempt.run.error = toErrorInfo(error);
-      this.count('interrupted');
-      this.emit('run', attempt.run);
-      this.forget(attempt, false);
-    }
-  }
-
-  private lostError(attempt: Attempt, consequence: string): LeaseLostError {
-    return new LeaseLostError(
-      `the lease on ${attempt.planned.signature} (token ${attempt.lease.token}) was lost: this runner missed its renewals (it was stopped, hung or cut off from its store) and another runner or the sweeper moved it on; ${consequence}`,
-    );
-  }
-
-  /** The store refused writes made under these leases: their attempts are stale. */
-  private writesRefused(refused: LeaseRef[]): void {
-    for (const ref of refused) {
-      const attempt = this.held.get(ref.signature);
-      if (attempt && attempt.lease.token === ref.token && attempt.lease.owner === ref.owner) this.leaseLost(attempt);
-    }
-  }
+  // ---- sweeping (the attempt lifecycle is in lifecycle.ts) ----------------------------------
 
   /** Ends runs (of any runner on this store) whose lease expired without a final record. */
   private async sweep(): Promise<void> {
@@ -824,19 +469,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
 
   // ---- leases, logs, housekeeping ------------------------------------------------------------
-
-  private appendLog(attempt: Attempt, level: LogLevel, message: string): void {
-    const max = this.options.maxLogLinesPerRun;
-    if (attempt.logLines > max) return;
-    attempt.logLines += 1;
-    const text =
-      attempt.logLines > max
-        ? `log truncated: more than ${max} lines in this run`
-        : message.length > MAX_LOG_MESSAGE
-          ? `${message.slice(0, MAX_LOG_MESSAGE)}… (${message.length - MAX_LOG_MESSAGE} more characters)`
-          : message;
-    this.journal.log({ runId: attempt.run.id, seq: attempt.logLines, at: this.now(), level, message: text }, attempt.lease);
-  }
 
   private async prune(): Promise<void> {
     try {
@@ -851,19 +483,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
     const info = toErrorInfo(error);
     this.log.error(`store error: ${info.message}`);
     this.emit('storeError', info);
-  }
-
-  private count(status: RunStatus): void {
-    if (status === 'succeeded' || status === 'failed' || status === 'skipped' || status === 'interrupted' || status === 'cancelled') {
-      this.counters[status] += 1;
-    }
-  }
-
-  private clearTimers(attempt: Attempt): void {
-    for (const timer of attempt.timers) timer.cancel();
-    attempt.timers = [];
-    attempt.watchdog?.cancel();
-    delete attempt.watchdog;
   }
 
   private pumpScheduled = false;
