@@ -22,6 +22,8 @@ import { withTimeout } from './with-timeout.js';
 
 /** How many distinct reasons a trigger's "nothing new to run" note lists. */
 const MAX_SKIP_NOTES = 5;
+/** How far a takeover follows a dead holder's retries (nextRunId) to its live attempt. */
+const MAX_ATTEMPT_LINKS = 1_000;
 
 /** What the plan loop needs of the runner it plans for. */
 export interface PlanLoopHost {
@@ -193,6 +195,12 @@ export class PlanLoop {
     } else if (outcome.rejected.length === 0 && runtime.status?.planError) {
       await this.setStatus(runtime, { planError: undefined });
     }
+    if (!manual && !isActive(runtime)) {
+      // Another runner on the store retired it while this one planned.
+      report([], `instance "${runtime.config.id}" is done; it is not planned again`);
+      this.host.cancelInstanceWork(runtime, `instance "${runtime.config.id}" is done`, 'continuous');
+      return;
+    }
     this.reconcileContinuous(runtime, outcome.tasks);
     const admitted = await this.admit(runtime, outcome.tasks, reason === 'followup' || reason === 'manual' ? reason : 'schedule', triggers, plannedAt);
     if (!admitted.replanned) {
@@ -267,7 +275,11 @@ export class PlanLoop {
     }
     this.host.emit('planned', runtime.config.id, tasks.length);
     const none = (note: string) => ({ runIds: [], note: skipped.length > 0 ? `nothing new to run: ${skipped.join('; ')}` : note });
-    if (candidates.length === 0) return none(tasks.length === 0 ? 'the plan returned no task' : 'nothing new to run');
+    if (candidates.length === 0) {
+      // Nothing to lease, so no race with a release: a later race is asked again as a first one.
+      runtime.replansAfterRelease = 0;
+      return none(tasks.length === 0 ? 'the plan returned no task' : 'nothing new to run');
+    }
     const now = this.host.now();
     const runIds = candidates.map(() => this.host.nextId());
     let grants;
@@ -372,8 +384,12 @@ export class PlanLoop {
     this.host.counters.takenOver += 1;
     if (runId === null) return;
     try {
-      const run = await this.host.store.getRun(runId);
-      if (!run || (run.status !== 'running' && run.status !== 'queued')) return;
+      // The lease names the run it was taken for; its retries (under the same lease) follow it.
+      let run = await this.host.store.getRun(runId);
+      for (let hops = 0; run?.nextRunId !== undefined && hops < MAX_ATTEMPT_LINKS; hops += 1) {
+        run = await this.host.store.getRun(run.nextRunId);
+      }
+      if (!run || (run.status !== 'running' && run.status !== 'queued' && run.status !== 'retrying')) return;
       run.status = 'interrupted';
       run.endedAt = this.host.now();
       run.error = {
@@ -395,11 +411,16 @@ export class PlanLoop {
     this.host.emit('retired', runtime.config.id, reason);
   }
 
+  /**
+   * Writes `patch` over the instance's stored status, read again first: another runner on the
+   * store may have retired the instance (or recorded a plan error) since this one last looked.
+   */
   private async setStatus(runtime: InstanceRuntime, patch: Partial<Omit<InstanceStatus, 'instanceId'>>): Promise<void> {
-    const next: InstanceStatus = { ...runtime.status, ...patch, instanceId: runtime.config.id };
-    for (const key of Object.keys(next) as (keyof InstanceStatus)[]) if (next[key] === undefined) delete next[key];
-    runtime.status = next;
     try {
+      const stored = await this.host.store.getInstanceStatus(runtime.config.id);
+      const next: InstanceStatus = { ...stored, ...patch, instanceId: runtime.config.id };
+      for (const key of Object.keys(next) as (keyof InstanceStatus)[]) if (next[key] === undefined) delete next[key];
+      runtime.status = next;
       await this.host.store.setInstanceStatus(runtime.config.id, Object.keys(next).length > 1 ? next : undefined);
     } catch (error) {
       this.host.reportStoreError(error);

@@ -579,4 +579,82 @@ describe('plan loop', () => {
       expect(h.host.counters.deduplicated).toBe(0);
     });
   });
+
+  describe('across races with other runners', () => {
+    it('asks again after a release it raced with, however many earlier races ended with a plan that had nothing to admit', async () => {
+      const h = setup();
+      let round = 0;
+      let racing = false;
+      h.addInstance(
+        'collector-a',
+        h.job(async (ctx) => {
+          const done = await ctx.history.lastSuccess({ task: 'fetch', input: { page: round } });
+          if (racing) {
+            // Runner-2 ends this round's page while the plan reads the history: rounds 1 and 2
+            // succeed, round 3 fails (so the job wants it again).
+            racing = false;
+            h.clock.now += 5;
+            const run = makeRun(`their-run-${round}`, { signature: sig(round), runner: 'runner-2', status: round < 3 ? 'succeeded' : 'failed', input: { page: round }, queuedAt: h.clock.now - 5, endedAt: h.clock.now });
+            await seed(h.store, { runs: [run] }, h.clock.now);
+          }
+          return done ? [] : [page(round)];
+        }),
+      );
+
+      for (round = 1; round <= 3; round += 1) {
+        racing = true;
+        h.clock.now = T0 + (round - 1) * HOUR;
+        h.loop.tick();
+        await h.settle();
+        // Each race is a fresh scheduled plan: its refusal is asked again shortly.
+        expect(h.timers.pending(), `round ${round}`).toHaveLength(1);
+        for (const timer of h.timers.pending()) {
+          h.clock.now += timer.ms;
+          timer.fire();
+        }
+        await h.settle();
+      }
+      round = 3;
+      expect(h.held.has(sig(3))).toBe(true);
+    });
+
+    it("records the dead holder's live retry run interrupted when it takes the signature over", async () => {
+      const h = setup();
+      const [grant] = await h.store.acquireLeases([{ signature: sig(1), owner: 'runner-2', ttlMs: TTL, runId: 'dead-1', instanceId: 'collector-a', task: 'fetch' }], T0 - 2 * TTL);
+      if (!grant?.granted) throw new Error('expected runner-2 to get the lease');
+      const base = { signature: sig(1), runner: 'runner-2', input: { page: 1 }, fencingToken: grant.lease.token, queuedAt: T0 - 2 * TTL };
+      await h.store.commit({
+        fenced: [
+          {
+            fence: refOf(grant.lease),
+            runs: [
+              makeRun('dead-1', { ...base, status: 'failed', endedAt: T0 - 2 * TTL, nextRunId: 'dead-2' }),
+              makeRun('dead-2', { ...base, attempt: 2, status: 'running', origin: 'retry', previousRunId: 'dead-1' }),
+            ],
+          },
+        ],
+        at: T0 - 2 * TTL,
+      });
+      h.addInstance('collector-a', h.job(() => [page(1)]));
+
+      h.loop.tick();
+      await h.settle();
+
+      expect(h.host.counters.takenOver).toBe(1);
+      expect((await h.store.getRun('dead-1'))?.status).toBe('failed');
+      expect(await h.store.getRun('dead-2')).toMatchObject({ status: 'interrupted', error: { name: 'LeaseExpiredError' } });
+    });
+
+    it('keeps a retirement another runner on the same store recorded when it writes its own plan status', async () => {
+      const h = setup();
+      h.addInstance('collector-a', h.job(() => [page(1)]));
+      await h.store.setInstanceStatus('collector-a', { instanceId: 'collector-a', retiredAt: T0 - 1, retiredReason: 'every page is fetched' });
+
+      h.loop.tick();
+      await h.settle();
+
+      expect(await h.store.getInstanceStatus('collector-a')).toMatchObject({ retiredAt: T0 - 1, retiredReason: 'every page is fetched' });
+      expect(h.held.has(sig(1))).toBe(false);
+    });
+  });
 });
