@@ -5,11 +5,11 @@
  * outcome into a status are pure and tested alone.
  */
 import { CancelledError, LeaseLostError, ResultTooLargeError, ShutdownError, isRetryable, toErrorInfo } from '../errors.js';
-import type { Schedule } from '../schedule.js';
+import { parseSchedule, type Schedule } from '../schedule.js';
 import type { TimerHandle } from '../ports/timers.js';
 import type { InstanceStatus, LeaseRef, Trigger } from '../ports/store.js';
 import type { ErrorInfo, InstanceConfig, JobType, Json, PlanContext, RunOrigin, RunRecord, RunStatus } from '../types.js';
-import type { Deque } from './deque.js';
+import { Deque } from './deque.js';
 import { failure, type AttemptHandle, type AttemptOutcome } from './executor.js';
 import type { PlannedTask } from './planner.js';
 
@@ -173,5 +173,30 @@ export function newRun(
     fencingToken: fields.token,
     queuedAt: fields.queuedAt,
     input: task.input,
+  };
+}
+
+/** A newly configured instance, due at `now`, holding nothing yet. */
+export function newInstanceRuntime(config: InstanceConfig, job: JobType, now: number): InstanceRuntime {
+  return {
+    config,
+    job,
+    schedule: parseSchedule(config.schedule),
+    nextDueAt: now,
+    status: undefined,
+    planning: false,
+    replan: undefined,
+    followupPending: false,
+    backlogged: false,
+    batchQueue: new Deque(),
+    continuousQueue: new Deque(),
+    batchRunning: 0,
+    continuousHeld: new Map(),
+    batchQueued: 0,
+    followupDeferred: false,
+    finishedSinceTick: new Set(),
+    pendingTriggers: [],
+    replansAfterRelease: 0,
+    replanDelayed: false,
   };
 }

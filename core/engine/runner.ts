@@ -21,8 +21,7 @@ import { canonicalJson } from '../signature.js';
 import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
 import type { InstanceStatus, Store, Trigger } from '../ports/store.js';
 import type { InstanceConfig, JobType, Json, Logger, ObjectStore, RetryPolicy } from '../types.js';
-import { isActive, type Attempt, type InstanceRuntime } from './attempt.js';
-import { Deque } from './deque.js';
+import { isActive, newInstanceRuntime, type Attempt, type InstanceRuntime } from './attempt.js';
 import { DispatchQueue } from './dispatch.js';
 import { failure, InlineExecutor, type Executor } from './executor.js';
 import { Journal } from './journal.js';
@@ -279,27 +278,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       }
       const existing = this.instances.get(config.id);
       if (!existing) {
-        const runtime: InstanceRuntime = {
-          config,
-          job,
-          schedule: parseSchedule(config.schedule),
-          nextDueAt: this.now(),
-          status: undefined,
-          planning: false,
-          replan: undefined,
-          followupPending: false,
-          backlogged: false,
-          batchQueue: new Deque(),
-          continuousQueue: new Deque(),
-          batchRunning: 0,
-          continuousHeld: new Map(),
-          batchQueued: 0,
-          followupDeferred: false,
-          finishedSinceTick: new Set(),
-          pendingTriggers: [],
-          replansAfterRelease: 0,
-          replanDelayed: false,
-        };
+        const runtime = newInstanceRuntime(config, job, this.now());
         this.instances.set(config.id, runtime);
         this.dispatch.addInstance(runtime);
         continue;

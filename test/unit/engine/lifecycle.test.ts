@@ -9,8 +9,7 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { MemoryStore } from '../../../core/adapters/memory/store.js';
-import { newRun, refOf, type Attempt, type InstanceRuntime } from '../../../core/engine/attempt.js';
-import { Deque } from '../../../core/engine/deque.js';
+import { newInstanceRuntime, newRun, refOf, type Attempt } from '../../../core/engine/attempt.js';
 import { DispatchQueue } from '../../../core/engine/dispatch.js';
 import { InlineExecutor } from '../../../core/engine/executor.js';
 import { Journal } from '../../../core/engine/journal.js';
@@ -22,7 +21,6 @@ import { CancelledError, LeaseLostError, NonRetryableError, TaskTimeoutError } f
 import type { LeaseRef } from '../../../core/ports/store.js';
 import type { TimerHandle, Timers } from '../../../core/ports/timers.js';
 import { mergeRetry } from '../../../core/retry.js';
-import { parseSchedule } from '../../../core/schedule.js';
 import { canonicalJson, defaultSignature } from '../../../core/signature.js';
 import { MemoryObjectStore } from '../../../core/testing/objects.js';
 import type { ErrorInfo, RetryPolicy, RunStatus, TaskContext, TaskDefinition } from '../../../core/types.js';
@@ -181,27 +179,11 @@ function setup(options: { concurrency?: number } = {}) {
   };
   const lifecycle = new AttemptLifecycle(host);
 
-  const runtime: InstanceRuntime = {
-    config: { id: 'collector-a', job: 'collector', params: {}, enabled: true, schedule: 'rate(1 hour)', concurrency: options.concurrency ?? 4 },
-    job: { name: 'collector', params: z.object({}), getRunnableTasks: () => [], tasks: {} },
-    schedule: parseSchedule('rate(1 hour)'),
-    nextDueAt: T0,
-    status: undefined,
-    planning: false,
-    replan: undefined,
-    followupPending: false,
-    backlogged: false,
-    batchQueue: new Deque<Attempt>(),
-    continuousQueue: new Deque<Attempt>(),
-    batchRunning: 0,
-    continuousHeld: new Map(),
-    batchQueued: 0,
-    followupDeferred: false,
-    finishedSinceTick: new Set(),
-    pendingTriggers: [],
-    replansAfterRelease: 0,
-    replanDelayed: false,
-  };
+  const runtime = newInstanceRuntime(
+    { id: 'collector-a', job: 'collector', params: {}, enabled: true, schedule: 'rate(1 hour)', concurrency: options.concurrency ?? 4 },
+    { name: 'collector', params: z.object({}), getRunnableTasks: () => [], tasks: {} },
+    T0,
+  );
   dispatch.addInstance(runtime);
 
   /** The planned task `fetch` of page `page` (its own signature), run by `definition`. */

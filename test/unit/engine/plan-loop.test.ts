@@ -9,14 +9,12 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { MemoryStore } from '../../../core/adapters/memory/store.js';
 import { defineJob } from '../../../core/define.js';
-import { refOf, type Attempt, type InstanceRuntime } from '../../../core/engine/attempt.js';
-import { Deque } from '../../../core/engine/deque.js';
+import { newInstanceRuntime, refOf, type Attempt, type InstanceRuntime } from '../../../core/engine/attempt.js';
 import { DispatchQueue, type DispatchLimits } from '../../../core/engine/dispatch.js';
 import { Journal } from '../../../core/engine/journal.js';
 import { PlanLoop, type PlanLoopHost } from '../../../core/engine/plan-loop.js';
 import type { RunnerEvents } from '../../../core/engine/runner-events.js';
 import type { TimerHandle, Timers } from '../../../core/ports/timers.js';
-import { parseSchedule } from '../../../core/schedule.js';
 import { canonicalJson, defaultSignature } from '../../../core/signature.js';
 import { MemoryObjectStore } from '../../../core/testing/objects.js';
 import type { InstanceConfig, Logger, PlanContext, TaskSpec } from '../../../core/types.js';
@@ -157,27 +155,7 @@ function setup(options: { maxQueued?: number; limits?: Partial<DispatchLimits> }
   /** An instance as the runner keeps it, due now, in the dispatch queue's rotation. */
   const addInstance = (id: string, jobType: ReturnType<typeof job>, extra: Partial<InstanceConfig> = {}): InstanceRuntime => {
     const config: InstanceConfig = { id, job: jobType.name, params: {}, enabled: true, schedule: 'rate(1 hour)', concurrency: 16, ...extra };
-    const runtime: InstanceRuntime = {
-      config,
-      job: jobType,
-      schedule: parseSchedule(config.schedule),
-      nextDueAt: clock.now,
-      status: undefined,
-      planning: false,
-      replan: undefined,
-      followupPending: false,
-      backlogged: false,
-      batchQueue: new Deque(),
-      continuousQueue: new Deque(),
-      batchRunning: 0,
-      continuousHeld: new Map(),
-      batchQueued: 0,
-      followupDeferred: false,
-      finishedSinceTick: new Set(),
-      pendingTriggers: [],
-      replansAfterRelease: 0,
-      replanDelayed: false,
-    };
+    const runtime = newInstanceRuntime(config, jobType, clock.now);
     instances.set(id, runtime);
     dispatch.addInstance(runtime);
     return runtime;
