@@ -15,9 +15,11 @@ import type { PlannedTask } from './planner.js';
 
 /**
  * `queued`: waiting for a slot (or for its run to be committed); `running`: its handler runs;
- * `backoff`: waiting to retry or restart; `abandoned`: ended, or no longer this runner's.
+ * `backoff`: waiting to retry or restart; `reverting`: its last attempt failed and its task's
+ * `revert` runs (the run is final, the slot free, the lease held until the revert ends);
+ * `abandoned`: ended, or no longer this runner's.
  */
-export type AttemptState = 'queued' | 'running' | 'backoff' | 'abandoned';
+export type AttemptState = 'queued' | 'running' | 'backoff' | 'reverting' | 'abandoned';
 
 /** One leased signature: the task, its current run and lease, and what the runner tracks of it. */
 export interface Attempt {
@@ -26,6 +28,8 @@ export interface Attempt {
   run: RunRecord;
   lease: LeaseRef;
   state: AttemptState;
+  /** While `reverting`: settles when the revert has ended and the lease is let go. */
+  reverted?: Promise<void>;
   handle?: AttemptHandle;
   abortReason?: Error;
   timers: TimerHandle[];

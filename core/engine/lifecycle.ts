@@ -236,7 +236,10 @@ export class AttemptLifecycle {
 
     if (nextRunId !== undefined) this.retryLater(attempt, nextRunId);
     else if (planned.kind === 'continuous' && status === 'failed' && !this.host.stopping()) this.restartLater(attempt, outcome);
-    else if (status === 'failed' && planned.definition.revert) void this.revertThenRelease(attempt);
+    else if (status === 'failed' && planned.definition.revert) {
+      attempt.state = 'reverting';
+      attempt.reverted = this.revertThenRelease(attempt);
+    }
     else this.forget(attempt, !(reason instanceof LeaseLostError) && !attempt.lost);
     this.host.schedulePump();
   }
@@ -355,6 +358,7 @@ export class AttemptLifecycle {
     this.forget(attempt, true);
   }
 
+  /** Cancels a queued, backing-off or running attempt; one that is reverting is let finish (its run is final). */
   cancel(attempt: Attempt, why: string): void {
     const error = new CancelledError(why);
     if (attempt.state === 'running') this.abortAttempt(attempt, error);
@@ -392,6 +396,8 @@ export class AttemptLifecycle {
     if (this.host.held.get(attempt.planned.signature) !== attempt) return;
     const error = this.lostError(attempt, 'it stops and writes nothing more');
     this.host.log.warn(error.message);
+    // A revert goes on (its run is final); what it logs is refused, and its lease is not released.
+    if (attempt.state === 'reverting') return;
     if (attempt.state === 'running') this.abortAttempt(attempt, error);
     else if (attempt.state === 'abandoned') this.forget(attempt, false);
     else {

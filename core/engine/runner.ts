@@ -400,6 +400,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
           attempt.abortReason ??= shutdown;
           attempt.handle.abort(attempt.abortReason);
           running.push(attempt.handle.done);
+        } else if (attempt.state === 'reverting' && attempt.reverted) {
+          running.push(attempt.reverted);
         } else if (attempt.state === 'abandoned') {
           this.lifecycle.forget(attempt, true);
         } else {
@@ -494,7 +496,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
     if (this.planLoop.takingTriggers) return false;
     for (const attempt of this.held.values()) {
       if (attempt.state === 'queued' && this.dispatch.hasSlotFor(attempt)) return false;
-      const handlerRuns = (attempt.state === 'running' && attempt.planned.kind === 'batch') || attempt.state === 'abandoned';
+      const handlerRuns =
+        (attempt.state === 'running' && attempt.planned.kind === 'batch') || attempt.state === 'reverting' || attempt.state === 'abandoned';
       if (handlerRuns && !ignoreRunning) return false;
     }
     for (const runtime of this.instances.values()) {

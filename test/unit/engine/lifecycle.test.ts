@@ -660,4 +660,36 @@ describe('attempt lifecycle', () => {
     expect(await h.leaseOwner(planned.signature)).toBeNull();
     expect(h.counters.retried).toBe(0);
   });
+
+  it('leaves a failed attempt alone while its revert runs: a cancel neither ends it again nor frees its slot twice', async () => {
+    const h = setup();
+    const reverting = gate();
+    const planned = h.task({
+      retry: { attempts: 1 },
+      run() {
+        throw new Error('the export was half written');
+      },
+      async revert() {
+        await reverting.opened;
+      },
+    });
+    const attempt = await h.admit(planned);
+    await h.settle();
+    expect([await h.statusOf('run-1'), h.dispatch.batchRunning, h.counters.failed]).toEqual(['failed', 0, 1]);
+
+    // The instance is disabled while the revert still runs, which takes longer than the grace period.
+    h.lifecycle.cancel(attempt, 'instance "collector-a" was disabled');
+    h.clock.advance(GRACE_MS);
+    await h.settle();
+
+    expect([h.dispatch.batchRunning, h.runtime.batchRunning]).toEqual([0, 0]);
+    expect([h.counters.failed, h.counters.cancelled]).toEqual([1, 0]);
+    expect(attempt.run.status).toBe('failed');
+    expect(h.warnings).toEqual([]);
+
+    reverting.open();
+    await h.settle();
+    expect(await h.leaseOwner(planned.signature)).toBeNull();
+    expect(await h.statusOf('run-1')).toBe('failed');
+  });
 });
