@@ -234,13 +234,16 @@ export class AttemptLifecycle {
     this.host.journal.putRun(run, attempt.lease);
     this.host.emit('run', run);
 
-    if (nextRunId !== undefined) this.retryLater(attempt, nextRunId);
-    else if (planned.kind === 'continuous' && status === 'failed' && !this.host.stopping()) this.restartLater(attempt, outcome);
-    else if (status === 'failed' && planned.definition.revert) {
+    if (nextRunId !== undefined) {
+      this.retryLater(attempt, nextRunId);
+    } else if (planned.kind === 'continuous' && status === 'failed' && !this.host.stopping()) {
+      this.restartLater(attempt, outcome);
+    } else if (status === 'failed' && planned.definition.revert) {
       attempt.state = 'reverting';
       attempt.reverted = this.revertThenRelease(attempt);
+    } else {
+      this.forget(attempt, !(reason instanceof LeaseLostError) && !attempt.lost);
     }
-    else this.forget(attempt, !(reason instanceof LeaseLostError) && !attempt.lost);
     this.host.schedulePump();
   }
 
