@@ -237,7 +237,7 @@ export class AttemptLifecycle {
     if (nextRunId !== undefined) {
       this.retryLater(attempt, nextRunId);
     } else if (planned.kind === 'continuous' && status === 'failed' && !this.host.stopping()) {
-      this.restartLater(attempt, outcome);
+      this.restartLater(attempt);
     } else if (status === 'failed' && planned.definition.revert) {
       attempt.state = 'reverting';
       attempt.reverted = this.revertThenRelease(attempt);
@@ -263,13 +263,13 @@ export class AttemptLifecycle {
   }
 
   /** A continuous task ended badly: restart it after a backoff if its job still returns it. */
-  private restartLater(attempt: Attempt, outcome: AttemptOutcome): void {
+  private restartLater(attempt: Attempt): void {
     const { planned, run, instance } = attempt;
     const healthy = run.startedAt !== undefined && this.host.now() - run.startedAt >= CONTINUOUS_HEALTHY_MS;
     attempt.restarts = healthy ? 1 : attempt.restarts + 1;
     const delay = backoffDelay(this.host.continuousRestart, attempt.restarts, () => this.host.random());
     this.host.log.warn(
-      `continuous task "${planned.task}" of "${instance.config.id}" stopped (${outcome.ok ? 'returned' : (run.error?.message ?? 'failed')}); restarting in ${delay} ms if its job still returns it`,
+      `continuous task "${planned.task}" of "${instance.config.id}" stopped (${run.error?.message ?? 'failed'}); restarting in ${delay} ms if its job still returns it`,
     );
     attempt.wanted = false;
     this.backOff(attempt, 'restart', delay, () => {
