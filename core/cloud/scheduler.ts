@@ -212,6 +212,7 @@ export class Scheduler {
     const log = planLogger(telemetry, instance.id, job.name);
     const ctx = buildPlanContext({
       instance,
+      job,
       reason,
       store: board,
       objects: this.deps.objects,

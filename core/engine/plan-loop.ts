@@ -150,6 +150,7 @@ export class PlanLoop {
     let doneReason: { reason: string | undefined } | undefined;
     const ctx = buildPlanContext({
       instance: runtime.config,
+      job: runtime.job,
       reason,
       store: this.host.store,
       objects: this.host.objects,

@@ -81,8 +81,22 @@ export function summarize(run: RunRecord): RunSummary {
   return summary;
 }
 
+/**
+ * A task's input as the task runs with it: through its input schema (defaults filled in), as a
+ * plan's specs are resolved, so that a signature computed from it is the one the task ran under.
+ * An input the schema refuses, or a task the job does not define, is taken as given.
+ */
+export function inputAsRun(job: JobType, task: string, input: Json): Json {
+  const schema = Object.hasOwn(job.tasks, task) ? job.tasks[task]?.input : undefined;
+  if (!schema) return input;
+  const parsed = schema.safeParse(input);
+  return parsed.success ? (parsed.data as Json) : input;
+}
+
 export function buildPlanContext(options: {
   instance: InstanceConfig;
+  /** The instance's job type: a history query names one of its tasks' inputs as that task runs with it. */
+  job: JobType;
   reason: PlanContext<unknown>['reason'];
   store: Store;
   objects: ObjectReader;
@@ -90,13 +104,15 @@ export function buildPlanContext(options: {
   now: () => number;
   onDone: (reason: string | undefined) => void;
 }): PlanContext<unknown> {
-  const { instance, store } = options;
-  const signatureOf = (task: string, input: Json = {}) => defaultSignature(instance.id, task, canonicalJson(input));
+  const { instance, job, store } = options;
+  const signatureOf = (task: string, input: Json = {}) => defaultSignature(instance.id, task, canonicalJson(inputAsRun(job, task, input)));
   const toRunQuery = (query: HistoryQuery) => {
     if ('signature' in query) return { signature: query.signature };
     const instanceId = query.instanceId ?? instance.id;
     if (query.input === undefined) return { instanceId, task: query.task };
-    return { signature: defaultSignature(instanceId, query.task, canonicalJson(query.input)) };
+    // Another instance's job may be another type: its input is taken as given.
+    const input = instanceId === instance.id ? inputAsRun(job, query.task, query.input) : query.input;
+    return { signature: defaultSignature(instanceId, query.task, canonicalJson(input)) };
   };
   return {
     instanceId: instance.id,

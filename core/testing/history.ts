@@ -3,6 +3,7 @@
  * them, and recorded in a store through its ordinary writes (a lease, a fenced commit, a release).
  */
 import { canonicalJson, defaultSignature } from '../signature.js';
+import { inputAsRun } from '../engine/planner.js';
 import { mergeRetry } from '../retry.js';
 import type { Store } from '../ports/store.js';
 import { TERMINAL_STATUSES, type JobType, type RunRecord } from '../types.js';
@@ -30,7 +31,9 @@ const HISTORY_RUNNER = 'ujr/testing';
 export function completeHistory(runs: readonly HistoryRun[], context: { job: JobType; instanceId: string; now: number }): RunRecord[] {
   return runs.map((run, index) => {
     const instanceId = run.instanceId ?? context.instanceId;
-    const input = run.input ?? {};
+    // As the task ran with it: through its input schema, for this instance's own tasks.
+    const given = run.input ?? {};
+    const input = instanceId === context.instanceId ? inputAsRun(context.job, run.task, given) : given;
     const status = run.status ?? 'succeeded';
     const definition = Object.hasOwn(context.job.tasks, run.task) ? context.job.tasks[run.task] : undefined;
     const defaultAt = context.now - (runs.length - index) * 1_000;

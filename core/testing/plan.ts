@@ -137,6 +137,7 @@ export async function plan(job: JobType, options: PlanOptions = {}): Promise<Pla
   let done: PlanResult['done'];
   const ctx = buildPlanContext({
     instance,
+    job,
     reason: options.reason ?? 'schedule',
     store,
     objects: objectStoreOf(options.objects, clock),

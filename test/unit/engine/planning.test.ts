@@ -218,6 +218,36 @@ describe('planning', () => {
     expect(reasons.slice(0, 2)).toEqual(['schedule', 'followup']);
   });
 
+  it("finds a task's runs by the input the plan passed, with its input schema's defaults as the task ran with them", async () => {
+    const found: { lastSuccess: unknown; lastRun: unknown; signature: string }[] = [];
+    const job = defineJob({
+      name: 'pages',
+      params: noParams,
+      async getRunnableTasks(ctx) {
+        const input = { page: 1 };
+        const lastSuccess = await ctx.history.lastSuccess({ task: 'fetch', input });
+        found.push({ lastSuccess: lastSuccess?.id, lastRun: (await ctx.history.lastRun({ task: 'fetch', input }))?.id, signature: ctx.signatureOf('fetch', input) });
+        return lastSuccess ? [] : [{ task: 'fetch', input }];
+      },
+      tasks: {
+        fetch: {
+          input: z.object({ page: z.number(), pageSize: z.number().default(100) }),
+          run: (input: { page: number; pageSize: number }) => ({ rows: input.pageSize }),
+        },
+      },
+    });
+    const h = harness({ jobs: [job], instances: [instance('pages-1', 'pages')] });
+
+    await h.runner.runOnce();
+
+    const [run, ...others] = withStatus(h.runs, 'succeeded');
+    expect(others).toEqual([]);
+    expect(run?.input).toEqual({ page: 1, pageSize: 100 });
+    // The follow-up plan found the success by { page: 1 } and asked for nothing more.
+    expect(found.at(-1)).toEqual({ lastSuccess: run?.id, lastRun: run?.id, signature: run?.signature });
+    expect(found).toHaveLength(2);
+  });
+
   it('reports a plan that throws, keeps running other instances, and asks the failing one again on the next trigger', async () => {
     let failing = true;
     let badPlans = 0;
