@@ -903,6 +903,34 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         expect(ids(await store.listRuns({ signature, status: 'succeeded', limit: 1 }))).toStrictEqual(['second']);
       });
 
+      it("follows an instance's task across its inputs as its runs move on: newest by end time, else queue time, then id", async () => {
+        const task = { instanceId: 'collector-a', task: 'fetch' } as const;
+        const page = (n: number) => ({ signature: `collector-a/fetch/page-${n}`, input: { page: n } });
+        const newest = async () => (await store.lastRun(task))?.id;
+        const newestSuccess = async () => (await store.lastRun({ ...task, status: 'succeeded' }))?.id;
+        await seed(store, { runs: [makeRun('p1', { ...page(1), queuedAt: T0 })] });
+        await seed(store, { runs: [makeRun('p2', { ...page(2), queuedAt: T0 + 50 })] });
+        // Another task of the instance, and the same task of another instance, newer still.
+        await seed(store, {
+          runs: [
+            makeRun('parse', { task: 'parse', signature: 'collector-a/parse/x', queuedAt: T0 + 60, status: 'succeeded', endedAt: T0 + 500 }),
+            makeRun('elsewhere', { instanceId: 'collector-b', signature: 'collector-b/fetch/x', queuedAt: T0 + 60, status: 'succeeded', endedAt: T0 + 500 }),
+          ],
+        });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['p2', undefined]);
+
+        await seed(store, { runs: [makeRun('p1', { ...page(1), queuedAt: T0, status: 'succeeded', endedAt: T0 + 100 })] });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['p1', 'p1']);
+
+        await seed(store, { runs: [makeRun('p2', { ...page(2), queuedAt: T0 + 50, status: 'succeeded', endedAt: T0 + 100 })] });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['p2', 'p2']);
+
+        await seed(store, { runs: [makeRun('p3', { ...page(3), queuedAt: T0 + 200, status: 'failed', endedAt: T0 + 210 })] });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['p3', 'p2']);
+        expect((await store.lastRun({ ...task, status: 'failed' }))?.id).toBe('p3');
+        expect((await store.lastRun({ ...task, status: ['queued', 'running'] }))?.id).toBeUndefined();
+      });
+
       it('applies the instance, task, signature and status filters', async () => {
         await seed(store, {
           runs: [

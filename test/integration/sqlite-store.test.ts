@@ -126,7 +126,7 @@ describe('SqliteStore on a file', () => {
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(5);
+      expect(raw.pragma('user_version', { simple: true })).toBe(6);
     } finally {
       raw.close();
     }
@@ -264,10 +264,14 @@ describe('SqliteStore on a file', () => {
     expect(() => SqliteStore.open(path)).toThrow(new RegExp(`${escapeRegExp(path)}.*not a ujr database`));
   });
 
-  /** Takes a current file back to what an older ujr wrote: version 4, or 3. */
-  function downgrade(to: 3 | 4): void {
+  /** Takes a current file back to what an older ujr wrote: version 5, 4 or 3. */
+  function downgrade(to: 3 | 4 | 5): void {
     const raw = new Database(path);
     raw.exec(`
+      DROP TABLE task_heads;
+      CREATE INDEX runs_instance_task_recency ON runs (instance_id, task, COALESCE(ended_at, queued_at), id);
+    `);
+    if (to < 5) raw.exec(`
       ALTER TABLE leases DROP COLUMN last_run_id;
       ALTER TABLE leases DROP COLUMN last_run_at;
       ALTER TABLE leases DROP COLUMN last_success_id;
@@ -311,11 +315,12 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(5);
+    expect(version).toBe(6);
     expect(indexes).toContain('runs_live');
     expect(indexes).not.toContain('runs_signature');
     expect(indexes).not.toContain('runs_status');
     expect(indexes).not.toContain('runs_signature_recency');
+    expect(indexes).not.toContain('runs_instance_task_recency');
   });
 
   it('upgrades a version 4 file in place: every run of a signature is found, newest and newest success first, and pruning keeps that success', async () => {
@@ -348,8 +353,38 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(5);
+    expect(version).toBe(6);
     expect(indexes).not.toContain('runs_signature_recency');
+  });
+
+  it("upgrades a version 5 file in place: a task's newest run and newest success are found across its inputs, and pruning moves on to the newest left", async () => {
+    const store = openStore();
+    const at = (id: string, page: number, status: 'succeeded' | 'failed', endedAt: number) =>
+      makeRun(id, { signature: `collector-a/fetch/page-${page}`, input: { page }, status, queuedAt: endedAt - 5, endedAt });
+    await seed(store, {
+      runs: [at('p1-ok', 1, 'succeeded', T0 + 10), at('p2-ok', 2, 'succeeded', T0 + 20), at('p3-failed', 3, 'failed', T0 + 30), makeRun('other-task', { task: 'parse', signature: 'collector-a/parse/x', endedAt: T0 + 40 })],
+    });
+    await store.close();
+    downgrade(5);
+
+    const upgraded = openStore();
+    try {
+      expect((await upgraded.lastRun({ instanceId: 'collector-a', task: 'fetch' }))?.id).toBe('p3-failed');
+      expect((await upgraded.lastRun({ instanceId: 'collector-a', task: 'fetch', status: 'succeeded' }))?.id).toBe('p2-ok');
+      expect((await upgraded.lastRun({ instanceId: 'collector-a', task: 'fetch', status: 'failed' }))?.id).toBe('p3-failed');
+
+      // p3's failure goes (it ended before the cutoff); page 1 and 2 keep their successes.
+      expect(await upgraded.pruneRuns(T0 + 35)).toBe(1);
+      expect((await upgraded.lastRun({ instanceId: 'collector-a', task: 'fetch' }))?.id).toBe('p2-ok');
+      await seed(upgraded, { runs: [at('p1-again', 1, 'succeeded', T0 + 50)] }, T0 + 45);
+      expect((await upgraded.lastRun({ instanceId: 'collector-a', task: 'fetch' }))?.id).toBe('p1-again');
+      expect((await upgraded.lastRun({ instanceId: 'collector-a', task: 'fetch', status: 'succeeded' }))?.id).toBe('p1-again');
+    } finally {
+      await upgraded.close();
+    }
+    const { version, indexes } = runIndexes();
+    expect(version).toBe(6);
+    expect(indexes).not.toContain('runs_instance_task_recency');
   });
 
   it('commits with synchronous NORMAL by default and FULL with durability full', async () => {

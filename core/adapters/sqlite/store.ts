@@ -46,7 +46,7 @@ import {
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
 
 /** Migrations by the version they lead to; each runs once, in its own transaction. */
 const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
@@ -199,6 +199,35 @@ const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
     DROP INDEX IF EXISTS runs_signature_recency;
     `,
   ],
+  [
+    6,
+    `
+    -- The same for an instance's task (issue 12): runs_instance_task_recency was written twice per
+    -- task (its key holds the recency), for the questions plans ask of a task whatever its input,
+    -- its newest run and its newest success. One row per instance and task now points at both;
+    -- other questions of recency sort the task's runs, found through runs_instance_task.
+    CREATE TABLE IF NOT EXISTS task_heads (
+      instance_id     TEXT NOT NULL,
+      task            TEXT NOT NULL,
+      last_run_id     TEXT,
+      last_run_at     INTEGER,
+      last_success_id TEXT,
+      last_success_at INTEGER,
+      PRIMARY KEY (instance_id, task)
+    ) WITHOUT ROWID;
+    INSERT INTO task_heads (instance_id, task, last_run_id, last_run_at)
+      SELECT instance_id, task, id, recency FROM (
+        SELECT instance_id, task, id, COALESCE(ended_at, queued_at) AS recency,
+          ROW_NUMBER() OVER (PARTITION BY instance_id, task ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC) AS n
+        FROM runs
+      ) WHERE n = 1;
+    UPDATE task_heads SET (last_success_id, last_success_at) = (
+      SELECT id, COALESCE(ended_at, queued_at) FROM runs
+      WHERE runs.instance_id = task_heads.instance_id AND runs.task = task_heads.task AND status = 'succeeded'
+      ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1);
+    DROP INDEX IF EXISTS runs_instance_task_recency;
+    `,
+  ],
 ];
 
 const TERMINAL_LIST = [...TERMINAL_STATUSES].map((s) => `'${s}'`).join(', ');
@@ -220,7 +249,7 @@ const PRUNE_CHUNK = 500;
  * success of its signature exists, newer in the order of `lastRun`: recency, then id.
  */
 const SELECT_PRUNABLE = `
-  SELECT id, signature FROM runs AS r
+  SELECT id, signature, instance_id, task FROM runs AS r
   WHERE r.ended_at IS NOT NULL AND r.ended_at < ?
     AND +r.status IN (${TERMINAL_LIST})
     AND (
@@ -302,6 +331,14 @@ type RunParams = [
   /** Its lease row names the run before this one (prior_run_id, written only when the run is inserted). */
   signatureOfPrior: string,
 ];
+
+interface TaskPointerParams {
+  id: string;
+  /** The run's recency: end time, else queue time. */
+  at: number;
+  instanceId: string;
+  task: string;
+}
 
 interface RunPointerParams {
   id: string;
@@ -431,12 +468,18 @@ export class SqliteStore implements Store {
   private readonly insertTrigger: Stmt<[string, string, string | null, string | null, number]>;
   private readonly selectTriggers: Stmt<[number], TriggerRow>;
   private readonly deleteTrigger: Stmt<[number]>;
-  private readonly selectPrunable: Stmt<[number, number], { id: string; signature: string }>;
+  private readonly selectPrunable: Stmt<[number, number], { id: string; signature: string; instance_id: string; task: string }>;
+  /** A pruned run that was its task's newest: the pointer moves to the newest left. */
+  private readonly forgetTaskHead: Stmt<[{ instanceId: string; task: string; id: string }]>;
   /** A pruned run that was its signature's newest: the newest left is its newest success. */
   private readonly forgetLastRun: Stmt<[string, string]>;
   /** Moves a lease row's pointer to a run just written, when it is the newest (or newest success). */
   private readonly pointAtLast: Stmt<[RunPointerParams]>;
   private readonly pointAtSuccess: Stmt<[RunPointerParams]>;
+  /** The same pointers per instance and task (task_heads). */
+  private readonly pointTaskAtLast: Stmt<[TaskPointerParams]>;
+  private readonly pointTaskAtSuccess: Stmt<[TaskPointerParams]>;
+  private readonly selectTaskHead: Record<'last' | 'success', Stmt<[string, string], RunRow>>;
   /** The run a lease row's pointer names: its signature's newest run, or newest success. */
   private readonly selectPointed: Record<'last' | 'success', Stmt<[string], RunRow>>;
   private readonly deleteRunLogs: Stmt<[string]>;
@@ -544,6 +587,23 @@ export class SqliteStore implements Store {
     this.pointAtSuccess = db.prepare(`
       UPDATE leases SET last_success_id = @id, last_success_at = @at
       WHERE signature = @signature AND (last_success_id IS NULL OR (last_success_at, last_success_id) < (@at, @id))`);
+    this.pointTaskAtLast = db.prepare(`
+      INSERT INTO task_heads (instance_id, task, last_run_id, last_run_at) VALUES (@instanceId, @task, @id, @at)
+      ON CONFLICT (instance_id, task) DO UPDATE SET last_run_id = excluded.last_run_id, last_run_at = excluded.last_run_at
+      WHERE task_heads.last_run_id IS NULL OR (task_heads.last_run_at, task_heads.last_run_id) < (excluded.last_run_at, excluded.last_run_id)`);
+    this.pointTaskAtSuccess = db.prepare(`
+      UPDATE task_heads SET last_success_id = @id, last_success_at = @at
+      WHERE instance_id = @instanceId AND task = @task
+        AND (last_success_id IS NULL OR (last_success_at, last_success_id) < (@at, @id))`);
+    this.selectTaskHead = {
+      last: db.prepare('SELECT r.* FROM task_heads AS h JOIN runs AS r ON r.id = h.last_run_id WHERE h.instance_id = ? AND h.task = ?'),
+      success: db.prepare('SELECT r.* FROM task_heads AS h JOIN runs AS r ON r.id = h.last_success_id WHERE h.instance_id = ? AND h.task = ?'),
+    };
+    this.forgetTaskHead = db.prepare(`
+      UPDATE task_heads SET (last_run_id, last_run_at) = (
+        SELECT id, COALESCE(ended_at, queued_at) FROM runs WHERE instance_id = @instanceId AND task = @task
+        ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1)
+      WHERE instance_id = @instanceId AND task = @task AND last_run_id = @id`);
     this.selectPointed = {
       last: db.prepare('SELECT r.* FROM leases AS l JOIN runs AS r ON r.id = l.last_run_id WHERE l.signature = ?'),
       success: db.prepare('SELECT r.* FROM leases AS l JOIN runs AS r ON r.id = l.last_success_id WHERE l.signature = ?'),
@@ -576,12 +636,14 @@ export class SqliteStore implements Store {
 
     const pruneChunk = db.transaction((endedBefore: number) => {
       const rows = this.selectPrunable.all(endedBefore, PRUNE_CHUNK);
-      for (const { id, signature } of rows) {
+      for (const { id, signature, instance_id: instanceId, task } of rows) {
         this.deleteRunLogs.run(id);
         this.deleteRun.run(id);
         // This was its signature's newest run: the runs before it ended before it did, so they are
         // pruned too, all but the newest success, which is now the newest run left.
         this.forgetLastRun.run(signature, id);
+        // A task's runs have many signatures: its newest run left is looked for.
+        this.forgetTaskHead.run({ instanceId, task, id });
       }
       return rows.length;
     });
@@ -696,10 +758,14 @@ export class SqliteStore implements Store {
    * pointer; `undefined` for any other query, or when the pointed run was pruned.
    */
   private pointedRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): RunRow[] | undefined {
-    if (query.signature === undefined || query.instanceId !== undefined || query.task !== undefined) return undefined;
     const pointer = query.status === undefined ? 'last' : query.status === 'succeeded' ? 'success' : undefined;
     if (!pointer) return undefined;
-    const row = this.selectPointed[pointer].get(query.signature);
+    let row: RunRow | undefined;
+    if (query.signature !== undefined && query.instanceId === undefined && query.task === undefined) {
+      row = this.selectPointed[pointer].get(query.signature);
+    } else if (query.signature === undefined && query.instanceId !== undefined && query.task !== undefined) {
+      row = this.selectTaskHead[pointer].get(query.instanceId, query.task);
+    }
     return row && [row];
   }
 
@@ -936,9 +1002,15 @@ export class SqliteStore implements Store {
   }
 
   private pointAt(run: RunRecord): void {
-    const pointer = { id: run.id, at: run.endedAt ?? run.queuedAt, signature: run.signature };
+    const at = run.endedAt ?? run.queuedAt;
+    const pointer = { id: run.id, at, signature: run.signature };
+    const taskPointer = { id: run.id, at, instanceId: run.instanceId, task: run.task };
     this.pointAtLast.run(pointer);
-    if (run.status === 'succeeded') this.pointAtSuccess.run(pointer);
+    this.pointTaskAtLast.run(taskPointer);
+    if (run.status === 'succeeded') {
+      this.pointAtSuccess.run(pointer);
+      this.pointTaskAtSuccess.run(taskPointer);
+    }
   }
 
   private putTrigger(trigger: Trigger): void {
