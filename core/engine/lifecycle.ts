@@ -8,19 +8,15 @@
  * leases and refused writes end attempts here too. Every record goes through the journal, under
  * the attempt's lease.
  */
-import type { EventEmitter } from 'node:events';
 import { CancelledError, LeaseLostError, TaskProcessError, TaskTimeoutError, toErrorInfo } from '../errors.js';
 import { backoffDelay } from '../retry.js';
 import { canonicalJson } from '../signature.js';
-import type { Timers } from '../ports/timers.js';
 import type { LeaseRef } from '../ports/store.js';
-import type { ErrorInfo, LogLevel, Logger, ObjectStore, PlanContext, RetryPolicy, RunOrigin, RunStatus } from '../types.js';
+import type { ErrorInfo, LogLevel, Logger, PlanContext, RetryPolicy, RunOrigin, RunStatus } from '../types.js';
 import { capResult, endingOf, isActive, newRun, type Attempt, type InstanceRuntime } from './attempt.js';
-import type { DispatchQueue } from './dispatch.js';
 import { failure, type AttemptOutcome, type Executor } from './executor.js';
-import type { Journal } from './journal.js';
 import type { LeaseKeeper } from './lease-keeper.js';
-import type { RunnerEvents, RunnerStats } from './runner-events.js';
+import type { RunnerParts, RunnerStats } from './runner-events.js';
 import { withTimeout } from './with-timeout.js';
 
 /** A continuous task that ran this long before it stopped restarts from the first backoff step. */
@@ -30,36 +26,19 @@ const BOOT_DEADLINE_MS = 60_000;
 const MAX_LOG_MESSAGE = 8_192;
 
 /** What the attempt lifecycle needs of the runner it works for. */
-export interface LifecycleHost {
-  readonly journal: Journal;
-  readonly dispatch: DispatchQueue;
+export interface LifecycleHost extends RunnerParts {
   readonly leases: LeaseKeeper;
-  readonly timers: Timers;
-  readonly log: Logger;
-  readonly objects: ObjectStore;
   /** Runs plain batch tasks (in this process). */
   readonly inline: Executor;
   /** Runs continuous and isolated tasks (child processes), if this runner has one. */
   readonly processExecutor: Executor | undefined;
-  /** The runner's lease owner id. */
-  readonly owner: string;
   readonly options: { readonly graceMs: number; readonly maxLogLinesPerRun: number; readonly maxResultBytes: number };
   readonly continuousRestart: RetryPolicy;
-  /** Attempts by signature: an attempt that ends is dropped from it. */
-  readonly held: Map<string, Attempt>;
   readonly counters: Omit<RunnerStats, 'queued' | 'running' | 'continuous'>;
-  readonly emit: EventEmitter<RunnerEvents>['emit'];
-  now(): number;
-  nextId(): string;
   random(): number;
-  stopping(): boolean;
   /** Asks the job again now that one of its tasks ended (the plan loop's follow-up). */
   followUp(runtime: InstanceRuntime): void;
   requestPlan(runtime: InstanceRuntime, reason: PlanContext<unknown>['reason']): void;
-  /** Starts what the dispatch queue lets start, soon. */
-  schedulePump(): void;
-  /** Something changed: wakes whoever waits for the runner to be idle or settled. */
-  checkIdle(): void;
 }
 
 export class AttemptLifecycle {

@@ -8,16 +8,12 @@
  * It reads and changes the runner's shared records (instances, held attempts) and reaches the
  * rest of the runner (its attempts' endings, its events and counters) through a `PlanLoopHost`.
  */
-import type { EventEmitter } from 'node:events';
 import { toErrorInfo } from '../errors.js';
-import type { Timers } from '../ports/timers.js';
 import type { InstanceStatus, LeaseRef, Store, Trigger, TriggerResult } from '../ports/store.js';
-import type { Logger, ObjectStore, PlanContext, RunOrigin } from '../types.js';
+import type { PlanContext, RunOrigin } from '../types.js';
 import { isActive, newRun, refOf, type Attempt, type InstanceRuntime } from './attempt.js';
-import type { DispatchQueue } from './dispatch.js';
-import type { Journal } from './journal.js';
 import { buildPlanContext, resolveSpecs, type PlannedTask } from './planner.js';
-import type { RunnerEvents, RunnerStats } from './runner-events.js';
+import type { RunnerParts, RunnerStats } from './runner-events.js';
 import { withTimeout } from './with-timeout.js';
 
 /** How many distinct reasons a trigger's "nothing new to run" note lists. */
@@ -26,32 +22,15 @@ const MAX_SKIP_NOTES = 5;
 const MAX_ATTEMPT_LINKS = 1_000;
 
 /** What the plan loop needs of the runner it plans for. */
-export interface PlanLoopHost {
+export interface PlanLoopHost extends RunnerParts {
   readonly store: Store;
-  readonly objects: ObjectStore;
-  readonly journal: Journal;
-  readonly dispatch: DispatchQueue;
-  readonly timers: Timers;
-  readonly log: Logger;
-  /** The runner's lease owner id. */
-  readonly owner: string;
   readonly options: { readonly maxQueued: number; readonly leaseTtlMs: number; readonly planTimeoutMs: number; readonly once: boolean };
   readonly instances: ReadonlyMap<string, InstanceRuntime>;
-  /** Attempts by signature: admission adds the ones it leases. */
-  readonly held: Map<string, Attempt>;
   readonly counters: Pick<RunnerStats, 'deduplicated' | 'takenOver' | 'planErrors'>;
-  readonly emit: EventEmitter<RunnerEvents>['emit'];
-  now(): number;
-  nextId(): string;
-  stopping(): boolean;
   reportStoreError(error: unknown): void;
   /** Ends an attempt of the runner's (aborts it if it runs) as cancelled. */
   cancel(attempt: Attempt, why: string): void;
   cancelInstanceWork(runtime: InstanceRuntime, why: string, only?: 'continuous'): void;
-  /** Starts what the dispatch queue lets start, soon. */
-  schedulePump(): void;
-  /** Something changed: wakes whoever waits for the runner to be idle or settled. */
-  checkIdle(): void;
 }
 
 export class PlanLoop {

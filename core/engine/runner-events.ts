@@ -1,5 +1,13 @@
-/** What a runner counts and the events it emits (shared by the runner and its plan loop). */
-import type { ErrorInfo, RunRecord } from '../types.js';
+/**
+ * What a runner counts, the events it emits, and the parts of it that its pieces (the plan loop,
+ * the attempt lifecycle) both reach.
+ */
+import type { EventEmitter } from 'node:events';
+import type { Timers } from '../ports/timers.js';
+import type { ErrorInfo, Logger, ObjectStore, RunRecord } from '../types.js';
+import type { Attempt } from './attempt.js';
+import type { DispatchQueue } from './dispatch.js';
+import type { Journal } from './journal.js';
 
 /**
  * A runner's counts: attempts in flight now (`queued`, `running`, `continuous`, `backoff`), and
@@ -45,4 +53,25 @@ export interface RunnerEvents {
   retired: [instanceId: string, reason: string | undefined];
   idle: [];
   storeError: [error: ErrorInfo];
+}
+
+/** The parts of a runner that the plan loop and the attempt lifecycle both use. */
+export interface RunnerParts {
+  readonly journal: Journal;
+  readonly dispatch: DispatchQueue;
+  readonly timers: Timers;
+  readonly log: Logger;
+  readonly objects: ObjectStore;
+  /** The runner's lease owner id. */
+  readonly owner: string;
+  /** Attempts by signature: admission adds them, their end drops them. */
+  readonly held: Map<string, Attempt>;
+  readonly emit: EventEmitter<RunnerEvents>['emit'];
+  now(): number;
+  nextId(): string;
+  stopping(): boolean;
+  /** Starts what the dispatch queue lets start, soon. */
+  schedulePump(): void;
+  /** Something changed: wakes whoever waits for the runner to be idle or settled. */
+  checkIdle(): void;
 }
