@@ -754,8 +754,9 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * What plans ask (a signature's newest run, or newest success) through its lease row's
-   * pointer; `undefined` for any other query, or when the pointed run was pruned.
+   * What plans ask (the newest run, or newest success, of a signature or of an instance's task)
+   * through the pointers kept for it (the signature's lease row, the task's task_heads row);
+   * `undefined` for any other query, or when the pointed run was pruned.
    */
   private pointedRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): RunRow[] | undefined {
     const pointer = query.status === undefined ? 'last' : query.status === 'succeeded' ? 'success' : undefined;
