@@ -332,19 +332,14 @@ type RunParams = [
   signatureOfPrior: string,
 ];
 
-interface TaskPointerParams {
-  id: string;
-  /** The run's recency: end time, else queue time. */
-  at: number;
-  instanceId: string;
-  task: string;
-}
-
-interface RunPointerParams {
+/** A run as the pointers to it name it (each pointer statement binds the names it uses). */
+interface PointerParams {
   id: string;
   /** The run's recency: end time, else queue time. */
   at: number;
   signature: string;
+  instanceId: string;
+  task: string;
 }
 
 /** What moves on in a stored run, then the columns that identify it (see `putRun`). */
@@ -474,11 +469,11 @@ export class SqliteStore implements Store {
   /** A pruned run that was its signature's newest: the newest left is its newest success. */
   private readonly forgetLastRun: Stmt<[string, string]>;
   /** Moves a lease row's pointer to a run just written, when it is the newest (or newest success). */
-  private readonly pointAtLast: Stmt<[RunPointerParams]>;
-  private readonly pointAtSuccess: Stmt<[RunPointerParams]>;
+  private readonly pointAtLast: Stmt<[PointerParams]>;
+  private readonly pointAtSuccess: Stmt<[PointerParams]>;
   /** The same pointers per instance and task (task_heads). */
-  private readonly pointTaskAtLast: Stmt<[TaskPointerParams]>;
-  private readonly pointTaskAtSuccess: Stmt<[TaskPointerParams]>;
+  private readonly pointTaskAtLast: Stmt<[PointerParams]>;
+  private readonly pointTaskAtSuccess: Stmt<[PointerParams]>;
   private readonly selectTaskHead: Record<'last' | 'success', Stmt<[string, string], RunRow>>;
   /** The run a lease row's pointer names: its signature's newest run, or newest success. */
   private readonly selectPointed: Record<'last' | 'success', Stmt<[string], RunRow>>;
@@ -1003,14 +998,12 @@ export class SqliteStore implements Store {
   }
 
   private pointAt(run: RunRecord): void {
-    const at = run.endedAt ?? run.queuedAt;
-    const pointer = { id: run.id, at, signature: run.signature };
-    const taskPointer = { id: run.id, at, instanceId: run.instanceId, task: run.task };
+    const pointer = { id: run.id, at: run.endedAt ?? run.queuedAt, signature: run.signature, instanceId: run.instanceId, task: run.task };
     this.pointAtLast.run(pointer);
-    this.pointTaskAtLast.run(taskPointer);
+    this.pointTaskAtLast.run(pointer);
     if (run.status === 'succeeded') {
       this.pointAtSuccess.run(pointer);
-      this.pointTaskAtSuccess.run(taskPointer);
+      this.pointTaskAtSuccess.run(pointer);
     }
   }
 
