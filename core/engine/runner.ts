@@ -28,7 +28,7 @@ import { Journal } from './journal.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { AttemptLifecycle } from './lifecycle.js';
 import { PlanLoop } from './plan-loop.js';
-import type { RunnerEvents, RunnerStats } from './runner-events.js';
+import type { RunnerEvents, RunnerParts, RunnerStats } from './runner-events.js';
 
 export interface RunnerOptions {
   store: Store;
@@ -193,51 +193,42 @@ export class Runner extends EventEmitter<RunnerEvents> {
       lost: (attempt) => this.lifecycle.leaseLost(attempt),
       storeError: (error) => this.reportStoreError(error),
     });
-    this.lifecycle = new AttemptLifecycle({
+    const parts: RunnerParts = {
       journal: this.journal,
       dispatch: this.dispatch,
-      leases: this.leases,
       timers: this.timers,
       log: this.log,
       objects: this.objects,
-      inline: this.inline,
-      processExecutor: this.processExecutor,
       owner: this.owner,
-      options: this.options,
-      continuousRestart: this.continuousRestart,
       held: this.held,
-      counters: this.counters,
       emit: (event, ...args) => this.emit(event, ...args),
       now: () => this.now(),
       nextId: () => this.nextId(),
-      random: () => this.random(),
       stopping: () => this.stopping,
-      followUp: (runtime) => this.planLoop.followUp(runtime),
-      requestPlan: (runtime, reason) => this.planLoop.requestPlan(runtime, reason),
       schedulePump: () => this.schedulePump(),
       checkIdle: () => this.checkIdle(),
+    };
+    this.lifecycle = new AttemptLifecycle({
+      ...parts,
+      leases: this.leases,
+      inline: this.inline,
+      processExecutor: this.processExecutor,
+      options: this.options,
+      continuousRestart: this.continuousRestart,
+      counters: this.counters,
+      random: () => this.random(),
+      followUp: (runtime) => this.planLoop.followUp(runtime),
+      requestPlan: (runtime, reason) => this.planLoop.requestPlan(runtime, reason),
     });
     this.planLoop = new PlanLoop({
+      ...parts,
       store: this.store,
-      objects: this.objects,
-      journal: this.journal,
-      dispatch: this.dispatch,
-      timers: this.timers,
-      log: this.log,
-      owner: this.owner,
       options: this.options,
       instances: this.instances,
-      held: this.held,
       counters: this.counters,
-      emit: (event, ...args) => this.emit(event, ...args),
-      now: () => this.now(),
-      nextId: () => this.nextId(),
-      stopping: () => this.stopping,
       reportStoreError: (error) => this.reportStoreError(error),
       cancel: (attempt, why) => this.lifecycle.cancel(attempt, why),
       cancelInstanceWork: (runtime, why, only) => this.lifecycle.cancelInstanceWork(runtime, why, only),
-      schedulePump: () => this.schedulePump(),
-      checkIdle: () => this.checkIdle(),
     });
     for (const job of options.jobs) {
       if (this.jobs.has(job.name)) throw new TypeError(`two job types are named "${job.name}"; job type names must be unique`);
