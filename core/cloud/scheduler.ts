@@ -23,6 +23,8 @@ import { formatProblem } from '../config.js';
 import { mapLimit } from '../concurrency.js';
 import { toErrorInfo } from '../errors.js';
 import { buildPlanContext, resolveSpecs, type PlannedTask } from '../engine/planner.js';
+import { withTimeout } from '../engine/with-timeout.js';
+import { realTimers } from '../ports/timers.js';
 import { parseSchedule } from '../schedule.js';
 import type { FencedWrites, InstanceStatus, LeaseGrant, LeaseRef } from '../ports/store.js';
 import type { Json, ObjectReader, PlanContext, RunOrigin, RunRecord } from '../types.js';
@@ -225,7 +227,12 @@ export class Scheduler {
     const plannedAt = now();
     let specs: unknown;
     try {
-      specs = await withTimeout(Promise.resolve().then(() => job.getRunnableTasks(ctx)), config.planTimeoutMs, instance.id);
+      specs = await withTimeout(
+        Promise.resolve().then(() => job.getRunnableTasks(ctx)),
+        config.planTimeoutMs,
+        realTimers,
+        () => new Error(`getRunnableTasks of instance "${instance.id}" did not return within ${config.planTimeoutMs} ms`),
+      );
     } catch (error) {
       report.rejected += 1;
       telemetry.count('planErrors', job.name);
@@ -444,14 +451,6 @@ function planLogger(telemetry: Telemetry, instanceId: string, jobType: string) {
   const log = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string, fields?: Record<string, unknown>) =>
     telemetry.log(level, message, { ...fields, instanceId, jobType, phase: 'plan' });
   return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, instanceId: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`getRunnableTasks of instance "${instanceId}" did not return within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**

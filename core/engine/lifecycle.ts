@@ -303,6 +303,7 @@ export class AttemptLifecycle {
       warn: (m) => this.appendLog(attempt, 'warn', m),
       error: (m) => this.appendLog(attempt, 'error', m),
     };
+    const revertMs = planned.timeoutMs ?? this.host.options.graceMs;
     const error = await withTimeout(
       Promise.resolve().then(() =>
         definition.revert?.(run.input, run.error ?? { name: 'Error', message: 'failed' }, {
@@ -312,9 +313,9 @@ export class AttemptLifecycle {
           objects: this.host.objects,
         }),
       ),
-      planned.timeoutMs ?? this.host.options.graceMs,
-      `revert of task "${planned.task}" did not finish in time`,
+      revertMs,
       this.host.timers,
+      () => new TaskTimeoutError(revertMs, ` (revert of task "${planned.task}" did not finish in time)`),
     ).then(
       () => undefined,
       (failed: unknown) => failed,

@@ -8,7 +8,7 @@
  * It reads and changes the runner's shared records (instances, held attempts) and reaches the
  * rest of the runner (its attempts' endings, its events and counters) through a `PlanLoopHost`.
  */
-import { toErrorInfo } from '../errors.js';
+import { TaskTimeoutError, toErrorInfo } from '../errors.js';
 import type { InstanceStatus, LeaseRef, Store, Trigger, TriggerResult } from '../ports/store.js';
 import type { PlanContext, RunOrigin } from '../types.js';
 import { isActive, newRun, refOf, type Attempt, type InstanceRuntime } from './attempt.js';
@@ -144,8 +144,12 @@ export class PlanLoop {
       specs = await withTimeout(
         Promise.resolve().then(() => runtime.job.getRunnableTasks(ctx)),
         this.host.options.planTimeoutMs,
-        `getRunnableTasks of instance "${runtime.config.id}" did not return within ${this.host.options.planTimeoutMs} ms`,
         this.host.timers,
+        () =>
+          new TaskTimeoutError(
+            this.host.options.planTimeoutMs,
+            ` (getRunnableTasks of instance "${runtime.config.id}" did not return within ${this.host.options.planTimeoutMs} ms)`,
+          ),
       );
     } catch (error) {
       this.reportPlanError(runtime, error);
