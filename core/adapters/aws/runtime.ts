@@ -72,6 +72,8 @@ function queueOf(env: Pick<WorkerEnv, 'UJR_TASK_QUEUE_URL' | 'UJR_DEAD_LETTER_QU
     client: options.clients?.sqs ?? new SQSClient({}),
     queueUrl: env.UJR_TASK_QUEUE_URL,
     deadLetterQueueUrl: env.UJR_DEAD_LETTER_QUEUE_URL,
+    // With an SQS endpoint configured (an emulator) both URLs are sent to it (./queue-url.ts); a malformed one is refused by name.
+    names: { queueUrl: 'UJR_TASK_QUEUE_URL', deadLetterQueueUrl: 'UJR_DEAD_LETTER_QUEUE_URL' },
   });
 }
 

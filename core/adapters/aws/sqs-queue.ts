@@ -2,12 +2,42 @@
 import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { DispatchMessage } from '../../cloud/messages.js';
 import type { SendFailure, TaskQueue } from '../../cloud/ports.js';
+import { QueueAddress } from './queue-url.js';
 
 /** SQS's largest batch. */
 const BATCH = 10;
 
+export interface SqsTaskQueueOptions {
+  client: SQSClient;
+  queueUrl: string;
+  deadLetterQueueUrl: string;
+  /**
+   * Where the two URLs were set, named when one is malformed.
+   * @default `{ queueUrl: 'queueUrl', deadLetterQueueUrl: 'deadLetterQueueUrl' }`
+   */
+  names?: { queueUrl: string; deadLetterQueueUrl: string };
+}
+
+/**
+ * The task queue. Both URLs go through the queue-URL rule (./queue-url.ts): with an SQS endpoint
+ * configured (an emulator), they are sent to it, never to the host they name.
+ *
+ * @throws {QueueUrlError} from the constructor when a URL is malformed.
+ * @example
+ * ```ts
+ * const queue = new SqsTaskQueue({ client: new SQSClient({}), queueUrl: env.UJR_TASK_QUEUE_URL, deadLetterQueueUrl: env.UJR_DEAD_LETTER_QUEUE_URL });
+ * const failures = await queue.send(messages);
+ * ```
+ */
 export class SqsTaskQueue implements TaskQueue {
-  constructor(private readonly options: { client: SQSClient; queueUrl: string; deadLetterQueueUrl: string }) {}
+  private readonly queue: QueueAddress;
+  private readonly deadLetterQueue: QueueAddress;
+
+  constructor(private readonly options: SqsTaskQueueOptions) {
+    const names = options.names ?? { queueUrl: 'queueUrl', deadLetterQueueUrl: 'deadLetterQueueUrl' };
+    this.queue = new QueueAddress(options.client, options.queueUrl, names.queueUrl);
+    this.deadLetterQueue = new QueueAddress(options.client, options.deadLetterQueueUrl, names.deadLetterQueueUrl);
+  }
 
   async send(messages: DispatchMessage[]): Promise<SendFailure[]> {
     const batches: DispatchMessage[][] = [];
@@ -17,10 +47,12 @@ export class SqsTaskQueue implements TaskQueue {
   }
 
   private async sendBatch(batch: DispatchMessage[]): Promise<SendFailure[]> {
+    let queueUrl = this.options.queueUrl;
     try {
+      queueUrl = await this.queue.url();
       const result = await this.options.client.send(
         new SendMessageBatchCommand({
-          QueueUrl: this.options.queueUrl,
+          QueueUrl: queueUrl,
           Entries: batch.map((message, index) => ({ Id: String(index), MessageBody: JSON.stringify(message) })),
         }),
       );
@@ -29,20 +61,20 @@ export class SqsTaskQueue implements TaskQueue {
         return message ? [{ message, error: `${failed.Code ?? 'error'}: ${failed.Message ?? 'SendMessageBatch refused it'}` }] : [];
       });
     } catch (error) {
-      return batch.map((message) => ({ message, error: `SendMessageBatch to ${this.options.queueUrl} failed: ${(error as Error).message}` }));
+      return batch.map((message) => ({ message, error: `SendMessageBatch to ${queueUrl} failed: ${(error as Error).message}` }));
     }
   }
 
   async sendLater(message: DispatchMessage, delaySec: number): Promise<void> {
     await this.options.client.send(
-      new SendMessageCommand({ QueueUrl: this.options.queueUrl, MessageBody: JSON.stringify(message), DelaySeconds: Math.max(0, Math.min(900, Math.round(delaySec))) }),
+      new SendMessageCommand({ QueueUrl: await this.queue.url(), MessageBody: JSON.stringify(message), DelaySeconds: Math.max(0, Math.min(900, Math.round(delaySec))) }),
     );
   }
 
   async sendToDeadLetter(message: DispatchMessage, reason: string): Promise<void> {
     await this.options.client.send(
       new SendMessageCommand({
-        QueueUrl: this.options.deadLetterQueueUrl,
+        QueueUrl: await this.deadLetterQueue.url(),
         MessageBody: JSON.stringify(message),
         MessageAttributes: { reason: { DataType: 'String', StringValue: reason.slice(0, 4096) } },
       }),
