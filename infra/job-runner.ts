@@ -794,6 +794,7 @@ export class JobRunner extends Construct {
       tick: settings.tick,
       maxMessageAge: settings.maxMessageAge,
       failureRateThreshold: settings.failureRateThreshold,
+      logRetention: settings.logRetention,
       ...(props.alarmEmail === undefined ? {} : { alarmEmail: props.alarmEmail }),
     });
 

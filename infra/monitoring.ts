@@ -3,14 +3,23 @@
  * core/adapters/aws/telemetry.ts: namespace `UJR_METRICS_NAMESPACE`, dimensions
  * `[["service", "jobType"]]`, one line per job type per invocation, where `service` is the
  * serviceName each entry point passes (functions/*.ts, containers/main.ts).
+ *
+ * Containers have no metric of their own for "failed to start" or "exited": ECS reports each
+ * stopped task as an EventBridge "ECS Task State Change" event (lastStatus STOPPED, a stopCode,
+ * the containers' exit codes). Two rules select the unexpected stops of this cluster's conductors
+ * and long tasks; their alarms watch EventBridge's own count of matches (`AWS/Events`
+ * `TriggeredRules` per `RuleName`), so they fire even if delivering the event failed, and the
+ * rules keep the events themselves in a log group, since ECS forgets a stopped task within hours.
  */
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -50,6 +59,19 @@ const TASK_METRICS: readonly UjrMetric[] = ['planned', 'deduplicated', 'started'
 /** The period of the failure-rate alarms. */
 const FAILURE_RATE_PERIOD = Duration.minutes(15);
 
+/** The ECS stop codes of a task that never ran, and of one whose essential container exited by itself. */
+const FAILED_TO_START = 'TaskFailedToStart';
+const CONTAINER_EXITED = 'EssentialContainerExited';
+
+/**
+ * Exit codes of a long-task container that are not a fault of the container: 0 (a run succeeded
+ * or was skipped) and 1, which containers/main.ts also returns for a task that failed after its
+ * retries (counted by the failure-rate alarm, its message in the dead-letter queue) or a delivery
+ * it dropped (stale, or its instance turned off). A crash of the program exits 1 too: it is told
+ * apart only by the conductors, which run the same program and never exit by themselves.
+ */
+const LONG_TASK_EXPECTED_EXIT_CODES = [0, 1];
+
 export interface JobRunnerMonitoringProps {
   /** The metrics namespace (`UJR_METRICS_NAMESPACE`). */
   readonly namespace: string;
@@ -68,6 +90,12 @@ export interface JobRunnerMonitoringProps {
   readonly maxMessageAge: Duration;
   /** The failure-rate alarms' threshold, a share in (0, 1]. */
   readonly failureRateThreshold: number;
+  /**
+   * Retention of the log group that keeps the events of containers stopped unexpectedly.
+   *
+   * @default one month
+   */
+  readonly logRetention?: logs.RetentionDays;
   /**
    * An e-mail address subscribed to the alarm topic.
    *
@@ -94,6 +122,12 @@ export class JobRunnerMonitoring extends Construct {
   readonly alarmTopic: sns.Topic;
   readonly dashboard: cloudwatch.Dashboard;
   readonly alarms: cloudwatch.Alarm[] = [];
+  /** The "ECS Task State Change" events of the containers stopped unexpectedly (one JSON event a line). */
+  readonly stoppedContainersLogGroup: logs.LogGroup;
+  /** Conductors that failed to start or whose container exited by itself. */
+  readonly conductorStoppedRule: events.Rule;
+  /** Long tasks that failed to start or whose container was killed. */
+  readonly longTaskStoppedRule: events.Rule;
 
   constructor(
     scope: Construct,
@@ -137,6 +171,9 @@ export class JobRunnerMonitoring extends Construct {
       });
     }
 
+    this.stoppedContainersLogGroup = new logs.LogGroup(this, 'StoppedContainers', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+    [this.conductorStoppedRule, this.longTaskStoppedRule] = this.stoppedContainerRules();
+
     this.createAlarms();
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       defaultInterval: Duration.hours(3),
@@ -168,6 +205,72 @@ export class JobRunnerMonitoring extends Construct {
     });
   }
 
+  /**
+   * The rules selecting this cluster's stopped tasks that stopped unexpectedly, both writing to
+   * {@link stoppedContainersLogGroup}. The cluster is the runner's own: it runs the conductor
+   * service's tasks (group `service:<name>`) and the long tasks the scheduler starts, nothing else.
+   * Stops ECS or ujr asked for (scale-in, a deploy, StopTask) carry ServiceSchedulerInitiated or
+   * UserInitiated and are not selected.
+   */
+  private stoppedContainerRules(): [events.Rule, events.Rule] {
+    const { cluster, conductorService } = this.props;
+    const conductorGroup = `service:${conductorService.serviceName}`;
+    const stopped = (detail: Record<string, unknown>): events.EventPattern => ({
+      source: ['aws.ecs'],
+      detailType: ['ECS Task State Change'],
+      detail: { clusterArn: [cluster.clusterArn], lastStatus: ['STOPPED'], ...detail },
+    });
+    const logGroup = this.stoppedContainersLogGroup;
+    // What the CDK target (events-targets CloudWatchLogGroup) does, without its custom resource
+    // (a Lambda function calling PutResourcePolicy): the log group's own resource policy.
+    logGroup.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
+    );
+    const target: events.IRuleTarget = {
+      bind: () => ({
+        arn: Stack.of(this).formatArn({ service: 'logs', resource: 'log-group', arnFormat: ArnFormat.COLON_RESOURCE_NAME, resourceName: logGroup.logGroupName }),
+      }),
+    };
+    const conductor = new events.Rule(this, 'ConductorStoppedRule', {
+      description: 'ujr: a conductor task failed to start or its container exited by itself',
+      eventPattern: stopped({ group: [conductorGroup], stopCode: [FAILED_TO_START, CONTAINER_EXITED] }),
+      targets: [target],
+    });
+    const longTask = new events.Rule(this, 'LongTaskStoppedRule', {
+      description: 'ujr: a long task failed to start or its container was killed (exit code other than 0 and 1)',
+      eventPattern: stopped({
+        group: [{ 'anything-but': conductorGroup }],
+        // A task's containers are one array: the pattern matches when any exit code is unexpected
+        // (the init container that fetches the code exits 0).
+        $or: [{ stopCode: [FAILED_TO_START] }, { stopCode: [CONTAINER_EXITED], containers: { exitCode: [{ 'anything-but': LONG_TASK_EXPECTED_EXIT_CODES }] } }],
+      }),
+      targets: [target],
+    });
+    for (const rule of [conductor, longTask]) {
+      acknowledge(rule, {
+        'Serverless-EventBusDLQ':
+          'The target only keeps a copy of the event for the reader: the alarm counts the rule\'s matches (AWS/Events TriggeredRules), so an event the log group did not get still raises it.',
+      });
+    }
+    return [conductor, longTask];
+  }
+
+  /** How many events a rule matched (EventBridge's count, whether or not delivering them worked). */
+  private ruleMatches(rule: events.IRule, options: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: 'AWS/Events',
+      metricName: 'TriggeredRules',
+      dimensionsMap: { RuleName: rule.ruleName },
+      statistic: 'Sum',
+      period: Duration.minutes(5),
+      ...options,
+    });
+  }
+
   private alarm(id: string, props: cloudwatch.AlarmProps): cloudwatch.Alarm {
     const alarm = new cloudwatch.Alarm(this, id, props);
     const action = new cloudwatchActions.SnsAction(this.alarmTopic);
@@ -178,7 +281,7 @@ export class JobRunnerMonitoring extends Construct {
   }
 
   private createAlarms(): void {
-    const { schedulerFunction, taskQueue, deadLetterQueue, tickDeadLetterQueue } = this.props;
+    const { schedulerFunction, workerFunction, taskQueue, deadLetterQueue, tickDeadLetterQueue } = this.props;
     this.alarm('DeadLetterQueueNotEmpty', {
       alarmDescription: 'Tasks failed for good or could not be used: their messages are in the dead-letter queue. Fix the cause, then `ujr redrive`.',
       metric: deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(1) }),
@@ -210,6 +313,51 @@ export class JobRunnerMonitoring extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       evaluationPeriods: 3,
       datapointsToAlarm: 2,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    // Task failures never fail the worker's invocation (they are reported per message, as
+    // batchItemFailures), so a single error is a fault of the worker itself and is worth a look:
+    // the whole batch goes back to the queue and, if it keeps failing, reaches the dead-letter
+    // queue only after maxReceiveCount visibility timeouts (hours).
+    this.alarm('WorkerErrors', {
+      alarmDescription:
+        'The worker function failed an invocation (crash, timeout, out of memory or a failed cold start; failed tasks do not count): read the worker log group for "Task timed out", "Runtime exited" or the error. Its batch returns to the task queue.',
+      metric: workerFunction.metricErrors({ statistic: 'Sum', period: Duration.minutes(5) }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    // The event source mapping keeps within workerMaxConcurrency, so throttles mean the account's
+    // (or Region's) concurrency is used up by others. A burst is retried by the mapping; throttling
+    // that lasts costs receive counts (maxReceiveCount) and so can send tasks to the dead-letter
+    // queue: two of three 5-minute periods, as for the scheduler's errors.
+    this.alarm('WorkerThrottles', {
+      alarmDescription:
+        'Lambda throttled the worker in two of the last three 5-minute periods: the account\'s concurrency is used up (look at ConcurrentExecutions of the account and other functions\' reserved concurrency; the quota is in Service Quotas). Throttled batches count towards maxReceiveCount.',
+      metric: workerFunction.metricThrottles({ statistic: 'Sum', period: Duration.minutes(5) }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    // Conductors never exit by themselves (they stop on SIGTERM), so one such stop is a fault.
+    const stoppedEvents = this.stoppedContainersLogGroup.logGroupName;
+    this.alarm('ConductorStopped', {
+      alarmDescription: `A conductor container failed to start or exited by itself. Read its "ECS Task State Change" event in log group ${stoppedEvents} (stoppedReason, containers' exitCode and reason), then the conductor log group. The scheduler starts another on its next tick.`,
+      metric: this.ruleMatches(this.conductorStoppedRule),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.alarm('LongTaskStopped', {
+      alarmDescription: `A long-task container failed to start or was killed (exit code other than 0 and 1: 137 out of memory or SIGKILL, 134 out of heap). Read its "ECS Task State Change" event in log group ${stoppedEvents} (stoppedReason, exitCode), then the long-task log group. Its lease expires and the scheduler posts the task again.`,
+      metric: this.ruleMatches(this.longTaskStoppedRule),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     const missedTicksWindow = Duration.minutes(Math.max(10, (this.props.tick.toSeconds() / 60) * 10));
@@ -335,6 +483,19 @@ export class JobRunnerMonitoring extends Construct {
           title: 'Plan errors',
           left: [...this.props.jobTypes, 'config'].map((jobType) => this.metric('planErrors', SERVICES.scheduler, jobType, { label: jobType })),
           width: 12,
+        }),
+      ],
+      [
+        new cloudwatch.GraphWidget({
+          title: 'Containers stopped unexpectedly',
+          left: [this.ruleMatches(this.conductorStoppedRule, { label: 'conductors' }), this.ruleMatches(this.longTaskStoppedRule, { label: 'long tasks' })],
+          width: 8,
+        }),
+        new cloudwatch.LogQueryWidget({
+          title: 'Last containers stopped unexpectedly',
+          logGroupNames: [this.stoppedContainersLogGroup.logGroupName],
+          queryLines: ['fields @timestamp, detail.group, detail.stopCode, detail.stoppedReason, detail.containers.0.exitCode, detail.containers.1.exitCode', 'sort @timestamp desc', 'limit 20'],
+          width: 16,
         }),
       ],
     ];

@@ -441,7 +441,7 @@ describe('monitoring', () => {
   });
 
   it('sends every alarm and its recovery to the encrypted alarm topic', () => {
-    expect(alarms.length).toBe(5 + jobTypes.length);
+    expect(alarms.length).toBe(9 + jobTypes.length);
     for (const alarm of alarms) {
       expect(alarm.AlarmActions).toEqual([{ Ref: ids.alarmTopic }]);
       expect(alarm.OKActions).toEqual([{ Ref: ids.alarmTopic }]);
