@@ -8,6 +8,9 @@
  * - the scheduler Lambda, invoked synchronously for an ad-hoc run (`ujr trigger`);
  * - CloudWatch Logs, searched by run id in the functions' and containers' log groups (`ujr logs`);
  * - SQS message move tasks from the dead-letter queue back to the task queue (`ujr redrive`).
+ *
+ * Every client honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> (emulators); the
+ * dead-letter queue's URL is then sent to the SQS endpoint, never to its own host (./queue-url.ts).
  */
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { CloudWatchLogsClient, FilterLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
@@ -18,6 +21,7 @@ import { z } from 'zod';
 import { tickReportSchema, type RunNowRequest, type TickReport } from '../../cloud/scheduler.js';
 import { UjrError } from '../../errors.js';
 import { DynamoStore } from './dynamo-store.js';
+import { QueueAddress } from './queue-url.js';
 import { loadStackOutputs, STACK_OUTPUTS, OPTIONAL_STACK_OUTPUTS, type StackOutputs } from './stack-outputs.js';
 
 /** The SDK clients the CLI uses on AWS; any left out is built in the stack's region. */
@@ -125,6 +129,9 @@ export async function openAwsCliContext(stackName: string, options: AwsCliContex
   const lambdaClient = () => (lambda ??= own(new LambdaClient({ region })));
   const logsClient = () => (logs ??= own(new CloudWatchLogsClient({ region })));
   const sqsClient = () => (sqs ??= own(new SQSClient({ region })));
+  let deadLetterQueue: QueueAddress | undefined;
+  const deadLetterQueueUrl = () =>
+    (deadLetterQueue ??= new QueueAddress(sqsClient(), outputs[STACK_OUTPUTS.deadLetterQueueUrl], `output ${STACK_OUTPUTS.deadLetterQueueUrl} of stack "${stackName}"`)).url();
   // DynamoDB throttles under bursts; its SDK v2 default was 10 attempts, as in the runtime.
   const dynamodb = given.dynamodb ?? own(new DynamoDBClient({ region, maxAttempts: 10 }));
   const store = new DynamoStore({
@@ -245,13 +252,12 @@ export async function openAwsCliContext(stackName: string, options: AwsCliContex
     },
 
     async deadLetterDepth() {
+      const queueUrl = await deadLetterQueueUrl();
       try {
-        const result = await sqsClient().send(
-          new GetQueueAttributesCommand({ QueueUrl: outputs[STACK_OUTPUTS.deadLetterQueueUrl], AttributeNames: ['ApproximateNumberOfMessages'] }),
-        );
+        const result = await sqsClient().send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
         return Number(result.Attributes?.ApproximateNumberOfMessages ?? 0);
       } catch (error) {
-        throw failed(`reading the dead-letter queue ${outputs[STACK_OUTPUTS.deadLetterQueueUrl]}`, error);
+        throw failed(`reading the dead-letter queue ${queueUrl}`, error);
       }
     },
 
