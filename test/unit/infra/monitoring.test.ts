@@ -225,7 +225,7 @@ describe('the long-task rule', () => {
     ['a long task that failed to start', { group: LONG_TASK_GROUP, stopCode: 'TaskFailedToStart' }],
     ['a long task killed for memory', { group: LONG_TASK_GROUP, stopCode: 'EssentialContainerExited', exitCodes: [0, 137] }],
     ['a long task out of heap (V8 aborts)', { group: LONG_TASK_GROUP, stopCode: 'EssentialContainerExited', exitCodes: [0, 134] }],
-    ['a long task whose code could not be fetched', { group: LONG_TASK_GROUP, stopCode: 'EssentialContainerExited', exitCodes: [255, undefined] }],
+    ['a long task whose init container failed before the program started', { group: LONG_TASK_GROUP, stopCode: 'EssentialContainerExited', exitCodes: [255, undefined] }],
   ])('selects %s', (_case, stop) => {
     expect(matches(pattern(), taskStateChange(stop))).toBe(true);
   });
