@@ -442,6 +442,8 @@ const DEFAULTS = {
 /** The log groups of a {@link JobRunner}, one per function and container kind. */
 export interface JobRunnerLogGroups {
   readonly scheduler: logs.LogGroup;
+  /** The follow-up planner's (the scheduler's code, invoked by the plan queue). */
+  readonly planner: logs.LogGroup;
   readonly worker: logs.LogGroup;
   readonly conductor: logs.LogGroup;
   readonly longTask: logs.LogGroup;
@@ -469,7 +471,11 @@ export class JobRunner extends Construct {
   readonly deadLetterQueue: sqs.Queue;
   /** Where EventBridge Scheduler puts ticks it could not deliver. */
   readonly tickDeadLetterQueue: sqs.Queue;
+  /** Follow-up requests: workers and containers ask here for their instance to be planned again when tasks end. */
+  readonly planQueue: sqs.Queue;
   readonly schedulerFunction: lambda.Function;
+  /** The scheduler's code and role, invoked by the plan queue for follow-up plans (not reserved to one at a time as ticks are). */
+  readonly plannerFunction: lambda.Function;
   readonly workerFunction: lambda.Function;
   readonly schedule: scheduler.Schedule;
   readonly logGroups: JobRunnerLogGroups;
@@ -568,6 +574,19 @@ export class JobRunner extends Construct {
       'Serverless-SQSRedrivePolicy': 'This is the tick schedule\'s dead-letter queue: undeliverable ticks end here, nothing reads them again.',
     });
 
+    // Follow-up requests are a shortcut to a plan the next tick makes anyway: one that keeps
+    // failing expires instead of going to a dead-letter queue.
+    this.planQueue = new sqs.Queue(this, 'PlanQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      visibilityTimeout: Duration.seconds(settings.schedulerTimeout.toSeconds() * 6),
+      retentionPeriod: Duration.seconds(Math.max(60, settings.tick.toSeconds() * 2)),
+    });
+    acknowledge(this.planQueue, {
+      'AwsSolutions-SQS3': 'Follow-up requests that keep failing expire (retention: two ticks): the tick plans every due instance anyway, so there is nothing to keep.',
+      'Serverless-SQSRedrivePolicy': 'Follow-up requests that keep failing expire (retention: two ticks): the tick plans every due instance anyway, so there is nothing to keep.',
+    });
+
     // ---------------------------------------------------------------------------------------
     // Network and containers
 
@@ -595,6 +614,7 @@ export class JobRunner extends Construct {
       ...this.dataEnv(),
       UJR_TASK_QUEUE_URL: this.taskQueue.queueUrl,
       UJR_DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.queueUrl,
+      UJR_PLAN_QUEUE_URL: this.planQueue.queueUrl,
       UJR_TASKS_PER_CONDUCTOR: String(settings.tasksPerConductor),
       UJR_CONDUCTOR_LEASE_TTL_MS: String(DEFAULT_CONDUCTOR_CONFIG.leaseTtlMs),
       UJR_CONDUCTOR_POLL_MS: String(DEFAULT_CONDUCTOR_CONFIG.pollMs),
@@ -661,7 +681,8 @@ export class JobRunner extends Construct {
 
     const schedulerLogs = this.logGroup('SchedulerLogs', settings.logRetention);
     const workerLogs = this.logGroup('WorkerLogs', settings.logRetention);
-    this.logGroups = { scheduler: schedulerLogs, worker: workerLogs, conductor: conductorLogs, longTask: longTaskLogs };
+    const plannerLogs = this.logGroup('PlannerLogs', settings.logRetention);
+    this.logGroups = { scheduler: schedulerLogs, planner: plannerLogs, worker: workerLogs, conductor: conductorLogs, longTask: longTaskLogs };
 
     const schedulerEnv: EnvOf<typeof schedulerEnvSchema> = {
       ...this.dataEnv(),
@@ -696,10 +717,36 @@ export class JobRunner extends Construct {
       maxEventAge: Duration.seconds(Math.max(60, settings.tick.toSeconds() * 2)),
     });
 
+    // Follow-up plans: the scheduler's code and role, fed by the plan queue. Ticks stay one at a
+    // time; follow-ups of different instances run side by side, each instance's one at a time
+    // (its follow-up gate on the board).
+    const schedulerRole = this.schedulerFunction.role;
+    if (!schedulerRole) throw new Error('the scheduler function has no role');
+    plannerLogs.grantWrite(schedulerRole);
+    this.plannerFunction = new lambda.Function(this, 'PlannerFunction', {
+      description: 'ujr planner: plans an instance again as soon as its tasks end (follow-up requests from the plan queue)',
+      ...LAMBDA_BASE,
+      code: bundledCode('scheduler', this.jobsModule),
+      handler: handlerOf('scheduler'),
+      role: schedulerRole,
+      logGroup: plannerLogs,
+      memorySize: settings.schedulerMemorySize,
+      timeout: settings.schedulerTimeout,
+      environment: schedulerEnv,
+    });
+    this.plannerFunction.addEventSource(
+      new SqsEventSource(this.planQueue, { batchSize: 10, reportBatchItemFailures: true, maxConcurrency: PLANNER_MAX_CONCURRENCY }),
+    );
+    acknowledge(this.plannerFunction, {
+      'Serverless-LambdaDLQ': 'The planner is invoked by its SQS event source mapping only; a request that keeps failing expires with the plan queue\'s retention, and the tick plans the instance.',
+      'Serverless-LambdaEventSourceMappingDestination': 'A follow-up request that keeps failing expires with the plan queue\'s retention: the tick plans the instance anyway.',
+    });
+
     const workerEnv: EnvOf<typeof workerEnvSchema> = {
       ...this.dataEnv(),
       UJR_TASK_QUEUE_URL: this.taskQueue.queueUrl,
       UJR_DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.queueUrl,
+      UJR_PLAN_QUEUE_URL: this.planQueue.queueUrl,
       UJR_MAX_RECEIVE_COUNT: String(settings.maxReceiveCount),
       UJR_SAFETY_MARGIN_MS: String(DEFAULT_WORKER_CONFIG.safetyMarginMs),
       UJR_GRACE_MS: String(DEFAULT_WORKER_CONFIG.graceMs),
@@ -772,6 +819,8 @@ export class JobRunner extends Construct {
     this.taskQueue.grantSendMessages(this.longTaskDefinition.taskRole);
     this.deadLetterQueue.grantSendMessages(this.longTaskDefinition.taskRole);
     this.grantFleet(this.schedulerFunction);
+    // Follow-up requests when tasks end.
+    for (const sender of [this.workerFunction, this.conductorTaskDefinition.taskRole, this.longTaskDefinition.taskRole]) this.planQueue.grantSendMessages(sender);
 
     // ---------------------------------------------------------------------------------------
     // The instance configuration, written at every deploy
@@ -987,6 +1036,9 @@ export class JobRunner extends Construct {
 }
 
 /** Lambda settings shared by both functions: the newest Node.js runtime, ARM64, active tracing. */
+/** Follow-up planner invocations at once (the SQS event source's lower limit is 2). */
+const PLANNER_MAX_CONCURRENCY = 4;
+
 const LAMBDA_BASE = {
   runtime: lambda.Runtime.NODEJS_24_X,
   architecture: lambda.Architecture.ARM_64,

@@ -110,6 +110,15 @@ export interface RepostRequest {
   previousRunId?: string;
 }
 
+/**
+ * What `beginFollowUp` decided for a request to plan an instance again because its tasks ended
+ * at `requestedAt`: plan now (and call `endFollowUp` with `from` after), nothing to do (a plan
+ * that started after the request covers it), or left to the plan in flight, which started before
+ * the request and plans once more when it ends. So an instance has at most one follow-up plan in
+ * flight and one pending, however many of its tasks end at once.
+ */
+export type FollowUpGate = { kind: 'claimed'; from: number } | { kind: 'covered' } | { kind: 'pending' };
+
 export interface HeartbeatResult {
   /** `false`: the lease was lost (taken over); stop and write nothing more. */
   held: boolean;
@@ -146,4 +155,16 @@ export interface Board extends Store {
   listRoute(route: Route): Promise<BoardEntry[]>;
   /** Asks whoever runs the entry to stop; no-op when the token moved on. */
   requestStop(signature: string, token: number): Promise<void>;
+  /**
+   * Opens the instance's follow-up gate for a plan asked for by tasks that ended at
+   * `requestedAt` (see {@link FollowUpGate}). A claim lasts `ttlMs`: a planner that dies holding
+   * it stops blocking the next request then.
+   */
+  beginFollowUp(instanceId: string, requestedAt: number, now: number, ttlMs: number): Promise<FollowUpGate>;
+  /**
+   * Closes the gate a claim opened at `from`. Returns when the latest request that arrived while
+   * it planned was made (the caller plans again for it), or `undefined`: none, or the claim had
+   * expired and is someone else's now.
+   */
+  endFollowUp(instanceId: string, from: number): Promise<number | undefined>;
 }

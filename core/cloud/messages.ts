@@ -52,3 +52,46 @@ export function parseDispatchMessage(body: string): DispatchMessage {
   }
   return parsed.data;
 }
+
+/** A run that ended, as a follow-up request names it (the plan reads it by id if its history index lags). */
+export const endedRunSchema = z.object({
+  runId: z.string().min(1),
+  signature: z.string().min(1),
+  task: z.string().min(1),
+  status: z.enum(['succeeded', 'failed', 'cancelled', 'interrupted', 'skipped']),
+  endedAt: z.number(),
+});
+
+/**
+ * Asks the scheduler to plan an instance again because tasks of it ended (a follow-up, as the
+ * local runner asks a job again when one of its tasks ends). Sent by workers and containers to
+ * the plan queue, one message per instance per batch of ended tasks.
+ */
+export const followUpMessageSchema = z.object({
+  v: z.literal(1),
+  followUp: z.string().min(1),
+  /** When the last of `ended` was recorded (the worker's clock, after its final write). */
+  at: z.number(),
+  ended: z.array(endedRunSchema).max(100),
+});
+
+export type EndedRun = z.infer<typeof endedRunSchema>;
+export type FollowUpMessage = z.infer<typeof followUpMessageSchema>;
+
+/** Parses a plan-queue message body; a body ujr did not send is a {@link PoisonMessageError}. */
+export function parseFollowUpMessage(body: string): FollowUpMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch (error) {
+    throw new PoisonMessageError(`plan-queue message body is not JSON (${(error as Error).message}); ujr only reads follow-up requests its workers sent`, { cause: error });
+  }
+  const parsed = followUpMessageSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new PoisonMessageError(
+      `plan-queue message body is not a ujr follow-up request (${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'invalid'}); ujr only reads follow-up requests its workers sent`,
+    );
+  }
+  return parsed.data;
+}

@@ -4,7 +4,7 @@
  * table), and telemetry (Powertools Logger and Metrics). Adapters live in core/adapters/aws/.
  */
 import type { InstanceStatus } from '../ports/store.js';
-import type { DispatchMessage } from './messages.js';
+import type { DispatchMessage, FollowUpMessage } from './messages.js';
 
 export interface SendFailure {
   message: DispatchMessage;
@@ -18,6 +18,12 @@ export interface TaskQueue {
   sendLater(message: DispatchMessage, delaySec: number): Promise<void>;
   /** Puts a task that failed for good into the dead-letter queue, with why. */
   sendToDeadLetter(message: DispatchMessage, reason: string): Promise<void>;
+}
+
+/** The plan queue (SQS on AWS): follow-up requests from workers and containers to the scheduler. */
+export interface PlanQueue {
+  /** Sends follow-up requests (10 per call on SQS); returns the ones that could not be sent. */
+  send(messages: FollowUpMessage[]): Promise<{ message: FollowUpMessage; error: string }[]>;
 }
 
 export interface Fleet {

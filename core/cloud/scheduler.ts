@@ -22,7 +22,8 @@ import { z } from 'zod';
 import { formatProblem } from '../config.js';
 import { mapLimit } from '../concurrency.js';
 import { toErrorInfo } from '../errors.js';
-import { buildPlanContext, resolveSpecs, type PlannedTask } from '../engine/planner.js';
+import { matchesRunQuery, runRecency } from '../adapters/run-query.js';
+import { buildPlanContext, resolveSpecs, type PlannedTask, type PlanStore } from '../engine/planner.js';
 import { withTimeout } from '../engine/with-timeout.js';
 import { realTimers } from '../ports/timers.js';
 import { parseSchedule } from '../schedule.js';
@@ -31,7 +32,7 @@ import type { Json, ObjectReader, PlanContext, RunOrigin, RunRecord } from '../t
 import { newRunId } from './attempt.js';
 import type { Board, BoardEntry, PostRequest, Route } from './board.js';
 import type { InstanceDirectory, LoadedInstance } from './instances.js';
-import type { DispatchMessage } from './messages.js';
+import type { DispatchMessage, EndedRun, FollowUpMessage } from './messages.js';
 import type { Fleet, TaskQueue, Telemetry } from './ports.js';
 
 export interface SchedulerConfig {
@@ -117,6 +118,12 @@ interface Plan {
   reconcile: boolean;
   /** When the plan started (before it read any history). */
   plannedAt: number;
+  /**
+   * A follow-up plan passes over the tasks that ended since this time (the instance's last
+   * scheduled plan), as the local runner's follow-ups do: what ended is asked for again at the
+   * next tick, not the moment it ended.
+   */
+  passOverReleasedSince?: number;
 }
 
 export class Scheduler {
@@ -187,6 +194,48 @@ export class Scheduler {
     return report;
   }
 
+  /**
+   * Follow-up plans: each instance named by `requests` is planned again because tasks of it
+   * ended (core/cloud/follow-ups.ts), through its follow-up gate, so that a burst of endings
+   * makes at most one plan in flight and one pending per instance. Posts go through the board's
+   * conditional writes like a tick's, so a tick planning at the same time is safe.
+   */
+  async followUp(requests: FollowUpMessage[]): Promise<TickReport> {
+    const { board, config, now } = this.deps;
+    const report = emptyReport();
+    const byInstance = new Map<string, { at: number; ended: EndedRun[] }>();
+    for (const request of requests) {
+      const seen = byInstance.get(request.followUp);
+      if (seen) {
+        seen.at = Math.max(seen.at, request.at);
+        seen.ended.push(...request.ended);
+      } else {
+        byInstance.set(request.followUp, { at: request.at, ended: [...request.ended] });
+      }
+    }
+    const snapshot = await this.deps.instances.get();
+    await mapLimit([...byInstance], config.planConcurrency, async ([instanceId, request]) => {
+      const loaded = snapshot.instances.get(instanceId);
+      // Removed or switched off since the task was planned: nothing to follow up.
+      if (!loaded || !loaded.config.enabled) return;
+      let requestedAt: number | undefined = request.at;
+      while (requestedAt !== undefined) {
+        const gate = await board.beginFollowUp(instanceId, requestedAt, now(), config.planTimeoutMs + FOLLOW_UP_MARGIN_MS);
+        if (gate.kind !== 'claimed') return;
+        try {
+          // Read now, not from the cached snapshot: a status written back must not undo a tick's.
+          const status = await board.getInstanceStatus(instanceId);
+          if (status?.retiredAt !== undefined) return;
+          const plan = await this.plan(loaded, 'followup', status, report, withEndedRuns(board, instanceId, request.ended));
+          if (plan) await this.dispatch([{ ...plan, passOverReleasedSince: status?.lastPlannedAt ?? 0 }], report, 'followup');
+        } finally {
+          requestedAt = await board.endFollowUp(instanceId, gate.from);
+        }
+      }
+    });
+    return report;
+  }
+
   /** Ends the runs whose lease is no longer live (see the header); a failed sweep is the next tick's work. */
   private async sweep(report: TickReport): Promise<void> {
     const { board, now, telemetry } = this.deps;
@@ -207,8 +256,14 @@ export class Scheduler {
     return parseSchedule(loaded.config.schedule).next(status.lastPlannedAt) <= at + this.deps.config.tickMs / 2;
   }
 
-  private async plan(loaded: LoadedInstance, reason: PlanContext<unknown>['reason'], status: InstanceStatus | undefined, report: TickReport): Promise<Plan | undefined> {
-    const { board, now, telemetry, config } = this.deps;
+  private async plan(
+    loaded: LoadedInstance,
+    reason: PlanContext<unknown>['reason'],
+    status: InstanceStatus | undefined,
+    report: TickReport,
+    history: PlanStore = this.deps.board,
+  ): Promise<Plan | undefined> {
+    const { now, telemetry, config } = this.deps;
     const { config: instance, job } = loaded;
     let done: { reason: string | undefined } | undefined;
     const log = planLogger(telemetry, instance.id, job.name);
@@ -216,7 +271,7 @@ export class Scheduler {
       instance,
       job,
       reason,
-      store: board,
+      store: history,
       objects: this.deps.objects,
       log,
       now,
@@ -258,17 +313,23 @@ export class Scheduler {
       ...(done ? { retiredAt: now(), retiredReason: done.reason } : {}),
     });
     if (done) telemetry.log('info', `instance "${instance.id}" is done${done.reason ? `: ${done.reason}` : ''}; it will not be planned again`, { instanceId: instance.id });
-    return { loaded, tasks, origin: reason === 'manual' ? 'manual' : 'schedule', reconcile: reason === 'schedule' && !done, plannedAt };
+    return { loaded, tasks, origin: reason === 'manual' ? 'manual' : reason === 'followup' ? 'followup' : 'schedule', reconcile: reason === 'schedule' && !done, plannedAt };
   }
 
-  /** Posts what is new to the board and dispatches it; asks unwanted continuous tasks to stop; sizes the conductor fleet. */
-  private async dispatch(plans: Plan[], report: TickReport, isOffline: (entry: BoardEntry) => boolean): Promise<void> {
+  /**
+   * Posts what is new to the board and dispatches it; asks unwanted continuous tasks to stop;
+   * sizes the conductor fleet. A follow-up (`isOffline` = 'followup') stops nothing and sizes
+   * the fleet only when it posted a continuous task.
+   */
+  private async dispatch(plans: Plan[], report: TickReport, isOffline: ((entry: BoardEntry) => boolean) | 'followup'): Promise<void> {
     const { board, now, config, telemetry } = this.deps;
     const signatures = plans.flatMap((plan) => plan.tasks.map((task) => task.signature));
     const { held, releasedAt } = signatures.length > 0 ? await board.peek(signatures, now()) : { held: new Map<string, BoardEntry>(), releasedAt: new Map<string, number>() };
-    const continuous = await board.listRoute('conductor');
+    const followUp = isOffline === 'followup';
+    const returnsContinuous = plans.some((plan) => plan.tasks.some((task) => task.kind === 'continuous'));
+    const continuous = followUp && !returnsContinuous ? [] : await board.listRoute('conductor');
 
-    const stops: BoardEntry[] = continuous.filter((entry) => !entry.stopRequested && isOffline(entry));
+    const stops: BoardEntry[] = followUp ? [] : continuous.filter((entry) => !entry.stopRequested && isOffline(entry));
     const posts: { request: PostRequest; plan: Plan; planned: PlannedTask }[] = [];
     for (const plan of plans) {
       const { config: instance, job } = plan.loaded;
@@ -289,6 +350,10 @@ export class Scheduler {
         // indexes may not show its record yet): the plan may not know it succeeded.
         const released = releasedAt.get(planned.signature);
         if (released !== undefined && released >= historySince(plan.plannedAt)) {
+          report.deduplicated += 1;
+          continue;
+        }
+        if (released !== undefined && plan.passOverReleasedSince !== undefined && released >= plan.passOverReleasedSince) {
           report.deduplicated += 1;
           continue;
         }
@@ -378,6 +443,7 @@ export class Scheduler {
     }
     if (unsent.length > 0) await board.commit({ fenced: unsent.map((fence) => ({ fence, release: true })) });
 
+    if (followUp && report.dispatched.conductor === 0) return;
     const stopping = new Set(stops.map((entry) => entry.signature));
     const wanted = continuous.filter((entry) => !stopping.has(entry.signature)).length + report.dispatched.conductor;
     report.conductors = Math.min(config.maxConductors, Math.ceil(wanted / config.tasksPerConductor));
@@ -389,8 +455,43 @@ export class Scheduler {
   private async setStatus(instanceId: string, current: InstanceStatus | undefined, patch: Partial<Omit<InstanceStatus, 'instanceId'>>): Promise<void> {
     const next: InstanceStatus = { ...current, ...patch, instanceId };
     for (const key of Object.keys(next) as (keyof InstanceStatus)[]) if (next[key] === undefined) delete next[key];
+    // A follow-up or manual plan that changes nothing writes nothing.
+    if (current !== undefined ? sameStatus(current, next) : Object.keys(next).length === 1) return;
     await this.deps.board.setInstanceStatus(instanceId, Object.keys(next).length > 1 ? next : undefined);
   }
+}
+
+/** How long a follow-up plan's claim outlives its plan timeout (dispatching what it returned). */
+const FOLLOW_UP_MARGIN_MS = 30_000;
+
+function sameStatus(a: InstanceStatus, b: InstanceStatus): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as (keyof InstanceStatus)[]);
+  return [...keys].every((key) => JSON.stringify(a[key]) === JSON.stringify(b[key]));
+}
+
+/**
+ * The history a follow-up plan reads: the store's, except that a run the request names as just
+ * ended is read by id (a consistent read) when the history's index does not show it yet, so that
+ * the plan sees the very endings it was asked for (DynamoDB keeps its indexes eventually
+ * consistent; see HISTORY_INDEX_LAG_MS).
+ */
+function withEndedRuns(board: Board, instanceId: string, ended: readonly EndedRun[]): PlanStore {
+  return {
+    getState: (instanceId, key) => board.getState(instanceId, key),
+    setState: (instanceId, key, value) => board.setState(instanceId, key, value),
+    async lastRun(query) {
+      const found = await board.lastRun(query);
+      const candidates = ended
+        .filter((run) => (query.instanceId ?? instanceId) === instanceId && (query.signature ?? run.signature) === run.signature && (query.task ?? run.task) === run.task)
+        .filter((run) => !found || (run.runId !== found.id && run.endedAt >= runRecency(found)))
+        .sort((a, b) => b.endedAt - a.endedAt);
+      for (const candidate of candidates) {
+        const run = await board.getRun(candidate.runId);
+        if (run && matchesRunQuery(run, query) && (!found || runRecency(run) > runRecency(found) || (runRecency(run) === runRecency(found) && run.id > found.id))) return run;
+      }
+      return found;
+    },
+  };
 }
 
 function emptyReport(): TickReport {

@@ -93,12 +93,16 @@ export function inputAsRun(job: JobType, task: string, input: Json): Json {
   return parsed.success ? (parsed.data as Json) : input;
 }
 
+/** The part of the store a plan uses: its instance's state and the run history's latest runs. */
+export type PlanStore = Pick<Store, 'lastRun' | 'getState' | 'setState'>;
+
 export function buildPlanContext(options: {
   instance: InstanceConfig;
   /** The instance's job type: a history query names one of its tasks' inputs as that task runs with it. */
   job: JobType;
   reason: PlanContext<unknown>['reason'];
-  store: Store;
+  /** What a plan reads (and the state it writes) of the store. */
+  store: PlanStore;
   objects: ObjectReader;
   log: Logger;
   now: () => number;

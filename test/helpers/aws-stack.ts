@@ -28,6 +28,8 @@ export interface StackOptions {
   conductors?: number;
   /** Share of DynamoDB calls (0..1) that fail with a ThrottlingException before reaching DynamoDB Local. */
   throttle?: number;
+  /** A plan queue (follow-up requests when tasks end), as the CDK stack has. Default false. */
+  planQueue?: boolean;
 }
 
 export class LocalAwsStack {
@@ -38,8 +40,11 @@ export class LocalAwsStack {
     bucket: uniqueName('ujr-data'),
     queue: uniqueName('ujr-tasks'),
     deadLetterQueue: uniqueName('ujr-dlq'),
+    planQueue: uniqueName('ujr-plans'),
   };
   queueUrl = '';
+  /** The plan queue's URL, when the stack has one (`planQueue: true`). */
+  planQueueUrl = '';
   deadLetterQueueUrl = '';
   readonly clients = {
     dynamodb: new DynamoDBClient({ ...emulatorClientConfig('dynamodb'), maxAttempts: 10 }),
@@ -98,6 +103,10 @@ export class LocalAwsStack {
       }),
     );
     this.queueUrl = queue.QueueUrl ?? '';
+    if (this.options.planQueue) {
+      const plans = await this.clients.sqs.send(new CreateQueueCommand({ QueueName: this.names.planQueue, Attributes: { VisibilityTimeout: '5' } }));
+      this.planQueueUrl = plans.QueueUrl ?? '';
+    }
     this.store = new DynamoStore({ client: this.clients.dynamodb, tables: this.tables() });
     this.ecs.on(DescribeServicesCommand).callsFake(() => ({ services: [{ serviceName: 'conductors', desiredCount: this.desiredConductors }] }));
     this.ecs.on(UpdateServiceCommand).callsFake((input: { desiredCount?: number }) => {
@@ -135,6 +144,7 @@ export class LocalAwsStack {
       // The worker Lambda's timeout in these tests is 60 s; tasks get at most this much of it.
       UJR_WORKER_TASK_LIMIT_MS: '20000',
       UJR_INSTANCES_MAX_AGE_MS: '0',
+      ...(this.planQueueUrl ? { UJR_PLAN_QUEUE_URL: this.planQueueUrl } : {}),
       ...extra,
     };
   }
@@ -237,6 +247,7 @@ export class LocalAwsStack {
       ...Object.values(this.tables()).map((TableName) => this.clients.dynamodb.send(new DeleteTableCommand({ TableName }))),
       this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.queueUrl })),
       this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.deadLetterQueueUrl })),
+      ...(this.planQueueUrl ? [this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.planQueueUrl }))] : []),
     ]);
   }
 }

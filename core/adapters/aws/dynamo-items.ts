@@ -477,6 +477,8 @@ export function triggerResultOf(item: unknown, table: string): TriggerResult {
 
 export const CONFIG_KIND = 'config';
 export const STATUS_KIND = 'status';
+/** The follow-up gate of an instance (./dynamo/follow-ups.ts). */
+export const FOLLOWUP_KIND = 'followup';
 
 export function stateKind(key: string): string {
   return `state#${key}`;

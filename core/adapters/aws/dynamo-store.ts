@@ -15,6 +15,7 @@
  *   (`getRun`, `listRuns`, `lastRun`, `getLogs`); ./dynamo/run-pruning.ts: `pruneRuns`;
  * - ./dynamo/triggers.ts: triggers and their results;
  * - ./dynamo/instances.ts: configuration entries, overrides, statuses and state;
+ * - ./dynamo/follow-ups.ts: each instance's follow-up gate (one follow-up plan at a time);
  * - ./dynamo/table-calls.ts, ./dynamo/expressions.ts, ./dynamo/errors.ts: the plumbing every
  *   aggregate shares (the client, SDK calls and their retries, expressions, error translation).
  *
@@ -25,7 +26,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { Board, BoardEntry, ClaimRequest, HeartbeatResult, PeekResult, PostRequest, RepostRequest, Route } from '../../cloud/board.js';
+import type { Board, BoardEntry, ClaimRequest, FollowUpGate, HeartbeatResult, PeekResult, PostRequest, RepostRequest, Route } from '../../cloud/board.js';
 import type {
   Checkpoint,
   CommitResult,
@@ -43,6 +44,7 @@ import type {
 import type { Json, LogLine, Progress, RunRecord } from '../../types.js';
 import { BoardEntries } from './dynamo/board.js';
 import { FencedWriter } from './dynamo/fenced-writes.js';
+import { FollowUps } from './dynamo/follow-ups.js';
 import { Instances, type InstanceOverride } from './dynamo/instances.js';
 import { Leases } from './dynamo/leases.js';
 import { RunHistory } from './dynamo/run-history.js';
@@ -89,6 +91,7 @@ export class DynamoStore implements Board {
   private readonly pruner: RunPruner;
   private readonly triggers: Triggers;
   private readonly instances: Instances;
+  private readonly followUps: FollowUps;
 
   constructor(options: DynamoStoreOptions) {
     const calls = new TableCalls(options);
@@ -100,6 +103,7 @@ export class DynamoStore implements Board {
     this.sweeper = new Sweeper(calls, this.leases, this.history);
     this.pruner = new RunPruner(calls);
     this.instances = new Instances(calls);
+    this.followUps = new FollowUps(calls);
   }
 
   // Leases (Store): ./dynamo/leases.ts
@@ -160,6 +164,16 @@ export class DynamoStore implements Board {
 
   requestStop(signature: string, token: number): Promise<void> {
     return this.board.requestStop(signature, token);
+  }
+
+  // Follow-up plans: ./dynamo/follow-ups.ts
+
+  beginFollowUp(instanceId: string, requestedAt: number, now: number, ttlMs: number): Promise<FollowUpGate> {
+    return this.followUps.begin(instanceId, requestedAt, now, ttlMs);
+  }
+
+  endFollowUp(instanceId: string, from: number): Promise<number | undefined> {
+    return this.followUps.end(instanceId, from);
   }
 
   // Batches of writes and the sweeper: ./dynamo/fenced-writes.ts, ./dynamo/sweeper.ts

@@ -48,8 +48,12 @@ export const schedulerEnvSchema = z.object({
   UJR_TICK_MS: positiveInt.default(60_000),
 });
 
+/** The plan queue: where follow-up requests go when tasks end. Without it, instances are planned at their ticks only. */
+const planQueue = { UJR_PLAN_QUEUE_URL: z.string().url().optional() };
+
 export const workerEnvSchema = z.object({
   ...tables,
+  ...planQueue,
   UJR_TASK_QUEUE_URL: z.string().url(),
   UJR_DEAD_LETTER_QUEUE_URL: z.string().url(),
   /** The task queue's redrive maxReceiveCount. */
@@ -62,6 +66,7 @@ export const workerEnvSchema = z.object({
 
 export const containerEnvSchema = z.object({
   ...tables,
+  ...planQueue,
   ...tasksPerConductor,
   UJR_TASK_QUEUE_URL: z.string().url(),
   UJR_DEAD_LETTER_QUEUE_URL: z.string().url(),

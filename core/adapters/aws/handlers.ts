@@ -2,16 +2,18 @@
  * The Lambda handlers, as factories over their dependencies (tests pass emulator-backed or fake
  * ones; functions/ binds them to real clients once per cold start).
  *
- * - Scheduler: an EventBridge Scheduler tick (`{}` or `{ "tick": true }`), or an ad-hoc run
- *   `{ "instanceId": "...", "task"?: "...", "input"?: {...} }` from `ujr trigger --stack`.
+ * - Scheduler: an EventBridge Scheduler tick (`{}` or `{ "tick": true }`), an ad-hoc run
+ *   `{ "instanceId": "...", "task"?: "...", "input"?: {...} }` from `ujr trigger --stack`, or a
+ *   batch of follow-up requests from the plan queue (SQS event source).
  * - Worker: an SQS batch, processed with Powertools' BatchProcessor, reporting partial batch
  *   failures (ReportBatchItemFailures): only failed records come back.
  */
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { z } from 'zod';
-import { jsonSchema } from '../../cloud/messages.js';
-import type { Telemetry } from '../../cloud/ports.js';
+import { FollowUpRequests } from '../../cloud/follow-ups.js';
+import { jsonSchema, parseFollowUpMessage, type FollowUpMessage } from '../../cloud/messages.js';
+import type { PlanQueue, Telemetry } from '../../cloud/ports.js';
 import type { Scheduler, TickReport } from '../../cloud/scheduler.js';
 import type { TaskWorker } from '../../cloud/worker.js';
 
@@ -22,8 +24,21 @@ export const schedulerEventSchema = z.union([
 
 export type SchedulerEvent = z.infer<typeof schedulerEventSchema>;
 
-export function makeSchedulerHandler(deps: { scheduler: Scheduler; telemetry: Telemetry }) {
-  return async (event: unknown): Promise<TickReport> => {
+/** A batch from the plan queue (Lambda's SQS event source): follow-up requests. */
+const planQueueEventSchema = z.looseObject({
+  Records: z.array(z.looseObject({ messageId: z.string(), body: z.string(), eventSource: z.literal('aws:sqs') })).min(1),
+});
+
+/** The scheduler function's handler: a batch from the plan queue gets a batch response, anything else a tick report. */
+export interface SchedulerHandler {
+  (event: SQSEvent): Promise<SQSBatchResponse>;
+  (event: unknown): Promise<TickReport>;
+}
+
+export function makeSchedulerHandler(deps: { scheduler: Scheduler; telemetry: Telemetry }): SchedulerHandler {
+  return (async (event: unknown): Promise<TickReport | SQSBatchResponse> => {
+    const batch = planQueueEventSchema.safeParse(event);
+    if (batch.success) return followUps(deps, batch.data.Records);
     const parsed = schedulerEventSchema.safeParse(event ?? {});
     if (!parsed.success) {
       throw new Error(
@@ -38,22 +53,56 @@ export function makeSchedulerHandler(deps: { scheduler: Scheduler; telemetry: Te
     } finally {
       deps.telemetry.flush();
     }
-  };
+  }) as SchedulerHandler;
 }
 
-export function makeWorkerHandler(deps: { worker: TaskWorker; telemetry: Telemetry }) {
+/**
+ * Plans the instances a batch of follow-up requests names. A body ujr did not send is logged and
+ * dropped (it would come back forever); when planning fails (the store, say), the whole batch
+ * comes back, and past the queue's retention the instances' ticks plan them anyway.
+ */
+async function followUps(deps: { scheduler: Scheduler; telemetry: Telemetry }, records: { messageId: string; body: string }[]): Promise<SQSBatchResponse> {
+  const requests: FollowUpMessage[] = [];
+  for (const record of records) {
+    try {
+      requests.push(parseFollowUpMessage(record.body));
+    } catch (error) {
+      deps.telemetry.log('error', `dropped plan-queue message ${record.messageId}: ${(error as Error).message}`);
+    }
+  }
+  try {
+    const report = await deps.scheduler.followUp(requests);
+    deps.telemetry.log('info', 'follow-up', { report });
+    return { batchItemFailures: [] };
+  } catch (error) {
+    deps.telemetry.log('error', `follow-up plans failed: ${(error as Error).message}; the requests come back after the queue's visibility timeout`);
+    return { batchItemFailures: records.map((record) => ({ itemIdentifier: record.messageId })) };
+  } finally {
+    deps.telemetry.flush();
+  }
+}
+
+/**
+ * The worker's handler. With a plan queue, each instance whose tasks ended for good in the batch
+ * is asked for a follow-up plan once, after the batch (core/cloud/follow-ups.ts).
+ */
+export function makeWorkerHandler(deps: { worker: TaskWorker; telemetry: Telemetry; planQueue?: PlanQueue; now?: () => number }) {
   return async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
     const processor = new BatchProcessor(EventType.SQS);
+    const ended = new FollowUpRequests({ queue: deps.planQueue, telemetry: deps.telemetry, now: deps.now ?? Date.now });
     const handleRecord = async (record: SQSRecord) => {
-      await deps.worker.handle({
+      const outcome = await deps.worker.handle({
         body: record.body,
         receiveCount: Number(record.attributes.ApproximateReceiveCount ?? '1'),
         remainingMs: () => context.getRemainingTimeInMillis(),
         deliveryId: `${context.awsRequestId}/${record.messageId}`,
       });
+      if (outcome.kind === 'ran') ended.ended(outcome.run);
     };
     try {
-      return await processPartialResponse(event, handleRecord, processor, { context, throwOnFullBatchFailure: false });
+      const response = await processPartialResponse(event, handleRecord, processor, { context, throwOnFullBatchFailure: false });
+      await ended.flush();
+      return response;
     } finally {
       deps.telemetry.flush();
     }

@@ -19,6 +19,7 @@ import { EcsFleet } from './ecs-fleet.js';
 import type { ContainerEnv, SchedulerEnv, WorkerEnv } from './env.js';
 import { S3ObjectStore } from './s3-objects.js';
 import { AwsSecretSource } from './secrets.js';
+import { SqsPlanQueue } from './sqs-plan-queue.js';
 import { SqsTaskQueue } from './sqs-queue.js';
 import { PowertoolsTelemetry } from './telemetry.js';
 
@@ -121,9 +122,16 @@ export function schedulerRuntime(env: SchedulerEnv, options: RuntimeOptions) {
   return { ...base, scheduler };
 }
 
+/** The plan queue, when the deployment has one (follow-up plans when tasks end). */
+function planQueueOf(env: Pick<WorkerEnv, 'UJR_PLAN_QUEUE_URL'>, options: RuntimeOptions): SqsPlanQueue | undefined {
+  if (env.UJR_PLAN_QUEUE_URL === undefined) return undefined;
+  return new SqsPlanQueue({ client: options.clients?.sqs ?? new SQSClient({}), queueUrl: env.UJR_PLAN_QUEUE_URL, name: 'UJR_PLAN_QUEUE_URL' });
+}
+
 export function workerRuntime(env: WorkerEnv, options: RuntimeOptions) {
   const base = common(env, options);
   const queue = queueOf(env, options);
+  const planQueue = planQueueOf(env, options);
   const worker = new TaskWorker({ ...base, queue, config: {
       ...DEFAULT_WORKER_CONFIG,
       maxReceiveCount: env.UJR_MAX_RECEIVE_COUNT,
@@ -131,7 +139,7 @@ export function workerRuntime(env: WorkerEnv, options: RuntimeOptions) {
       graceMs: env.UJR_GRACE_MS,
     },
   });
-  return { ...base, queue, worker };
+  return { ...base, queue, worker, ...(planQueue ? { planQueue } : {}) };
 }
 
 export function containerRuntime(env: ContainerEnv, options: RuntimeOptions) {

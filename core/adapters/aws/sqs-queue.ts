@@ -1,11 +1,9 @@
 /** The task queue on SQS: dispatch messages in batches of 10, delayed retries, and the DLQ. */
-import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { DispatchMessage } from '../../cloud/messages.js';
 import type { SendFailure, TaskQueue } from '../../cloud/ports.js';
 import { QueueAddress } from './queue-url.js';
-
-/** SQS's largest batch. */
-const BATCH = 10;
+import { sendJsonBatches } from './sqs-send.js';
 
 export interface SqsTaskQueueOptions {
   client: SQSClient;
@@ -39,30 +37,8 @@ export class SqsTaskQueue implements TaskQueue {
     this.deadLetterQueue = new QueueAddress(options.client, options.deadLetterQueueUrl, names.deadLetterQueueUrl);
   }
 
-  async send(messages: DispatchMessage[]): Promise<SendFailure[]> {
-    const batches: DispatchMessage[][] = [];
-    for (let i = 0; i < messages.length; i += BATCH) batches.push(messages.slice(i, i + BATCH));
-    const failures = await Promise.all(batches.map((batch) => this.sendBatch(batch)));
-    return failures.flat();
-  }
-
-  private async sendBatch(batch: DispatchMessage[]): Promise<SendFailure[]> {
-    let queueUrl = this.options.queueUrl;
-    try {
-      queueUrl = await this.queue.url();
-      const result = await this.options.client.send(
-        new SendMessageBatchCommand({
-          QueueUrl: queueUrl,
-          Entries: batch.map((message, index) => ({ Id: String(index), MessageBody: JSON.stringify(message) })),
-        }),
-      );
-      return (result.Failed ?? []).flatMap((failed) => {
-        const message = batch[Number(failed.Id)];
-        return message ? [{ message, error: `${failed.Code ?? 'error'}: ${failed.Message ?? 'SendMessageBatch refused it'}` }] : [];
-      });
-    } catch (error) {
-      return batch.map((message) => ({ message, error: `SendMessageBatch to ${queueUrl} failed: ${(error as Error).message}` }));
-    }
+  send(messages: DispatchMessage[]): Promise<SendFailure[]> {
+    return sendJsonBatches(this.options.client, this.queue, messages);
   }
 
   async sendLater(message: DispatchMessage, delaySec: number): Promise<void> {

@@ -105,7 +105,7 @@ describe('IAM', () => {
   it('denies every request without TLS to the buckets and queues', () => {
     const denials = all.filter(({ statement }) => statement.Effect === 'Deny' && JSON.stringify(statement.Condition) === JSON.stringify({ Bool: { 'aws:SecureTransport': 'false' } }));
     expect(new Set(denials.map(({ type }) => type))).toEqual(new Set(['AWS::S3::BucketPolicy', 'AWS::SQS::QueuePolicy', 'AWS::SNS::TopicPolicy']));
-    expect(denials.filter(({ type }) => type === 'AWS::SQS::QueuePolicy')).toHaveLength(3);
+    expect(denials.filter(({ type }) => type === 'AWS::SQS::QueuePolicy')).toHaveLength(4);
   });
 });
 
@@ -263,10 +263,12 @@ describe('data permissions', () => {
         .filter((s) => list(s.Action).includes('sqs:SendMessage'))
         .flatMap((s) => list(s.Resource).map(render))
         .sort();
+    const planQueue = `<${logicalId(template, 'AWS::SQS::Queue', 'RunnerPlanQueue')}.Arn>`;
     expect(sendsTo('RunnerSchedulerRole')).toEqual([taskQueue]);
-    expect(sendsTo('RunnerWorkerRole')).toEqual([deadLetterQueue, taskQueue].sort());
-    expect(sendsTo('RunnerLongTaskTaskRole')).toEqual([deadLetterQueue, taskQueue].sort());
-    expect(sendsTo('RunnerConductorTaskTaskRole')).toEqual([]);
+    // Follow-up requests go to the plan queue from whoever records a task's end.
+    expect(sendsTo('RunnerWorkerRole')).toEqual([deadLetterQueue, planQueue, taskQueue].sort());
+    expect(sendsTo('RunnerLongTaskTaskRole')).toEqual([deadLetterQueue, planQueue, taskQueue].sort());
+    expect(sendsTo('RunnerConductorTaskTaskRole')).toEqual([planQueue]);
   });
 
   it('lets the seed write config items of the instances table, and nothing else', () => {

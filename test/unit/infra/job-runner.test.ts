@@ -203,6 +203,36 @@ describe('the worker', () => {
   });
 });
 
+describe('the follow-up planner', () => {
+  const scheduler = propsOf('AWS::Lambda::Function', 'RunnerSchedulerFunction');
+  const planner = propsOf('AWS::Lambda::Function', 'RunnerPlannerFunction');
+  const planQueue = logicalId(template, 'AWS::SQS::Queue', 'RunnerPlanQueue');
+  const planQueueUrl = (props: Props) => render((props.Environment as { Variables: Props }).Variables.UJR_PLAN_QUEUE_URL);
+
+  it('runs the scheduler\'s code, role and environment, not reserved to one at a time', () => {
+    expect(planner).toMatchObject({ Handler: scheduler.Handler, Role: scheduler.Role, Environment: scheduler.Environment, Timeout: scheduler.Timeout });
+    expect(planner.ReservedConcurrentExecutions).toBeUndefined();
+  });
+
+  it('reads the plan queue with partial batch failures and a concurrency cap', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [planQueue, 'Arn'] },
+      FunctionName: { Ref: logicalId(template, 'AWS::Lambda::Function', 'RunnerPlannerFunction') },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      BatchSize: 10,
+      ScalingConfig: { MaximumConcurrency: 4 },
+    });
+  });
+
+  it('is where the worker and the containers send follow-up requests', () => {
+    const url = `<${planQueue}>`;
+    expect(planQueueUrl(propsOf('AWS::Lambda::Function', 'RunnerWorkerFunction'))).toBe(url);
+    const containers = resourcesOf(template, 'AWS::ECS::TaskDefinition').flatMap(([, resource]) => (resource.Properties?.ContainerDefinitions ?? []) as Props[]);
+    const envs = containers.flatMap((container) => ((container.Environment ?? []) as { Name: string; Value: unknown }[]).filter((e) => e.Name === 'UJR_PLAN_QUEUE_URL'));
+    expect(envs.map((e) => render(e.Value))).toEqual([url, url]);
+  });
+});
+
 describe('the scheduler', () => {
   const scheduler = propsOf('AWS::Lambda::Function', 'RunnerSchedulerFunction');
   const worker = propsOf('AWS::Lambda::Function', 'RunnerWorkerFunction');
