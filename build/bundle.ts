@@ -64,11 +64,15 @@ export const BUNDLE_NAMES = ['scheduler', 'worker', 'container'] as const;
 
 export type BundleName = (typeof BUNDLE_NAMES)[number];
 
-/** Each bundle's program: ujr's module holding its factory, and the entry's statement calling it. */
-const PROGRAMS: Record<BundleName, { module: string; factory: string; statement: (call: string) => string }> = {
+/**
+ * Each bundle's program: ujr's module holding its factory, the entry's statement calling it, and
+ * what the call passes after the job types (the container's conductor starts its own bundle file
+ * again for each continuous task, so it is given the entry's URL).
+ */
+const PROGRAMS: Record<BundleName, { module: string; factory: string; statement: (call: string) => string; extraArgs?: string }> = {
   scheduler: { module: 'functions/scheduler', factory: 'createSchedulerHandler', statement: (call) => `export const handler = ${call};` },
   worker: { module: 'functions/worker', factory: 'createWorkerHandler', statement: (call) => `export const handler = ${call};` },
-  container: { module: 'containers/main', factory: 'runContainer', statement: (call) => `${call};` },
+  container: { module: 'containers/main', factory: 'runContainer', statement: (call) => `${call};`, extraArgs: 'import.meta.url' },
 };
 
 /** The size budget of one bundle (all its `.mjs` files), from the issue. */
@@ -262,7 +266,7 @@ function entrySource(name: BundleName, jobsModule: string): string {
     `import * as jobsModule from ${JSON.stringify(jobsModule)};`,
     `import { jobTypesOf } from ${JSON.stringify(ujrModule('core/local/jobs-module'))};`,
     `import { ${program.factory} } from ${JSON.stringify(ujrModule(program.module))};`,
-    program.statement(`${program.factory}(jobTypesOf(jobsModule.default, ${JSON.stringify(label)}))`),
+    program.statement(`${program.factory}(jobTypesOf(jobsModule.default, ${JSON.stringify(label)})${program.extraArgs ? `, ${program.extraArgs}` : ''})`),
   ].join('\n');
 }
 

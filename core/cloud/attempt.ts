@@ -7,7 +7,7 @@
  */
 import { monotonicFactory } from 'ulid';
 import { CancelledError, LeaseLostError, ResultTooLargeError, TaskTimeoutError } from '../errors.js';
-import { failure, runHandler, type AttemptOutcome } from '../engine/executor.js';
+import { failure, InlineExecutor, type AttemptOutcome, type Executor } from '../engine/executor.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { ErrorInfo, JobType, LogLevel, ObjectStore, Progress, RunRecord, RunStatus, TaskDefinition } from '../types.js';
 import type { Board, BoardEntry } from './board.js';
@@ -40,6 +40,12 @@ export interface AttemptRequest {
   /** Stops the attempt from outside (shutdown); its reason becomes the abort reason. */
   signal?: AbortSignal;
   maxResultBytes: number;
+  /**
+   * Where the handler runs: the conductor passes a ProcessExecutor, so that a handler that blocks
+   * its event loop cannot hold up the renewals of the caller's other leases; once an aborted
+   * handler's grace period is over, its process is killed. Default: in this process.
+   */
+  executor?: Executor;
 }
 
 export interface AttemptResult {
@@ -129,7 +135,9 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
   if (request.signal?.aborted) onExternalAbort();
   request.signal?.addEventListener('abort', onExternalAbort, { once: true });
 
-  const done = runHandler(
+  const executor = request.executor ?? new InlineExecutor(deps.objects);
+  const handle = executor.start(
+    request.job,
     request.definition,
     {
       runId: entry.runId,
@@ -176,14 +184,17 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
         }
       },
     },
-    deps.objects,
-    controller.signal,
   );
+  const relayAbort = () => handle.abort(controller.signal.reason instanceof Error ? controller.signal.reason : new CancelledError('stopped'));
+  if (controller.signal.aborted) relayAbort();
+  else controller.signal.addEventListener('abort', relayAbort, { once: true });
 
   let outcome: AttemptOutcome;
   try {
-    outcome = await abandonAfterAbort(done, controller.signal, request.graceMs);
+    outcome = await abandonAfterAbort(handle.done, controller.signal, request.graceMs);
   } finally {
+    // A handler abandoned after its grace period: killed if it runs in a process of its own.
+    handle.kill();
     for (const timer of timers) clearTimeout(timer);
     request.signal?.removeEventListener('abort', onExternalAbort);
     await renewing;

@@ -9,6 +9,16 @@
  * A continuous task that ends (returns, fails or is stopped) is recorded and released; the
  * scheduler posts it again on its next tick if the job still returns it.
  *
+ * Each handler runs in a process of its own (the deps' executor; containers/main.ts starts the
+ * container's own program as a task host, supervised by ProcessExecutor as the local runner's
+ * continuous tasks are). This process keeps everything that touches the board: claims, the
+ * renewals on a timer (with the progress the task reported), checkpoints, stop requests, the
+ * records and the releases, all fenced by the lease's token; the child only runs the handler and
+ * talks to this process over IPC. A task that blocks its event loop for minutes (a CPU-bound
+ * step, a synchronous library call) therefore cannot delay the renewals of the other tasks' leases,
+ * a task process that crashes ends only its own attempt (recorded `failed` with the error), and
+ * the processes of tasks that do not return within the grace period after an abort are killed.
+ *
  * Every record is fenced by the lease it was made under: the `running` record at start and the
  * final one (with the release) by this conductor's claim; the `interrupted` record of a dead
  * conductor's run by the NEW claim that took it over. A conductor whose lease moved on writes
@@ -18,6 +28,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ShutdownError } from '../errors.js';
 import { MAX_RESULT_BYTES } from '../limits.js';
+import type { Executor } from '../engine/executor.js';
 import type { RunRecord } from '../types.js';
 import { baseRun, endedRun, entryFields, newRunId, runAttempt, type AttemptDeps } from './attempt.js';
 import type { BoardEntry } from './board.js';
@@ -49,6 +60,11 @@ export interface ConductorDeps extends AttemptDeps {
   config: ConductorConfig;
   /** This conductor's owner id. Default: host, pid and a random suffix. */
   owner?: string;
+  /**
+   * Where the handlers run: a ProcessExecutor (a process per task) in the deployed container.
+   * Default: in this process's event loop, where a handler that blocks it stops every renewal.
+   */
+  executor?: Executor;
 }
 
 /** Owners of entries waiting for a conductor start with this (see the scheduler). */
@@ -124,12 +140,16 @@ export class Conductor {
     return started;
   }
 
-  /** Aborts every task, waits for them to checkpoint and return, records and hands them back. */
+  /**
+   * Aborts every task, waits for them to checkpoint and return (their processes are killed after
+   * the grace period), records and hands them back; no task process outlives it.
+   */
   async stop(): Promise<void> {
     this.stopping.abort(new ShutdownError());
     if (this.timer) clearTimeout(this.timer);
     await this.polling;
     await Promise.allSettled(this.running.values());
+    await this.deps.executor?.close();
   }
 
   private async supervise(entry: BoardEntry): Promise<void> {
@@ -166,6 +186,7 @@ export class Conductor {
         graceMs: config.graceMs,
         signal: this.stopping.signal,
         maxResultBytes: MAX_RESULT_BYTES,
+        executor: this.deps.executor,
       });
       const { run } = result;
       telemetry.duration(entry.jobType, (run.endedAt ?? now()) - (run.startedAt ?? now()));

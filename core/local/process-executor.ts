@@ -2,6 +2,8 @@
  * Runs attempts in child processes (continuous tasks, and batch tasks marked `isolate`): a crash
  * or a hang cannot take the runner down, and the hard stop is a real SIGKILL. Each child loads the
  * job types itself (TypeScript through tsx), so nothing but plain data crosses the boundary.
+ * The AWS conductor runs its continuous tasks with the same executor over its own program (the
+ * container bundle started as a task host, containers/task-host.ts).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -11,24 +13,47 @@ import { failure, type AttemptHandle, type AttemptHooks, type AttemptOutcome, ty
 import type { JobType, TaskDefinition } from '../types.js';
 import { fromChildSchema, type ToChild } from './protocol.js';
 
-export interface ProcessExecutorOptions {
-  /** Absolute path of the module whose default export lists the job types. */
-  jobsModule: string;
-  /** Root directory of the local object store the children use. */
-  objectsRoot: string;
+/** The program a task process runs: a module that calls `hostAttempt` (./attempt-host.ts). */
+export interface TaskHostProgram {
+  /** Absolute path of the module. */
+  module: string;
+  /** Its arguments (`process.argv` after the module). Default none. */
+  args?: string[];
+  /** Node.js options. Default none. */
+  execArgv?: string[];
+  /** Its environment. Default: this process's. */
+  env?: NodeJS.ProcessEnv;
 }
 
-const HOST = sibling(import.meta.url, 'task-host');
-const TSX = import.meta.resolve('tsx');
+export type ProcessExecutorOptions =
+  | {
+      /** Absolute path of the module whose default export lists the job types. */
+      jobsModule: string;
+      /** Root directory of the local object store the children use. */
+      objectsRoot: string;
+    }
+  | {
+      /** A program that has its own job types and object store (the AWS container's). */
+      host: TaskHostProgram;
+    };
+
+/** The local task host (./task-host.ts), TypeScript through tsx. */
+function localTaskHost(): TaskHostProgram {
+  return { module: sibling(import.meta.url, 'task-host'), execArgv: ['--import', import.meta.resolve('tsx')] };
+}
 
 export class ProcessExecutor implements Executor {
   private readonly children = new Set<ChildProcess>();
+  private readonly host: TaskHostProgram;
 
-  constructor(private readonly options: ProcessExecutorOptions) {}
+  constructor(private readonly options: ProcessExecutorOptions) {
+    this.host = 'host' in options ? options.host : localTaskHost();
+  }
 
   start(_job: JobType, _definition: TaskDefinition, request: AttemptRequest, hooks: AttemptHooks): AttemptHandle {
-    const child = fork(HOST, [], {
-      execArgv: ['--import', TSX],
+    const child = fork(this.host.module, this.host.args ?? [], {
+      execArgv: this.host.execArgv ?? [],
+      ...(this.host.env ? { env: this.host.env } : {}),
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'json',
     });
@@ -93,7 +118,7 @@ export class ProcessExecutor implements Executor {
         );
       });
     });
-    send({ type: 'start', jobsModule: this.options.jobsModule, objectsRoot: this.options.objectsRoot, request });
+    send('host' in this.options ? { type: 'start', request } : { type: 'start', jobsModule: this.options.jobsModule, objectsRoot: this.options.objectsRoot, request });
     return {
       done,
       abort: (reason) => send({ type: 'abort', reason: stripUndefined(toErrorInfo(reason)) }),

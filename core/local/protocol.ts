@@ -27,8 +27,9 @@ export const attemptRequestSchema = z.object({
 export const toChildSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('start'),
-    jobsModule: z.string(),
-    objectsRoot: z.string(),
+    /** Where the local task host loads the job types and keeps objects; a host that has its own (the AWS container's) gets neither. */
+    jobsModule: z.string().optional(),
+    objectsRoot: z.string().optional(),
     request: attemptRequestSchema,
   }),
   z.object({ type: z.literal('abort'), reason: errorInfo }),
@@ -36,6 +37,7 @@ export const toChildSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('reply'), seq: z.number(), error: errorInfo.optional() }),
 ]);
 export type ToChild = z.infer<typeof toChildSchema>;
+export type StartMessage = Extract<ToChild, { type: 'start' }>;
 
 export const fromChildSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('log'), level: z.enum(['debug', 'info', 'warn', 'error']), message: z.string() }),

@@ -13,6 +13,7 @@ import { secretsResolver } from '../../cloud/secrets.js';
 import type { Fleet, Telemetry } from '../../cloud/ports.js';
 import { DEFAULT_SCHEDULER_CONFIG, Scheduler } from '../../cloud/scheduler.js';
 import { DEFAULT_WORKER_CONFIG, TaskWorker } from '../../cloud/worker.js';
+import type { Executor } from '../../engine/executor.js';
 import type { JobType } from '../../types.js';
 import { DynamoStore } from './dynamo-store.js';
 import { EcsFleet } from './ecs-fleet.js';
@@ -44,6 +45,8 @@ export interface RuntimeOptions {
   serviceName: string;
   /** Default: Powertools Logger and Metrics (JSON lines and EMF on stdout). */
   telemetry?: Telemetry;
+  /** Where the conductor runs its handlers (containers/main.ts: a process per task). Default: in its own event loop. */
+  conductorExecutor?: Executor;
 }
 
 function common(env: CommonEnv, options: RuntimeOptions) {
@@ -147,6 +150,7 @@ export function containerRuntime(env: ContainerEnv, options: RuntimeOptions) {
   const queue = queueOf(env, options);
   const conductor = new Conductor({
     ...base,
+    executor: options.conductorExecutor,
     config: {
       ...DEFAULT_CONDUCTOR_CONFIG,
       capacity: env.UJR_TASKS_PER_CONDUCTOR,

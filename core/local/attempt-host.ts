@@ -1,0 +1,127 @@
+/**
+ * The child's side of a task process (the parent's is ProcessExecutor): waits for the `start`
+ * message, runs that one attempt's handler, relays logs, progress, heartbeats, checkpoints and
+ * fences to the parent over IPC, and exits. If the parent goes away, the task is aborted and the
+ * process exits on its own. Where the job types and the object store come from is the entry's
+ * business: the local task host loads the jobs module the runner names (./task-host.ts), the AWS
+ * container has its job types bundled in and its object store in S3 (containers/task-host.ts).
+ */
+import { LeaseLostError, NonRetryableError, TaskProcessError } from '../errors.js';
+import { failure, runHandler, type AttemptOutcome } from '../engine/executor.js';
+import type { JobType, ObjectStore } from '../types.js';
+import { toChildSchema, type FromChild, type StartMessage } from './protocol.js';
+
+const ORPHAN_GRACE_MS = 5_000;
+const EXIT_GRACE_MS = 1_000;
+
+/** What a task process runs its attempt with. */
+export interface HostedJobs {
+  jobs: readonly JobType[];
+  objects: ObjectStore;
+  /** Where the job types came from, as an error naming a missing one says it. */
+  source: string;
+}
+
+/**
+ * Serves one attempt in this process: call it once, from the entry module of a task process.
+ * `load` gets the start message and returns the job types and object store to run it with; if it
+ * throws, the attempt fails with its error.
+ *
+ * @example
+ * ```ts
+ * hostAttempt(async (start) => ({ jobs: await loadJobTypes(start.jobsModule!), objects, source: start.jobsModule! }));
+ * ```
+ */
+export function hostAttempt(load: (start: StartMessage) => Promise<HostedJobs>): void {
+  const controller = new AbortController();
+  /** Checkpoint and fence requests waiting for the parent's reply, by sequence number. */
+  const pendingReplies = new Map<number, { resolve(): void; reject(error: Error): void }>();
+  let requestSeq = 0;
+  let started = false;
+
+  const send = (message: FromChild): Promise<void> =>
+    new Promise((resolve) => {
+      if (!process.send || !process.connected) {
+        resolve();
+        return;
+      }
+      process.send(message, undefined, {}, () => resolve());
+    });
+
+  /** Sends a request the parent answers with a `reply` (refused: the promise rejects with its error). */
+  const ask = (message: (seq: number) => FromChild): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      requestSeq += 1;
+      pendingReplies.set(requestSeq, { resolve, reject });
+      void send(message(requestSeq));
+    });
+
+  const start = async (message: StartMessage): Promise<void> => {
+    const { request } = message;
+    let outcome: AttemptOutcome;
+    try {
+      const { jobs, objects, source } = await load(message);
+      const job = jobs.find((j) => j.name === request.jobType);
+      const definition = job?.tasks[request.task];
+      if (!definition) {
+        throw new NonRetryableError(`job type "${request.jobType}" with task "${request.task}" is not in ${source}`);
+      }
+      outcome = await runHandler(
+        definition,
+        { ...request, lastCheckpoint: request.lastCheckpoint },
+        {
+          log: (level, text) => void send({ type: 'log', level, message: text }),
+          progress: (current, total, text) => {
+            const update: FromChild = { type: 'progress', current };
+            if (total !== undefined) update.total = total;
+            if (text !== undefined) update.message = text;
+            void send(update);
+          },
+          started: () => void send({ type: 'started' }),
+          heartbeat: () => void send({ type: 'heartbeat' }),
+          checkpoint: (value) => ask((seq) => ({ type: 'checkpoint', seq, value })),
+          fence: () => ask((seq) => ({ type: 'fence', seq })),
+        },
+        objects,
+        controller.signal,
+      );
+    } catch (error) {
+      outcome = failure(error);
+    }
+    await send({ type: 'done', outcome });
+    process.disconnect();
+    // Handles the task left open (sockets, timers) must not keep a finished task's process alive.
+    setTimeout(() => process.exit(0), EXIT_GRACE_MS).unref();
+  };
+
+  process.on('message', (raw: unknown) => {
+    const parsed = toChildSchema.safeParse(raw);
+    if (!parsed.success) return;
+    const message = parsed.data;
+    if (message.type === 'start' && !started) {
+      started = true;
+      void start(message);
+    } else if (message.type === 'abort') {
+      const reason = new TaskProcessError(message.reason.message);
+      reason.name = message.reason.name;
+      controller.abort(reason);
+    } else if (message.type === 'reply') {
+      const pending = pendingReplies.get(message.seq);
+      pendingReplies.delete(message.seq);
+      if (!pending) return;
+      if (message.error === undefined) {
+        pending.resolve();
+        return;
+      }
+      // A refusal is a lost lease (the only reason the parent refuses); keep its message.
+      const error = message.error.name === 'LeaseLostError' ? new LeaseLostError(message.error.message) : new TaskProcessError(message.error.message);
+      pending.reject(error);
+    }
+  });
+
+  process.on('disconnect', () => {
+    if (controller.signal.aborted) return;
+    controller.abort(new TaskProcessError('the runner went away'));
+    setTimeout(() => process.exit(1), ORPHAN_GRACE_MS).unref();
+  });
+}
