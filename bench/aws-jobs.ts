@@ -19,5 +19,31 @@ export const benchFanout = defineJob({
   },
 });
 
-const jobs: JobType[] = [benchFanout];
+/**
+ * A three-stage pipeline for the follow-up benchmark: each of `items` goes through stages a, b
+ * and c, a stage returned once the one before it succeeded (read from the run history), as a
+ * research pipeline's collect → process → archive does.
+ */
+export const benchStages = defineJob({
+  name: 'bench-stages',
+  params: z.object({ items: z.number().int().positive() }),
+  async getRunnableTasks(ctx) {
+    const tasks: { task: 'a' | 'b' | 'c'; input: { i: number } }[] = [];
+    for (let i = 0; i < ctx.params.items; i += 1) {
+      for (const task of ['a', 'b', 'c'] as const) {
+        if (await ctx.history.lastSuccess({ task, input: { i } })) continue;
+        tasks.push({ task, input: { i } });
+        break;
+      }
+    }
+    return tasks;
+  },
+  tasks: {
+    a: { input: z.object({ i: z.number().int() }), run: () => undefined },
+    b: { input: z.object({ i: z.number().int() }), run: () => undefined },
+    c: { input: z.object({ i: z.number().int() }), run: () => undefined },
+  },
+});
+
+const jobs: JobType[] = [benchFanout, benchStages];
 export default jobs;

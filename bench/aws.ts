@@ -2,7 +2,7 @@
  * Benchmarks of the AWS runtime on the emulators (not a test; run by hand, see BENCHMARKS.md):
  *
  *   npm run bench:aws
- *   npm run bench:aws -- --tasks 2000 --planner-tasks 20000 --init-runs 11
+ *   npm run bench:aws -- --tasks 2000 --planner-tasks 20000 --init-runs 11 --pipeline-items 100
  *
  * 1. **API calls per task** in steady state: `--tasks` trivial tasks (bench/aws-jobs.ts) through a
  *    scheduler tick → SQS → the worker handler (Lambda's SQS event source played by
@@ -17,6 +17,13 @@
  * 3. **Bundles**: size of each handler bundle (build/bundle.ts, over the example jobs) and the
  *    time a fresh `node` process takes to `import()` it with the environment set, median of
  *    `--init-runs`.
+ * 4. **Follow-up plans**: a three-stage pipeline (bench/aws-jobs.ts `bench-stages`,
+ *    `--pipeline-items` items, default 20) from one tick to its last stage through follow-up
+ *    plans only: the worker's requests go to a plan queue read by the planner (the scheduler's
+ *    handler) through a second played event source mapping. Stage-to-stage start latency (next
+ *    stage's handler start − previous stage's handler end, from the run records) p50/p99, and
+ *    every call the follow-ups add (the planner's clients are counted apart from the worker's,
+ *    the plan-queue sends by a wrapper) with its cost per million tasks.
  *
  * The emulators are started here with the functions of test/servers/emulators.ts.
  */
@@ -35,7 +42,7 @@ import { z } from 'zod';
 import { bundleAll } from '../build/bundle.js';
 import { DynamoStore } from '../core/adapters/aws/dynamo-store.js';
 import { parseEnv, schedulerEnvSchema, workerEnvSchema } from '../core/adapters/aws/env.js';
-import { makeWorkerHandler } from '../core/adapters/aws/handlers.js';
+import { makeSchedulerHandler, makeWorkerHandler } from '../core/adapters/aws/handlers.js';
 import { schedulerRuntime, workerRuntime } from '../core/adapters/aws/runtime.js';
 import { createTables, TABLES } from '../core/adapters/aws/tables.js';
 import { dispatchMessageSchema } from '../core/cloud/messages.js';
@@ -49,6 +56,7 @@ const { values } = parseArgs({
     tasks: { type: 'string', default: '1000' },
     'planner-tasks': { type: 'string', default: '10000' },
     'init-runs': { type: 'string', default: '7' },
+    'pipeline-items': { type: 'string', default: '20' },
     /** Internal: run one phase in this (child) process. */
     phase: { type: 'string' },
   },
@@ -56,6 +64,7 @@ const { values } = parseArgs({
 const TASKS = Number(values.tasks);
 const PLANNER_TASKS = Number(values['planner-tasks']);
 const INIT_RUNS = Number(values['init-runs']);
+const PIPELINE_ITEMS = Number(values['pipeline-items']);
 
 /** On-demand prices, us-east-1, as of 2026-11. */
 const PRICE = {
@@ -227,6 +236,7 @@ class BenchStack {
     bucket: `ujr-bench-data-${this.suffix}`,
     queue: `ujr-bench-tasks-${this.suffix}`,
     deadLetterQueue: `ujr-bench-dlq-${this.suffix}`,
+    planQueue: `ujr-bench-plans-${this.suffix}`,
   };
   /** The runtime's calls. */
   readonly tally = new ApiTally();
@@ -236,6 +246,8 @@ class BenchStack {
   readonly mappingSqs: SQSClient;
   queueUrl = '';
   deadLetterQueueUrl = '';
+  /** Set by `withPlanQueue`: follow-up requests (phase 4). */
+  planQueueUrl = '';
 
   constructor(private readonly endpoints: Endpoints) {
     this.clients = {
@@ -270,6 +282,12 @@ class BenchStack {
     return this;
   }
 
+  /** Adds the plan queue, as the CDK stack has it, so that the worker asks for follow-up plans. */
+  async withPlanQueue(): Promise<this> {
+    this.planQueueUrl = (await this.clients.sqs.send(new CreateQueueCommand({ QueueName: this.names.planQueue, Attributes: { VisibilityTimeout: '60' } }))).QueueUrl ?? '';
+    return this;
+  }
+
   /** What the CDK stack gives the functions, without an ECS cluster (nothing here is continuous or long). */
   env(): Record<string, string> {
     return {
@@ -280,6 +298,7 @@ class BenchStack {
       UJR_S3_FORCE_PATH_STYLE: 'true',
       UJR_TASK_QUEUE_URL: this.queueUrl,
       UJR_DEAD_LETTER_QUEUE_URL: this.deadLetterQueueUrl,
+      ...(this.planQueueUrl ? { UJR_PLAN_QUEUE_URL: this.planQueueUrl } : {}),
     };
   }
 
@@ -301,8 +320,13 @@ class BenchStack {
     return { jobs, clients: this.clients, serviceName: 'ujr-bench', telemetry: silentTelemetry };
   }
 
-  scheduler() {
-    return schedulerRuntime(parseEnv(schedulerEnvSchema, this.env(), 'bench scheduler'), this.options());
+  scheduler(clients = this.clients) {
+    return schedulerRuntime(parseEnv(schedulerEnvSchema, this.env(), 'bench scheduler'), { ...this.options(), clients });
+  }
+
+  /** Clients whose calls are counted in `tally` (the follow-up planner's, apart from the worker's). */
+  countedClients(tally: ApiTally) {
+    return { dynamodb: countedDynamoDb(this.endpoints.dynamodb, tally, (table) => this.roleOf(table)), sqs: countedSqs(this.endpoints.sqs, tally), s3: countedS3(this.endpoints.s3, tally) };
   }
 
   worker() {
@@ -330,6 +354,7 @@ class BenchStack {
       ...[this.names.leases, this.names.runs, this.names.instances].map((TableName) => this.clients.dynamodb.send(new DeleteTableCommand({ TableName }))),
       this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.queueUrl })),
       this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.deadLetterQueueUrl })),
+      ...(this.planQueueUrl ? [this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: this.planQueueUrl }))] : []),
     ]);
   }
 }
@@ -585,6 +610,145 @@ async function bundleFigures(endpoints: Endpoints): Promise<BundleFigures[]> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Phase 4: a three-stage pipeline through follow-up plans
+
+interface PipelineResult {
+  items: number;
+  /** Next stage's handler start − previous stage's handler end, per item and stage change (ms). */
+  latencies: number[];
+  totalMs: number;
+  workerInvocations: number;
+  planner: TallySnapshot;
+  plannerMapping: TallySnapshot;
+  plannerInvocations: number;
+  plannerMs: number[];
+  followUpSends: number;
+  /** Follow-up requests handed to the planner (duplicates included). */
+  requestsDelivered: number;
+}
+
+async function pipelinePhase(endpoints: Endpoints): Promise<PipelineResult> {
+  const stack = await (await new BenchStack(endpoints).create()).withPlanQueue();
+  try {
+    await stack.seed([{ id: 'bench-pipeline', job: 'bench-stages', params: { items: PIPELINE_ITEMS }, schedule: '1h' }]);
+    const { scheduler } = stack.scheduler();
+    const plannerTally = new ApiTally();
+    const plannerMappingTally = new ApiTally();
+    const planner = stack.scheduler(stack.countedClients(plannerTally));
+    const { worker, telemetry, planQueue } = stack.worker();
+    if (!planQueue) throw new Error('the worker has no plan queue: UJR_PLAN_QUEUE_URL did not reach it');
+    let followUpSends = 0;
+    const countingPlanQueue = { send: (messages: Parameters<typeof planQueue.send>[0]) => ((followUpSends += 1), planQueue.send(messages)) };
+    const failures: unknown[] = [];
+    const workerMs: number[] = [];
+    const plannerMs: number[] = [];
+    let requestsDelivered = 0;
+    const plannerHandler = makeSchedulerHandler({ scheduler: planner.scheduler, telemetry: silentTelemetry });
+    const workerSource = new SqsEventSource({ client: stack.mappingSqs, queueUrl: stack.queueUrl, handler: timed(makeWorkerHandler({ worker, telemetry, planQueue: countingPlanQueue }), workerMs, failures), batchSize: BATCH_SIZE, functionTimeoutMs: 15 * 60_000, idleDelayMs: 5 });
+    const planSource = new SqsEventSource({
+      client: countedSqs(endpoints.sqs, plannerMappingTally),
+      queueUrl: stack.planQueueUrl,
+      handler: timed((event) => {
+        requestsDelivered += event.Records.length;
+        return plannerHandler(event);
+      }, plannerMs, failures),
+      batchSize: 10,
+      functionTimeoutMs: 15 * 60_000,
+      functionName: 'ujr-planner',
+      idleDelayMs: 5,
+    });
+    const started = performance.now();
+    const report = await scheduler.tick();
+    if (report.dispatched.queue !== PIPELINE_ITEMS) throw new Error(`the tick should post stage a of ${PIPELINE_ITEMS} items: ${JSON.stringify(report)}`);
+    // Lambda runs several batches at once: four pollers of each queue.
+    workerSource.start({ concurrency: 4 });
+    planSource.start({ concurrency: 2 });
+    const store = stack.store();
+    const deadline = Date.now() + 5 * 60_000;
+    let runs = await store.listRuns({ instanceId: 'bench-pipeline', limit: PIPELINE_ITEMS * 3 + 10 });
+    while (runs.filter((run) => run.task === 'c' && run.status === 'succeeded').length < PIPELINE_ITEMS) {
+      if (failures.length > 0) throw new Error(`a delivery failed: ${JSON.stringify(failures[0]) ?? String(failures[0])}`);
+      if (Date.now() > deadline) throw new Error(`the pipeline did not finish within 5 minutes: ${runs.length} runs`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      runs = await store.listRuns({ instanceId: 'bench-pipeline', limit: PIPELINE_ITEMS * 3 + 10 });
+    }
+    const totalMs = performance.now() - started;
+    await Promise.all([workerSource.stop(), planSource.stop()]);
+    if (runs.length !== PIPELINE_ITEMS * 3 || runs.some((run) => run.status !== 'succeeded')) throw new Error(`expected ${PIPELINE_ITEMS * 3} succeeded runs, found ${runs.length}`);
+    const at = (task: string, i: number) => runs.find((run) => run.task === task && (run.input as { i: number }).i === i);
+    const latencies: number[] = [];
+    for (let i = 0; i < PIPELINE_ITEMS; i += 1) {
+      for (const [from, to] of [['a', 'b'], ['b', 'c']] as const) {
+        const ended = at(from, i)?.endedAt;
+        const next = at(to, i)?.startedAt;
+        if (ended === undefined || next === undefined) throw new Error(`item ${i}: stage ${from} or ${to} has no times`);
+        latencies.push(next - ended);
+      }
+    }
+    return {
+      items: PIPELINE_ITEMS,
+      latencies,
+      totalMs,
+      workerInvocations: workerMs.length,
+      planner: plannerTally.snapshot(),
+      plannerMapping: plannerMappingTally.snapshot(),
+      plannerInvocations: plannerMs.length,
+      plannerMs,
+      followUpSends,
+      requestsDelivered,
+    };
+  } finally {
+    await stack.destroy();
+  }
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+function printPipeline(pipeline: PipelineResult): void {
+  const tasks = pipeline.items * 3;
+  const p = pipeline.planner;
+  const writeUnits = p.writeUnits.table + p.writeUnits.indexes;
+  const readUnits = p.readUnits.table + p.readUnits.indexes;
+  const mappingCalls = countOf(pipeline.plannerMapping.calls, 'sqs', ['ReceiveMessage', 'DeleteMessageBatch']) - pipeline.plannerMapping.emptyReceives;
+  const sqsRequests = pipeline.followUpSends + countOf(p.calls, 'sqs', ['SendMessageBatch', 'SendMessage']) + mappingCalls;
+  const p50 = percentile(pipeline.latencies, 50);
+  const p99 = percentile(pipeline.latencies, 99);
+  const plannerMean = mean(pipeline.plannerMs);
+  const million = 1e6;
+  const perMillion = (value: number) => (value / tasks) * million;
+  const costs: [string, number][] = [
+    ['DynamoDB writes', perMillion(writeUnits) * PRICE.dynamoWriteUnit],
+    ['DynamoDB reads', perMillion(readUnits) * PRICE.dynamoReadUnit],
+    ['SQS', perMillion(sqsRequests) * PRICE.sqsRequest],
+    ['Lambda planner, requests', perMillion(pipeline.plannerInvocations) * PRICE.lambdaRequest],
+    ['Lambda planner, duration', perMillion(pipeline.plannerInvocations) * (plannerMean / 1000) * WORKER_MEMORY_GB * PRICE.lambdaGbSecond],
+  ];
+  console.log(`\n4. Follow-up plans: a three-stage pipeline (bench-stages, ${pipeline.items} items, ${tasks} tasks), one tick, then only follow-ups; 4 worker and 2 planner pollers`);
+  console.log(
+    table([
+      ['measure', 'value', 'target', ''],
+      ['stage-to-stage start latency p50 (next handler start − previous handler end)', `${fmt(p50, 0)} ms`, '<= 1000 ms', verdict(p50 <= 1000)],
+      ['stage-to-stage start latency p99', `${fmt(p99, 0)} ms`, '<= 3000 ms', verdict(p99 <= 3000)],
+      ['max', `${fmt(Math.max(...pipeline.latencies), 0)} ms`, '', ''],
+      ['whole pipeline, tick to last success', `${fmt(pipeline.totalMs / 1000, 2)} s`, '', ''],
+      ['follow-up requests sent (one per worker invocation with ended tasks) / planner invocations', `${pipeline.followUpSends} / ${pipeline.plannerInvocations}`, '', ''],
+      // Each follow-up plan that got through its gate reads the instance's status once.
+      ['follow-up requests delivered / plans made (gate claimed)', `${pipeline.requestsDelivered} / ${countOf(p.calls, 'dynamodb', ['GetItem'], 'instances')}`, '', ''],
+      ['extra DynamoDB write requests per task (gate, posts)', fmt(dynamoWrites(p) / tasks, 3), '', ''],
+      ['extra DynamoDB write units / read units per task', `${fmt(writeUnits / tasks, 3)} / ${fmt(readUnits / tasks, 3)}`, '', ''],
+      ['extra SQS requests per task (plan queue send, receive, delete)', fmt(sqsRequests / tasks, 3), '', ''],
+      ['planner invocation duration (mean)', `${fmt(plannerMean, 0)} ms`, '', ''],
+    ]),
+  );
+  console.log('   planner calls: ' + Object.entries(p.calls).map(([k, v]) => `${k} ${v}`).join(', '));
+  console.log('   (the posts of stages b and c are the work a tick would do anyway; everything else above is what follow-ups add)');
+  console.log(table([['follow-up cost per million tasks', 'cost'], ...costs.map(([item, cost]) => [item, money(cost)]), ['total', money(costs.reduce((s, [, c]) => s + c, 0))]]));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Report
 
 /** The sum of the entries keyed `<service>:<command>` or `<service>:<command> <table>`, for these commands (and that table). */
@@ -766,9 +930,11 @@ if (values.phase === 'planner') {
     const api = await apiCalls(endpoints);
     const planner = plannerResultSchema.parse(await childPhase('planner', endpoints));
     const bundles = await bundleFigures(endpoints);
+    const pipeline = await pipelinePhase(endpoints);
     printApi(api, planner);
     printPlanner(planner);
     printBundles(bundles);
+    printPipeline(pipeline);
     console.log(`\nload average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   } finally {
     await Promise.all(servers.map((server) => server.stop()));
