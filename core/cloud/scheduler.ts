@@ -22,7 +22,6 @@ import { z } from 'zod';
 import { formatProblem } from '../config.js';
 import { mapLimit } from '../concurrency.js';
 import { toErrorInfo } from '../errors.js';
-import { matchesRunQuery, runRecency } from '../adapters/run-query.js';
 import { buildPlanContext, resolveSpecs, type PlannedTask, type PlanStore } from '../engine/planner.js';
 import { withTimeout } from '../engine/with-timeout.js';
 import { realTimers } from '../ports/timers.js';
@@ -32,6 +31,7 @@ import type { Json, ObjectReader, PlanContext, RunOrigin, RunRecord } from '../t
 import { newRunId } from './attempt.js';
 import type { Board, BoardEntry, PostRequest, Route } from './board.js';
 import type { InstanceDirectory, LoadedInstance } from './instances.js';
+import { withEndedRuns } from './follow-ups.js';
 import type { DispatchMessage, EndedRun, FollowUpMessage } from './messages.js';
 import type { Fleet, TaskQueue, Telemetry } from './ports.js';
 
@@ -467,31 +467,6 @@ const FOLLOW_UP_MARGIN_MS = 30_000;
 function sameStatus(a: InstanceStatus, b: InstanceStatus): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)] as (keyof InstanceStatus)[]);
   return [...keys].every((key) => JSON.stringify(a[key]) === JSON.stringify(b[key]));
-}
-
-/**
- * The history a follow-up plan reads: the store's, except that a run the request names as just
- * ended is read by id (a consistent read) when the history's index does not show it yet, so that
- * the plan sees the very endings it was asked for (DynamoDB keeps its indexes eventually
- * consistent; see HISTORY_INDEX_LAG_MS).
- */
-function withEndedRuns(board: Board, instanceId: string, ended: readonly EndedRun[]): PlanStore {
-  return {
-    getState: (instanceId, key) => board.getState(instanceId, key),
-    setState: (instanceId, key, value) => board.setState(instanceId, key, value),
-    async lastRun(query) {
-      const found = await board.lastRun(query);
-      const candidates = ended
-        .filter((run) => (query.instanceId ?? instanceId) === instanceId && (query.signature ?? run.signature) === run.signature && (query.task ?? run.task) === run.task)
-        .filter((run) => !found || (run.runId !== found.id && run.endedAt >= runRecency(found)))
-        .sort((a, b) => b.endedAt - a.endedAt);
-      for (const candidate of candidates) {
-        const run = await board.getRun(candidate.runId);
-        if (run && matchesRunQuery(run, query) && (!found || runRecency(run) > runRecency(found) || (runRecency(run) === runRecency(found) && run.id > found.id))) return run;
-      }
-      return found;
-    },
-  };
 }
 
 function emptyReport(): TickReport {
