@@ -9,15 +9,16 @@
  * A continuous task that ends (returns, fails or is stopped) is recorded and released; the
  * scheduler posts it again on its next tick if the job still returns it.
  *
- * Each handler runs in a process of its own (the deps' executor; containers/main.ts starts the
- * container's own program as a task host, supervised by ProcessExecutor as the local runner's
- * continuous tasks are). This process keeps everything that touches the board: claims, the
- * renewals on a timer (with the progress the task reported), checkpoints, stop requests, the
- * records and the releases, all fenced by the lease's token; the child only runs the handler and
- * talks to this process over IPC. A task that blocks its event loop for minutes (a CPU-bound
- * step, a synchronous library call) therefore cannot delay the renewals of the other tasks' leases,
- * a task process that crashes ends only its own attempt (recorded `failed` with the error), and
- * the processes of tasks that do not return within the grace period after an abort are killed.
+ * In the deployed container each handler runs in a process of its own (the deps' executor:
+ * containers/main.ts starts the container's own program again as a task host, supervised by the
+ * ProcessExecutor that runs the local runner's continuous tasks). The conductor keeps everything
+ * that touches the board: claims, the renewals on a timer (with the progress the task reported),
+ * checkpoints, stop requests, the records and the releases, all fenced by the lease's token; the
+ * child only runs the handler and asks the conductor over IPC. A task that blocks its event loop
+ * for minutes (a CPU-bound step, a synchronous library call) therefore cannot delay the renewals
+ * of the other tasks' leases, a task process that crashes ends only its own attempt (recorded
+ * `failed` with the error), and the process of a task that does not return within the grace
+ * period after an abort is killed.
  *
  * Every record is fenced by the lease it was made under: the `running` record at start and the
  * final one (with the release) by this conductor's claim; the `interrupted` record of a dead
