@@ -4,8 +4,8 @@
  * file was deleted or replaced), 2 bad usage or configuration (or no store at --home: only
  * `ujr run` creates one), 3 a named run or instance does not exist.
  *
- * `--stack <name>` points `status`, `runs`, `logs`, `trigger`, `jobs` and `redrive` at a deployed
- * stack instead of the local installation: the same commands over the same Store port (the
+ * `--stack <name>` points `status`, `runs`, `logs`, `trigger`, `jobs`, `redrive` and `ui` at a
+ * deployed stack instead of the local installation: the same commands over the same Store port (the
  * DynamoDB adapter), with the AWS-specific parts in ./stack-commands.ts.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -52,6 +52,8 @@ export interface CliDeps {
    * that local commands never load an AWS SDK.
    */
   openStack?: (stackName: string) => Promise<AwsCliContext>;
+  /** Stops `ujr ui` as SIGINT would (tests running the CLI in-process). */
+  uiSignal?: AbortSignal;
 }
 
 interface GlobalOptions {
@@ -114,7 +116,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
     .option('--home <dir>', 'folder of the SQLite store and the data directory (default: .ujr; see below)')
     .option('--jobs <module>', 'module whose default export lists the job types (default: jobs/index.ts; see below)')
     .option('--instances <file>', 'the job instances file (default: jobs/instances.json; see below)')
-    .option('--stack <name>', 'work on this deployed CloudFormation stack instead of the local store (status, runs, logs, trigger, jobs, redrive)')
+    .option('--stack <name>', 'work on this deployed CloudFormation stack instead of the local store (status, runs, logs, trigger, jobs, redrive, ui)')
     .option('--json', 'machine-readable output')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
@@ -132,6 +134,13 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
   const json = () => globals().json === true;
   const openStack = deps.openStack ?? defaultOpenStack;
 
+  /** The stack's AWS context and the target over it (the job types module is used when at hand). */
+  const openStackTarget = async (stack: string): Promise<{ aws: AwsCliContext; target: Target }> => {
+    const aws = await openStack(stack);
+    const { paths: stackPaths, sources } = found();
+    return { aws, target: stackTarget(aws, { jobsModule: stackPaths.jobsModule, jobsModuleRequired: sources.jobs.kind !== 'default' }) };
+  };
+
   /** Runs `fn` over the target the options name, closing it after; `aws` is set in stack mode. */
   const withTarget = async <T>(fn: (target: Target, aws: AwsCliContext | undefined) => Promise<T>): Promise<T> => {
     const stack = globals().stack;
@@ -140,9 +149,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
     if (stack === undefined) {
       target = localTarget(paths());
     } else {
-      aws = await openStack(stack);
-      const { paths: stackPaths, sources } = found();
-      target = stackTarget(aws, { jobsModule: stackPaths.jobsModule, jobsModuleRequired: sources.jobs.kind !== 'default' });
+      ({ aws, target } = await openStackTarget(stack));
     }
     try {
       return await fn(target, aws);
@@ -155,9 +162,6 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
     if (globals().stack === undefined) return;
     if (action.name() === 'run') {
       throw new CliError('--stack does not apply to "ujr run": ujr run is the local runner; on AWS the scheduler runs on its own (see "ujr status --stack <name>")', EXIT.usage);
-    }
-    if (action.name() === 'ui') {
-      throw new CliError('--stack does not apply to "ujr ui": the status page serves the local store; on AWS use "ujr status --stack <name>" or the stack\'s CloudWatch dashboard', EXIT.usage);
     }
   });
   const init = registerInitCommand(program, io);
@@ -289,7 +293,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
       await withTarget((_target, aws) => (aws ? redriveCommand(aws, { status: opts.status === true, json: json() }, io) : Promise.resolve()));
     });
 
-  registerUiCommand(program, paths, io);
+  registerUiCommand(program, paths, io, { stack: () => globals().stack, openStack: openStackTarget, ...(deps.uiSignal ? { signal: deps.uiSignal } : {}) });
   return program;
 }
 

@@ -98,7 +98,7 @@ export async function stackTriggerCommand(aws: AwsCliContext, opts: StackTrigger
   return finals.every((run) => run?.status === 'succeeded' || run?.status === 'skipped') ? EXIT.ok : EXIT.failed;
 }
 
-function describeReport(report: TickReport): string {
+export function describeReport(report: TickReport): string {
   const { queue, conductor, fargate } = report.dispatched;
   const parts = [`dispatched ${queue + conductor + fargate} (queue ${queue}, conductor ${conductor}, fargate ${fargate})`];
   if (report.deduplicated > 0) parts.push(`${report.deduplicated} already queued or running`);
@@ -167,7 +167,7 @@ const powertoolsLineSchema = z.looseObject({
 });
 
 /** How far before a run was queued its log lines are looked for (queue wait, clock skew). */
-const LOG_LOOKBACK_MS = 5 * 60_000;
+export const LOG_LOOKBACK_MS = 5 * 60_000;
 
 export interface StackLogsOptions {
   follow: boolean;
@@ -214,7 +214,7 @@ export async function stackLogsCommand(aws: AwsCliContext, runId: string, opts: 
 }
 
 /** The JSON of a log line, or `undefined` when it is not one (a runtime's own line). */
-function parseLine(message: string): z.infer<typeof powertoolsLineSchema> | undefined {
+export function parseLine(message: string): z.infer<typeof powertoolsLineSchema> | undefined {
   const start = message.indexOf('{');
   if (start < 0) return undefined;
   try {

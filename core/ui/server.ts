@@ -1,6 +1,7 @@
 /**
  * The status page's HTTP server (`ujr ui`), on node:http: static files (`static/`), a JSON API
- * over the store and the instances file, and server-sent events that make open pages refresh.
+ * over a status source (./source.ts: the local store and instances file, or a deployed stack), and
+ * server-sent events that make open pages refresh.
  *
  * Security: loopback only unless a token is given (then every request needs it: a cookie set from
  * `?token=` on first visit, or `Authorization: Bearer`); on loopback the Host header must name
@@ -14,18 +15,25 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { isIP, type AddressInfo } from 'node:net';
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
-import { InstanceNotFoundError, setInstanceEnabled, unretireInstance } from '../local/instances-file.js';
-import { loadJobTypes } from '../local/jobs-module.js';
 import type { LocalPaths } from '../local/runtime.js';
-import type { Store, Trigger } from '../ports/store.js';
+import type { Store } from '../ports/store.js';
 import { canonicalJson } from '../signature.js';
 import { RUN_STATUSES, type InstanceConfig, type JobType, type Json, type RunStatus } from '../types.js';
 import { HttpError, UiConfigError } from './errors.js';
+import { localStatusSource, type SourceConfig, type StatusSource } from './source.js';
 import { atLeast, isLogLevel, StatusReader } from './status.js';
 
-export interface UiServerOptions {
+/** The local installation: the store `ujr run` writes and the paths of its instances file and job types. */
+export interface LocalUiSource {
   store: Store;
   paths: LocalPaths;
+  /** Job types; loaded from `paths.jobsModule` when not given. */
+  jobs?: JobType[];
+}
+
+export type UiServerOptions = UiServerCommonOptions & (LocalUiSource | { source: StatusSource });
+
+export interface UiServerCommonOptions {
   /** Address to bind. Anything but loopback needs `token`. @default '127.0.0.1' */
   host?: string;
   /** Port; 0 takes any free one. @default 0 */
@@ -34,9 +42,7 @@ export interface UiServerOptions {
   token?: string;
   /** The clock. @default Date.now */
   now?: () => number;
-  /** Job types; loaded from `paths.jobsModule` when not given. */
-  jobs?: JobType[];
-  /** How often open pages are sent a snapshot when it changed. @default 1000 */
+  /** How often open pages are sent a snapshot when it changed. @default the source's (1000 locally) */
   eventIntervalMs?: number;
 }
 
@@ -80,7 +86,7 @@ export function isLoopback(host: string): boolean {
  * @example
  * ```ts
  * const store = openLocalStore(paths);
- * const ui = await startUiServer({ store, paths, port: 4680 });
+ * const ui = await startUiServer({ store, paths, port: 4680 }); // or { source: stackStatusSource(...) }
  * console.log(ui.url); // http://127.0.0.1:4680/
  * await ui.close();
  * await store.close();
@@ -96,16 +102,18 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
     );
   }
   const now = options.now ?? Date.now;
-  const jobs = options.jobs ?? (await loadJobTypes(options.paths.jobsModule));
-  const reader = new StatusReader(options.store, jobs, options.paths.instancesFile, now);
+  const source =
+    'source' in options
+      ? options.source
+      : await localStatusSource({ store: options.store, paths: options.paths, ...(options.jobs ? { jobs: options.jobs } : {}), now, nextId: monotonicFactory() });
+  const reader = new StatusReader(source, now);
   const csrf = randomBytes(24).toString('base64url');
-  const files = loadStatic(csrf);
-  const nextId = monotonicFactory();
+  const files = loadStatic(csrf, source.label);
   const clients = new Set<ServerResponse>();
   let lastSnapshot = '';
   let port = 0;
 
-  const routes = new Api(options.store, reader, options.paths, now, nextId);
+  const routes = new Api(source, reader);
 
   const server = createServer((req, res) => {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
@@ -226,7 +234,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
       pushing = false;
     }
   }
-  const timer = setInterval(() => void push(), options.eventIntervalMs ?? 1_000);
+  const timer = setInterval(() => void push(), options.eventIntervalMs ?? source.eventIntervalMs);
   timer.unref();
 
   await new Promise<void>((resolve, reject) => {
@@ -264,27 +272,24 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
   };
 }
 
-/** The API's reads and actions (the HTTP plumbing is above). */
+/** The API's reads and actions (the HTTP plumbing is above); what they read and do is the source's. */
 class Api {
   constructor(
-    private readonly store: Store,
+    private readonly source: StatusSource,
     private readonly reader: StatusReader,
-    private readonly paths: LocalPaths,
-    private readonly now: () => number,
-    private readonly nextId: () => string,
   ) {}
 
-  async findInstance(id: string): Promise<InstanceConfig> {
-    const { instances } = await this.reader.config();
-    const instance = instances.find((i) => i.id === id);
+  async findInstance(id: string): Promise<{ instance: InstanceConfig; config: SourceConfig }> {
+    const config = await this.reader.config();
+    const instance = config.instances.find((i) => i.id === id);
     if (!instance) {
-      throw new HttpError(404, `no job instance "${id}" in ${this.paths.instancesFile}; known: ${instances.map((i) => i.id).join(', ') || '(none)'}`);
+      throw new HttpError(404, `no job instance "${id}" in ${this.source.instancesSource}; known: ${config.instances.map((i) => i.id).join(', ') || '(none)'}`);
     }
-    return instance;
+    return { instance, config };
   }
 
   async instance(id: string): Promise<unknown> {
-    return this.reader.instance(await this.findInstance(id));
+    return this.reader.instance((await this.findInstance(id)).instance);
   }
 
   async runs(query: URLSearchParams): Promise<unknown> {
@@ -295,7 +300,7 @@ class Api {
     const limitText = query.get('limit') || '50';
     const limit = Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1_000) throw new HttpError(400, `limit "${limitText}" must be a whole number from 1 to 1000`);
-    const runs = await this.store.listRuns({
+    const runs = await this.source.store.listRuns({
       instanceId: query.get('instance') || undefined,
       task: query.get('task') || undefined,
       status: status as RunStatus | undefined,
@@ -305,32 +310,33 @@ class Api {
   }
 
   async run(id: string): Promise<unknown> {
-    const run = await this.store.getRun(id);
+    const run = await this.source.getRun(id);
     if (!run) throw new HttpError(404, `no run has id "${id}"`);
     return run;
   }
 
   async logs(id: string, query: URLSearchParams): Promise<unknown> {
-    if (!(await this.store.getRun(id))) throw new HttpError(404, `no run has id "${id}"`);
+    const run = await this.source.getRun(id);
+    if (!run) throw new HttpError(404, `no run has id "${id}"`);
     const afterText = query.get('after') || '0';
     const after = Number(afterText);
     if (!Number.isInteger(after) || after < 0) throw new HttpError(400, `after "${afterText}" must be a log line's seq (a whole number)`);
     const level = query.get('level') || undefined;
     if (level !== undefined && !isLogLevel(level)) throw new HttpError(400, `level "${level}" is not one of debug, info, warn, error`);
-    const lines = await this.store.getLogs(id, after);
+    const lines = await this.source.logs(run, after);
     return { lines: lines.filter((line) => atLeast(line.level, level)) };
   }
 
-  async runNow(id: string, body: unknown): Promise<{ trigger: Trigger }> {
-    const instance = await this.findInstance(id);
+  async runNow(id: string, body: unknown): Promise<unknown> {
+    const { instance, config } = await this.findInstance(id);
     const parsed = runBodySchema.safeParse(body ?? {});
     if (!parsed.success) {
       throw new HttpError(400, `bad body: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}; send {} or {"task": …, "input": {…}}`);
     }
     const { task, input } = parsed.data;
-    const tasks = this.reader.tasksOf(instance);
-    if (task !== undefined && !tasks.includes(task)) {
-      throw new HttpError(404, `job type "${instance.job}" has no task "${task}"; its tasks: ${tasks.join(', ')}`);
+    if (task !== undefined && config.knowsTasks) {
+      const tasks = await this.reader.tasksOf(instance);
+      if (!tasks.includes(task)) throw new HttpError(404, `job type "${instance.job}" has no task "${task}"; its tasks: ${tasks.join(', ')}`);
     }
     if (task === undefined && input !== undefined) throw new HttpError(400, 'an input needs a task: send {"task": …, "input": {…}}');
     let json: Json | undefined;
@@ -342,30 +348,23 @@ class Api {
       }
       json = input as Json;
     }
-    const trigger: Trigger = { id: this.nextId(), instanceId: id, at: this.now() };
-    if (task !== undefined) {
-      trigger.task = task;
-      trigger.input = json ?? {};
-    }
-    await this.store.addTrigger(trigger);
-    return { trigger };
+    return this.source.runNow(instance, task !== undefined ? { task, ...(json !== undefined ? { input: json } : {}) } : {});
   }
 
   async setEnabled(id: string, enabled: boolean): Promise<{ id: string; enabled: boolean }> {
-    try {
-      await setInstanceEnabled(this.paths.instancesFile, id, enabled);
-    } catch (error) {
-      if (error instanceof InstanceNotFoundError) throw new HttpError(404, error.message);
-      throw error;
-    }
-    if (enabled) await unretireInstance(this.store, id);
+    await this.source.setEnabled(id, enabled);
     return { id, enabled };
   }
 }
 
-function loadStatic(csrf: string): { index: string; js: string; css: string } {
+function loadStatic(csrf: string, label: string): { index: string; js: string; css: string } {
   const read = (name: string) => readFileSync(new URL(name, STATIC_DIR), 'utf8');
-  return { index: read('index.html').replace('__UJR_CSRF__', csrf), js: read('app.js'), css: read('app.css') };
+  const index = read('index.html').replace('__UJR_CSRF__', csrf).replace('__UJR_WHERE__', escapeHtml(label));
+  return { index, js: read('app.js'), css: read('app.css') };
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function sendFile(res: ServerResponse, method: string, body: string, type: string): void {

@@ -1,12 +1,13 @@
 /**
- * What the status page shows, read from the store and the instances file: instance summaries with
- * their status badge, an instance's details (masked params, tasks, charts' data) and the live
- * snapshot pushed to open pages. Pure reads; the HTTP layer is in server.ts.
+ * What the status page shows, read through its source (./source.ts: the local store and instances
+ * file, or a deployed stack): instance summaries with their status badge, an instance's details
+ * (masked params, tasks, charts' data) and the live snapshot pushed to open pages. Pure reads; the
+ * HTTP layer is in server.ts.
  */
-import { formatProblem, readInstancesFile } from '../config.js';
-import type { InstanceStatus, Store } from '../ports/store.js';
+import type { InstanceStatus } from '../ports/store.js';
 import { parseSchedule } from '../schedule.js';
-import { LIVE_STATUSES, type InstanceConfig, type JobType, type Json, type LogLevel, type Progress, type RunRecord, type RunStatus } from '../types.js';
+import type { InstanceConfig, Json, LogLevel, Progress, RunRecord, RunStatus } from '../types.js';
+import type { SourceConfig, StatusSource } from './source.js';
 
 /**
  * An instance's status badge:
@@ -144,22 +145,19 @@ function whenOf(run: RunRecord): number {
   return run.endedAt ?? run.startedAt ?? run.queuedAt;
 }
 
-/** Reads the instances file and the store on every call, so edits show at once. */
+/** Reads the configuration and the store on every call, so edits show at once. */
 export class StatusReader {
   constructor(
-    private readonly store: Store,
-    private readonly jobs: readonly JobType[],
-    private readonly instancesFile: string,
+    private readonly source: StatusSource,
     private readonly now: () => number,
   ) {}
 
-  async config(): Promise<{ instances: InstanceConfig[]; problems: string[] }> {
-    const parsed = await readInstancesFile(this.instancesFile, this.jobs);
-    return { instances: parsed.instances, problems: parsed.problems.map((p) => formatProblem(this.instancesFile, p)) };
+  config(): Promise<SourceConfig> {
+    return this.source.config();
   }
 
-  tasksOf(instance: InstanceConfig): string[] {
-    return Object.keys(this.jobs.find((j) => j.name === instance.job)?.tasks ?? {});
+  tasksOf(instance: InstanceConfig): Promise<string[]> {
+    return this.source.tasksOf(instance);
   }
 
   async instances(): Promise<{ instances: InstanceSummary[]; problems: string[] }> {
@@ -170,8 +168,8 @@ export class StatusReader {
   /** Instance summaries, and the active runs they were built from (the snapshot needs both). */
   private async summaries(): Promise<{ instances: InstanceSummary[]; problems: string[]; active: RunRecord[] }> {
     const { instances, problems } = await this.config();
-    const statuses = new Map((await this.store.listInstanceStatus()).map((s) => [s.instanceId, s]));
-    const active = await this.store.listRuns({ status: [...LIVE_STATUSES], limit: 500 });
+    const statuses = new Map((await this.source.store.listInstanceStatus()).map((s) => [s.instanceId, s]));
+    const active = await this.source.activeRuns();
     const summaries: InstanceSummary[] = [];
     for (const instance of instances) {
       const lastByTask = await this.lastRuns(instance);
@@ -183,10 +181,10 @@ export class StatusReader {
   async instance(instance: InstanceConfig): Promise<InstanceDetail> {
     const now = this.now();
     const lastByTask = await this.lastRuns(instance);
-    const active = await this.store.listRuns({ instanceId: instance.id, status: [...LIVE_STATUSES], limit: 200 });
-    const summary = this.summarize(instance, await this.store.getInstanceStatus(instance.id), lastByTask, active);
+    const active = await this.source.activeRuns(instance.id);
+    const summary = this.summarize(instance, await this.source.store.getInstanceStatus(instance.id), lastByTask, active);
     const firstHour = Math.floor(now / HOUR) * HOUR - 47 * HOUR;
-    const recent = await this.store.listRuns({ instanceId: instance.id, since: firstHour - 7 * 24 * HOUR, limit: 5_000 });
+    const recent = await this.source.store.listRuns({ instanceId: instance.id, since: firstHour - 7 * 24 * HOUR, limit: 5_000 });
     const hourly: HourBucket[] = Array.from({ length: 48 }, (_, i) => ({ hour: firstHour + i * HOUR, succeeded: 0, failed: 0 }));
     for (const run of recent) {
       if (run.endedAt === undefined || (run.status !== 'succeeded' && run.status !== 'failed')) continue;
@@ -198,7 +196,7 @@ export class StatusReader {
       .slice(0, 100)
       .map((r) => ({ id: r.id, task: r.task, status: r.status, endedAt: r.endedAt ?? 0, durationMs: (r.endedAt ?? 0) - (r.startedAt ?? 0) }))
       .reverse();
-    const recentRuns = (await this.store.listRuns({ instanceId: instance.id, limit: 20 })).map(brief);
+    const recentRuns = (await this.source.store.listRuns({ instanceId: instance.id, limit: 20 })).map(brief);
     return {
       ...summary,
       params: maskSecrets(instance.params),
@@ -227,7 +225,7 @@ export class StatusReader {
 
   private async lastRuns(instance: InstanceConfig): Promise<Map<string, RunRecord | undefined>> {
     const byTask = new Map<string, RunRecord | undefined>();
-    for (const task of this.tasksOf(instance)) byTask.set(task, await this.store.lastRun({ instanceId: instance.id, task }));
+    for (const task of await this.tasksOf(instance)) byTask.set(task, await this.source.store.lastRun({ instanceId: instance.id, task }));
     return byTask;
   }
 

@@ -10,6 +10,13 @@
   const notice = document.getElementById('notice');
   const csrfMeta = document.querySelector('meta[name="ujr-csrf"]');
   const csrf = csrfMeta ? csrfMeta.getAttribute('content') || '' : '';
+  const whereMeta = document.querySelector('meta[name="ujr-where"]');
+  // `local`, or `stack "<name>"` when the page is served over a deployed stack (ujr ui --stack).
+  const where = whereMeta ? whereMeta.getAttribute('content') || 'local' : 'local';
+  const onStack = where !== 'local';
+  const whereEl = document.getElementById('where');
+  if (whereEl) whereEl.textContent = where;
+  if (onStack) document.title = `ujr · ${where}`;
   const SVG = 'http://www.w3.org/2000/svg';
 
   /** Shared UI state that survives re-renders. */
@@ -163,8 +170,8 @@
       'span',
       { class: 'actions' },
       actionButton('Run now', 'primary run-now', async () => {
-        await post(`/api/instances/${id}/run`, {});
-        return `Asked for a run of ${instance.id}; a running "ujr run" takes it within a second.`;
+        const out = await post(`/api/instances/${id}/run`, {});
+        return typeof out.message === 'string' ? out.message : `Asked for a run of ${instance.id}; a running "ujr run" takes it within a second.`;
       }),
       instance.enabled
         ? actionButton('Disable', 'disable', async () => {
@@ -230,9 +237,9 @@
     const [data, recent] = await Promise.all([api('/api/instances'), api('/api/runs?limit=15')]);
     const out = [h('h1', { text: 'Job instances' })];
     if (data.problems.length > 0) {
-      out.push(h('div', { class: 'notice' }, h('strong', { text: 'Problems in the instances file' }), h('ul', { class: 'problems' }, data.problems.map((p) => h('li', { text: p })))));
+      out.push(h('div', { class: 'notice' }, h('strong', { text: onStack ? 'Problems in the instances table' : 'Problems in the instances file' }), h('ul', { class: 'problems' }, data.problems.map((p) => h('li', { text: p })))));
     }
-    if (data.instances.length === 0) out.push(h('p', { class: 'muted', text: 'No job instances: add some to the instances file.' }));
+    if (data.instances.length === 0) out.push(h('p', { class: 'muted', text: onStack ? 'No job instances in the instances table: deploy some with the stack.' : 'No job instances: add some to the instances file.' }));
     else {
       out.push(
         h(
