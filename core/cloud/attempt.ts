@@ -7,7 +7,7 @@
  */
 import { monotonicFactory } from 'ulid';
 import { CancelledError, LeaseLostError, ResultTooLargeError, TaskTimeoutError } from '../errors.js';
-import { failure, InlineExecutor, type AttemptOutcome, type Executor } from '../engine/executor.js';
+import { failure, runHandler, type AttemptOutcome, type Executor } from '../engine/executor.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { ErrorInfo, JobType, LogLevel, ObjectStore, Progress, RunRecord, RunStatus, TaskDefinition } from '../types.js';
 import type { Board, BoardEntry } from './board.js';
@@ -135,7 +135,7 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
   if (request.signal?.aborted) onExternalAbort();
   request.signal?.addEventListener('abort', onExternalAbort, { once: true });
 
-  const executor = request.executor ?? new InlineExecutor(deps.objects);
+  const executor = request.executor ?? inThisProcess(deps.objects, controller.signal);
   const handle = executor.start(
     request.job,
     request.definition,
@@ -217,6 +217,14 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
     run.error = outcome.error;
   }
   return reason === undefined ? { run, outcome, ref } : { run, outcome, ref, abortReason: reason };
+}
+
+/** Runs the handler in this process, on the attempt's own signal (nothing to relay, nothing to kill). */
+function inThisProcess(objects: ObjectStore, signal: AbortSignal): Executor {
+  return {
+    start: (_job, definition, request, hooks) => ({ done: runHandler(definition, request, hooks, objects, signal), abort: () => undefined, kill: () => false }),
+    close: () => Promise.resolve(),
+  };
 }
 
 /** Why an attempt was aborted decides how its run ends; a failure is `failed` until the caller retries it. */
