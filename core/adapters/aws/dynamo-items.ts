@@ -189,6 +189,8 @@ const leaseItemSchema = z.object({
   checkpoint: checkpointAttributeSchema.optional(),
   /** When the lease was last released (the scheduler's guard against stale plans). */
   releasedAt: z.number().optional(),
+  /** The run whose end the last release recorded: its final record is written just after the release. */
+  endedRunId: z.string().optional(),
 });
 type LeaseItem = z.output<typeof leaseItemSchema>;
 

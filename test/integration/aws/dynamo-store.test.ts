@@ -3,9 +3,10 @@
  * (post, claim, heartbeat, checkpoint, finish, repost), its batched reads and the instances
  * table. Each test gets three fresh tables, deleted afterwards.
  */
-import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DynamoStore, DynamoStoreError } from '../../../core/adapters/aws/dynamo-store.js';
+import { ENDING_GRACE_MS } from '../../../core/adapters/aws/dynamo/sweeper.js';
 import { createTables, deleteTables, type TableNames } from '../../../core/adapters/aws/tables.js';
 import type { PostRequest } from '../../../core/cloud/board.js';
 import { StoreError } from '../../../core/errors.js';
@@ -257,7 +258,7 @@ describe('DynamoStore board', () => {
 
     expect([released, refused]).toStrictEqual([true, false]);
     expect(await store.getRun('r1')).toStrictEqual(run1);
-    // A refused finish writes nothing: the record and the release are one transaction.
+    // A refused finish writes nothing: the record is written only after the fenced release.
     expect(await store.getRun('r2')).toBeUndefined();
     expect(await store.getLease('s1')).toStrictEqual({ signature: 's1', owner: null, expiresAt: 0, token: 1, runId: 'run-s1', instanceId: 'collector-a', task: 'fetch' });
     expect((await store.getLease('s2'))?.owner).toBe('queue:run-s2');
@@ -449,6 +450,46 @@ describe('DynamoStore fenced writes and the sweeper', () => {
     expect(await store.getLogs('r1')).toHaveLength(250);
     expect((await store.getRun('r1'))?.status).toBe('succeeded');
     expect((await store.getLease('s1'))?.owner).toBeNull();
+  });
+
+  it('finishes a task with the fenced release of its lease, then its final record: two single-item writes, no transaction', async () => {
+    const token = await lease('s1', 'w');
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const writer = new DynamoStore({ client: counted, tables: names, now: () => T0 });
+    const counts = countOperations(counted);
+    const run = makeRun('r1', { signature: 's1', runner: 'w', status: 'succeeded', fencingToken: token, startedAt: T0 + 1, endedAt: T0 + 9, result: { n: 1 } });
+
+    const result = await writer.commit({ fenced: [{ fence: { signature: 's1', owner: 'w', token }, runs: [run], release: true }], at: T0 + 9 });
+    const stale = await writer.commit({ fenced: [{ fence: { signature: 's1', owner: 'w', token }, runs: [{ ...run, id: 'r2' }], release: true }] });
+
+    counted.destroy();
+    expect(result.refused).toStrictEqual([]);
+    expect(stale.refused).toStrictEqual([{ signature: 's1', owner: 'w', token }]);
+    expect(Object.fromEntries(counts)).toStrictEqual({ UpdateItem: 2, PutItem: 1 });
+    expect(await store.getRun('r1')).toStrictEqual(run);
+    expect(await store.getRun('r2')).toBeUndefined();
+    expect(await store.getLease('s1')).toMatchObject({ owner: null, token });
+  });
+
+  it('leaves a live record alone while the release that ended its run is recent, and sweeps it once the grace is over', async () => {
+    const token = await lease('s1', 'w', T0, 60_000);
+    await store.commit({ fenced: [{ fence: { signature: 's1', owner: 'w', token }, runs: [makeRun('r1', { signature: 's1', runner: 'w', status: 'running', fencingToken: token, startedAt: T0 })] }] });
+    // The holder's release named r1 as ended, and its final record never came (it died in between).
+    await client.send(
+      new UpdateItemCommand({
+        TableName: names.leases,
+        Key: { signature: { S: 's1' } },
+        UpdateExpression: 'SET expiresAt = :zero, releasedAt = :at, endedRunId = :run REMOVE #owner',
+        ExpressionAttributeNames: { '#owner': 'owner' },
+        ExpressionAttributeValues: { ':zero': { N: '0' }, ':at': { N: String(T0 + 100) }, ':run': { S: 'r1' } },
+      }),
+    );
+
+    const during = await store.sweep(T0 + 100 + ENDING_GRACE_MS - 1);
+    const after = await store.sweep(T0 + 100 + ENDING_GRACE_MS);
+
+    expect(during).toStrictEqual([]);
+    expect(after.map(({ run }) => [run.id, run.status])).toStrictEqual([['r1', 'interrupted']]);
   });
 
   it('writes a release-only or checkpoint-only group as one conditional update, no transaction', async () => {

@@ -3,7 +3,7 @@
  * task), peeking at what is held, claiming, heartbeats, checkpoints, finishing, reposting the next
  * attempt, listing a route and asking a holder to stop. Posting is the grant of ./leases.ts with
  * the task's attributes; `claim`, `heartbeat`, `saveCheckpoint`, `repost` and `requestStop` are
- * single updates fenced on token (and owner), `finish` a fenced transaction (./fenced-writes.ts).
+ * single updates fenced on token (and owner), `finish` the fenced release then the record (./fenced-writes.ts).
  * A claim returns the whole entry (`ALL_NEW`), a heartbeat returns `stopRequested` as an updated
  * value. `peek` reads only lease items, 100 keys a `BatchGetItem`, eventually consistent: a stale
  * answer costs a refused `post`, never a double run.

@@ -5,10 +5,13 @@
  * trigger results, written by `BatchWriteItem`.
  * - a group that touches only the lease item (a checkpoint, a release, both) is one
  *   `UpdateItem` conditioned on owner and token (one write unit, as before fencing);
- * - a group with run records or log lines is one `TransactWriteItems`: the lease item's update
+ * - a task's end (one final run record of the fence's signature, the release, perhaps a
+ *   checkpoint, no log lines: what `finish` writes) is no transaction: the fenced `UpdateItem` of
+ *   the lease item, naming the ended run (`endedRunId`), then the record's `PutItem`, which only
+ *   an accepted release is followed by (one write unit each where the transaction cost two each);
+ * - any other group with run records or log lines is one `TransactWriteItems`: the lease item's update
  *   (checkpoint, release) or else a `ConditionCheck` on it, plus the Puts. Transactions cost two
- *   write units per item, so a batch task's `finish` (run record + release) costs 2 + 2 units
- *   for the items where it cost 1 + 1; index writes are not doubled. A group of more than 100
+ *   write units per item (index writes are not doubled). A group of more than 100
  *   actions is split: log lines go first, each part carrying the lease condition, and the part
  *   with the run records and the lease update goes last. A refused lease condition refuses the
  *   group (its fence goes to `refused`), a part already applied stays (log lines only).
@@ -16,11 +19,11 @@
  *   record is never replaced. When that condition alone fails the transaction, the group is
  *   applied again without that record.
  */
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mapLimitInKeyOrder } from '../../../concurrency.js';
 import { StoreError } from '../../../errors.js';
 import type { CommitResult, FencedWrites, LeaseRef, WriteBatch } from '../../../ports/store.js';
-import { LIVE_STATUSES, type RunRecord } from '../../../types.js';
+import { LIVE_STATUSES, TERMINAL_STATUSES, type RunRecord } from '../../../types.js';
 import { RUN_SK, TASK_ATTRIBUTES, checkpointAttribute, logItem, runItem, triggerResultItem, type Item } from '../dynamo-items.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
 import type { Leases } from './leases.js';
@@ -86,6 +89,10 @@ export class FencedWriter {
     let runs = lastByKey(group.runs ?? [], (run) => run.id);
     const logs = lastByKey(group.logs ?? [], (line) => `${line.runId}\u0000${line.seq}`).map(logItem);
     const leaseWrite = group.checkpoint !== undefined || group.release === true;
+    const [only] = runs;
+    if (only && runs.length === 1 && logs.length === 0 && group.release === true && only.signature === fence.signature && TERMINAL_STATUSES.has(only.status)) {
+      return this.finish(group, only, at);
+    }
     const leaseOnly = async (): Promise<boolean> => {
       // Nothing but the lease item: one conditional update, or a read when there is nothing to write.
       if (!leaseWrite) {
@@ -126,17 +133,38 @@ export class FencedWriter {
     }
   }
 
+  /**
+   * A task's end, without a transaction: the fenced update of the lease item (the release, the
+   * checkpoint, and `endedRunId`, the run whose final record follows), then the record's Put. A
+   * holder whose token moved on is refused at the first write and writes nothing; the Put only
+   * follows an accepted release, and never replaces a final record. Between the two writes the
+   * run has no final record yet: the sweeper leaves a live record of `endedRunId` alone for
+   * `ENDING_GRACE_MS` after the release (./sweeper.ts), and a plan that read the history
+   * that shortly after a release has its post refused (`notReleasedSince`).
+   */
+  private async finish(group: FencedWrites, run: RunRecord, at: number): Promise<boolean> {
+    const { doc } = this.calls;
+    const update = this.fencedLeaseUpdate(group, at, run.id);
+    const released = await this.calls.conditional('leases', 'UpdateItem (fenced release with the run’s end)', () => doc.send(new UpdateCommand(update)));
+    if (!released.ok) return false;
+    const { Put } = runPut(this.calls.tables.runs, run) as { Put: ConstructorParameters<typeof PutCommand>[0] };
+    // A record already final (the sweeper's, say) stays: the condition refuses this one.
+    await this.calls.conditional('runs', 'PutItem (a run’s final record)', () => doc.send(new PutCommand(Put)));
+    return true;
+  }
+
   private fenceCheck(ref: LeaseRef): Record<string, unknown> {
     const e = new Expr();
     return { TableName: this.calls.tables.leases, Key: { signature: ref.signature }, ConditionExpression: fenced(e, ref), ...e.params() };
   }
 
   /** The lease item's update of a fenced group: its checkpoint and, with `release`, the release. */
-  private fencedLeaseUpdate(group: FencedWrites, at: number): ConstructorParameters<typeof UpdateCommand>[0] {
+  private fencedLeaseUpdate(group: FencedWrites, at: number, endedRunId?: string): ConstructorParameters<typeof UpdateCommand>[0] {
     const e = new Expr();
     const sets: string[] = [];
     const removes: string[] = [];
     if (group.checkpoint) sets.push(`${e.n('checkpoint')} = ${e.v(checkpointAttribute({ ...group.checkpoint, signature: group.fence.signature }))}`);
+    if (endedRunId !== undefined) sets.push(`${e.n('endedRunId')} = ${e.v(endedRunId)}`);
     if (group.release) {
       sets.push(`${e.n('expiresAt')} = ${e.v(0)}`, `${e.n('releasedAt')} = ${e.v(at)}`);
       removes.push(e.n('owner'), ...TASK_ATTRIBUTES.map((name) => e.n(name)));

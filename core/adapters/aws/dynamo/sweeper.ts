@@ -22,6 +22,18 @@ import type { LeaseItem, Leases } from './leases.js';
 import type { RunHistory } from './run-history.js';
 import type { TableCalls } from './table-calls.js';
 
+/**
+ * How long after a release the sweeper leaves alone a live record of the run that release ended
+ * (`endedRunId` on the lease item): the holder writes the final record just after the release
+ * (./fenced-writes.ts), and a record still live this long after was lost with its holder.
+ */
+export const ENDING_GRACE_MS = 60_000;
+
+/** Whether the lease was released by the end of `run`, whose final record is on its way. */
+function endingRecorded(item: LeaseItem | undefined, run: RunRecord, now: number): boolean {
+  return item?.owner === undefined && item?.endedRunId === run.id && (item.releasedAt ?? -Infinity) > now - ENDING_GRACE_MS;
+}
+
 /** Ends the runs whose holders are gone. */
 export class Sweeper {
   constructor(
@@ -62,7 +74,7 @@ export class Sweeper {
     // stale read could show the state before the run's own grant. Board entries without a run are
     // read eventually consistent (half the read units): each of their writes is conditioned on the
     // lease as read, so a stale read only fails a condition or defers the entry to the next sweep.
-    const attributes = [...LEASE_ATTRIBUTES, ...TASK_ATTRIBUTES];
+    const attributes = [...LEASE_ATTRIBUTES, ...TASK_ATTRIBUTES, 'releasedAt', 'endedRunId'];
     const items = (await Promise.all([this.leases.batchGetLeases([...ofLiveRuns], attributes, true), this.leases.batchGetLeases(onlyRouted, attributes, false)])).flat();
     const leaseItems = new Map<string, NonNullable<LeaseItem>>();
     for (const item of items) {
@@ -76,7 +88,7 @@ export class Sweeper {
       const item = leaseItems.get(run.signature);
       const lease = leaseOf(item, tables.leases);
       seen.add(run.id);
-      if (leaseBacksRun(lease, run, now)) continue;
+      if (leaseBacksRun(lease, run, now) || endingRecorded(item, run, now)) continue;
       candidates.push({ run, lease, fromBoard: false });
     }
     for (const item of leaseItems.values()) {
