@@ -15,7 +15,7 @@
   const where = whereMeta ? whereMeta.getAttribute('content') || 'local' : 'local';
   const onStack = where !== 'local';
   const whereEl = document.getElementById('where');
-  if (whereEl) whereEl.textContent = where;
+  if (whereEl && onStack) whereEl.textContent = where;
   if (onStack) document.title = `ujr · ${where}`;
   const SVG = 'http://www.w3.org/2000/svg';
 

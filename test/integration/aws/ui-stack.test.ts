@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { AwsCliContext } from '../../../core/adapters/aws/cli-context.js';
 import { main } from '../../../core/cli/main.js';
-import type { Target } from '../../../core/cli/targets.js';
+import { stackTarget, type Target } from '../../../core/cli/targets.js';
 import { startUiServer, type UiServer } from '../../../core/ui/server.js';
 import { stackStatusSource } from '../../../core/ui/stack-source.js';
 import { JOBS_MODULE, LOG_GROUPS, powertoolsLine, STACK, StackUiFixture } from '../../helpers/stack-ui.js';
@@ -275,6 +275,28 @@ describe('status page over a stack: actions', () => {
   });
 });
 
+describe('status page over a stack without the job types at hand', () => {
+  it("shows the tasks an instance ran, and leaves judging a task to the scheduler function", async () => {
+    // Prepare: the CLI's target without a jobs module (a machine that only has the stack's name)
+    await fixture.stack.seedInstances([{ id: 'fan', job: 'fanout', params: { count: 1 }, schedule: '1m' }]);
+    await fixture.tick();
+    await fixture.drainWorker();
+    aws = await fixture.openContext();
+    target = stackTarget(aws, {});
+    server = await startUiServer({ source: stackStatusSource(aws, target), eventIntervalMs: 100 });
+
+    // Act
+    const fan = await json(await api('/api/instances/fan'), detailSchema);
+    const unknownTask = await post('/api/instances/fan/run', { task: 'dance' });
+
+    // Assess
+    expect(fan.tasks.map((t) => [t.task, t.lastRun?.status])).toEqual([['item', 'succeeded']]);
+    expect(fixture.invocations).toEqual([{ instanceId: 'fan', task: 'dance', input: {} }]);
+    expect(unknownTask.status).toBe(422);
+    expect((await json(unknownTask, errorSchema)).error).toContain('refused the request');
+  });
+});
+
 describe('status page over a stack: the same guards as locally', () => {
   it('refuses actions without the CSRF header or from a foreign origin, and invokes nothing', async () => {
     // Prepare
@@ -366,5 +388,23 @@ describe('ujr ui --stack', () => {
     expect(code).toBe(0);
     expect(out.at(-1)).toBe('status page stopped');
     expect(err).toEqual([]);
+  });
+
+  it('exits 2 naming the stack when its outputs are not found, without serving anything', async () => {
+    // Prepare
+    const out: string[] = [];
+    const err: string[] = [];
+
+    // Act
+    const code = await main(
+      ['node', 'ujr', '--stack', 'ujr-prod', '--jobs', JOBS_MODULE, 'ui', '--port', '0'],
+      { out: (text) => out.push(text), err: (text) => err.push(text) },
+      { openStack: (name) => fixture.openContext(name) },
+    );
+
+    // Assess
+    expect(code).toBe(2);
+    expect(err.join('\n')).toContain('has no outputs of stack "ujr-prod"; it has "ujr-test"');
+    expect(out).toEqual([]);
   });
 });
