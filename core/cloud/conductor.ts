@@ -32,8 +32,10 @@ import { MAX_RESULT_BYTES } from '../limits.js';
 import type { Executor } from '../engine/executor.js';
 import type { RunRecord } from '../types.js';
 import { baseRun, endedRun, entryFields, newRunId, runAttempt, type AttemptDeps } from './attempt.js';
+import { FollowUpRequests } from './follow-ups.js';
 import type { BoardEntry } from './board.js';
 import type { InstanceDirectory } from './instances.js';
+import type { PlanQueue } from './ports.js';
 
 export interface ConductorConfig {
   /** Continuous tasks this conductor runs at once. Default 4. */
@@ -66,6 +68,8 @@ export interface ConductorDeps extends AttemptDeps {
    * Default: in this process's event loop, where a handler that blocks it stops every renewal.
    */
   executor?: Executor;
+  /** Where follow-up requests go when a task ends (./follow-ups.ts). Default: none (its instance waits for its tick). */
+  planQueue?: PlanQueue;
 }
 
 /** Owners of entries waiting for a conductor start with this (see the scheduler). */
@@ -208,6 +212,10 @@ export class Conductor {
       }
       telemetry.count(run.status === 'succeeded' ? 'succeeded' : run.status === 'failed' ? 'failed' : 'dropped', entry.jobType);
       telemetry.log(run.status === 'failed' ? 'error' : 'info', `continuous task ended: ${run.status}${run.error ? ` (${run.error.message})` : ''}`, fields);
+      // Its job is asked again now, as locally, rather than at the next tick.
+      const followUp = new FollowUpRequests({ queue: this.deps.planQueue, telemetry, now });
+      followUp.ended(run);
+      await followUp.flush();
     } catch (error) {
       telemetry.log('error', `supervising the task failed: ${(error as Error).message}; its lease expires and it is taken over`, fields);
     }

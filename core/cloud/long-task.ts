@@ -4,10 +4,16 @@
  * Its retries run in the same container after their backoff (a queue worker could not run them).
  */
 import type { RunRecord } from '../types.js';
+import { FollowUpRequests } from './follow-ups.js';
 import { parseDispatchMessage, type DispatchMessage } from './messages.js';
+import type { PlanQueue } from './ports.js';
 import { TaskWorker, type DeliveryOutcome, type WorkerDeps } from './worker.js';
 
-export async function runLongTask(deps: Omit<WorkerDeps, 'redispatch'>, body: string, containerId: string, sleep = defaultSleep): Promise<RunRecord[]> {
+/**
+ * Runs the task of `body` and its retries; returns the runs recorded. With a plan queue, its
+ * instance is asked for a follow-up plan once the task has ended for good.
+ */
+export async function runLongTask(deps: Omit<WorkerDeps, 'redispatch'> & { planQueue?: PlanQueue }, body: string, containerId: string, sleep = defaultSleep): Promise<RunRecord[]> {
   let next: { message: DispatchMessage; delayMs: number } | undefined = { message: parseDispatchMessage(body), delayMs: 0 };
   const worker = new TaskWorker({
     ...deps,
@@ -30,6 +36,9 @@ export async function runLongTask(deps: Omit<WorkerDeps, 'redispatch'>, body: st
     });
     if (outcome.kind === 'ran') runs.push(outcome.run);
   }
+  const followUp = new FollowUpRequests({ queue: deps.planQueue, telemetry: deps.telemetry, now: deps.now });
+  for (const run of runs) followUp.ended(run);
+  await followUp.flush();
   return runs;
 }
 

@@ -142,15 +142,17 @@ export function workerRuntime(env: WorkerEnv, options: RuntimeOptions) {
       graceMs: env.UJR_GRACE_MS,
     },
   });
-  return { ...base, queue, worker, ...(planQueue ? { planQueue } : {}) };
+  return { ...base, queue, worker, planQueue };
 }
 
 export function containerRuntime(env: ContainerEnv, options: RuntimeOptions) {
   const base = common(env, options);
   const queue = queueOf(env, options);
+  const planQueue = planQueueOf(env, options);
   const conductor = new Conductor({
     ...base,
     executor: options.conductorExecutor,
+    planQueue,
     config: {
       ...DEFAULT_CONDUCTOR_CONFIG,
       capacity: env.UJR_TASKS_PER_CONDUCTOR,
@@ -159,5 +161,5 @@ export function containerRuntime(env: ContainerEnv, options: RuntimeOptions) {
       graceMs: env.UJR_GRACE_MS,
     },
   });
-  return { ...base, queue, conductor };
+  return { ...base, queue, conductor, planQueue };
 }

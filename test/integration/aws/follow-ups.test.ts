@@ -8,7 +8,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { makeSchedulerHandler, makeWorkerHandler } from '../../../core/adapters/aws/handlers.js';
 import { defineJob } from '../../../core/define.js';
-import type { FollowUpMessage } from '../../../core/cloud/messages.js';
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { runLongTask } from '../../../core/cloud/long-task.js';
+import { parseFollowUpMessage, type FollowUpMessage } from '../../../core/cloud/messages.js';
+import { DEFAULT_WORKER_CONFIG } from '../../../core/cloud/worker.js';
 import { HISTORY_INDEX_LAG_MS } from '../../../core/cloud/scheduler.js';
 import type { JobType } from '../../../core/types.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
@@ -69,7 +72,27 @@ const periodic = defineJob({
   tasks: { tick: { run: () => 'ok' } },
 });
 
-const jobs: JobType[] = [stages, periodic];
+/** A continuous task that ends by itself (a collector whose source is exhausted), and a batch task longer than the worker allows. */
+const ending = defineJob({
+  name: 'ending',
+  params: z.object({}),
+  getRunnableTasks: () => [
+    { task: 'drain', input: {} },
+    { task: 'export', input: {} },
+  ],
+  tasks: {
+    drain: { kind: 'continuous', run: () => Promise.resolve('drained') },
+    export: { timeoutMs: 30 * 60_000, run: () => 'exported' },
+  },
+});
+
+const jobs: JobType[] = [stages, periodic, ending];
+
+/** The follow-up requests waiting in the plan queue. */
+async function planQueueMessages(): Promise<FollowUpMessage[]> {
+  const received = await stack.clients.sqs.send(new ReceiveMessageCommand({ QueueUrl: stack.planQueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+  return (received.Messages ?? []).map((message) => parseFollowUpMessage(message.Body ?? ''));
+}
 
 function startWorkerAndPlanner() {
   const { worker, telemetry, planQueue } = stack.worker(jobs);
@@ -186,6 +209,31 @@ describe('follow-up plans on AWS', () => {
     expect(posted).toBe(20);
     const runs = await stack.store.listRuns({ instanceId: 'race', limit: 100 });
     expect(new Set(runs.map((run) => run.signature)).size).toBe(runs.length);
+  });
+
+  it('asks for a follow-up when a continuous task on a conductor ends, and when a long task does', async () => {
+    // Prepare
+    await stack.seedInstances([{ id: 'ends', job: 'ending', params: {}, schedule: '1h' }]);
+    await stack.scheduler(jobs).scheduler.tick();
+    const container = stack.container(jobs, { UJR_CONDUCTOR_POLL_MS: '50' });
+
+    // Act: the conductor runs the continuous task to its end; the long task runs in "its container".
+    container.conductor.start();
+    const deadline = Date.now() + 10_000;
+    while ((await stack.store.lastRun({ instanceId: 'ends', task: 'drain', status: 'succeeded' })) === undefined && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await container.conductor.stop();
+    const [message] = stack.longTasks;
+    await runLongTask({ ...container, config: { ...DEFAULT_WORKER_CONFIG, safetyMarginMs: 100, graceMs: 100 } }, JSON.stringify(message), 'longtask@test', () => Promise.resolve());
+
+    // Assess: one request per ending, each naming its run.
+    const requests = await planQueueMessages();
+    // (A standard queue keeps no order.)
+    expect(requests.map((request) => [request.followUp, request.ended.map((run) => [run.task, run.status])]).sort()).toEqual([
+      ['ends', [['drain', 'succeeded']]],
+      ['ends', [['export', 'succeeded']]],
+    ]);
   });
 
   it('does not plan an instance that was switched off', async () => {
