@@ -191,6 +191,12 @@ const leaseItemSchema = z.object({
   releasedAt: z.number().optional(),
   /** The run whose end the last release recorded: its final record is written just after the release. */
   endedRunId: z.string().optional(),
+  /** Pointers to the signature's runs (./dynamo/run-pointers.ts). */
+  lastRunId: z.string().optional(),
+  lastRunAt: z.number().optional(),
+  lastSuccessId: z.string().optional(),
+  lastSuccessAt: z.number().optional(),
+  headRunId: z.string().optional(),
 });
 type LeaseItem = z.output<typeof leaseItemSchema>;
 
@@ -289,8 +295,11 @@ export function taskAttributes(task: BoardTask): Item {
 // ---------------------------------------------------------------------------------------------
 // Runs table: runs, log lines, triggers
 
-/** The item of a run record, with the attributes its four indexes are keyed on. */
-export function runItem(run: RunRecord): Item {
+/**
+ * The item of a run record, with the attributes its indexes are keyed on, and `priorRunId`, the
+ * run of its signature written before it (./dynamo/run-pointers.ts) when given.
+ */
+export function runItem(run: RunRecord, priorRunId?: string): Item {
   return defined({
     pk: runPk(run.id),
     sk: RUN_SK,
@@ -316,6 +325,7 @@ export function runItem(run: RunRecord): Item {
     previousRunId: run.previousRunId,
     nextRunId: run.nextRunId,
     triggerId: run.triggerId,
+    priorRunId,
     liveKey: LIVE_STATUSES.includes(run.status) ? LIVE_KEY : undefined,
     recencyKey: recencyKey(run),
     taskKey: taskKey(run.instanceId, run.task),
@@ -378,6 +388,19 @@ export function runOf(item: unknown, table: string): RunRecord {
   return run;
 }
 
+/**
+ * Attributes of a run item that a version of the record may lack (its update removes them), all
+ * but `priorRunId`, which is set once.
+ */
+export const OPTIONAL_RUN_ATTRIBUTES = ['startedAt', 'endedAt', 'result', 'error', 'progress', 'previousRunId', 'nextRunId', 'triggerId', 'liveKey'] as const;
+
+const runLinkSchema = z.object({ priorRunId: z.string().optional() });
+
+/** The run of its signature written before this one, as its item names it. */
+export function priorOf(item: unknown, table: string): string | undefined {
+  return parse(runLinkSchema, item, `a run item of table ${table}`).priorRunId;
+}
+
 /** The `recencyKey` of a run (see tables.ts). */
 export function recencyKey(run: RunRecord): string {
   return `${recencyPrefix(run.status === 'succeeded')}#${numberKey(runRecency(run), 'a run’s end (or queue) time')}#${run.id}`;
@@ -390,9 +413,10 @@ const runBriefSchema = z.object({
   status: z.enum(RUN_STATUSES),
   queuedAt: z.number(),
   endedAt: z.number().optional(),
+  priorRunId: z.string().optional(),
 });
 export type RunBrief = z.output<typeof runBriefSchema>;
-export const RUN_BRIEF_ATTRIBUTES = ['id', 'signature', 'status', 'queuedAt', 'endedAt'] as const;
+export const RUN_BRIEF_ATTRIBUTES = ['id', 'signature', 'status', 'queuedAt', 'endedAt', 'priorRunId'] as const;
 
 export function runBriefOf(item: unknown, table: string): RunBrief {
   return parse(runBriefSchema, item, `a run item of table ${table}`);

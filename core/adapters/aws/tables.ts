@@ -10,10 +10,12 @@
  *   each route; it holds keys only, so that renewals (which change no key) never write it.
  * - **runs**: run records (`run#<id>` / `run`), their log lines (`run#<id>` / `log#<seq>`) and
  *   pending triggers (`trigger` / `<at>#<ulid>`), what became of triggers (`trigger#<id>` /
- *   `result`). Four indexes, each written with every run write: `bySignature` and `byTask` order
- *   runs by recency (`S#` successes apart from `R#` the rest), `byInstance` and `byDay` order them
- *   by queue time; and the sparse `byLive`, which holds only runs whose status is live (queued,
- *   running, retrying) for the sweeper, so a final record never writes it.
+ *   `result`). Three indexes written with every run record: `byTask` orders an instance's task's
+ *   runs by recency (`S#` successes apart from `R#` the rest), `byInstance` and `byDay` order
+ *   runs by queue time; and the sparse `byLive`, which holds only runs whose status is live
+ *   (queued, running, retrying) for the sweeper, so a final record never writes it. No index is
+ *   keyed by signature: the lease item of a signature points at its runs
+ *   (./dynamo/run-pointers.ts).
  * - **instances**: per instance, its configuration entry (`config`), its status (`status`) and
  *   its small key/value state (`state#<key>`).
  *
@@ -85,9 +87,8 @@ export const LEASES_TABLE = {
 
 /**
  * The runs table. Index attributes of a run item:
- * - `signature`, and `taskKey` = `<instanceId>#<task>`, each with `recencyKey` =
- *   `S#<recency, 15 digits>#<id>` for a succeeded run, `R#…` otherwise, where recency is
- *   `endedAt ?? queuedAt` (the order of `lastRun`);
+ * - `taskKey` = `<instanceId>#<task>`, with `recencyKey` = `S#<recency, 15 digits>#<id>` for a
+ *   succeeded run, `R#…` otherwise, where recency is `endedAt ?? queuedAt` (the order of `lastRun`);
  * - `instanceId`, and `dayKey` = `day#YYYY-MM-DD` (UTC day of `queuedAt`), each with
  *   `queuedKey` = `<queuedAt, 15 digits>#<id>` (the order of `listRuns`).
  * - `liveKey` = `live` while the run's status is live, absent once it is final: the sparse
@@ -98,12 +99,6 @@ export const RUNS_TABLE = {
   partitionKey: { name: 'pk', type: 'S' },
   sortKey: { name: 'sk', type: 'S' },
   globalSecondaryIndexes: [
-    {
-      indexName: 'bySignature',
-      partitionKey: { name: 'signature', type: 'S' },
-      sortKey: { name: 'recencyKey', type: 'S' },
-      projection: 'ALL',
-    },
     {
       indexName: 'byTask',
       partitionKey: { name: 'taskKey', type: 'S' },

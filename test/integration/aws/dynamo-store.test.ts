@@ -446,13 +446,14 @@ describe('DynamoStore fenced writes and the sweeper', () => {
 
     counted.destroy();
     expect(result.refused).toStrictEqual([]);
-    expect(Object.fromEntries(counts)).toStrictEqual({ TransactWriteItems: 3 });
+    // The reads: the pointers of the signature written, and which of its runs are stored already.
+    expect(Object.fromEntries(counts)).toStrictEqual({ BatchGetItem: 2, TransactWriteItems: 3 });
     expect(await store.getLogs('r1')).toHaveLength(250);
     expect((await store.getRun('r1'))?.status).toBe('succeeded');
     expect((await store.getLease('s1'))?.owner).toBeNull();
   });
 
-  it('finishes a task with the fenced release of its lease, then its final record: two single-item writes, no transaction', async () => {
+  it('finishes a task with the fenced release of its lease, then its final record: two single-item updates, no transaction', async () => {
     const token = await lease('s1', 'w');
     const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
     const writer = new DynamoStore({ client: counted, tables: names, now: () => T0 });
@@ -465,7 +466,8 @@ describe('DynamoStore fenced writes and the sweeper', () => {
     counted.destroy();
     expect(result.refused).toStrictEqual([]);
     expect(stale.refused).toStrictEqual([{ signature: 's1', owner: 'w', token }]);
-    expect(Object.fromEntries(counts)).toStrictEqual({ UpdateItem: 2, PutItem: 1 });
+    // The release and the record (an update that keeps the prior of a record written before), and the stale release.
+    expect(Object.fromEntries(counts)).toStrictEqual({ UpdateItem: 3 });
     expect(await store.getRun('r1')).toStrictEqual(run);
     expect(await store.getRun('r2')).toBeUndefined();
     expect(await store.getLease('s1')).toMatchObject({ owner: null, token });
@@ -636,6 +638,68 @@ describe('DynamoStore run history', () => {
     expect(listed.map((r) => r.id)).toStrictEqual(['short-4', 'short-3', 'short-2']);
     expect(last?.id).toBe('long');
     expect(lastFailure?.id).toBe('short-4');
+  });
+
+  /** Takes the run's signature and ends it as a worker does: the run's final record and the release. */
+  async function finish(run: RunRecord, now: number): Promise<void> {
+    const [grant] = await store.acquireLeases([{ signature: run.signature, owner: run.runner, ttlMs: 60_000, runId: run.id, instanceId: run.instanceId, task: run.task }], now);
+    if (!grant?.granted) throw new Error(`expected the lease of ${run.signature}`);
+    const { refused } = await store.commit({ fenced: [{ fence: { signature: run.signature, owner: run.runner, token: grant.lease.token }, runs: [run], release: true }], at: now });
+    expect(refused).toStrictEqual([]);
+  }
+
+  const ended = (id: string, status: RunRecord['status'], endedAt: number) => makeRun(id, { status, queuedAt: endedAt - 20, startedAt: endedAt - 10, endedAt });
+
+  it('answers lastRun by signature from the pointers of its lease item: two reads by key, no query', async () => {
+    await finish(ended('ok', 'succeeded', T0 + 10), T0 + 10);
+    await finish(ended('failed', 'failed', T0 + 20), T0 + 20);
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const reader = new DynamoStore({ client: counted, tables: names, now: () => T0 });
+    const counts = countOperations(counted);
+
+    const last = await reader.lastRun({ signature: 'collector-a/fetch/x' });
+    const success = await reader.lastRun({ signature: 'collector-a/fetch/x', status: 'succeeded' });
+
+    counted.destroy();
+    expect([last?.id, success?.id]).toStrictEqual(['failed', 'ok']);
+    expect(Object.fromEntries(counts)).toStrictEqual({ GetItem: 4 });
+  });
+
+  it('keeps the pointers on the newest run when a record that ended earlier is written after it', async () => {
+    await finish(ended('late', 'succeeded', T0 + 100), T0 + 100);
+    await finish(ended('early', 'succeeded', T0 + 50), T0 + 200);
+
+    expect((await store.lastRun({ signature: 'collector-a/fetch/x' }))?.id).toBe('late');
+    expect((await store.lastRun({ signature: 'collector-a/fetch/x', status: 'succeeded' }))?.id).toBe('late');
+    expect((await store.listRuns({ signature: 'collector-a/fetch/x' })).map((r) => r.id)).toStrictEqual(['late', 'early']);
+  });
+
+  it('points a signature at the run the sweeper ended, and at a retried attempt’s record', async () => {
+    await finish(ended('ok', 'succeeded', T0 + 10), T0 + 10);
+    await postOne(store, postRequest('collector-a/fetch/x', { queuedAt: T0 + 20 }), T0 + 20);
+    await store.claim({ signature: 'collector-a/fetch/x', token: 2, owner: 'queue:run-collector-a/fetch/x', newOwner: 'worker-dead', ttlMs: 100, now: T0 + 30 });
+
+    await store.sweep(T0 + 5000);
+
+    expect(await store.lastRun({ signature: 'collector-a/fetch/x' })).toMatchObject({ id: 'run-collector-a/fetch/x', status: 'interrupted' });
+    expect((await store.lastRun({ signature: 'collector-a/fetch/x', status: 'succeeded' }))?.id).toBe('ok');
+    expect((await store.listRuns({ signature: 'collector-a/fetch/x' })).map((r) => r.id)).toStrictEqual(['run-collector-a/fetch/x', 'ok']);
+  });
+
+  it('walks a signature’s runs past pruned ones, and moves a pointer off a pruned run', async () => {
+    const cutoff = T0 + 1000;
+    await finish(ended('old-success', 'succeeded', T0 + 100), T0 + 100);
+    await finish(ended('pruned', 'failed', T0 + 200), T0 + 200);
+    await finish(ended('kept', 'failed', cutoff + 100), cutoff + 100);
+    await finish(makeRun('other', { signature: 'other', status: 'failed', queuedAt: T0, endedAt: T0 + 300 }), T0 + 300);
+
+    const removed = await store.pruneRuns(cutoff);
+
+    expect(removed).toBe(2);
+    expect((await store.listRuns({ signature: 'collector-a/fetch/x' })).map((r) => r.id)).toStrictEqual(['kept', 'old-success']);
+    expect((await store.lastRun({ signature: 'collector-a/fetch/x', status: 'failed' }))?.id).toBe('kept');
+    expect(await store.lastRun({ signature: 'other' })).toBeUndefined();
+    expect(await store.listRuns({ signature: 'other' })).toStrictEqual([]);
   });
 
   it('fails with a DynamoStoreError naming the table and the operation when a table is missing', async () => {

@@ -16,8 +16,9 @@ import type { Checkpoint, LeaseGrant, LeaseRef } from '../../../ports/store.js';
 import type { Progress, RunRecord } from '../../../types.js';
 import { LEASE_ATTRIBUTES, TASK_ATTRIBUTES, checkpointAttribute, checkpointOf, entryOf, leaseOf, parseLeaseItem, taskAttributes } from '../dynamo-items.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
-import { runPut, type FencedWriter } from './fenced-writes.js';
+import { runUpdate, type FencedWriter } from './fenced-writes.js';
 import { bySignature, requestedLease, type Leases } from './leases.js';
+import { POINTER_ATTRIBUTES, advance, pointerSets, pointersOf } from './run-pointers.js';
 import type { TableCalls } from './table-calls.js';
 
 /** The board's entries on the leases table. */
@@ -149,6 +150,9 @@ export class BoardEntries {
   async repost(ref: LeaseRef, next: RepostRequest, ended?: RunRecord): Promise<number | undefined> {
     const { doc, tables } = this.calls;
     const e = new Expr();
+    // The ended attempt is its signature's newest run: the lease item's pointers move to it (./run-pointers.ts).
+    const seen = ended && pointersOf(await this.leases.readLeaseItem(ref.signature, 'GetItem (read a lease’s run pointers)', ['signature', ...POINTER_ATTRIBUTES]));
+    const moved = ended && seen && advance(seen, [ended], new Set());
     const update = {
       TableName: tables.leases,
       Key: { signature: ref.signature },
@@ -162,6 +166,7 @@ export class BoardEntries {
           `${e.n('origin')} = ${e.v(next.origin)}`,
           `${e.n('queuedAt')} = ${e.v(next.now)}`,
           ...(next.previousRunId !== undefined ? [`${e.n('previousRunId')} = ${e.v(next.previousRunId)}`] : []),
+          ...(seen && moved ? pointerSets(e, seen, moved.next) : []),
         ],
         [e.n('startedAt'), e.n('progress'), ...(next.previousRunId === undefined ? [e.n('previousRunId')] : [])],
       ),
@@ -171,7 +176,8 @@ export class BoardEntries {
     if (ended) {
       // The ended attempt's record and the repost, fenced together: the condition held on
       // `token`, so the new token is the old one plus one.
-      const outcome = await this.calls.transact('TransactWriteItems (record an attempt and repost its entry)', [{ Update: update }, runPut(tables.runs, ended)], 0);
+      const record = { Update: runUpdate(tables.runs, ended, moved?.priors.get(ended.id)) };
+      const outcome = await this.calls.transact('TransactWriteItems (record an attempt and repost its entry)', [{ Update: update }, record], 0);
       return outcome.ok ? ref.token + 1 : undefined;
     }
     const result = await this.calls.conditional('leases', 'UpdateItem (repost a board entry)', () =>

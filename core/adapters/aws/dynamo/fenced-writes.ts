@@ -19,15 +19,18 @@
  *   record is never replaced. When that condition alone fails the transaction, the group is
  *   applied again without that record.
  */
-import { PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { mapLimitInKeyOrder } from '../../../concurrency.js';
+import { BatchGetCommand, UpdateCommand, type NativeAttributeValue } from '@aws-sdk/lib-dynamodb';
+import { mapLimit, mapLimitInKeyOrder } from '../../../concurrency.js';
 import { StoreError } from '../../../errors.js';
+import { fenceHolds } from '../../../ports/fencing.js';
 import type { CommitResult, FencedWrites, LeaseRef, WriteBatch } from '../../../ports/store.js';
+import { runRecency } from '../../run-query.js';
 import { LIVE_STATUSES, TERMINAL_STATUSES, type RunRecord } from '../../../types.js';
-import { RUN_SK, TASK_ATTRIBUTES, checkpointAttribute, logItem, runItem, triggerResultItem, type Item } from '../dynamo-items.js';
+import { OPTIONAL_RUN_ATTRIBUTES, RUN_SK, TASK_ATTRIBUTES, checkpointAttribute, logItem, parseLeaseItem, priorOf, runItem, runPk, triggerResultItem, type Item } from '../dynamo-items.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
-import type { Leases } from './leases.js';
-import type { TableCalls } from './table-calls.js';
+import type { LeaseItem, Leases } from './leases.js';
+import { POINTER_ATTRIBUTES, advance, ahead, pointerSets, pointersOf, type RunPointers } from './run-pointers.js';
+import { BATCH_CONCURRENCY, BATCH_GET_KEYS, chunks, type TableCalls } from './table-calls.js';
 import type { Triggers } from './triggers.js';
 
 /** DynamoDB's limit of actions in one TransactWriteItems. */
@@ -44,18 +47,48 @@ function lastByKey<T>(items: readonly T[], key: (item: T) => string): T[] {
   return [...map.values()];
 }
 
-/** A transaction's Put of a run record that never replaces a final one. */
-export function runPut(runsTable: string, run: RunRecord): Record<string, unknown> {
-  const e = new Expr();
-  return {
-    Put: {
-      TableName: runsTable,
-      Item: runItem(run),
-      ConditionExpression: `attribute_not_exists(${e.n('pk')}) OR ${e.n('status')} IN (${LIVE_STATUSES.map((status) => e.v(status)).join(', ')})`,
-      ...e.params(),
-    },
-  };
+/** The condition of every run write: no record yet, or a live one (a final record is never replaced). */
+function notFinal(e: Expr): string {
+  return `attribute_not_exists(${e.n('pk')}) OR ${e.n('status')} IN (${LIVE_STATUSES.map((status) => e.v(status)).join(', ')})`;
 }
+
+/** A transaction's Put of a run record that never replaces a final one; `priorRunId`: see ./run-pointers.ts. */
+export function runPut(runsTable: string, run: RunRecord, priorRunId?: string): Record<string, unknown> {
+  const e = new Expr();
+  return { Put: { TableName: runsTable, Item: runItem(run, priorRunId), ConditionExpression: notFinal(e), ...e.params() } };
+}
+
+/**
+ * The same write as an update, which keeps the `priorRunId` of a record written before (a live
+ * one) and sets `priorRunId` only on a new one.
+ */
+export function runUpdate(runsTable: string, run: RunRecord, priorRunId: string | undefined): ConstructorParameters<typeof UpdateCommand>[0] {
+  const item = runItem(run);
+  const e = new Expr();
+  const sets = Object.entries(item)
+    .filter(([name]) => name !== 'pk' && name !== 'sk')
+    .map(([name, value]) => `${e.n(name)} = ${e.v(value)}`);
+  if (priorRunId !== undefined) sets.push(`${e.n('priorRunId')} = if_not_exists(${e.n('priorRunId')}, ${e.v(priorRunId)})`);
+  const removes = OPTIONAL_RUN_ATTRIBUTES.filter((name) => !(name in item)).map((name) => e.n(name));
+  return { TableName: runsTable, Key: { pk: runPk(run.id), sk: RUN_SK }, UpdateExpression: updateExpression(sets, removes), ConditionExpression: notFinal(e), ...e.params() };
+}
+
+/** The lease condition that `at`/`id` moves a pointer forward (or leaves it where it is). */
+function pointerAdvances(e: Expr, atName: 'lastRunAt' | 'lastSuccessAt', idName: 'lastRunId' | 'lastSuccessId', at: number, id: string): string {
+  const a = e.n(atName);
+  const i = e.n(idName);
+  const atValue = e.v(at);
+  return `(attribute_not_exists(${i}) OR ${a} < ${atValue} OR (${a} = ${atValue} AND ${i} <= ${e.v(id)}))`;
+}
+
+/** How the pointers of the signatures a group writes move, and the prior of each of its runs. */
+interface PointerPlan {
+  bySignature: Map<string, { seen: RunPointers; next: RunPointers }>;
+  priors: Map<string, string | undefined>;
+}
+
+/** Extra `SET` clauses and conditions of a lease item's update. */
+type LeaseExtras = (e: Expr) => { sets: string[]; conditions: string[] };
 
 /** Applies write batches: fenced groups under their leases, triggers and their results as they come. */
 export class FencedWriter {
@@ -103,23 +136,36 @@ export class FencedWriter {
       const result = await this.calls.conditional('leases', 'UpdateItem (fenced checkpoint or release)', () => doc.send(new UpdateCommand(update)));
       return result.ok;
     };
-    // Log lines first, the run records last, with the checkpoint and release: every part carries
-    // the lease condition, and a part past the first 100 actions goes before the last one.
+    // Log lines first, the run records last, with the checkpoint, the release and the pointers of
+    // the signatures written: every part carries the lease condition, and a part past the first
+    // 100 actions goes before the last one.
     for (;;) {
       if (runs.length === 0 && logs.length === 0) return leaseOnly();
-      const puts = [...logs.map((Item) => ({ Put: { TableName: tables.runs, Item } })), ...runs.map((run) => runPut(tables.runs, run))];
+      const plan = await this.planPointers(runs);
+      const own = plan.bySignature.get(fence.signature);
+      const ownSets: LeaseExtras | undefined = own && ((e) => ({ sets: pointerSets(e, own.seen, own.next), conditions: [] }));
+      const movesOwn = own !== undefined && pointerSets(new Expr(), own.seen, own.next).length > 0;
+      const others = [...plan.bySignature].filter(([signature]) => signature !== fence.signature).flatMap(([signature, { seen, next }]) => {
+        const e = new Expr();
+        const sets = pointerSets(e, seen, next);
+        return sets.length === 0 ? [] : [{ Update: { TableName: tables.leases, Key: { signature }, UpdateExpression: updateExpression(sets, []), ...e.params() } }];
+      });
+      const puts = [...logs.map((Item) => ({ Put: { TableName: tables.runs, Item } })), ...runs.map((run) => runPut(tables.runs, run, plan.priors.get(run.id)))];
+      const room = TRANSACT_ITEMS - 1 - others.length;
+      if (room < 1) throw new StoreError(`a fenced write of ${fence.signature} carries run records of ${others.length + 1} signatures, more than one transaction holds; commit them in smaller groups`);
       const parts: Record<string, unknown>[][] = [];
-      for (let end = puts.length; end > 0; end -= TRANSACT_ITEMS - 1) parts.unshift(puts.slice(Math.max(0, end - (TRANSACT_ITEMS - 1)), end));
+      for (let end = puts.length, size = room; end > 0; end -= size, size = TRANSACT_ITEMS - 1) parts.unshift(puts.slice(Math.max(0, end - size), end));
       let ok = true;
       let finalRuns: string[] | undefined;
       for (const [i, part] of parts.entries()) {
         const last = i === parts.length - 1;
-        const lease = last && leaseWrite ? { Update: this.fencedLeaseUpdate(group, at) } : { ConditionCheck: this.fenceCheck(fence) };
-        const outcome = await this.calls.transact('TransactWriteItems (fenced writes)', [lease, ...part], 0);
+        const lease = last && (leaseWrite || movesOwn) ? { Update: this.fencedLeaseUpdate(group, at, ownSets) } : { ConditionCheck: this.fenceCheck(fence) };
+        const extra = last ? others : [];
+        const outcome = await this.calls.transact('TransactWriteItems (fenced writes)', [lease, ...extra, ...part], 0);
         if (outcome.ok) continue;
         if (outcome.refused) return false;
         // A run already final is never replaced: leave it out and apply the rest.
-        finalRuns = outcome.failed.map((index) => part[index - 1]).flatMap((action) => {
+        finalRuns = outcome.failed.map((index) => part[index - 1 - extra.length]).flatMap((action) => {
           const item = (action as { Put?: { Item?: Item } } | undefined)?.Put?.Item;
           return item && item.sk === RUN_SK && typeof item.id === 'string' ? [item.id] : [];
         });
@@ -143,14 +189,90 @@ export class FencedWriter {
    * that shortly after a release has its post refused (`notReleasedSince`).
    */
   private async finish(group: FencedWrites, run: RunRecord, at: number): Promise<boolean> {
-    const { doc } = this.calls;
-    const update = this.fencedLeaseUpdate(group, at, run.id);
-    const released = await this.calls.conditional('leases', 'UpdateItem (fenced release with the run’s end)', () => doc.send(new UpdateCommand(update)));
-    if (!released.ok) return false;
-    const { Put } = runPut(this.calls.tables.runs, run) as { Put: ConstructorParameters<typeof PutCommand>[0] };
+    const { doc, tables } = this.calls;
+    const recency = runRecency(run);
+    // The pointers move to this run unless a newer run of the signature was written (a record
+    // written out of order): the condition says so, and the update goes again without them.
+    let moveLast = true;
+    let moveSuccess = run.status === 'succeeded';
+    let old: LeaseItem;
+    for (let attempt = 0; ; attempt += 1) {
+      const extras: LeaseExtras = (e) => {
+        const sets = [`${e.n('endedRunId')} = ${e.v(run.id)}`, `${e.n('headRunId')} = ${e.v(run.id)}`];
+        const conditions: string[] = [];
+        if (moveLast) {
+          sets.push(`${e.n('lastRunId')} = ${e.v(run.id)}`, `${e.n('lastRunAt')} = ${e.v(recency)}`);
+          conditions.push(pointerAdvances(e, 'lastRunAt', 'lastRunId', recency, run.id));
+        }
+        if (moveSuccess) {
+          sets.push(`${e.n('lastSuccessId')} = ${e.v(run.id)}`, `${e.n('lastSuccessAt')} = ${e.v(recency)}`);
+          conditions.push(pointerAdvances(e, 'lastSuccessAt', 'lastSuccessId', recency, run.id));
+        }
+        return { sets, conditions };
+      };
+      const update = this.fencedLeaseUpdate(group, at, extras);
+      const released = await this.calls.conditional('leases', 'UpdateItem (fenced release with the run’s end)', () =>
+        doc.send(new UpdateCommand({ ...update, ReturnValues: 'ALL_OLD', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' })),
+      );
+      if (released.ok) {
+        old = parseLeaseItem(released.value.Attributes, tables.leases);
+        break;
+      }
+      const holder = released.item ? parseLeaseItem(released.item, tables.leases) : undefined;
+      if (!holder || !fenceHolds({ owner: holder.owner ?? null, token: holder.token ?? -1 }, group.fence)) return false;
+      if (attempt >= 2) throw new StoreError(`the release of ${group.fence.signature} in table ${tables.leases} kept failing a condition while its fence held; try again`);
+      moveLast = moveLast && ahead(recency, run.id, holder.lastRunAt, holder.lastRunId);
+      moveSuccess = moveSuccess && ahead(recency, run.id, holder.lastSuccessAt, holder.lastSuccessId);
+    }
+    // A record first written now follows the head before it; one written before (live) keeps its own.
+    const prior = old?.headRunId !== run.id ? old?.headRunId : undefined;
     // A record already final (the sweeper's, say) stays: the condition refuses this one.
-    await this.calls.conditional('runs', 'PutItem (a run’s final record)', () => doc.send(new PutCommand(Put)));
+    await this.calls.conditional('runs', 'UpdateItem (a run’s final record)', () => doc.send(new UpdateCommand(runUpdate(tables.runs, run, prior))));
     return true;
+  }
+
+  /** The pointers of the signatures `runs` belong to as they are, and as writing `runs` leaves them. */
+  private async planPointers(runs: readonly RunRecord[]): Promise<PointerPlan> {
+    const { tables } = this.calls;
+    const signatures = [...new Set(runs.map((run) => run.signature))];
+    const [leaseItems, stored] = await Promise.all([this.leases.batchGetLeases(signatures, ['signature', ...POINTER_ATTRIBUTES], true), this.storedPriors(runs.map((run) => run.id))]);
+    const seen = new Map<string, RunPointers>();
+    for (const item of leaseItems) {
+      const lease = parseLeaseItem(item, tables.leases);
+      if (lease) seen.set(lease.signature, pointersOf(lease));
+    }
+    const plan: PointerPlan = { bySignature: new Map(), priors: new Map(stored) };
+    for (const signature of signatures) {
+      const before = seen.get(signature) ?? {};
+      const { next, priors } = advance(before, runs.filter((run) => run.signature === signature), new Set(stored.keys()));
+      plan.bySignature.set(signature, { seen: before, next });
+      for (const [id, prior] of priors) plan.priors.set(id, prior);
+    }
+    return plan;
+  }
+
+  /** The `priorRunId` of each of these runs whose record is stored already (`undefined`: stored without one). */
+  private async storedPriors(ids: readonly string[]): Promise<Map<string, string | undefined>> {
+    const { doc, tables } = this.calls;
+    const found = new Map<string, string | undefined>();
+    await mapLimit(chunks(ids, BATCH_GET_KEYS), BATCH_CONCURRENCY, async (chunk) => {
+      const e = new Expr();
+      let keys: Record<string, NativeAttributeValue>[] = chunk.map((id) => ({ pk: runPk(id), sk: RUN_SK }));
+      for (let attempt = 0; keys.length > 0; attempt += 1) {
+        if (attempt > 0) await this.calls.backoff(attempt, 'runs', 'BatchGetItem', `${keys.length} keys`);
+        const request = keys;
+        const output = await this.calls.call('runs', 'BatchGetItem (read the priors of runs)', () =>
+          doc.send(
+            new BatchGetCommand({
+              RequestItems: { [tables.runs]: { Keys: request, ProjectionExpression: `${e.n('id')}, ${e.n('priorRunId')}`, ConsistentRead: true, ExpressionAttributeNames: e.names } },
+            }),
+          ),
+        );
+        for (const item of output.Responses?.[tables.runs] ?? []) if (typeof item.id === 'string') found.set(item.id, priorOf(item, tables.runs));
+        keys = output.UnprocessedKeys?.[tables.runs]?.Keys ?? [];
+      }
+    });
+    return found;
   }
 
   private fenceCheck(ref: LeaseRef): Record<string, unknown> {
@@ -159,12 +281,13 @@ export class FencedWriter {
   }
 
   /** The lease item's update of a fenced group: its checkpoint and, with `release`, the release. */
-  private fencedLeaseUpdate(group: FencedWrites, at: number, endedRunId?: string): ConstructorParameters<typeof UpdateCommand>[0] {
+  private fencedLeaseUpdate(group: FencedWrites, at: number, extras?: LeaseExtras): ConstructorParameters<typeof UpdateCommand>[0] {
     const e = new Expr();
     const sets: string[] = [];
     const removes: string[] = [];
+    const more = extras?.(e) ?? { sets: [], conditions: [] };
     if (group.checkpoint) sets.push(`${e.n('checkpoint')} = ${e.v(checkpointAttribute({ ...group.checkpoint, signature: group.fence.signature }))}`);
-    if (endedRunId !== undefined) sets.push(`${e.n('endedRunId')} = ${e.v(endedRunId)}`);
+    sets.push(...more.sets);
     if (group.release) {
       sets.push(`${e.n('expiresAt')} = ${e.v(0)}`, `${e.n('releasedAt')} = ${e.v(at)}`);
       removes.push(e.n('owner'), ...TASK_ATTRIBUTES.map((name) => e.n(name)));
@@ -173,7 +296,7 @@ export class FencedWriter {
       TableName: this.calls.tables.leases,
       Key: { signature: group.fence.signature },
       UpdateExpression: updateExpression(sets, removes),
-      ConditionExpression: fenced(e, group.fence),
+      ConditionExpression: [fenced(e, group.fence), ...more.conditions].join(' AND '),
       ...e.params(),
     };
   }

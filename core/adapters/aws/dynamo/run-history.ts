@@ -1,27 +1,31 @@
 /**
  * Reading runs back from the runs table: one run, its log lines, `listRuns` and `lastRun` (the
  * planner's run history). A run is `run#<id>`/`run`, its log lines `run#<id>`/`log#<seq>`. Runs
- * are indexed four ways (see tables.ts and ./run-queries.ts): by signature and by instance+task in
- * recency order, successes (`S#`) apart from the rest (`R#`), so that `lastRun` is one or two
- * single-item queries; by instance and by UTC day in queue order for `listRuns`.
+ * are indexed three ways (see tables.ts and ./run-queries.ts): by instance+task in recency order,
+ * successes (`S#`) apart from the rest (`R#`), so that `lastRun` of a task is one or two
+ * single-item queries; by instance and by UTC day in queue order for `listRuns`. A signature's
+ * runs are found from the pointers of its lease item (./run-pointers.ts): `lastRun` by signature
+ * is the lease item and the run read by key (two consistent reads), `listRuns` by signature a walk
+ * back along the runs' `priorRunId`, a read by key per run.
  *
  * `listRuns` without instance or signature walks day partitions backwards from `until` (or the
  * store's clock plus a day) to `since`, or 400 days back without `since`: runs queued before that
- * window are not listed. `listRuns` by signature or instance+task reads the recency index and
+ * window are not listed. `listRuns` by instance+task reads the recency index and
  * stops once no unread run can rank: a run is never queued after it ended, give or take one
  * minute of clock skew between machines. No index orders all runs (or an instance's) by recency,
  * so `lastRun` with only an instance reads that instance's partition and `lastRun` with neither
- * instance nor signature is a Scan; no caller in ujr asks for either. Reads of the table are
- * strongly consistent; the index queries read global secondary indexes, which are eventually
- * consistent.
+ * instance nor signature is a Scan; no caller in ujr asks for either. Reads of the tables are
+ * strongly consistent (the pointers too); the index queries read global secondary indexes,
+ * which are eventually consistent.
  */
 import { GetCommand, QueryCommand, type QueryCommandInput, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { RunQuery } from '../../../ports/store.js';
 import type { LogLine, RunRecord } from '../../../types.js';
 import { matchesRunQuery, runRecency } from '../../run-query.js';
-import { DAY_MS, LOG_SK_END, RUN_SK, dayKey, logOf, logSk, runOf, runPk, taskKey } from '../dynamo-items.js';
+import { DAY_MS, LOG_SK_END, RUN_SK, dayKey, logOf, logSk, parseLeaseItem, priorOf, runOf, runPk, taskKey } from '../dynamo-items.js';
 import { Expr } from './expressions.js';
 import { PageStream, newer, queuedOrder, queuedQuery, recencyQuery, runFilters, statusSet } from './run-queries.js';
+import { POINTER_ATTRIBUTES, pointersOf, type RunPointers } from './run-pointers.js';
 import type { TableCalls } from './table-calls.js';
 
 /** How far `listRuns` without instance or signature looks back without `since`, and at most. */
@@ -31,6 +35,8 @@ const MAX_HISTORY_DAYS = 3660;
 const MAX_DAY_WINDOW = 32;
 /** Clock skew between machines tolerated when a run's end time bounds its queue time. */
 const CLOCK_SKEW_MS = 60_000;
+/** Runs of one signature a walk back from its pointers reads at most. */
+const MAX_SIGNATURE_RUNS = 10_000;
 
 /** The run history of the runs table. */
 export class RunHistory {
@@ -51,7 +57,7 @@ export class RunHistory {
     if (query.until !== undefined && query.until <= 0) return [];
     let runs: RunRecord[];
     if (query.signature !== undefined) {
-      runs = await this.listByRecency('bySignature', query.signature, query, limit);
+      runs = await this.listBySignature(query.signature, query, limit);
     } else if (query.instanceId !== undefined && query.task !== undefined) {
       runs = await this.listByRecency('byTask', taskKey(query.instanceId, query.task), query, limit);
     } else if (query.instanceId !== undefined) {
@@ -65,7 +71,7 @@ export class RunHistory {
   async lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
     const statuses = statusSet(query.status);
     if (statuses?.size === 0) return undefined;
-    if (query.signature !== undefined) return this.lastByRecency('bySignature', query.signature, query);
+    if (query.signature !== undefined) return this.lastBySignature(query.signature, query);
     if (query.instanceId !== undefined && query.task !== undefined) {
       return this.lastByRecency('byTask', taskKey(query.instanceId, query.task), query);
     }
@@ -100,13 +106,88 @@ export class RunHistory {
     return lines;
   }
 
+  /** The run pointers of a signature's lease item (./run-pointers.ts), read consistently. */
+  private async pointers(signature: string): Promise<RunPointers> {
+    const { doc, tables } = this.calls;
+    const e = new Expr();
+    const output = await this.calls.call('leases', 'GetItem (read a signature’s run pointers)', () =>
+      doc.send(
+        new GetCommand({
+          TableName: tables.leases,
+          Key: { signature },
+          ConsistentRead: true,
+          ProjectionExpression: ['signature', ...POINTER_ATTRIBUTES].map((name) => e.n(name)).join(', '),
+          ...e.params(),
+        }),
+      ),
+    );
+    return pointersOf(parseLeaseItem(output.Item, tables.leases));
+  }
+
+  /** A run and the run of its signature written before it; `undefined` for no record. */
+  private async runLink(id: string): Promise<{ run: RunRecord; prior: string | undefined } | undefined> {
+    const { doc, tables } = this.calls;
+    const output = await this.calls.call('runs', 'GetItem (read a run)', () => doc.send(new GetCommand({ TableName: tables.runs, Key: { pk: runPk(id), sk: RUN_SK }, ConsistentRead: true })));
+    return output.Item === undefined ? undefined : { run: runOf(output.Item, tables.runs), prior: priorOf(output.Item, tables.runs) };
+  }
+
+  /**
+   * A signature's runs, from its pointers back along `priorRunId`, a step at a time (the runs of
+   * one step are read at once): newest written first, each step's runs written after the next's.
+   */
+  private async *signatureRuns(pointers: RunPointers): AsyncGenerator<RunRecord[]> {
+    const seen = new Set<string>();
+    let step = [...new Set([pointers.headRunId, pointers.lastRunId, pointers.lastSuccessId])].filter((id): id is string => id !== undefined);
+    while (step.length > 0 && seen.size < MAX_SIGNATURE_RUNS) {
+      for (const id of step) seen.add(id);
+      const links = (await Promise.all(step.map((id) => this.runLink(id)))).filter((link) => link !== undefined);
+      yield links.map((link) => link.run);
+      step = [...new Set(links.map((link) => link.prior))].filter((id): id is string => id !== undefined && !seen.has(id));
+    }
+  }
+
+  /** The newest run of a signature matching: the pointer's run when it answers, else a walk back. */
+  private async lastBySignature(signature: string, query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
+    const pointers = await this.pointers(signature);
+    const statuses = statusSet(query.status);
+    const pointed = statuses === undefined ? pointers.lastRunId : statuses.size === 1 && statuses.has('succeeded') ? pointers.lastSuccessId : undefined;
+    if (pointed !== undefined) {
+      const link = await this.runLink(pointed);
+      if (link && matchesRunQuery(link.run, query)) return link.run;
+    }
+    let best: RunRecord | undefined;
+    for await (const step of this.signatureRuns(pointers)) {
+      for (const run of step) if (matchesRunQuery(run, query) && (!best || newer(run, best))) best = run;
+    }
+    return best;
+  }
+
+  /**
+   * The newest `limit` runs of a signature by queue time, walking back from its pointers. The
+   * runs further back were first written before the runs of the step just read, so they were
+   * queued no later than those were written (their start or end, give or take the clock skew):
+   * once the last of `limit` picked was queued after that, the walk stops.
+   */
+  private async listBySignature(signature: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
+    const picked: RunRecord[] = [];
+    for await (const step of this.signatureRuns(await this.pointers(signature))) {
+      for (const run of step) if (matchesRunQuery(run, query)) picked.push(run);
+      picked.sort(queuedOrder);
+      if (picked.length > limit) picked.length = limit;
+      const written = Math.max(...step.map((run) => Math.max(run.endedAt ?? 0, run.startedAt ?? 0, run.queuedAt)));
+      const last = picked[limit - 1];
+      if (last && last.queuedAt > written + CLOCK_SKEW_MS) break;
+    }
+    return picked;
+  }
+
   /** Every run a Query of the runs table or one of its indexes finds. */
   async *queryRuns(input: QueryCommandInput): AsyncGenerator<RunRecord> {
     for await (const item of this.calls.queryItems('runs', `Query (${input.IndexName ?? 'table'})`, input)) yield runOf(item, this.calls.tables.runs);
   }
 
   /** The newest `limit` runs of a recency index partition by queue time. */
-  private async listByRecency(index: 'bySignature' | 'byTask', keyValue: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
+  private async listByRecency(index: 'byTask', keyValue: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
     const streams = this.recencyStreams(index, keyValue, query, Math.min(1000, Math.max(limit, 10)));
     const picked: RunRecord[] = [];
     for (;;) {
@@ -133,7 +214,7 @@ export class RunHistory {
 
   /** The most recent run of a recency index partition: the newer of the first success and the first other. */
   private async lastByRecency(
-    index: 'bySignature' | 'byTask',
+    index: 'byTask',
     keyValue: string,
     query: Omit<RunQuery, 'limit' | 'since' | 'until'>,
   ): Promise<RunRecord | undefined> {
@@ -144,7 +225,7 @@ export class RunHistory {
   }
 
   private recencyStreams(
-    index: 'bySignature' | 'byTask',
+    index: 'byTask',
     keyValue: string,
     query: RunQuery,
     pageSize: number,

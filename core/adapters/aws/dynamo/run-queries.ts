@@ -1,7 +1,7 @@
 /**
  * The Queries of the runs table's indexes (tables.ts), built from a `RunQuery`: queue order
- * (`byInstance`, `byDay`: newest first) and recency order (`bySignature`, `byTask`: successes
- * under `S#` apart from the rest under `R#`, most recent first), with the filters the key does
+ * (`byInstance`, `byDay`: newest first) and recency order (`byTask`: successes under `S#`
+ * apart from the rest under `R#`, most recent first), with the filters the key does
  * not cover; the two orders runs are compared in; and {@link PageStream}, a paginated read whose
  * head can be looked at before it is taken (to merge streams).
  */
@@ -56,7 +56,7 @@ export function queuedQuery(runsTable: string, index: 'byInstance' | 'byDay', ke
 /** A Query of a recency index's `S#` (successes) or `R#` (the rest) runs, most recent first. */
 export function recencyQuery(
   runsTable: string,
-  index: 'bySignature' | 'byTask',
+  index: 'byTask',
   keyValue: string,
   prefix: 'S' | 'R',
   query: RunQuery,
@@ -67,7 +67,7 @@ export function recencyQuery(
   const e = new Expr();
   // A run's recency is never before its queue time, so `since` bounds the key too.
   const lower = query.since !== undefined && query.since > 0 ? `${prefix}#${numberKey(Math.floor(query.since), 'since')}` : `${prefix}#`;
-  const filters = runFilters(e, query, { task: index === 'bySignature', instanceId: index === 'bySignature', statuses });
+  const filters = runFilters(e, query, { task: false, instanceId: false, statuses });
   return {
     TableName: runsTable,
     IndexName: index,

@@ -20,6 +20,7 @@ import { Expr, fenced, updateExpression } from './expressions.js';
 import { runPut } from './fenced-writes.js';
 import type { LeaseItem, Leases } from './leases.js';
 import type { RunHistory } from './run-history.js';
+import { POINTER_ATTRIBUTES, advanceAfterWrite, pointersOf } from './run-pointers.js';
 import type { TableCalls } from './table-calls.js';
 
 /**
@@ -74,7 +75,7 @@ export class Sweeper {
     // stale read could show the state before the run's own grant. Board entries without a run are
     // read eventually consistent (half the read units): each of their writes is conditioned on the
     // lease as read, so a stale read only fails a condition or defers the entry to the next sweep.
-    const attributes = [...LEASE_ATTRIBUTES, ...TASK_ATTRIBUTES, 'releasedAt', 'endedRunId'];
+    const attributes = [...LEASE_ATTRIBUTES, ...TASK_ATTRIBUTES, 'releasedAt', 'endedRunId', ...POINTER_ATTRIBUTES];
     const items = (await Promise.all([this.leases.batchGetLeases([...ofLiveRuns], attributes, true), this.leases.batchGetLeases(onlyRouted, attributes, false)])).flat();
     const leaseItems = new Map<string, NonNullable<LeaseItem>>();
     for (const item of items) {
@@ -104,8 +105,9 @@ export class Sweeper {
       const ended = sweptRun(run, lease, Math.max(now, run.startedAt ?? run.queuedAt));
       const heldByRun = sweepReleases(lease, run);
       const actions: Record<string, unknown>[] = [];
+      const pointers = pointersOf(leaseItems.get(run.signature));
       if (fromBoard) {
-        actions.push(runPut(tables.runs, ended));
+        actions.push(runPut(tables.runs, ended, pointers.headRunId !== run.id ? pointers.headRunId : undefined));
       } else {
         const u = new Expr();
         actions.push({
@@ -131,7 +133,10 @@ export class Sweeper {
         actions.length === 1 && !fromBoard
           ? await this.calls.conditional('runs', 'UpdateItem (sweep a run)', () => doc.send(new UpdateCommand(actions[0]!.Update as ConstructorParameters<typeof UpdateCommand>[0])))
           : await this.calls.transact('TransactWriteItems (sweep a run and release its lease)', actions, -1);
-      return outcome.ok ? { run: ended, lease } : undefined;
+      if (!outcome.ok) return undefined;
+      // The ended run is its signature's newest now: the lease item's pointers follow (./run-pointers.ts).
+      await advanceAfterWrite(this.calls, ended, pointers, fromBoard);
+      return { run: ended, lease };
     });
     return swept.filter((run): run is SweptRun => run !== undefined);
   }
