@@ -73,14 +73,6 @@ export function taskKey(instanceId: string, task: string): string {
   return `${instanceId}#${task}`;
 }
 
-const DAY_MS = 86_400_000;
-
-/** `dayKey` of a time: `day#YYYY-MM-DD`, the UTC day. */
-export function dayKey(ms: number): string {
-  return `day#${new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10)}`;
-}
-
-export { DAY_MS };
 
 // ---------------------------------------------------------------------------------------------
 // Shared schemas
@@ -330,7 +322,6 @@ export function runItem(run: RunRecord, priorRunId?: string): Item {
     recencyKey: recencyKey(run),
     taskKey: taskKey(run.instanceId, run.task),
     queuedKey: `${numberKey(run.queuedAt, 'a run’s queuedAt')}#${run.id}`,
-    dayKey: dayKey(run.queuedAt),
   });
 }
 
@@ -505,6 +496,8 @@ export const CONFIG_KIND = 'config';
 export const STATUS_KIND = 'status';
 /** The follow-up gate of an instance (./dynamo/follow-ups.ts). */
 export const FOLLOWUP_KIND = 'followup';
+/** The note that an instance has run records (./dynamo/run-instances.ts). */
+export const RUNS_KIND = 'runs';
 
 export function stateKind(key: string): string {
   return `state#${key}`;

@@ -13,6 +13,8 @@
  * - ./dynamo/sweeper.ts: ends the runs whose holders are gone (`sweep`);
  * - ./dynamo/run-history.ts and ./dynamo/run-queries.ts: reading runs and logs back
  *   (`getRun`, `listRuns`, `lastRun`, `getLogs`); ./dynamo/run-pruning.ts: `pruneRuns`;
+ *   ./dynamo/run-pointers.ts: the pointers a lease item keeps to its signature's runs;
+ *   ./dynamo/run-instances.ts: which instances have runs (for queries that name none);
  * - ./dynamo/triggers.ts: triggers and their results;
  * - ./dynamo/instances.ts: configuration entries, overrides, statuses and state;
  * - ./dynamo/follow-ups.ts: each instance's follow-up gate (one follow-up plan at a time);
@@ -48,6 +50,7 @@ import { FollowUps } from './dynamo/follow-ups.js';
 import { Instances, type InstanceOverride } from './dynamo/instances.js';
 import { Leases } from './dynamo/leases.js';
 import { RunHistory } from './dynamo/run-history.js';
+import { RunInstances } from './dynamo/run-instances.js';
 import { RunPruner } from './dynamo/run-pruning.js';
 import { Sweeper } from './dynamo/sweeper.js';
 import { TableCalls } from './dynamo/table-calls.js';
@@ -95,12 +98,13 @@ export class DynamoStore implements Board {
 
   constructor(options: DynamoStoreOptions) {
     const calls = new TableCalls(options);
+    const runInstances = new RunInstances(calls);
     this.leases = new Leases(calls);
     this.triggers = new Triggers(calls);
-    this.writer = new FencedWriter(calls, this.leases, this.triggers);
+    this.writer = new FencedWriter(calls, this.leases, this.triggers, runInstances);
     this.board = new BoardEntries(calls, this.leases, this.writer);
-    this.history = new RunHistory(calls);
-    this.sweeper = new Sweeper(calls, this.leases, this.history);
+    this.history = new RunHistory(calls, runInstances);
+    this.sweeper = new Sweeper(calls, this.leases, this.history, runInstances);
     this.pruner = new RunPruner(calls);
     this.instances = new Instances(calls);
     this.followUps = new FollowUps(calls);

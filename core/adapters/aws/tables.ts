@@ -10,14 +10,16 @@
  *   each route; it holds keys only, so that renewals (which change no key) never write it.
  * - **runs**: run records (`run#<id>` / `run`), their log lines (`run#<id>` / `log#<seq>`) and
  *   pending triggers (`trigger` / `<at>#<ulid>`), what became of triggers (`trigger#<id>` /
- *   `result`). Three indexes written with every run record: `byTask` orders an instance's task's
- *   runs by recency (`S#` successes apart from `R#` the rest), `byInstance` and `byDay` order
+ *   `result`). Two indexes written with every run record: `byTask` orders an instance's task's
+ *   runs by recency (`S#` successes apart from `R#` the rest), `byInstance` orders an instance's
  *   runs by queue time; and the sparse `byLive`, which holds only runs whose status is live
- *   (queued, running, retrying) for the sweeper, so a final record never writes it. No index is
- *   keyed by signature: the lease item of a signature points at its runs
- *   (./dynamo/run-pointers.ts).
- * - **instances**: per instance, its configuration entry (`config`), its status (`status`) and
- *   its small key/value state (`state#<key>`).
+ *   (queued, running, retrying), for the sweeper and the queries of live runs, so a final record
+ *   never writes it. No index is keyed by signature: the lease item of a signature points at its
+ *   runs (./dynamo/run-pointers.ts). No index holds every run: queries that name no instance read
+ *   `byInstance` of each instance with runs (./dynamo/run-instances.ts).
+ * - **instances**: per instance, its configuration entry (`config`), its status (`status`), its
+ *   small key/value state (`state#<key>`), its follow-up gate (`followup`) and, once it has run
+ *   records, a note saying so (`runs`).
  *
  * No table has a TTL attribute. TTL deletes items on its own schedule, and none of these items
  * may go that way: a lease item carries its signature's fencing token for ever, runs are pruned
@@ -89,8 +91,7 @@ export const LEASES_TABLE = {
  * The runs table. Index attributes of a run item:
  * - `taskKey` = `<instanceId>#<task>`, with `recencyKey` = `S#<recency, 15 digits>#<id>` for a
  *   succeeded run, `R#…` otherwise, where recency is `endedAt ?? queuedAt` (the order of `lastRun`);
- * - `instanceId`, and `dayKey` = `day#YYYY-MM-DD` (UTC day of `queuedAt`), each with
- *   `queuedKey` = `<queuedAt, 15 digits>#<id>` (the order of `listRuns`).
+ * - `instanceId`, with `queuedKey` = `<queuedAt, 15 digits>#<id>` (the order of `listRuns`).
  * - `liveKey` = `live` while the run's status is live, absent once it is final: the sparse
  *   `byLive` index, what the sweeper reads instead of scanning the table.
  * Log lines and triggers carry none of them, so the indexes hold runs only.
@@ -108,12 +109,6 @@ export const RUNS_TABLE = {
     {
       indexName: 'byInstance',
       partitionKey: { name: 'instanceId', type: 'S' },
-      sortKey: { name: 'queuedKey', type: 'S' },
-      projection: 'ALL',
-    },
-    {
-      indexName: 'byDay',
-      partitionKey: { name: 'dayKey', type: 'S' },
       sortKey: { name: 'queuedKey', type: 'S' },
       projection: 'ALL',
     },

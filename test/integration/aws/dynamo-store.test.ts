@@ -446,8 +446,9 @@ describe('DynamoStore fenced writes and the sweeper', () => {
 
     counted.destroy();
     expect(result.refused).toStrictEqual([]);
-    // The reads: the pointers of the signature written, and which of its runs are stored already.
-    expect(Object.fromEntries(counts)).toStrictEqual({ BatchGetItem: 2, TransactWriteItems: 3 });
+    // The reads: the pointers of the signature written, and which of its runs are stored already;
+    // the update: this store's first run of the instance notes it as an instance with runs.
+    expect(Object.fromEntries(counts)).toStrictEqual({ UpdateItem: 1, BatchGetItem: 2, TransactWriteItems: 3 });
     expect(await store.getLogs('r1')).toHaveLength(250);
     expect((await store.getRun('r1'))?.status).toBe('succeeded');
     expect((await store.getLease('s1'))?.owner).toBeNull();
@@ -466,8 +467,9 @@ describe('DynamoStore fenced writes and the sweeper', () => {
     counted.destroy();
     expect(result.refused).toStrictEqual([]);
     expect(stale.refused).toStrictEqual([{ signature: 's1', owner: 'w', token }]);
-    // The release and the record (an update that keeps the prior of a record written before), and the stale release.
-    expect(Object.fromEntries(counts)).toStrictEqual({ UpdateItem: 3 });
+    // The release and the record (an update that keeps the prior of a record written before), the
+    // stale release, and this store's note that the instance has runs (once per store).
+    expect(Object.fromEntries(counts)).toStrictEqual({ UpdateItem: 4 });
     expect(await store.getRun('r1')).toStrictEqual(run);
     expect(await store.getRun('r2')).toBeUndefined();
     expect(await store.getLease('s1')).toMatchObject({ owner: null, token });
@@ -607,22 +609,35 @@ describe('DynamoStore run history', () => {
     await cleanup();
   });
 
-  it('lists runs of days far apart newest first, walking back at most 400 days without since', async () => {
+  it('lists the runs of every instance with runs, days or years apart, newest first, with no index of all runs', async () => {
     const day = 86_400_000;
     await writeRuns([
       makeRun('today', { queuedAt: T0 - 1000 }),
-      makeRun('last-month', { queuedAt: T0 - 30 * day }),
-      makeRun('last-year', { queuedAt: T0 - 300 * day }),
-      makeRun('too-old', { queuedAt: T0 - 500 * day }),
+      makeRun('last-month', { queuedAt: T0 - 30 * day, instanceId: 'collector-b' }),
+      makeRun('last-year', { queuedAt: T0 - 300 * day, status: 'failed', endedAt: T0 - 300 * day + 5 }),
+      makeRun('years-ago', { queuedAt: T0 - 900 * day, instanceId: 'collector-c', status: 'succeeded', endedAt: T0 - 900 * day + 5 }),
     ]);
+    // Another store (another process): it finds the instances with runs in the instances table.
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const reader = new DynamoStore({ client: counted, tables: names, now: () => T0 });
+    const counts = countOperations(counted);
 
-    const recent = await store.listRuns({});
-    const withSince = await store.listRuns({ since: T0 - 600 * day });
-    const limited = await store.listRuns({ limit: 2 });
+    const all = await reader.listRuns({});
+    const ended = await reader.listRuns({ status: ['failed', 'succeeded'], since: T0 - 1000 * day, limit: 1 });
+    const limited = await reader.listRuns({ limit: 2 });
+    const readsOfAll = Object.fromEntries(counts);
+    counts.clear();
+    const live = await reader.listRuns({ status: ['queued', 'running'] });
 
-    expect(recent.map((r) => r.id)).toStrictEqual(['today', 'last-month', 'last-year']);
-    expect(withSince.map((r) => r.id)).toStrictEqual(['today', 'last-month', 'last-year', 'too-old']);
+    counted.destroy();
+    expect(all.map((r) => r.id)).toStrictEqual(['today', 'last-month', 'last-year', 'years-ago']);
+    expect(ended.map((r) => r.id)).toStrictEqual(['last-year']);
     expect(limited.map((r) => r.id)).toStrictEqual(['today', 'last-month']);
+    // Each listing: one Scan of the instances table, one Query per instance with runs.
+    expect(readsOfAll).toStrictEqual({ Scan: 3, Query: 9 });
+    // Live runs only: the sparse byLive index, one Query.
+    expect(live.map((r) => r.id)).toStrictEqual(['today', 'last-month']);
+    expect(Object.fromEntries(counts)).toStrictEqual({ Query: 1 });
   });
 
   it('lists a signature’s runs by queue time although a long run ended last', async () => {

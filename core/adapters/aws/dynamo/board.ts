@@ -174,6 +174,7 @@ export class BoardEntries {
       ...e.params(),
     };
     if (ended) {
+      await this.writer.noteInstances([ended]);
       // The ended attempt's record and the repost, fenced together: the condition held on
       // `token`, so the new token is the old one plus one.
       const record = { Update: runUpdate(tables.runs, ended, moved?.priors.get(ended.id)) };

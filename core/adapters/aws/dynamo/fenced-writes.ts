@@ -31,6 +31,7 @@ import { Expr, fenced, updateExpression } from './expressions.js';
 import type { LeaseItem, Leases } from './leases.js';
 import { POINTER_ATTRIBUTES, advance, ahead, pointerSets, pointersOf, type RunPointers } from './run-pointers.js';
 import { BATCH_CONCURRENCY, BATCH_GET_KEYS, chunks, type TableCalls } from './table-calls.js';
+import type { RunInstances } from './run-instances.js';
 import type { Triggers } from './triggers.js';
 
 /** DynamoDB's limit of actions in one TransactWriteItems. */
@@ -96,7 +97,13 @@ export class FencedWriter {
     private readonly calls: TableCalls,
     private readonly leases: Leases,
     private readonly triggers: Triggers,
+    private readonly instances: RunInstances,
   ) {}
+
+  /** Notes the instances of runs about to be written as instances with runs (./run-instances.ts). */
+  noteInstances(runs: readonly RunRecord[]): Promise<void> {
+    return this.instances.note(runs.map((run) => run.instanceId));
+  }
 
   async commit(batch: WriteBatch): Promise<CommitResult> {
     const unfenced: Item[] = [
@@ -122,6 +129,7 @@ export class FencedWriter {
     let runs = lastByKey(group.runs ?? [], (run) => run.id);
     const logs = lastByKey(group.logs ?? [], (line) => `${line.runId}\u0000${line.seq}`).map(logItem);
     const leaseWrite = group.checkpoint !== undefined || group.release === true;
+    await this.noteInstances(runs);
     const [only] = runs;
     if (only && runs.length === 1 && logs.length === 0 && group.release === true && only.signature === fence.signature && TERMINAL_STATUSES.has(only.status)) {
       return this.finish(group, only, at);

@@ -3,14 +3,14 @@
  * planner's run history). A run is `run#<id>`/`run`, its log lines `run#<id>`/`log#<seq>`. Runs
  * are indexed three ways (see tables.ts and ./run-queries.ts): by instance+task in recency order,
  * successes (`S#`) apart from the rest (`R#`), so that `lastRun` of a task is one or two
- * single-item queries; by instance and by UTC day in queue order for `listRuns`. A signature's
+ * single-item queries; by instance in queue order for `listRuns`; live runs apart. A signature's
  * runs are found from the pointers of its lease item (./run-pointers.ts): `lastRun` by signature
  * is the lease item and the run read by key (two consistent reads), `listRuns` by signature a walk
  * back along the runs' `priorRunId`, a read by key per run.
  *
- * `listRuns` without instance or signature walks day partitions backwards from `until` (or the
- * store's clock plus a day) to `since`, or 400 days back without `since`: runs queued before that
- * window are not listed. `listRuns` by instance+task reads the recency index and
+ * `listRuns` without instance or signature reads the `byInstance` partition of every instance
+ * with runs (./run-instances.ts) at once and merges them, or only the sparse `byLive` index when
+ * it asks for live statuses only. `listRuns` by instance+task reads the recency index and
  * stops once no unread run can rank: a run is never queued after it ended, give or take one
  * minute of clock skew between machines. No index orders all runs (or an instance's) by recency,
  * so `lastRun` with only an instance reads that instance's partition and `lastRun` with neither
@@ -20,19 +20,16 @@
  */
 import { GetCommand, QueryCommand, type QueryCommandInput, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { RunQuery } from '../../../ports/store.js';
-import type { LogLine, RunRecord } from '../../../types.js';
+import { mapLimit } from '../../../concurrency.js';
+import { LIVE_STATUSES, type LogLine, type RunRecord } from '../../../types.js';
 import { matchesRunQuery, runRecency } from '../../run-query.js';
-import { DAY_MS, LOG_SK_END, RUN_SK, dayKey, logOf, logSk, parseLeaseItem, priorOf, runOf, runPk, taskKey } from '../dynamo-items.js';
+import { LIVE_KEY, LOG_SK_END, RUN_SK, logOf, logSk, parseLeaseItem, priorOf, runOf, runPk, taskKey } from '../dynamo-items.js';
 import { Expr } from './expressions.js';
 import { PageStream, newer, queuedOrder, queuedQuery, recencyQuery, runFilters, statusSet } from './run-queries.js';
 import { POINTER_ATTRIBUTES, pointersOf, type RunPointers } from './run-pointers.js';
-import type { TableCalls } from './table-calls.js';
+import type { RunInstances } from './run-instances.js';
+import { BATCH_CONCURRENCY, type TableCalls } from './table-calls.js';
 
-/** How far `listRuns` without instance or signature looks back without `since`, and at most. */
-const DEFAULT_HISTORY_DAYS = 400;
-const MAX_HISTORY_DAYS = 3660;
-/** Day partitions `listRuns` queries at once, at most (the window doubles from 1). */
-const MAX_DAY_WINDOW = 32;
 /** Clock skew between machines tolerated when a run's end time bounds its queue time. */
 const CLOCK_SKEW_MS = 60_000;
 /** Runs of one signature a walk back from its pointers reads at most. */
@@ -40,7 +37,10 @@ const MAX_SIGNATURE_RUNS = 10_000;
 
 /** The run history of the runs table. */
 export class RunHistory {
-  constructor(private readonly calls: TableCalls) {}
+  constructor(
+    private readonly calls: TableCalls,
+    private readonly instances: RunInstances,
+  ) {}
 
   async getRun(id: string): Promise<RunRecord | undefined> {
     const { doc, tables } = this.calls;
@@ -62,8 +62,10 @@ export class RunHistory {
       runs = await this.listByRecency('byTask', taskKey(query.instanceId, query.task), query, limit);
     } else if (query.instanceId !== undefined) {
       runs = await this.listByQueued('byInstance', query.instanceId, query, limit);
+    } else if (statuses && [...statuses].every((status) => LIVE_STATUSES.includes(status))) {
+      runs = await this.listByQueued('byLive', LIVE_KEY, query, limit);
     } else {
-      runs = await this.listByDay(query, limit);
+      runs = await this.listAcrossInstances(query, limit);
     }
     return runs.filter((run) => matchesRunQuery(run, query)).sort(queuedOrder).slice(0, limit);
   }
@@ -244,7 +246,7 @@ export class RunHistory {
   }
 
   /** Up to `limit` runs of one queue-ordered index partition, newest first. */
-  private async listByQueued(index: 'byInstance' | 'byDay', keyValue: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
+  private async listByQueued(index: 'byInstance' | 'byLive', keyValue: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
     const runs: RunRecord[] = [];
     for await (const run of this.queryRuns(queuedQuery(this.calls.tables.runs, index, keyValue, query, Math.min(1000, limit)))) {
       runs.push(run);
@@ -254,29 +256,13 @@ export class RunHistory {
   }
 
   /**
-   * Walks day partitions backwards until `limit` runs are found: from the day of `until` (or of
-   * the store's clock plus a day) to the day of `since`, or 400 days back without `since`. Days
-   * are queried a window at a time, the window doubling from 1 to 32 while days come up short.
+   * The newest `limit` runs of every instance with runs (./run-instances.ts), each instance's
+   * `byInstance` partition read at once, newest first, up to `limit` each.
    */
-  private async listByDay(query: RunQuery, limit: number): Promise<RunRecord[]> {
-    const upper = Math.min(this.calls.now() + DAY_MS, query.until ?? Number.POSITIVE_INFINITY);
-    const floor = upper - (query.since !== undefined ? MAX_HISTORY_DAYS : DEFAULT_HISTORY_DAYS) * DAY_MS;
-    const lower = Math.max(0, floor, query.since ?? 0);
-    if (upper < lower) return [];
-    const firstDay = Math.floor(upper / DAY_MS);
-    const lastDay = Math.floor(lower / DAY_MS);
-    const runs: RunRecord[] = [];
-    let width = 1;
-    for (let day = firstDay; day >= lastDay && runs.length < limit; ) {
-      const days: number[] = [];
-      for (let d = day; d > day - width && d >= lastDay; d -= 1) days.push(d);
-      const remaining = limit - runs.length;
-      const found = await Promise.all(days.map((d) => this.listByQueued('byDay', dayKey(d * DAY_MS), query, remaining)));
-      for (const dayRuns of found) for (const run of dayRuns) if (runs.length < limit) runs.push(run);
-      day -= days.length;
-      width = Math.min(width * 2, MAX_DAY_WINDOW);
-    }
-    return runs;
+  private async listAcrossInstances(query: RunQuery, limit: number): Promise<RunRecord[]> {
+    const instanceIds = await this.instances.list();
+    const found = await mapLimit(instanceIds, BATCH_CONCURRENCY, (instanceId) => this.listByQueued('byInstance', instanceId, query, limit));
+    return found.flat().sort(queuedOrder).slice(0, limit);
   }
 
   private runStream(input: QueryCommandInput): PageStream<RunRecord> {

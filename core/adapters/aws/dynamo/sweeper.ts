@@ -20,6 +20,7 @@ import { Expr, fenced, updateExpression } from './expressions.js';
 import { runPut } from './fenced-writes.js';
 import type { LeaseItem, Leases } from './leases.js';
 import type { RunHistory } from './run-history.js';
+import type { RunInstances } from './run-instances.js';
 import { POINTER_ATTRIBUTES, advanceAfterWrite, pointersOf } from './run-pointers.js';
 import type { TableCalls } from './table-calls.js';
 
@@ -41,6 +42,7 @@ export class Sweeper {
     private readonly calls: TableCalls,
     private readonly leases: Leases,
     private readonly history: RunHistory,
+    private readonly instances: RunInstances,
   ) {}
 
   /**
@@ -101,6 +103,7 @@ export class Sweeper {
       if (entry.progress !== undefined) run.progress = entry.progress;
       candidates.push({ run, lease: leaseOf(item, tables.leases), fromBoard: true });
     }
+    await this.instances.note(candidates.filter(({ fromBoard }) => fromBoard).map(({ run }) => run.instanceId));
     const swept = await mapLimit(candidates, this.calls.concurrency, async ({ run, lease, fromBoard }): Promise<SweptRun | undefined> => {
       const ended = sweptRun(run, lease, Math.max(now, run.startedAt ?? run.queuedAt));
       const heldByRun = sweepReleases(lease, run);
