@@ -10,13 +10,13 @@
  *   each route; it holds keys only, so that renewals (which change no key) never write it.
  * - **runs**: run records (`run#<id>` / `run`), their log lines (`run#<id>` / `log#<seq>`) and
  *   pending triggers (`trigger` / `<at>#<ulid>`), what became of triggers (`trigger#<id>` /
- *   `result`). Two indexes written with every run record: `byTask` orders an instance's task's
- *   runs by recency (`S#` successes apart from `R#` the rest), `byInstance` orders an instance's
- *   runs by queue time; and the sparse `byLive`, which holds only runs whose status is live
- *   (queued, running, retrying), for the sweeper and the queries of live runs, so a final record
- *   never writes it. No index is keyed by signature: the lease item of a signature points at its
- *   runs (./dynamo/run-pointers.ts). No index holds every run: queries that name no instance read
- *   `byInstance` of each instance with runs (./dynamo/run-instances.ts).
+ *   `result`). One index written with every run record, `byTask`, which orders the runs of an
+ *   instance's task by recency (`S#` successes apart from `R#` the rest); and the sparse
+ *   `byLive`, which holds only runs whose status is live (queued, running, retrying), for the
+ *   sweeper and the queries of live runs, so a final record never writes it. No index is keyed by
+ *   signature: the lease item of a signature points at its runs (./dynamo/run-pointers.ts). No
+ *   index holds every run, or an instance's: queries that name no task read `byTask` of each task
+ *   with runs (./dynamo/run-instances.ts).
  * - **instances**: per instance, its configuration entry (`config`), its status (`status`), its
  *   small key/value state (`state#<key>`), its follow-up gate (`followup`) and, once it has run
  *   records, a note saying so (`runs`).
@@ -91,7 +91,7 @@ export const LEASES_TABLE = {
  * The runs table. Index attributes of a run item:
  * - `taskKey` = `<instanceId>#<task>`, with `recencyKey` = `S#<recency, 15 digits>#<id>` for a
  *   succeeded run, `R#…` otherwise, where recency is `endedAt ?? queuedAt` (the order of `lastRun`);
- * - `instanceId`, with `queuedKey` = `<queuedAt, 15 digits>#<id>` (the order of `listRuns`).
+ * - `queuedKey` = `<queuedAt, 15 digits>#<id>` (the order of `listRuns`), for `byLive`.
  * - `liveKey` = `live` while the run's status is live, absent once it is final: the sparse
  *   `byLive` index, what the sweeper reads instead of scanning the table.
  * Log lines and triggers carry none of them, so the indexes hold runs only.
@@ -104,12 +104,6 @@ export const RUNS_TABLE = {
       indexName: 'byTask',
       partitionKey: { name: 'taskKey', type: 'S' },
       sortKey: { name: 'recencyKey', type: 'S' },
-      projection: 'ALL',
-    },
-    {
-      indexName: 'byInstance',
-      partitionKey: { name: 'instanceId', type: 'S' },
-      sortKey: { name: 'queuedKey', type: 'S' },
       projection: 'ALL',
     },
     {

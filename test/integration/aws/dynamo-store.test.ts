@@ -609,7 +609,7 @@ describe('DynamoStore run history', () => {
     await cleanup();
   });
 
-  it('lists the runs of every instance with runs, days or years apart, newest first, with no index of all runs', async () => {
+  it('lists the runs of every task with runs, days or years apart, newest first, with no index of all runs or of an instance’s', async () => {
     const day = 86_400_000;
     await writeRuns([
       makeRun('today', { queuedAt: T0 - 1000 }),
@@ -633,11 +633,36 @@ describe('DynamoStore run history', () => {
     expect(all.map((r) => r.id)).toStrictEqual(['today', 'last-month', 'last-year', 'years-ago']);
     expect(ended.map((r) => r.id)).toStrictEqual(['last-year']);
     expect(limited.map((r) => r.id)).toStrictEqual(['today', 'last-month']);
-    // Each listing: one Scan of the instances table, one Query per instance with runs.
-    expect(readsOfAll).toStrictEqual({ Scan: 3, Query: 9 });
+    // Each listing: one Scan of the instances table, and per task with runs (one per instance
+    // here) a Query of its successes and one of its other runs.
+    expect(readsOfAll).toStrictEqual({ Scan: 3, Query: 18 });
     // Live runs only: the sparse byLive index, one Query.
     expect(live.map((r) => r.id)).toStrictEqual(['today', 'last-month']);
     expect(Object.fromEntries(counts)).toStrictEqual({ Query: 1 });
+  });
+
+  it('lists an instance’s runs across its tasks and inputs, and finds its newest run, from the tasks it has runs of', async () => {
+    await writeRuns([
+      makeRun('fetch-1', { queuedAt: T0 + 1, signature: 'collector-a/fetch/1', status: 'succeeded', endedAt: T0 + 500 }),
+      makeRun('fetch-2', { queuedAt: T0 + 2, signature: 'collector-a/fetch/2', status: 'failed', endedAt: T0 + 10 }),
+      makeRun('parse', { queuedAt: T0 + 3, task: 'parse', signature: 'collector-a/parse/x' }),
+      makeRun('elsewhere', { queuedAt: T0 + 4, instanceId: 'collector-b', signature: 'collector-b/fetch/x' }),
+    ]);
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const reader = new DynamoStore({ client: counted, tables: names, now: () => T0 });
+    const counts = countOperations(counted);
+
+    const listed = await reader.listRuns({ instanceId: 'collector-a' });
+    const reads = Object.fromEntries(counts);
+    const last = await reader.lastRun({ instanceId: 'collector-a' });
+    const lastEnded = await reader.lastRun({ instanceId: 'collector-a', status: ['failed', 'succeeded'] });
+
+    counted.destroy();
+    expect(listed.map((r) => r.id)).toStrictEqual(['parse', 'fetch-2', 'fetch-1']);
+    // The instance's tasks with runs (one read by key), then two Queries per task.
+    expect(reads).toStrictEqual({ GetItem: 1, Query: 4 });
+    expect(last?.id).toBe('fetch-1');
+    expect(lastEnded?.id).toBe('fetch-1');
   });
 
   it('lists a signature’s runs by queue time although a long run ended last', async () => {

@@ -100,9 +100,9 @@ export class FencedWriter {
     private readonly instances: RunInstances,
   ) {}
 
-  /** Notes the instances of runs about to be written as instances with runs (./run-instances.ts). */
+  /** Notes the tasks of runs about to be written as tasks with runs (./run-instances.ts). */
   noteInstances(runs: readonly RunRecord[]): Promise<void> {
-    return this.instances.note(runs.map((run) => run.instanceId));
+    return this.instances.note(runs);
   }
 
   async commit(batch: WriteBatch): Promise<CommitResult> {

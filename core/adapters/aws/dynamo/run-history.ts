@@ -1,20 +1,22 @@
 /**
  * Reading runs back from the runs table: one run, its log lines, `listRuns` and `lastRun` (the
  * planner's run history). A run is `run#<id>`/`run`, its log lines `run#<id>`/`log#<seq>`. Runs
- * are indexed three ways (see tables.ts and ./run-queries.ts): by instance+task in recency order,
+ * are indexed by instance+task in recency order (see tables.ts and ./run-queries.ts),
  * successes (`S#`) apart from the rest (`R#`), so that `lastRun` of a task is one or two
- * single-item queries; by instance in queue order for `listRuns`; live runs apart. A signature's
+ * single-item queries, and `listRuns` of a task merges the two; live runs apart (`byLive`), in
+ * queue order. A signature's
  * runs are found from the pointers of its lease item (./run-pointers.ts): `lastRun` by signature
  * is the lease item and the run read by key (two consistent reads), `listRuns` by signature a walk
  * back along the runs' `priorRunId`, a read by key per run.
  *
- * `listRuns` without instance or signature reads the `byInstance` partition of every instance
- * with runs (./run-instances.ts) at once and merges them, or only the sparse `byLive` index when
- * it asks for live statuses only. `listRuns` by instance+task reads the recency index and
+ * `listRuns` without a task (by instance, or neither instance nor signature) reads the `byTask`
+ * partition of each task with runs (./run-instances.ts: of the instance, or of every instance) at
+ * once and merges them, or only the sparse `byLive` index when it asks for live statuses only.
+ * `listRuns` of a task reads its recency partition and
  * stops once no unread run can rank: a run is never queued after it ended, give or take one
- * minute of clock skew between machines. No index orders all runs (or an instance's) by recency,
- * so `lastRun` with only an instance reads that instance's partition and `lastRun` with neither
- * instance nor signature is a Scan; no caller in ujr asks for either. Reads of the tables are
+ * minute of clock skew between machines. `lastRun` with only an instance is the newest of its
+ * tasks' (two single-item queries each), and `lastRun` with neither instance nor signature is a
+ * Scan; no caller in ujr asks for it. Reads of the tables are
  * strongly consistent (the pointers too); the index queries read global secondary indexes,
  * which are eventually consistent.
  */
@@ -60,12 +62,10 @@ export class RunHistory {
       runs = await this.listBySignature(query.signature, query, limit);
     } else if (query.instanceId !== undefined && query.task !== undefined) {
       runs = await this.listByRecency('byTask', taskKey(query.instanceId, query.task), query, limit);
-    } else if (query.instanceId !== undefined) {
-      runs = await this.listByQueued('byInstance', query.instanceId, query, limit);
     } else if (statuses && [...statuses].every((status) => LIVE_STATUSES.includes(status))) {
-      runs = await this.listByQueued('byLive', LIVE_KEY, query, limit);
+      runs = await this.listLive(query, limit);
     } else {
-      runs = await this.listAcrossInstances(query, limit);
+      runs = await this.listAcrossTasks(await this.tasksWithRuns(query), query, limit);
     }
     return runs.filter((run) => matchesRunQuery(run, query)).sort(queuedOrder).slice(0, limit);
   }
@@ -77,13 +77,16 @@ export class RunHistory {
     if (query.instanceId !== undefined && query.task !== undefined) {
       return this.lastByRecency('byTask', taskKey(query.instanceId, query.task), query);
     }
-    // No index orders these by recency; no caller in ujr asks for them on a hot path.
-    const candidates =
-      query.instanceId !== undefined
-        ? this.queryRuns(queuedQuery(this.calls.tables.runs, 'byInstance', query.instanceId, query, 1000))
-        : this.scanRuns(query);
     let best: RunRecord | undefined;
-    for await (const run of candidates) {
+    if (query.instanceId !== undefined) {
+      // The newest of the newest of each of the instance's tasks.
+      const tasks = await this.tasksWithRuns(query);
+      const heads = await mapLimit(tasks, BATCH_CONCURRENCY, (task) => this.lastByRecency('byTask', taskKey(task.instanceId, task.task), query));
+      for (const head of heads) if (head && matchesRunQuery(head, query) && (!best || newer(head, best))) best = head;
+      return best;
+    }
+    // No index orders every run by recency; no caller in ujr asks for this on a hot path.
+    for await (const run of this.scanRuns(query)) {
       if (matchesRunQuery(run, query) && (!best || newer(run, best))) best = run;
     }
     return best;
@@ -245,23 +248,29 @@ export class RunHistory {
     return streams;
   }
 
-  /** Up to `limit` runs of one queue-ordered index partition, newest first. */
-  private async listByQueued(index: 'byInstance' | 'byLive', keyValue: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
+  /** Up to `limit` live runs, newest first: the sparse `byLive` index, which holds nothing else. */
+  private async listLive(query: RunQuery, limit: number): Promise<RunRecord[]> {
     const runs: RunRecord[] = [];
-    for await (const run of this.queryRuns(queuedQuery(this.calls.tables.runs, index, keyValue, query, Math.min(1000, limit)))) {
+    for await (const run of this.queryRuns(queuedQuery(this.calls.tables.runs, 'byLive', LIVE_KEY, query, Math.min(1000, limit)))) {
       runs.push(run);
       if (runs.length >= limit) break;
     }
     return runs;
   }
 
+  /** The tasks with runs (./run-instances.ts) a query may match: of its instance, or of every instance. */
+  private async tasksWithRuns(query: Omit<RunQuery, 'limit'>): Promise<{ instanceId: string; task: string }[]> {
+    const instances =
+      query.instanceId !== undefined ? [{ instanceId: query.instanceId, tasks: await this.instances.tasksOf(query.instanceId) }] : await this.instances.list();
+    return instances.flatMap(({ instanceId, tasks }) => tasks.filter((task) => query.task === undefined || task === query.task).map((task) => ({ instanceId, task })));
+  }
+
   /**
-   * The newest `limit` runs of every instance with runs (./run-instances.ts), each instance's
-   * `byInstance` partition read at once, newest first, up to `limit` each.
+   * The newest `limit` runs of these tasks by queue time: each task's `byTask` partition read at
+   * once (as `listRuns` by instance and task reads it), merged.
    */
-  private async listAcrossInstances(query: RunQuery, limit: number): Promise<RunRecord[]> {
-    const instanceIds = await this.instances.list();
-    const found = await mapLimit(instanceIds, BATCH_CONCURRENCY, (instanceId) => this.listByQueued('byInstance', instanceId, query, limit));
+  private async listAcrossTasks(tasks: readonly { instanceId: string; task: string }[], query: RunQuery, limit: number): Promise<RunRecord[]> {
+    const found = await mapLimit(tasks, BATCH_CONCURRENCY, ({ instanceId, task }) => this.listByRecency('byTask', taskKey(instanceId, task), query, limit));
     return found.flat().sort(queuedOrder).slice(0, limit);
   }
 

@@ -1,63 +1,84 @@
 /**
- * Which instances have runs, for the run queries that name no instance (`ujr runs` without
- * `--instance`, `ujr status`'s recent failures): they read the `byInstance` index of each, in
- * place of an index of every run by day, which took a write unit with every run record.
+ * Which tasks of which instances have runs, for the run queries that name no task: they read the
+ * `byTask` index partition (`<instanceId>#<task>`) of each, in place of indexes of every run by
+ * instance and by day, which took a write unit each with every run record. An instance's tasks
+ * are its job type's task names (a task's inputs share its partition), so they are few.
  *
- * One item per instance in the instances table (`kind: 'runs'`), written with the first run
- * record of the instance this store writes (an idempotent update, remembered for the life of the
- * store object: in Lambda, once per instance and container), never deleted. Listing them is a
- * Scan of the instances table, which holds a few items per instance.
+ * One item per instance in the instances table (`kind: 'runs'`) holding the string set of its
+ * tasks with runs, added to with the first run record of a task this store writes (an idempotent
+ * `ADD`, remembered for the life of the store object: in Lambda, once per task and container),
+ * never deleted. An instance's tasks are one read by key; every instance's, a Scan of the
+ * instances table, which holds a few items per instance.
  */
-import { UpdateCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, UpdateCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
 import { mapLimit } from '../../../concurrency.js';
+import { StoreError } from '../../../errors.js';
 import { RUNS_KIND } from '../dynamo-items.js';
 import { Expr } from './expressions.js';
 import type { TableCalls } from './table-calls.js';
 
-/** The instances with run records, as the instances table lists them. */
+const runsItemSchema = z.object({ instanceId: z.string(), tasks: z.set(z.string()).optional() });
+
+/** The tasks with run records of each instance, as the instances table lists them. */
 export class RunInstances {
-  /** Instances this store has noted (or found) already. */
+  /** `<instanceId>#<task>` of the tasks this store has noted (or found) already. */
   private readonly known = new Set<string>();
 
   constructor(private readonly calls: TableCalls) {}
 
-  /** Notes that runs of these instances are about to be written. */
-  async note(instanceIds: Iterable<string>): Promise<void> {
+  /** Notes that runs of these tasks are about to be written. */
+  async note(runs: Iterable<{ instanceId: string; task: string }>): Promise<void> {
     const { doc, tables } = this.calls;
-    const fresh = [...new Set(instanceIds)].filter((id) => !this.known.has(id));
-    await mapLimit(fresh, this.calls.concurrency, async (instanceId) => {
+    const fresh = new Map<string, Set<string>>();
+    for (const { instanceId, task } of runs) {
+      if (this.known.has(`${instanceId}#${task}`)) continue;
+      fresh.set(instanceId, (fresh.get(instanceId) ?? new Set()).add(task));
+    }
+    await mapLimit([...fresh], this.calls.concurrency, async ([instanceId, tasks]) => {
       const e = new Expr();
-      await this.calls.call('instances', 'UpdateItem (note an instance with runs)', () =>
+      await this.calls.call('instances', 'UpdateItem (note the tasks of an instance with runs)', () =>
         doc.send(
           new UpdateCommand({
             TableName: tables.instances,
             Key: { instanceId, kind: RUNS_KIND },
-            UpdateExpression: `SET ${e.n('since')} = if_not_exists(${e.n('since')}, ${e.v(this.calls.now())})`,
+            UpdateExpression: `ADD ${e.n('tasks')} ${e.v(tasks)}`,
             ...e.params(),
           }),
         ),
       );
-      this.known.add(instanceId);
+      for (const task of tasks) this.known.add(`${instanceId}#${task}`);
     });
   }
 
-  /** Every instance with run records. */
-  async list(): Promise<string[]> {
+  /** The tasks of one instance that have runs. */
+  async tasksOf(instanceId: string): Promise<string[]> {
+    const { doc, tables } = this.calls;
+    const output = await this.calls.call('instances', 'GetItem (read the tasks of an instance with runs)', () =>
+      doc.send(new GetCommand({ TableName: tables.instances, Key: { instanceId, kind: RUNS_KIND }, ConsistentRead: true })),
+    );
+    return output.Item === undefined ? [] : this.parse(output.Item).tasks;
+  }
+
+  /** Every instance's tasks with runs. */
+  async list(): Promise<{ instanceId: string; tasks: string[] }[]> {
     const e = new Expr();
     const input: ScanCommandInput = {
       TableName: this.calls.tables.instances,
       FilterExpression: `${e.n('kind')} = ${e.v(RUNS_KIND)}`,
-      ProjectionExpression: e.n('instanceId'),
       ConsistentRead: true,
       ...e.params(),
     };
-    const ids: string[] = [];
-    for await (const item of this.calls.scanItems('instances', 'Scan (list the instances with runs)', input)) {
-      if (typeof item.instanceId === 'string') {
-        ids.push(item.instanceId);
-        this.known.add(item.instanceId);
-      }
-    }
-    return ids.sort();
+    const found: { instanceId: string; tasks: string[] }[] = [];
+    for await (const item of this.calls.scanItems('instances', 'Scan (list the instances with runs)', input)) found.push(this.parse(item));
+    return found.sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0));
+  }
+
+  private parse(item: unknown): { instanceId: string; tasks: string[] } {
+    const parsed = runsItemSchema.safeParse(item);
+    if (!parsed.success) throw new StoreError(`a runs item of table ${this.calls.tables.instances} does not have the shape this adapter writes; was it written by another program?`);
+    const tasks = [...(parsed.data.tasks ?? [])].sort();
+    for (const task of tasks) this.known.add(`${parsed.data.instanceId}#${task}`);
+    return { instanceId: parsed.data.instanceId, tasks };
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The Queries of the runs table's indexes (tables.ts), built from a `RunQuery`: queue order
- * (`byInstance`, `byLive`: newest first) and recency order (`byTask`: successes under `S#`
+ * (`byLive`: newest first) and recency order (`byTask`: successes under `S#`
  * apart from the rest under `R#`, most recent first), with the filters the key does
  * not cover; the two orders runs are compared in; and {@link PageStream}, a paginated read whose
  * head can be looked at before it is taken (to merge streams).
@@ -31,7 +31,7 @@ export function queuedOrder(a: RunRecord, b: RunRecord): number {
 }
 
 /** A Query of one run index in queue order (newest first), with the query's filters. */
-export function queuedQuery(runsTable: string, index: 'byInstance' | 'byLive', keyValue: string, query: RunQuery, pageSize: number): QueryCommandInput {
+export function queuedQuery(runsTable: string, index: 'byLive', keyValue: string, query: RunQuery, pageSize: number): QueryCommandInput {
   const { partitionKey, sortKey } = runIndex(index);
   const e = new Expr();
   let key = `${e.n(partitionKey.name)} = ${e.v(keyValue)}`;
@@ -41,7 +41,7 @@ export function queuedQuery(runsTable: string, index: 'byInstance' | 'byLive', k
   if (lower !== undefined && upper !== undefined) key += ` AND ${e.n(sortKey.name)} BETWEEN ${e.v(lower)} AND ${e.v(upper)}`;
   else if (lower !== undefined) key += ` AND ${e.n(sortKey.name)} >= ${e.v(lower)}`;
   else if (upper !== undefined) key += ` AND ${e.n(sortKey.name)} < ${e.v(upper)}`;
-  const filters = runFilters(e, query, { task: true, instanceId: index === 'byLive', statuses: statusSet(query.status) });
+  const filters = runFilters(e, query, { task: true, instanceId: true, statuses: statusSet(query.status) });
   return {
     TableName: runsTable,
     IndexName: index,

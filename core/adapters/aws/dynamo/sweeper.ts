@@ -103,7 +103,7 @@ export class Sweeper {
       if (entry.progress !== undefined) run.progress = entry.progress;
       candidates.push({ run, lease: leaseOf(item, tables.leases), fromBoard: true });
     }
-    await this.instances.note(candidates.filter(({ fromBoard }) => fromBoard).map(({ run }) => run.instanceId));
+    await this.instances.note(candidates.filter(({ fromBoard }) => fromBoard).map(({ run }) => run));
     const swept = await mapLimit(candidates, this.calls.concurrency, async ({ run, lease, fromBoard }): Promise<SweptRun | undefined> => {
       const ended = sweptRun(run, lease, Math.max(now, run.startedAt ?? run.queuedAt));
       const heldByRun = sweepReleases(lease, run);
