@@ -24,17 +24,34 @@ const runsItemSchema = z.object({ instanceId: z.string(), tasks: z.set(z.string(
 export class RunInstances {
   /** `<instanceId>#<task>` of the tasks this store has noted (or found) already. */
   private readonly known = new Set<string>();
+  /** Notes in flight, by `<instanceId>#<task>`: the tasks of one batch end at once. */
+  private readonly pending = new Map<string, Promise<void>>();
 
   constructor(private readonly calls: TableCalls) {}
 
   /** Notes that runs of these tasks are about to be written. */
   async note(runs: Iterable<{ instanceId: string; task: string }>): Promise<void> {
-    const { doc, tables } = this.calls;
     const fresh = new Map<string, Set<string>>();
+    const waits: Promise<void>[] = [];
     for (const { instanceId, task } of runs) {
-      if (this.known.has(`${instanceId}#${task}`)) continue;
-      fresh.set(instanceId, (fresh.get(instanceId) ?? new Set()).add(task));
+      const key = `${instanceId}#${task}`;
+      const inFlight = this.pending.get(key);
+      if (inFlight) waits.push(inFlight);
+      else if (!this.known.has(key)) fresh.set(instanceId, (fresh.get(instanceId) ?? new Set()).add(task));
     }
+    if (fresh.size > 0) {
+      const written = this.write(fresh);
+      for (const [instanceId, tasks] of fresh) for (const task of tasks) this.pending.set(`${instanceId}#${task}`, written);
+      waits.push(written);
+      void written.finally(() => {
+        for (const [instanceId, tasks] of fresh) for (const task of tasks) this.pending.delete(`${instanceId}#${task}`);
+      }).catch(() => undefined);
+    }
+    await Promise.all(waits);
+  }
+
+  private async write(fresh: Map<string, Set<string>>): Promise<void> {
+    const { doc, tables } = this.calls;
     await mapLimit([...fresh], this.calls.concurrency, async ([instanceId, tasks]) => {
       const e = new Expr();
       await this.calls.call('instances', 'UpdateItem (note the tasks of an instance with runs)', () =>
