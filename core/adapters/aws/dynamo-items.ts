@@ -189,6 +189,7 @@ const leaseItemSchema = z.object({
   lastSuccessId: z.string().optional(),
   lastSuccessAt: z.number().optional(),
   headRunId: z.string().optional(),
+  headPriorRunId: z.string().optional(),
 });
 type LeaseItem = z.output<typeof leaseItemSchema>;
 

@@ -726,6 +726,32 @@ describe('DynamoStore run history', () => {
     expect((await store.listRuns({ signature: 'collector-a/fetch/x' })).map((r) => r.id)).toStrictEqual(['run-collector-a/fetch/x', 'ok']);
   });
 
+  it('answers from the runs before when a task’s end released its lease and its record never came', async () => {
+    await finish(ended('before', 'succeeded', T0 + 10), T0 + 10);
+    // A writer that dies between the release and the record: its record's write fails.
+    const dying = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    dying.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'UpdateItemCommand' && (args.input as { TableName?: string }).TableName === names.runs) throw new Error('killed');
+        return next(args);
+      },
+      { step: 'initialize', name: 'dieBeforeTheRecord' },
+    );
+    const writer = new DynamoStore({ client: dying, tables: names, now: () => T0 });
+    const [grant] = await writer.acquireLeases([{ signature: 'collector-a/fetch/x', owner: 'w', ttlMs: 60_000, runId: 'lost', instanceId: 'collector-a', task: 'fetch' }], T0 + 20);
+    if (!grant?.granted) throw new Error('expected the lease');
+
+    const error: unknown = await writer.commit({ fenced: [{ fence: { signature: 'collector-a/fetch/x', owner: 'w', token: grant.lease.token }, runs: [{ ...ended('lost', 'succeeded', T0 + 30), runner: 'w' }], release: true }] }).catch((e: unknown) => e);
+
+    dying.destroy();
+    expect(error).toBeInstanceOf(Error);
+    expect((await store.getLease('collector-a/fetch/x'))?.owner).toBeNull();
+    expect(await store.getRun('lost')).toBeUndefined();
+    expect((await store.lastRun({ signature: 'collector-a/fetch/x' }))?.id).toBe('before');
+    expect((await store.lastRun({ signature: 'collector-a/fetch/x', status: 'succeeded' }))?.id).toBe('before');
+    expect((await store.listRuns({ signature: 'collector-a/fetch/x' })).map((r) => r.id)).toStrictEqual(['before']);
+  });
+
   it('walks a signature’s runs past pruned ones, and moves a pointer off a pruned run', async () => {
     const cutoff = T0 + 1000;
     await finish(ended('old-success', 'succeeded', T0 + 100), T0 + 100);

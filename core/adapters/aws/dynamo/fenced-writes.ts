@@ -29,7 +29,7 @@ import { LIVE_STATUSES, TERMINAL_STATUSES, type RunRecord } from '../../../types
 import { OPTIONAL_RUN_ATTRIBUTES, RUN_SK, TASK_ATTRIBUTES, checkpointAttribute, logItem, parseLeaseItem, priorOf, runItem, runPk, triggerResultItem, type Item } from '../dynamo-items.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
 import type { LeaseItem, Leases } from './leases.js';
-import { POINTER_ATTRIBUTES, advance, ahead, pointerSets, pointersOf, type RunPointers } from './run-pointers.js';
+import { HEAD_PRIOR_ATTRIBUTE, POINTER_ATTRIBUTES, advance, ahead, pointerSets, pointersOf, type RunPointers } from './run-pointers.js';
 import { BATCH_CONCURRENCY, BATCH_GET_KEYS, chunks, type TableCalls } from './table-calls.js';
 import type { RunInstances } from './run-instances.js';
 import type { Triggers } from './triggers.js';
@@ -206,7 +206,12 @@ export class FencedWriter {
     let old: LeaseItem;
     for (let attempt = 0; ; attempt += 1) {
       const extras: LeaseExtras = (e) => {
-        const sets = [`${e.n('endedRunId')} = ${e.v(run.id)}`, `${e.n('headRunId')} = ${e.v(run.id)}`];
+        const sets = [
+          `${e.n('endedRunId')} = ${e.v(run.id)}`,
+          // Every operand reads the item as it was: the head before this update.
+          `${e.n(HEAD_PRIOR_ATTRIBUTE)} = if_not_exists(${e.n('headRunId')}, ${e.v('')})`,
+          `${e.n('headRunId')} = ${e.v(run.id)}`,
+        ];
         const conditions: string[] = [];
         if (moveLast) {
           sets.push(`${e.n('lastRunId')} = ${e.v(run.id)}`, `${e.n('lastRunAt')} = ${e.v(recency)}`);

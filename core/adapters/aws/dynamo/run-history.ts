@@ -28,7 +28,7 @@ import { matchesRunQuery, runRecency } from '../../run-query.js';
 import { LIVE_KEY, LOG_SK_END, RUN_SK, logOf, logSk, parseLeaseItem, priorOf, runOf, runPk, taskKey } from '../dynamo-items.js';
 import { Expr } from './expressions.js';
 import { PageStream, newer, queuedOrder, queuedQuery, recencyQuery, runFilters, statusSet } from './run-queries.js';
-import { POINTER_ATTRIBUTES, pointersOf, type RunPointers } from './run-pointers.js';
+import { HEAD_PRIOR_ATTRIBUTE, POINTER_ATTRIBUTES, pointersOf, type RunPointers } from './run-pointers.js';
 import type { RunInstances } from './run-instances.js';
 import { BATCH_CONCURRENCY, type TableCalls } from './table-calls.js';
 
@@ -121,7 +121,7 @@ export class RunHistory {
           TableName: tables.leases,
           Key: { signature },
           ConsistentRead: true,
-          ProjectionExpression: ['signature', ...POINTER_ATTRIBUTES].map((name) => e.n(name)).join(', '),
+          ProjectionExpression: ['signature', ...POINTER_ATTRIBUTES, HEAD_PRIOR_ATTRIBUTE].map((name) => e.n(name)).join(', '),
           ...e.params(),
         }),
       ),
@@ -145,9 +145,14 @@ export class RunHistory {
     let step = [...new Set([pointers.headRunId, pointers.lastRunId, pointers.lastSuccessId])].filter((id): id is string => id !== undefined);
     while (step.length > 0 && seen.size < MAX_SIGNATURE_RUNS) {
       for (const id of step) seen.add(id);
-      const links = (await Promise.all(step.map((id) => this.runLink(id)))).filter((link) => link !== undefined);
+      const read = await Promise.all(step.map((id) => this.runLink(id)));
+      const links = read.filter((link) => link !== undefined);
       yield links.map((link) => link.run);
-      step = [...new Set(links.map((link) => link.prior))].filter((id): id is string => id !== undefined && !seen.has(id));
+      const priors = links.map((link) => link.prior);
+      // A head without a record (its writer died between the release and the record, or is
+      // writing it now): the walk goes on from the head before it.
+      if (read.some((link, i) => link === undefined && step[i] === pointers.headRunId)) priors.push(pointers.headPriorRunId);
+      step = [...new Set(priors)].filter((id): id is string => id !== undefined && !seen.has(id));
     }
   }
 

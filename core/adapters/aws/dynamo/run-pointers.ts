@@ -23,12 +23,21 @@ import type { TableCalls } from './table-calls.js';
 /** The pointer attributes of a lease item (never removed by a release or a grant). */
 export const POINTER_ATTRIBUTES = ['lastRunId', 'lastRunAt', 'lastSuccessId', 'lastSuccessAt', 'headRunId'] as const;
 
+/**
+ * The head before the last task's end moved it (`''`: none). A task's end writes the lease item
+ * first and the record just after (./fenced-writes.ts); if the record never comes (its writer
+ * died in between), the head names a run with no record, and a walk goes on from here.
+ */
+export const HEAD_PRIOR_ATTRIBUTE = 'headPriorRunId';
+
 export interface RunPointers {
   lastRunId?: string | undefined;
   lastRunAt?: number | undefined;
   lastSuccessId?: string | undefined;
   lastSuccessAt?: number | undefined;
   headRunId?: string | undefined;
+  /** See {@link HEAD_PRIOR_ATTRIBUTE}; never written by {@link pointerSets}. */
+  headPriorRunId?: string | undefined;
 }
 
 /** Whether a run at `at` with `id` comes after the pointed run (`pointerAt`, `pointerId`) in the order of `lastRun`. */
@@ -75,8 +84,8 @@ export function pointerSets(e: Expr, seen: RunPointers, next: RunPointers): stri
 /** The pointers of a lease item as read. */
 export function pointersOf(item: RunPointers | undefined): RunPointers {
   if (!item) return {};
-  const { lastRunId, lastRunAt, lastSuccessId, lastSuccessAt, headRunId } = item;
-  return { lastRunId, lastRunAt, lastSuccessId, lastSuccessAt, headRunId };
+  const { lastRunId, lastRunAt, lastSuccessId, lastSuccessAt, headRunId, headPriorRunId } = item;
+  return { lastRunId, lastRunAt, lastSuccessId, lastSuccessAt, headRunId, headPriorRunId: headPriorRunId === '' ? undefined : headPriorRunId };
 }
 
 /**
