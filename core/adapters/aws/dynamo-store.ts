@@ -1,7 +1,8 @@
 /**
  * The DynamoDB adapter of the Store port and of the board (core/cloud/board.ts), over three
  * tables laid out in ./tables.ts, item shapes in ./dynamo-items.ts. Every decision a lease takes
- * is one conditional write, and nothing here reads before it writes.
+ * is one conditional write, and a task's way through the board (post, claim, heartbeat, finish)
+ * reads nothing before it writes.
  *
  * {@link DynamoStore} is the one public class: a facade that composes the store's aggregates,
  * each in a module of ./dynamo/ that can be read (and built over a {@link TableCalls}) alone:

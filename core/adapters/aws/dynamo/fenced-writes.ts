@@ -7,17 +7,20 @@
  *   `UpdateItem` conditioned on owner and token (one write unit, as before fencing);
  * - a task's end (one final run record of the fence's signature, the release, perhaps a
  *   checkpoint, no log lines: what `finish` writes) is no transaction: the fenced `UpdateItem` of
- *   the lease item, naming the ended run (`endedRunId`), then the record's `PutItem`, which only
- *   an accepted release is followed by (one write unit each where the transaction cost two each);
- * - any other group with run records or log lines is one `TransactWriteItems`: the lease item's update
- *   (checkpoint, release) or else a `ConditionCheck` on it, plus the Puts. Transactions cost two
- *   write units per item (index writes are not doubled). A group of more than 100
- *   actions is split: log lines go first, each part carrying the lease condition, and the part
- *   with the run records and the lease update goes last. A refused lease condition refuses the
+ *   the lease item, naming the ended run (`endedRunId`) and moving the signature's run pointers
+ *   to it (./run-pointers.ts), then the record's write, which only an accepted release is
+ *   followed by (one write unit each where the transaction cost two each);
+ * - any other group with run records or log lines is one `TransactWriteItems`: the lease item's
+ *   update (checkpoint, release, run pointers) or else a `ConditionCheck` on it, the pointer
+ *   updates of other signatures whose runs it carries, plus the Puts; the pointers and which
+ *   records exist already are read first (two `BatchGetItem`s). Transactions cost two write
+ *   units per item (index writes are not doubled). A group of more than 100 actions is split:
+ *   log lines go first, each part carrying the lease condition, and the part with the run
+ *   records, the lease update and the pointers goes last. A refused lease condition refuses the
  *   group (its fence goes to `refused`), a part already applied stays (log lines only).
- * - a run Put ({@link runPut}) is conditioned on "no item, or its status is live": a final
- *   record is never replaced. When that condition alone fails the transaction, the group is
- *   applied again without that record.
+ * - a run write ({@link runPut}, {@link runUpdate}) is conditioned on "no item, or its status is
+ *   live": a final record is never replaced. When that condition alone fails the transaction,
+ *   the group is applied again without that record.
  */
 import { BatchGetCommand, UpdateCommand, type NativeAttributeValue } from '@aws-sdk/lib-dynamodb';
 import { mapLimit, mapLimitInKeyOrder } from '../../../concurrency.js';
