@@ -699,10 +699,12 @@ describe('DynamoStore run history', () => {
 
     const last = await reader.lastRun({ signature: 'collector-a/fetch/x' });
     const success = await reader.lastRun({ signature: 'collector-a/fetch/x', status: 'succeeded' });
+    // The newest run answers another status filter it matches.
+    const failure = await reader.lastRun({ signature: 'collector-a/fetch/x', status: ['failed', 'cancelled'] });
 
     counted.destroy();
-    expect([last?.id, success?.id]).toStrictEqual(['failed', 'ok']);
-    expect(Object.fromEntries(counts)).toStrictEqual({ GetItem: 4 });
+    expect([last?.id, success?.id, failure?.id]).toStrictEqual(['failed', 'ok', 'failed']);
+    expect(Object.fromEntries(counts)).toStrictEqual({ GetItem: 6 });
   });
 
   it('keeps the pointers on the newest run when a record that ended earlier is written after it', async () => {

@@ -160,7 +160,8 @@ export class RunHistory {
   private async lastBySignature(signature: string, query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
     const pointers = await this.pointers(signature);
     const statuses = statusSet(query.status);
-    const pointed = statuses === undefined ? pointers.lastRunId : statuses.size === 1 && statuses.has('succeeded') ? pointers.lastSuccessId : undefined;
+    // The newest success answers a query of successes it matches; the newest run, any other query it matches.
+    const pointed = statuses?.size === 1 && statuses.has('succeeded') ? pointers.lastSuccessId : pointers.lastRunId;
     if (pointed !== undefined) {
       const link = await this.runLink(pointed);
       if (link && matchesRunQuery(link.run, query)) return link.run;
