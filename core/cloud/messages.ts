@@ -37,20 +37,7 @@ export const dispatchMessageSchema = z.object({
 export type DispatchMessage = z.infer<typeof dispatchMessageSchema>;
 
 export function parseDispatchMessage(body: string): DispatchMessage {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body);
-  } catch (error) {
-    throw new PoisonMessageError(`message body is not JSON (${(error as Error).message}); ujr only reads messages its scheduler sent`, { cause: error });
-  }
-  const parsed = dispatchMessageSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new PoisonMessageError(
-      `message body is not a ujr dispatch message (${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'invalid'}); ujr only reads messages its scheduler sent`,
-    );
-  }
-  return parsed.data;
+  return parseMessage(dispatchMessageSchema, body, 'message body', 'a ujr dispatch message', 'ujr only reads messages its scheduler sent');
 }
 
 /** A run that ended, as a follow-up request names it (the plan reads it by id if its history index lags). */
@@ -80,18 +67,21 @@ export type FollowUpMessage = z.infer<typeof followUpMessageSchema>;
 
 /** Parses a plan-queue message body; a body ujr did not send is a {@link PoisonMessageError}. */
 export function parseFollowUpMessage(body: string): FollowUpMessage {
+  return parseMessage(followUpMessageSchema, body, 'plan-queue message body', 'a ujr follow-up request', 'ujr only reads follow-up requests its workers sent');
+}
+
+/** A message body as `schema` says; anything else is a {@link PoisonMessageError} naming the field at fault. */
+function parseMessage<S extends z.ZodType>(schema: S, body: string, what: string, shape: string, why: string): z.infer<S> {
   let raw: unknown;
   try {
     raw = JSON.parse(body);
   } catch (error) {
-    throw new PoisonMessageError(`plan-queue message body is not JSON (${(error as Error).message}); ujr only reads follow-up requests its workers sent`, { cause: error });
+    throw new PoisonMessageError(`${what} is not JSON (${(error as Error).message}); ${why}`, { cause: error });
   }
-  const parsed = followUpMessageSchema.safeParse(raw);
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new PoisonMessageError(
-      `plan-queue message body is not a ujr follow-up request (${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'invalid'}); ujr only reads follow-up requests its workers sent`,
-    );
+    throw new PoisonMessageError(`${what} is not ${shape} (${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'invalid'}); ${why}`);
   }
   return parsed.data;
 }

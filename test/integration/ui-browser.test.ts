@@ -4,9 +4,9 @@
  * bar live, runs an instance on "Run now" through a real Runner, keeps an XSS payload inert, and
  * disables an instance. Without /usr/bin/chromium the suite fails, naming what to install.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DirectoryObjectStore } from '../../core/adapters/fs/objects.js';
 import { readInstancesFile } from '../../core/config.js';
@@ -15,7 +15,6 @@ import { startUiServer, type UiServer } from '../../core/ui/server.js';
 import jobs from '../fixtures/ui/jobs.js';
 import { UiSandbox } from '../fixtures/ui/sandbox.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const WAIT_MS = 10_000;
 
 let browser: Browser;
@@ -27,13 +26,7 @@ let runner: Runner | undefined;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`no browser at ${CHROMIUM}: install Debian's chromium: apt-get install -y chromium`);
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

@@ -6,8 +6,8 @@
  * by a worker), and disables an instance as a run-time override. Without /usr/bin/chromium the suite
  * fails, naming what to install.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from '../../helpers/browser.js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Target } from '../../../core/cli/targets.js';
 import { startUiServer, type UiServer } from '../../../core/ui/server.js';
@@ -15,7 +15,6 @@ import { stackStatusSource } from '../../../core/ui/stack-source.js';
 import jobs from '../../fixtures/aws/jobs.js';
 import { LOG_GROUPS, powertoolsLine, STACK, StackUiFixture } from '../../helpers/stack-ui.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const WAIT_MS = 10_000;
 
 let browser: Browser;
@@ -27,13 +26,7 @@ let server: UiServer | undefined;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`no browser at ${CHROMIUM}: install Debian's chromium: apt-get install -y chromium`);
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

@@ -25,10 +25,10 @@ import type { RunQuery } from '../../../ports/store.js';
 import { mapLimit } from '../../../concurrency.js';
 import { LIVE_STATUSES, type LogLine, type RunRecord } from '../../../types.js';
 import { matchesRunQuery, runRecency } from '../../run-query.js';
-import { LIVE_KEY, LOG_SK_END, RUN_SK, logOf, logSk, parseLeaseItem, priorOf, runOf, runPk, taskKey } from '../dynamo-items.js';
+import { LIVE_KEY, LOG_SK_END, RUN_SK, logOf, logSk, priorOf, runOf, runPk, taskKey } from '../dynamo-items.js';
 import { Expr } from './expressions.js';
 import { PageStream, newer, queuedOrder, queuedQuery, recencyQuery, runFilters, statusSet } from './run-queries.js';
-import { HEAD_PRIOR_ATTRIBUTE, POINTER_ATTRIBUTES, pointersOf, type RunPointers } from './run-pointers.js';
+import { readPointers, type RunPointers } from './run-pointers.js';
 import type { RunInstances } from './run-instances.js';
 import { BATCH_CONCURRENCY, type TableCalls } from './table-calls.js';
 
@@ -111,24 +111,6 @@ export class RunHistory {
     return lines;
   }
 
-  /** The run pointers of a signature's lease item (./run-pointers.ts), read consistently. */
-  private async pointers(signature: string): Promise<RunPointers> {
-    const { doc, tables } = this.calls;
-    const e = new Expr();
-    const output = await this.calls.call('leases', 'GetItem (read a signature’s run pointers)', () =>
-      doc.send(
-        new GetCommand({
-          TableName: tables.leases,
-          Key: { signature },
-          ConsistentRead: true,
-          ProjectionExpression: ['signature', ...POINTER_ATTRIBUTES, HEAD_PRIOR_ATTRIBUTE].map((name) => e.n(name)).join(', '),
-          ...e.params(),
-        }),
-      ),
-    );
-    return pointersOf(parseLeaseItem(output.Item, tables.leases));
-  }
-
   /** A run and the run of its signature written before it; `undefined` for no record. */
   private async runLink(id: string): Promise<{ run: RunRecord; prior: string | undefined } | undefined> {
     const { doc, tables } = this.calls;
@@ -158,7 +140,7 @@ export class RunHistory {
 
   /** The newest run of a signature matching: the pointer's run when it answers, else a walk back. */
   private async lastBySignature(signature: string, query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
-    const pointers = await this.pointers(signature);
+    const pointers = await readPointers(this.calls, signature);
     const statuses = statusSet(query.status);
     // The newest success answers a query of successes it matches; the newest run, any other query it matches.
     const pointed = statuses?.size === 1 && statuses.has('succeeded') ? pointers.lastSuccessId : pointers.lastRunId;
@@ -181,7 +163,7 @@ export class RunHistory {
    */
   private async listBySignature(signature: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
     const picked: RunRecord[] = [];
-    for await (const step of this.signatureRuns(await this.pointers(signature))) {
+    for await (const step of this.signatureRuns(await readPointers(this.calls, signature))) {
       for (const run of step) if (matchesRunQuery(run, query)) picked.push(run);
       picked.sort(queuedOrder);
       if (picked.length > limit) picked.length = limit;

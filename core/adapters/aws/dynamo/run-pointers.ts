@@ -14,9 +14,10 @@
  * The local SQLite store does the same (its schema 5); this module holds the order and the
  * arithmetic, the writes that carry them are in ./fenced-writes.ts, ./board.ts and ./sweeper.ts.
  */
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { runRecency } from '../../run-query.js';
 import type { RunRecord } from '../../../types.js';
+import { parseLeaseItem } from '../dynamo-items.js';
 import { Expr, updateExpression } from './expressions.js';
 import type { TableCalls } from './table-calls.js';
 
@@ -86,6 +87,24 @@ export function pointersOf(item: RunPointers | undefined): RunPointers {
   if (!item) return {};
   const { lastRunId, lastRunAt, lastSuccessId, lastSuccessAt, headRunId, headPriorRunId } = item;
   return { lastRunId, lastRunAt, lastSuccessId, lastSuccessAt, headRunId, headPriorRunId: headPriorRunId === '' ? undefined : headPriorRunId };
+}
+
+/** The run pointers of a signature's lease item, read consistently (one read unit). */
+export async function readPointers(calls: TableCalls, signature: string): Promise<RunPointers> {
+  const { doc, tables } = calls;
+  const e = new Expr();
+  const output = await calls.call('leases', 'GetItem (read a signature’s run pointers)', () =>
+    doc.send(
+      new GetCommand({
+        TableName: tables.leases,
+        Key: { signature },
+        ConsistentRead: true,
+        ProjectionExpression: ['signature', ...POINTER_ATTRIBUTES, HEAD_PRIOR_ATTRIBUTE].map((name) => e.n(name)).join(', '),
+        ...e.params(),
+      }),
+    ),
+  );
+  return pointersOf(parseLeaseItem(output.Item, tables.leases));
 }
 
 /**

@@ -5,12 +5,12 @@
  * pruned run for its keys and `BatchWriteItem` deletes; then the signatures' run pointers and
  * chains are moved off the pruned runs (./run-pointers.ts).
  */
-import { GetCommand, UpdateCommand, type QueryCommandInput, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand, type QueryCommandInput, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import { mapLimit } from '../../../concurrency.js';
 import { TERMINAL_STATUSES } from '../../../types.js';
-import { RUN_BRIEF_ATTRIBUTES, RUN_SK, parseLeaseItem, runBriefOf, runPk, type Item, type RunBrief } from '../dynamo-items.js';
+import { RUN_BRIEF_ATTRIBUTES, RUN_SK, runBriefOf, runPk, type Item, type RunBrief } from '../dynamo-items.js';
 import { Expr, updateExpression } from './expressions.js';
-import { POINTER_ATTRIBUTES, pointersOf } from './run-pointers.js';
+import { readPointers } from './run-pointers.js';
 import { newer } from './run-queries.js';
 import { BATCH_CONCURRENCY, type TableCalls } from './table-calls.js';
 
@@ -100,8 +100,7 @@ export class RunPruner {
     });
     const signatures = [...new Set(briefs.filter((run) => pruned.has(run.id)).map((run) => run.signature))];
     await mapLimit(signatures, BATCH_CONCURRENCY, async (signature) => {
-      const lease = parseLeaseItem(await this.readPointers(signature), tables.leases);
-      const seen = pointersOf(lease);
+      const seen = await readPointers(this.calls, signature);
       const e = new Expr();
       const sets: string[] = [];
       const removes: string[] = [];
@@ -133,22 +132,5 @@ export class RunPruner {
         ),
       );
     });
-  }
-
-  private async readPointers(signature: string): Promise<unknown> {
-    const { doc, tables } = this.calls;
-    const e = new Expr();
-    const output = await this.calls.call('leases', 'GetItem (read a signature’s run pointers)', () =>
-      doc.send(
-        new GetCommand({
-          TableName: tables.leases,
-          Key: { signature },
-          ConsistentRead: true,
-          ProjectionExpression: ['signature', ...POINTER_ATTRIBUTES].map((name) => e.n(name)).join(', '),
-          ...e.params(),
-        }),
-      ),
-    );
-    return output.Item;
   }
 }
