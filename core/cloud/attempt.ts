@@ -6,7 +6,7 @@
  * happens next (release, retry, dead-letter, restart) is up to the caller.
  */
 import { monotonicFactory } from 'ulid';
-import { CancelledError, LeaseLostError, ResultTooLargeError, TaskTimeoutError } from '../errors.js';
+import { CancelledError, LeaseLostError, ResultTooLargeError, TaskProcessError, TaskTimeoutError } from '../errors.js';
 import { failure, runHandler, type AttemptOutcome, type Executor } from '../engine/executor.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { ErrorInfo, JobType, LogLevel, ObjectStore, Progress, RunRecord, RunStatus, TaskDefinition } from '../types.js';
@@ -131,6 +131,12 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
   if (request.renewEveryMs !== undefined) {
     timers.push(setInterval(() => void renew(), request.renewEveryMs));
   }
+  // The watchdog, as locally: renewals on a timer keep a hung handler's lease alive, so a task
+  // that says how often it heartbeats is stopped when it stops doing so.
+  const watchdogMs = request.definition.heartbeatTimeoutMs;
+  const watchdog =
+    watchdogMs === undefined ? undefined : setTimeout(() => abort(new TaskProcessError(`no heartbeat for ${watchdogMs} ms; the task is considered hung and is stopped`)), watchdogMs);
+  if (watchdog) timers.push(watchdog);
   const onExternalAbort = () => abort(request.signal?.reason instanceof Error ? request.signal.reason : new CancelledError('stopped'));
   if (request.signal?.aborted) onExternalAbort();
   request.signal?.addEventListener('abort', onExternalAbort, { once: true });
@@ -162,6 +168,7 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
         if (message !== undefined) progress.message = message;
       },
       heartbeat() {
+        watchdog?.refresh();
         // At most one renewal per tenth of the lease: handlers may call heartbeat() in tight loops.
         if (now() - lastRenewal >= request.leaseTtlMs / 10) void renew();
       },

@@ -45,6 +45,18 @@ describe('conductors', () => {
     expect(entries.every((entry) => entry.owner === a.owner || entry.owner === b.owner)).toBe(true);
   });
 
+  it('stops a task that stops heartbeating for its heartbeatTimeoutMs, though its lease is renewed on a timer', async () => {
+    await stack.seedInstances([{ id: 'hung', job: 'literal', params: { specs: [{ task: 'hangs', input: {} }] }, schedule: '1h' }]);
+    await stack.scheduler(jobs).scheduler.tick();
+    const c = conductor();
+    c.start();
+
+    const run = await pollFor(async () => stack.store.lastRun({ instanceId: 'hung', task: 'hangs', status: 'failed' }), 10_000, 'the hung task to be stopped');
+
+    expect(run.error?.message).toContain('no heartbeat for 500 ms');
+    expect(c.runningSignatures()).toEqual([]);
+  });
+
   it('stops a task when the scheduler asks, records it cancelled and takes it off the board', async () => {
     await stack.seedInstances([{ id: 'ending', job: 'literal', params: { specs: [{ task: 'forever', input: {} }] }, schedule: '1s' }]);
     const { scheduler } = stack.scheduler(jobs, { UJR_TICK_MS: '1000' });
