@@ -61,12 +61,14 @@ export class FollowUpRequests {
  */
 export function withEndedRuns(board: Pick<Store, 'lastRun' | 'getRun' | 'getState' | 'setState'>, instanceId: string, ended: readonly EndedRun[]): PlanStore {
   return {
-    getState: (instanceId, key) => board.getState(instanceId, key),
-    setState: (instanceId, key, value) => board.setState(instanceId, key, value),
+    getState: (id, key) => board.getState(id, key),
+    setState: (id, key, value) => board.setState(id, key, value),
     async lastRun(query) {
       const found = await board.lastRun(query);
+      const statuses = query.status === undefined ? undefined : [query.status].flat();
       const candidates = ended
         .filter((run) => (query.instanceId ?? instanceId) === instanceId && (query.signature ?? run.signature) === run.signature && (query.task ?? run.task) === run.task)
+        .filter((run) => statuses === undefined || statuses.includes(run.status))
         .filter((run) => !found || (run.runId !== found.id && run.endedAt >= runRecency(found)))
         .sort((a, b) => b.endedAt - a.endedAt);
       for (const candidate of candidates) {

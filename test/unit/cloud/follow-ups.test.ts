@@ -43,9 +43,14 @@ describe('the history of a follow-up plan', () => {
     const store = new MemoryStore();
     const failed = makeRun('r3', { status: 'failed', endedAt: T0 + 30 });
     await seed(store, { runs: [makeRun('r1', { status: 'succeeded', endedAt: T0 + 10 }), failed] });
-    const history = withEndedRuns(lagging(store, new Set(['r3'])), 'collector-a', [{ runId: 'r3', signature: failed.signature, task: 'fetch', status: 'failed', endedAt: T0 + 30 }]);
+    const index = lagging(store, new Set(['r3']));
+    let reads = 0;
+    const getRun = index.getRun.bind(index);
+    index.getRun = (id) => ((reads += 1), getRun(id));
+    const history = withEndedRuns(index, 'collector-a', [{ runId: 'r3', signature: failed.signature, task: 'fetch', status: 'failed', endedAt: T0 + 30 }]);
 
     expect((await history.lastRun({ signature: failed.signature, status: 'succeeded' }))?.id).toBe('r1');
+    expect(reads).toBe(0);
     expect((await history.lastRun({ instanceId: 'other', task: 'fetch' }))).toBeUndefined();
     expect((await history.lastRun({ signature: failed.signature }))?.id).toBe('r3');
   });
