@@ -33,6 +33,7 @@ import jobs, {
   STUCK_TIMEOUT_MS,
   type TaskStart,
 } from '../fixtures/continuous/jobs.js';
+import { isAlive } from '../helpers/processes.js';
 import { instance, until, waitFor } from '../helpers/runner.js';
 
 const JOBS_MODULE = fileURLToPath(new URL('../fixtures/continuous/jobs.ts', import.meta.url));
@@ -92,16 +93,6 @@ function readIfExists(path: string): string | undefined {
     return readFileSync(path, 'utf8');
   } catch {
     return undefined;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    if (error instanceof Error && 'code' in error && error.code === 'ESRCH') return false;
-    throw error;
   }
 }
 

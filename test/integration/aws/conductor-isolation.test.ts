@@ -13,7 +13,7 @@ import type { BoardEntry } from '../../../core/cloud/board.js';
 import type { ObjectStore } from '../../../core/types.js';
 import jobs from '../../fixtures/aws/isolation-jobs.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
-import { ProcessPool } from '../../helpers/processes.js';
+import { isAlive, ProcessPool } from '../../helpers/processes.js';
 import { pollFor } from '../../helpers/runner.js';
 
 const CONTAINER = fileURLToPath(new URL('../../fixtures/aws/isolation-container.ts', import.meta.url));
@@ -61,15 +61,6 @@ async function startedBy(stack: LocalAwsStack, owner: string, tasks: string[]): 
 async function pidOf(objects: ObjectStore, instanceId: string, task: string): Promise<number> {
   const text = await pollFor(() => objects.getText(`pids/${instanceId}/${task}`), 30_000, `the pid of ${task}`);
   return Number(text);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 interface Observation {
@@ -146,7 +137,7 @@ describe('a conductor container', () => {
     expect((await rival.proc.exited).code).toBe(0);
     proc.signal('SIGTERM');
     expect((await proc.exited).code).toBe(0);
-    expect(pids.filter(alive)).toEqual([]);
+    expect(pids.filter(isAlive)).toEqual([]);
     const ended = await stack.store.listRuns({ instanceId: 'pair' });
     expect(ended.map((run) => run.status)).toEqual(['interrupted', 'interrupted']);
     expect((await stack.store.listRoute('conductor')).map((entry) => entry.owner)).toEqual([expect.stringMatching(/^conductor:/), expect.stringMatching(/^conductor:/)]);
@@ -170,7 +161,7 @@ describe('a conductor container', () => {
     // Assess
     expect(exit.code, exit.stderr).toBe(0);
     expect(Date.now() - stoppedAt).toBeLessThan(GRACE_MS + 10_000);
-    expect(alive(pid)).toBe(false);
+    expect(isAlive(pid)).toBe(false);
     const [run] = await stack.store.listRuns({ instanceId: 'stuck' });
     expect(run).toMatchObject({ status: 'interrupted', error: { name: 'ShutdownError' } });
     const [entry] = await stack.store.listRoute('conductor');

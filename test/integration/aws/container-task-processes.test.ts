@@ -18,6 +18,7 @@ import { ROOT } from '../../../core/package-root.js';
 import jobs from '../../fixtures/aws/isolation-jobs.js';
 import { UjrProcess } from '../../fixtures/cli/sandbox.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
+import { isAlive } from '../../helpers/processes.js';
 import { pollFor } from '../../helpers/runner.js';
 
 const LEASE_TTL_MS = 1_500;
@@ -57,15 +58,6 @@ function startContainer(env: Record<string, string>): UjrProcess {
   return proc;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe('the container bundle as a conductor', () => {
   it('runs each continuous task in a process of its own, started from the bundle, and leaves none behind', async () => {
     // Prepare
@@ -101,7 +93,7 @@ describe('the container bundle as a conductor', () => {
     expect(entries.find((entry) => entry.task === 'steady')?.progress?.current).toBeGreaterThan(10);
     expect(new Set([proc.pid, ...pids]).size).toBe(3);
     expect(exit.code, proc.describe()).toBe(0);
-    expect(pids.filter(alive)).toEqual([]);
+    expect(pids.filter(isAlive)).toEqual([]);
     const runs = await stack.store.listRuns({ instanceId: 'bundled' });
     expect(runs.map((run) => run.status)).toEqual(['interrupted', 'interrupted']);
   }, 90_000);
