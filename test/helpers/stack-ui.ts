@@ -23,6 +23,7 @@ import { stackTarget, type Target } from '../../core/cli/targets.js';
 import { secretsResolver } from '../../core/cloud/secrets.js';
 import jobs from '../fixtures/aws/jobs.js';
 import { LocalAwsStack } from './aws-stack.js';
+import { answerInvoke, type InvokeInput } from './lambda-invoke.js';
 import { SqsEventSource } from './sqs-event-source.js';
 import { EMULATOR_CREDENTIALS, EMULATOR_REGION } from '../servers/emulators.js';
 
@@ -113,18 +114,7 @@ export class StackUiFixture {
   /** An Invoke of the scheduler function runs the real handler in-process and answers as Lambda does. */
   private playSchedulerFunction(): void {
     const handler = makeSchedulerHandler(this.stack.scheduler(jobs, {}, { resolveParams }));
-    this.lambdaMock.on(InvokeCommand).callsFake(async (input: { FunctionName?: string; Payload?: Uint8Array }) => {
-      if (input.FunctionName !== SCHEDULER_FUNCTION) throw Object.assign(new Error(`Function not found: ${input.FunctionName}`), { name: 'ResourceNotFoundException' });
-      const event = JSON.parse(new TextDecoder().decode(input.Payload)) as unknown;
-      this.invocations.push(event);
-      try {
-        const report = await handler(event);
-        return { StatusCode: 200, Payload: new TextEncoder().encode(JSON.stringify(report)) };
-      } catch (error) {
-        const payload = { errorType: (error as Error).name, errorMessage: (error as Error).message, trace: [] };
-        return { StatusCode: 200, FunctionError: 'Unhandled', Payload: new TextEncoder().encode(JSON.stringify(payload)) };
-      }
-    });
+    this.lambdaMock.on(InvokeCommand).callsFake((input: InvokeInput) => answerInvoke(SCHEDULER_FUNCTION, handler, input, (event) => this.invocations.push(event)));
   }
 
   private async queueArn(url: string): Promise<string> {

@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { startUiServer, type UiServer } from '../../core/ui/server.js';
 import { MASK } from '../../core/ui/status.js';
 import { UiSandbox } from '../fixtures/ui/sandbox.js';
+import { uiClient } from '../helpers/ui-client.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const HOUR = 3_600_000;
@@ -62,22 +63,7 @@ async function start(options: { token?: string; host?: string; eventIntervalMs?:
   return server;
 }
 
-function api(path: string, init?: RequestInit): Promise<Response> {
-  if (!server) throw new Error('start the server first');
-  return fetch(new URL(path, `http://127.0.0.1:${server.port}`), init);
-}
-
-async function json<T>(res: Response, schema: z.ZodType<T>): Promise<T> {
-  return schema.parse(await res.json());
-}
-
-/** The CSRF token the page embeds. */
-async function csrfToken(): Promise<string> {
-  const html = await (await api('/')).text();
-  const token = /name="ujr-csrf" content="([^"]+)"/.exec(html)?.[1];
-  if (!token) throw new Error('no CSRF token in the page');
-  return token;
-}
+const { api, json, csrfToken } = uiClient(() => server);
 
 async function postAction(path: string, headers: Record<string, string>, body = '{}'): Promise<Response> {
   return api(path, { method: 'POST', headers, body });

@@ -31,6 +31,7 @@ import jobs from '../../fixtures/aws/jobs.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
 import { SqsEventSource } from '../../helpers/sqs-event-source.js';
 import { until } from '../../helpers/runner.js';
+import { answerInvoke, payloadOf, type InvokeInput } from '../../helpers/lambda-invoke.js';
 import { EMULATOR_CREDENTIALS, EMULATOR_REGION } from '../../servers/emulators.js';
 
 const STACK = 'ujr-test';
@@ -158,12 +159,6 @@ function workerSource(): SqsEventSource {
 }
 
 /** The JSON of an Invoke payload. */
-function payloadOf(payload: unknown): unknown {
-  if (typeof payload === 'string') return JSON.parse(payload) as unknown;
-  if (payload instanceof Uint8Array) return JSON.parse(new TextDecoder().decode(payload)) as unknown;
-  throw new Error(`the CLI sent a payload that is neither text nor bytes: ${String(payload)}`);
-}
-
 /** Secrets resolved from a map, so no test reaches SSM. */
 const resolveParams = secretsResolver({ get: (ref) => (ref.id === '/ujr/token' ? Promise.resolve('t0ken') : Promise.reject(new Error(`no parameter ${ref.id}`))) });
 
@@ -177,16 +172,9 @@ function playSchedulerFunction(): { events: unknown[]; invoked: () => Promise<vo
   const events: unknown[] = [];
   let signal: () => void = () => undefined;
   let next = new Promise<void>((resolve) => (signal = resolve));
-  lambdaMock.on(InvokeCommand).callsFake(async (input: { FunctionName?: string; Payload?: Uint8Array }) => {
-    if (input.FunctionName !== SCHEDULER_FUNCTION) throw Object.assign(new Error(`Function not found: ${input.FunctionName}`), { name: 'ResourceNotFoundException' });
-    const event = payloadOf(input.Payload);
-    events.push(event);
+  lambdaMock.on(InvokeCommand).callsFake(async (input: InvokeInput) => {
     try {
-      const report = await handler(event);
-      return { StatusCode: 200, Payload: new TextEncoder().encode(JSON.stringify(report)) };
-    } catch (error) {
-      const payload = { errorType: (error as Error).name, errorMessage: (error as Error).message, trace: [] };
-      return { StatusCode: 200, FunctionError: 'Unhandled', Payload: new TextEncoder().encode(JSON.stringify(payload)) };
+      return await answerInvoke(SCHEDULER_FUNCTION, handler, input, (event) => events.push(event));
     } finally {
       signal();
       next = new Promise<void>((resolve) => (signal = resolve));

@@ -16,6 +16,7 @@ import { stackTarget, type Target } from '../../../core/cli/targets.js';
 import { startUiServer, type UiServer } from '../../../core/ui/server.js';
 import { stackStatusSource } from '../../../core/ui/stack-source.js';
 import { JOBS_MODULE, LOG_GROUPS, powertoolsLine, STACK, StackUiFixture } from '../../helpers/stack-ui.js';
+import { uiClient } from '../../helpers/ui-client.js';
 
 const errorSchema = z.object({ error: z.string() });
 const briefSchema = z.looseObject({ id: z.string(), task: z.string(), status: z.string() });
@@ -63,22 +64,7 @@ async function start(options: { token?: string; host?: string } = {}): Promise<U
   return server;
 }
 
-function api(path: string, init?: RequestInit): Promise<Response> {
-  if (!server) throw new Error('start the server first');
-  return fetch(new URL(path, `http://127.0.0.1:${server.port}`), init);
-}
-
-async function json<T>(res: Response, schema: z.ZodType<T>): Promise<T> {
-  return schema.parse(await res.json());
-}
-
-/** The CSRF token the page embeds. */
-async function csrfToken(): Promise<string> {
-  const html = await (await api('/')).text();
-  const token = /name="ujr-csrf" content="([^"]+)"/.exec(html)?.[1];
-  if (!token) throw new Error('no CSRF token in the page');
-  return token;
-}
+const { api, json, csrfToken } = uiClient(() => server);
 
 async function post(path: string, body: unknown = {}): Promise<Response> {
   return api(path, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-UJR-CSRF': await csrfToken() }, body: JSON.stringify(body) });
