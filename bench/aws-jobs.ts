@@ -20,7 +20,8 @@ export const benchFanout = defineJob({
 });
 
 /**
- * A three-stage pipeline for the follow-up benchmark: each of `items` goes through stages a, b
+ * A three-stage pipeline for the follow-up benchmark (and test/integration/aws/follow-ups.test.ts):
+ * each of `items` goes through stages a, b
  * and c, a stage returned once the one before it succeeded (read from the run history), as a
  * research pipeline's collect → process → archive does.
  */

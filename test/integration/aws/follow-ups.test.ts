@@ -7,6 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { makeSchedulerHandler, makeWorkerHandler } from '../../../core/adapters/aws/handlers.js';
+import { benchStages } from '../../../bench/aws-jobs.js';
 import { defineJob } from '../../../core/define.js';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { runLongTask } from '../../../core/cloud/long-task.js';
@@ -28,28 +29,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await Promise.all(sources.splice(0).map((source) => source.stop()));
   await stack.destroy();
-});
-
-/** Each item goes through stages a, b and c; a stage is returned once the one before it succeeded. */
-const stages = defineJob({
-  name: 'stages',
-  params: z.object({ items: z.number().int().positive() }),
-  async getRunnableTasks(ctx) {
-    const tasks: { task: 'a' | 'b' | 'c'; input: { i: number } }[] = [];
-    for (let i = 0; i < ctx.params.items; i += 1) {
-      for (const task of ['a', 'b', 'c'] as const) {
-        if (await ctx.history.lastSuccess({ task, input: { i } })) continue;
-        tasks.push({ task, input: { i } });
-        break;
-      }
-    }
-    return tasks;
-  },
-  tasks: {
-    a: { input: z.object({ i: z.number() }), run: () => ({ at: Date.now() }) },
-    b: { input: z.object({ i: z.number() }), run: () => ({ at: Date.now() }) },
-    c: { input: z.object({ i: z.number() }), run: () => ({ at: Date.now() }) },
-  },
 });
 
 /** Returns the same task on every plan (a periodic task), and counts its plans. */
@@ -86,7 +65,7 @@ const ending = defineJob({
   },
 });
 
-const jobs: JobType[] = [stages, periodic, ending];
+const jobs: JobType[] = [benchStages, periodic, ending];
 
 /** The follow-up requests waiting in the plan queue. */
 async function planQueueMessages(): Promise<FollowUpMessage[]> {
@@ -111,7 +90,7 @@ function followUp(instanceId: string, at = Date.now()): FollowUpMessage {
 describe('follow-up plans on AWS', () => {
   it('takes a three-stage pipeline from stage to stage without another tick', async () => {
     // Prepare
-    await stack.seedInstances([{ id: 'pipeline', job: 'stages', params: { items: 3 }, schedule: '1h' }]);
+    await stack.seedInstances([{ id: 'pipeline', job: 'bench-stages', params: { items: 3 }, schedule: '1h' }]);
     const { scheduler, workerSource, planSource } = startWorkerAndPlanner();
 
     // Act: one tick posts stage a; the rest follows from the tasks' endings.
@@ -197,7 +176,7 @@ describe('follow-up plans on AWS', () => {
 
   it('posts each signature once when a tick and follow-ups plan an instance at the same time', async () => {
     // Prepare
-    await stack.seedInstances([{ id: 'race', job: 'stages', params: { items: 20 }, schedule: '1m' }]);
+    await stack.seedInstances([{ id: 'race', job: 'bench-stages', params: { items: 20 }, schedule: '1m' }]);
     const { scheduler } = stack.scheduler(jobs);
     const other = stack.scheduler(jobs).scheduler;
 
