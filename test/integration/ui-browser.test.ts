@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openPage } from '../helpers/browser.js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DirectoryObjectStore } from '../../core/adapters/fs/objects.js';
 import { readInstancesFile } from '../../core/config.js';
@@ -36,13 +36,7 @@ afterAll(async () => {
 beforeEach(async () => {
   sandbox = new UiSandbox();
   server = await startUiServer({ store: sandbox.store, paths: sandbox.paths, eventIntervalMs: 200 });
-  context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  page = await context.newPage();
-  pageErrors.length = 0;
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error') pageErrors.push(message.text());
-  });
+  ({ context, page } = await openPage(browser, pageErrors));
 });
 
 afterEach(async () => {

@@ -7,7 +7,7 @@
  * fails, naming what to install.
  */
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { launchChromium } from '../../helpers/browser.js';
+import { launchChromium, openPage } from '../../helpers/browser.js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Target } from '../../../core/cli/targets.js';
 import { startUiServer, type UiServer } from '../../../core/ui/server.js';
@@ -43,13 +43,7 @@ beforeEach(async () => {
   const opened = await fixture.openTarget();
   target = opened.target;
   server = await startUiServer({ source: stackStatusSource(opened.aws, opened.target), eventIntervalMs: 200 });
-  context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  page = await context.newPage();
-  pageErrors.length = 0;
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error') pageErrors.push(message.text());
-  });
+  ({ context, page } = await openPage(browser, pageErrors));
 });
 
 afterEach(async () => {
