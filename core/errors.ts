@@ -38,8 +38,9 @@ export class TaskTimeoutError extends UjrError {
 
 /** The runner is shutting down; the run is recorded `interrupted` and planned again next start. */
 export class ShutdownError extends UjrError {
-  constructor() {
-    super('the runner is shutting down; the task will be planned again on the next start');
+  /** @param signal The signal that stopped the runner (`SIGINT` for Ctrl-C), when one did; the message names it. */
+  constructor(readonly signal?: string) {
+    super(`${signal === undefined ? '' : `interrupted by ${signal}: `}the runner is shutting down; the task will be planned again on the next start`);
   }
 }
 
@@ -97,6 +98,19 @@ export function toErrorInfo(error: unknown): ErrorInfo {
     return info;
   }
   return { name: 'Error', message: typeof error === 'string' ? error : safeString(error) };
+}
+
+/**
+ * `error` with `cause` appended to its stack as `Caused by: <cause's stack>` (how Java and many
+ * loggers print a chain; `ErrorInfo` is plain data and has no `cause` field). Name and message stay
+ * `error`'s, so the stack's first line names the same error as the record. A cause that is `error`
+ * itself (a handler that rethrew its abort reason, possibly rebuilt in a child process) is not repeated.
+ */
+export function withCause(error: ErrorInfo, cause: ErrorInfo): ErrorInfo {
+  if (cause.name === error.name && cause.message === error.message) return { ...error };
+  const header = `${error.name}: ${error.message}`;
+  const causeText = cause.stack ?? `${cause.name}: ${cause.message}`;
+  return { ...error, stack: `${error.stack ?? header}\nCaused by: ${causeText}` };
 }
 
 function safeString(value: unknown): string {

@@ -4,7 +4,7 @@
  * dispatch queue, lease keeper, attempt lifecycle) share these records; the rules that turn an
  * outcome into a status are pure and tested alone.
  */
-import { CancelledError, LeaseLostError, ResultTooLargeError, ShutdownError, isRetryable, toErrorInfo } from '../errors.js';
+import { CancelledError, LeaseLostError, ResultTooLargeError, ShutdownError, isRetryable, toErrorInfo, withCause } from '../errors.js';
 import { parseSchedule, type Schedule } from '../schedule.js';
 import type { TimerHandle } from '../ports/timers.js';
 import type { InstanceStatus, LeaseRef, Trigger } from '../ports/store.js';
@@ -111,8 +111,9 @@ export interface EndingContext {
 /**
  * The final status of an attempt whose handler ran: a stale holder's result does not count, a
  * continuous task that returned because it was asked to stop did not finish, the runner's reason
- * for stopping an attempt is its error (with the handler's stack), and a retryable failure with
- * attempts left is retried.
+ * for stopping an attempt is its error (name, message and its own stack, with what the handler
+ * threw or how its process ended appended as `Caused by:`), and a retryable failure with attempts
+ * left is retried.
  */
 export function endingOf(outcome: AttemptOutcome, context: EndingContext): Ending {
   const reason = context.abortReason;
@@ -126,7 +127,9 @@ export function endingOf(outcome: AttemptOutcome, context: EndingContext): Endin
     }
     return { status: 'succeeded', ...result, retry: false };
   }
-  const error = reason ? { ...toErrorInfo(reason), ...(outcome.error.stack ? { stack: outcome.error.stack } : {}) } : outcome.error;
+  // One error, named alike everywhere: the runner's reason with its own stack, and what the handler
+  // threw as it stopped (or how its process ended) kept as its cause.
+  const error = reason ? withCause(toErrorInfo(reason), outcome.error) : outcome.error;
   if (reason instanceof ShutdownError) return { status: 'interrupted', error, retry: false };
   if (reason instanceof CancelledError) return { status: 'cancelled', error, retry: false };
   if (outcome.skip && !reason) return { status: 'skipped', error, retry: false };

@@ -75,15 +75,40 @@ describe('endingOf', () => {
     expect(aborted.retry).toBe(false);
   });
 
-  it('records a failure during shutdown as interrupted, naming the shutdown but keeping the handler’s stack', () => {
+  it('records a failure during shutdown as interrupted by one error: the shutdown with its own stack, what the handler threw as its cause', () => {
     const thrown = new Error('socket closed');
-    const reason = new ShutdownError();
+    const reason = new ShutdownError('SIGINT');
 
     const ending = endingOf(failure(thrown), context({ abortReason: reason }));
 
     expect(ending.status).toBe('interrupted');
-    expect(ending.error).toStrictEqual({ name: 'ShutdownError', message: reason.message, stack: thrown.stack });
+    expect(ending.error).toStrictEqual({
+      name: 'ShutdownError',
+      message: 'interrupted by SIGINT: the runner is shutting down; the task will be planned again on the next start',
+      stack: `${reason.stack}\nCaused by: ${thrown.stack}`,
+    });
+    expect(ending.error?.stack?.split('\n')[0]).toBe(`ShutdownError: ${reason.message}`);
     expect(ending.retry).toBe(false);
+  });
+
+  it('records how a task process ended (killed by a signal) as the cause of the runner’s reason, not as the error', () => {
+    const processEnd = failure(Object.assign(new Error('the task process was killed by SIGKILL before the task finished'), { name: 'TaskProcessError' }));
+    const reason = new TaskTimeoutError(100);
+
+    const ending = endingOf(processEnd, context({ abortReason: reason }));
+
+    expect(ending.error).toMatchObject({ name: 'TaskTimeoutError', message: reason.message });
+    expect(ending.error?.stack).toMatch(/^TaskTimeoutError: task timed out after 100 ms/);
+    expect(ending.error?.stack).toContain('\nCaused by: TaskProcessError: the task process was killed by SIGKILL');
+  });
+
+  it('does not repeat the runner’s reason as its own cause when the handler rethrew it (here rebuilt in a child process, without a stack)', () => {
+    const reason = new ShutdownError();
+    const rethrown = { ok: false as const, error: { name: 'ShutdownError', message: reason.message }, retryable: true, skip: false };
+
+    const ending = endingOf(rethrown, context({ abortReason: reason }));
+
+    expect(ending.error).toStrictEqual({ name: 'ShutdownError', message: reason.message, stack: reason.stack });
   });
 
   it('records a failure after a cancel as cancelled', () => {
