@@ -230,7 +230,7 @@ export class AttemptLifecycle {
     const { planned, run } = attempt;
     const delay = backoffDelay(planned.retry, run.attempt, () => this.host.random());
     this.host.counters.retried += 1;
-    this.appendLog(attempt, 'warn', `attempt ${run.attempt} of ${run.maxAttempts} failed: ${run.error?.message ?? ''}; retrying in ${delay} ms as run ${nextRunId}`);
+    this.appendLog(attempt, 'warn', `attempt ${run.attempt} of ${run.maxAttempts} failed: ${describeError(run.error)}; retrying in ${delay} ms as run ${nextRunId}`);
     this.backOff(attempt, 'retry', delay, () => {
       this.host.dispatch.enqueue(attempt);
       this.host.dispatch.pump();
@@ -248,7 +248,7 @@ export class AttemptLifecycle {
     attempt.restarts = healthy ? 1 : attempt.restarts + 1;
     const delay = backoffDelay(this.host.continuousRestart, attempt.restarts, () => this.host.random());
     this.host.log.warn(
-      `continuous task "${planned.task}" of "${instance.config.id}" stopped (${run.error?.message ?? 'failed'}); restarting in ${delay} ms if its job still returns it`,
+      `continuous task "${planned.task}" of "${instance.config.id}" stopped (${describeError(run.error)}); restarting in ${delay} ms if its job still returns it`,
     );
     attempt.wanted = false;
     this.backOff(attempt, 'restart', delay, () => {
@@ -437,4 +437,9 @@ export class AttemptLifecycle {
     attempt.watchdog?.cancel();
     delete attempt.watchdog;
   }
+}
+
+/** A run's error as log lines name it: `Name: message`, the first line of its stack. */
+function describeError(error: ErrorInfo | undefined): string {
+  return error === undefined ? 'failed' : `${error.name}: ${error.message}`;
 }

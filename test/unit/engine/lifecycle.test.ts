@@ -305,7 +305,7 @@ describe('attempt lifecycle', () => {
     expect([failed.status, failed.error?.message, failed.nextRunId]).toEqual(['failed', 'HTTP 503 from the API', 'run-2']);
     const next = await h.runOf('run-2');
     expect([next.status, next.attempt, next.previousRunId, next.origin, next.fencingToken]).toEqual(['retrying', 2, 'run-1', 'retry', token]);
-    expect(await h.logsOf('run-1')).toEqual(['warn attempt 1 of 3 failed: HTTP 503 from the API; retrying in 900 ms as run run-2']);
+    expect(await h.logsOf('run-1')).toEqual(['warn attempt 1 of 3 failed: Error: HTTP 503 from the API; retrying in 900 ms as run run-2']);
     expect(await h.store.getLease(planned.signature)).toMatchObject({ owner: OWNER, token });
     expect(h.held.get(planned.signature)).toBe(attempt);
     expect([h.counters.retried, h.counters.backoff, h.counters.failed]).toEqual([1, 1, 0]);
