@@ -2,7 +2,9 @@
  * The child's side of a task process (the parent's is ProcessExecutor): waits for the `start`
  * message, runs that one attempt's handler, relays logs, progress, heartbeats, checkpoints and
  * fences to the parent over IPC, and exits. If the parent goes away, the task is aborted and the
- * process exits on its own. Where the job types and the object store come from is the entry's
+ * process exits on its own. SIGINT and SIGTERM do not kill it: they reach the whole process group
+ * (Ctrl-C in a terminal, `timeout`, a service manager), the runner got them too and stops its tasks
+ * itself, so that a stopped run records the runner's reason and a task gets to clean up. Where the job types and the object store come from is the entry's
  * business: the local task host loads the jobs module the runner names (./task-host.ts), the AWS
  * container has its job types bundled in and its object store in S3 (containers/task-host.ts).
  */
@@ -13,6 +15,8 @@ import { toChildSchema, type FromChild, type StartMessage } from './protocol.js'
 
 const ORPHAN_GRACE_MS = 5_000;
 const EXIT_GRACE_MS = 1_000;
+/** How long a signalled task process waits for its runner's abort before it stops on its own. */
+const SIGNAL_GRACE_MS = 5_000;
 
 /** What a task process runs its attempt with. */
 export interface HostedJobs {
@@ -119,9 +123,28 @@ export function hostAttempt(load: (start: StartMessage) => Promise<HostedJobs>):
     }
   });
 
-  process.on('disconnect', () => {
+  /** Aborts the task for `reason` and exits after a grace period if it does not end. */
+  const stopOnOwn = (reason: Error): void => {
     if (controller.signal.aborted) return;
-    controller.abort(new TaskProcessError('the runner went away'));
+    controller.abort(reason);
     setTimeout(() => process.exit(1), ORPHAN_GRACE_MS).unref();
-  });
+  };
+
+  process.on('disconnect', () => stopOnOwn(new TaskProcessError('the runner went away')));
+
+  // A signal to the whole process group reaches the runner as well, which aborts this task with its
+  // own reason (ShutdownError) and kills it after its grace period: dying at once would lose what the
+  // task does when aborted (a collector's last flush) and record "killed by SIGINT" as the run's end.
+  // A signal sent to this process alone gets no abort from the runner: then it stops on its own.
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled) return;
+    signalled = true;
+    setTimeout(
+      () => stopOnOwn(new TaskProcessError(`the task process received ${signal} and its runner did not stop it within ${SIGNAL_GRACE_MS} ms`)),
+      SIGNAL_GRACE_MS,
+    ).unref();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 }
