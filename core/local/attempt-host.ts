@@ -42,6 +42,8 @@ export function hostAttempt(load: (start: StartMessage) => Promise<HostedJobs>):
   const pendingReplies = new Map<number, { resolve(): void; reject(error: Error): void }>();
   let requestSeq = 0;
   let started = false;
+  /** Why this process stopped its task on its own (its runner went away, or never answered a signal). */
+  let ownReason: Error | undefined;
 
   const send = (message: FromChild): Promise<void> =>
     new Promise((resolve) => {
@@ -92,6 +94,8 @@ export function hostAttempt(load: (start: StartMessage) => Promise<HostedJobs>):
     } catch (error) {
       outcome = failure(error);
     }
+    // Stopped by this process, not by its runner: the task did not finish, even if it returned.
+    if (ownReason && outcome.ok) outcome = failure(ownReason);
     await send({ type: 'done', outcome });
     process.disconnect();
     // Handles the task left open (sockets, timers) must not keep a finished task's process alive.
@@ -126,6 +130,7 @@ export function hostAttempt(load: (start: StartMessage) => Promise<HostedJobs>):
   /** Aborts the task for `reason` and exits after a grace period if it does not end. */
   const stopOnOwn = (reason: Error): void => {
     if (controller.signal.aborted) return;
+    ownReason = reason;
     controller.abort(reason);
     setTimeout(() => process.exit(1), ORPHAN_GRACE_MS).unref();
   };

@@ -8,7 +8,7 @@
  * foreground job, and the test signals the group.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -185,6 +185,63 @@ describe('SIGINT to the process group while an isolated task ignores its abort',
     expect(logs).toContain(`${error.name}: ${error.message}`);
   }, 60_000);
 });
+
+describe('SIGTERM to a task process alone', () => {
+  it('stops the task after its runner did not: the run fails naming the signal (a returned collector did not succeed) and the task is restarted', async () => {
+    // Prepare
+    await writeFile(
+      instancesFile(),
+      JSON.stringify({ instances: [{ id: 'metrics', job: 'collector', params: { intervalMs: 100, rolloverMs: 3_600_000, flushMs: 300 } }] }),
+    );
+    const runner = startRunner(EXAMPLE_JOBS);
+    const running = await pollFor(
+      async () => (await runsOf('metrics')).find((run) => run.status === 'running' && (run.progress?.current ?? 0) >= 1),
+      START_MS,
+      'the collector to flush',
+      100,
+    );
+    const [taskPid] = await childrenOf(runner.pid, 'task-host');
+    expect(taskPid).toBeDefined();
+
+    // Act
+    const signalledAt = Date.now();
+    process.kill(taskPid ?? 0, 'SIGTERM');
+
+    // Assess: nothing happens for the grace period, then the task stops, is recorded failed and restarts.
+    const ended = await pollFor(
+      async () => (await runsOf('metrics')).find((run) => run.id === running.id && run.status !== 'running'),
+      20_000,
+      'the signalled run to end',
+      100,
+    );
+    expect(ended.status).toBe('failed');
+    const error = expectOneError(ended);
+    expect(error).toMatchObject({ name: 'TaskProcessError', message: expect.stringContaining('received SIGTERM') as unknown });
+    // The task process waited 5 s for its runner's abort first (a group signal would have brought one).
+    expect(ended.endedAt ?? 0).toBeGreaterThanOrEqual(signalledAt + 4_500);
+    await pollFor(
+      async () => (await runsOf('metrics')).find((run) => run.id !== running.id && run.status === 'running'),
+      30_000,
+      'the collector to be restarted',
+      100,
+    );
+    expect(isAlive(taskPid ?? 0)).toBe(false);
+    expect((await interrupt(runner, 'SIGINT')).code, runner.output()).toBe(0);
+  }, 60_000);
+});
+
+/** Pids of the child processes of `pid` whose command line contains `needle` (Linux /proc). */
+async function childrenOf(pid: number, needle: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const [stat, cmdline] = await Promise.all([readFile(`/proc/${entry}/stat`, 'utf8'), readFile(`/proc/${entry}/cmdline`, 'utf8')]).catch(() => ['', '']);
+    // The fields after the command name (which may hold spaces) are: state, ppid, ...
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid === pid && cmdline.includes(needle)) found.push(Number(entry));
+  }
+  return found;
+}
 
 async function fileExists(path: string): Promise<boolean> {
   return readFile(path).then(
