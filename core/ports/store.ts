@@ -145,6 +145,20 @@ export interface RunQuery {
   since?: number;
   /** queuedAt < until */
   until?: number;
+  /**
+   * A page's cursor (the runs explorer): only runs after this one in listRuns' order (newest
+   * first by queuedAt, then id), i.e. `queuedAt < before.queuedAt`, or `queuedAt ===
+   * before.queuedAt && id < before.id` (ids compared as strings, by UTF-16 code units). Pass the
+   * last run of a page to get the next page: no run is lost or repeated when runs share a
+   * queuedAt. listRuns only; lastRun does not take it.
+   */
+  before?: { queuedAt: number; id: string };
+  /**
+   * Only runs whose input, as stored (compact `JSON.stringify` of the input), contains this text:
+   * a case-sensitive substring match (`"gamma"` finds `{"name":"gamma-1"}`, and `"name":"g` too).
+   * Not indexed: adapters filter the runs the other fields select. listRuns only.
+   */
+  inputContains?: string;
   /** Newest first. Default 100. */
   limit?: number;
 }
@@ -179,7 +193,7 @@ export interface Store {
   /** Newest first by queuedAt. */
   listRuns(query: RunQuery): Promise<RunRecord[]>;
   /** The newest run matching, by endedAt when it ended, else queuedAt. */
-  lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined>;
+  lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until' | 'before' | 'inputContains'>): Promise<RunRecord | undefined>;
   getLogs(runId: string, afterSeq?: number): Promise<LogLine[]>;
   getCheckpoint(signature: string): Promise<Checkpoint | undefined>;
 

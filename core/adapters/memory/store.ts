@@ -129,7 +129,13 @@ export class MemoryStore implements Store {
 
   listRuns(query: RunQuery): Promise<RunRecord[]> {
     const limit = query.limit ?? 100;
-    const matching = [...this.runs.values()].filter((run) => matchesRunQuery(run, query));
+    const { before, inputContains } = query;
+    const matching = [...this.runs.values()].filter(
+      (run) =>
+        matchesRunQuery(run, query) &&
+        (before === undefined || run.queuedAt < before.queuedAt || (run.queuedAt === before.queuedAt && run.id < before.id)) &&
+        (inputContains === undefined || JSON.stringify(run.input).includes(inputContains)),
+    );
     matching.sort((a, b) => b.queuedAt - a.queuedAt || (b.id < a.id ? -1 : 1));
     return Promise.resolve(matching.slice(0, limit).map(clone));
   }

@@ -449,6 +449,7 @@ export class SqliteStore implements Store {
   private readonly upsertRun: Stmt<RunParams>;
   private readonly updateRunProgress: Stmt<RunProgressParams>;
   private readonly selectRun: Stmt<[string], RunRow>;
+  private readonly selectInstanceTasks: Stmt<[{ instanceId: string }], { task: string }>;
   private readonly insertLog: Stmt<[string, number, number, string, string]>;
   private readonly selectLogs: Stmt<[string, number], LogRow>;
   private readonly upsertCheckpoint: Stmt<[string, string, string, number]>;
@@ -549,6 +550,14 @@ export class SqliteStore implements Store {
         AND max_attempts = ? AND origin = ? AND runner = ? AND fencing_token = ? AND queued_at = ? AND input = ?
         AND previous_run_id IS ? AND trigger_id IS ? AND status NOT IN (${TERMINAL_LIST})`);
     this.selectRun = db.prepare('SELECT * FROM runs WHERE id = ?');
+    // The distinct tasks of an instance's runs: one seek per task in runs_instance_task.
+    this.selectInstanceTasks = db.prepare(`
+      WITH RECURSIVE t(task) AS (
+        SELECT MIN(task) FROM runs WHERE instance_id = :instanceId
+        UNION ALL
+        SELECT (SELECT MIN(task) FROM runs WHERE instance_id = :instanceId AND task > t.task) FROM t WHERE t.task IS NOT NULL
+      )
+      SELECT task FROM t WHERE task IS NOT NULL`);
     this.insertLog = db.prepare(
       'INSERT OR REPLACE INTO logs (run_id, seq, at, level, message) VALUES (?, ?, ?, ?, ?)',
     );
@@ -737,8 +746,26 @@ export class SqliteStore implements Store {
     return this.exec('listing runs', () => {
       const limit = Math.floor(query.limit ?? 100);
       if (!(limit > 0)) return [];
+      if (query.instanceId !== undefined && query.task === undefined && query.signature === undefined) {
+        return this.instanceRuns({ ...query, instanceId: query.instanceId }, limit).map(rowToRun);
+      }
       return this.queryRuns(query, 'queued', limit).map(rowToRun);
     });
+  }
+
+  /**
+   * An instance's runs across its tasks, newest first. runs_instance_task is keyed (instance,
+   * task, queued_at, id), so one task's runs come in order from it and a query naming only the
+   * instance would sort all of the instance's runs; instead each task's first `limit` runs are
+   * read in index order (a job type has few tasks, found by a skip scan of the same index) and
+   * merged.
+   */
+  private instanceRuns(query: Omit<RunQuery, 'limit'> & { instanceId: string }, limit: number): RunRow[] {
+    const tasks = this.selectInstanceTasks.all({ instanceId: query.instanceId }).map((row) => row.task);
+    if (tasks.length <= 1) return this.queryRuns(tasks.length === 1 ? { ...query, task: tasks[0] } : query, 'queued', limit);
+    const rows = tasks.flatMap((task) => this.queryRuns({ ...query, task }, 'queued', limit));
+    rows.sort((a, b) => b.queued_at - a.queued_at || (b.id < a.id ? -1 : b.id > a.id ? 1 : 0));
+    return rows.slice(0, limit);
   }
 
   lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
@@ -1036,6 +1063,8 @@ export class SqliteStore implements Store {
       params.push(query.signature);
     }
     if (query.status !== undefined) {
+      const statuses: readonly RunStatus[] = Array.isArray(query.status) ? query.status : [query.status];
+      if (statuses.length > 0 && statuses.every((s) => LIVE_STATUSES.includes(s))) shape |= 1024;
       if (Array.isArray(query.status)) {
         shape |= 32;
         params.push(JSON.stringify(query.status));
@@ -1051,6 +1080,14 @@ export class SqliteStore implements Store {
     if (query.until !== undefined) {
       shape |= 128;
       params.push(query.until);
+    }
+    if (query.before !== undefined) {
+      shape |= 256;
+      params.push(query.before.queuedAt, query.before.id);
+    }
+    if (query.inputContains !== undefined) {
+      shape |= 512;
+      params.push(query.inputContains);
     }
     params.push(limit);
     let statement = this.runQueries.get(shape);
@@ -1082,7 +1119,8 @@ type RunOrder = 'queued' | 'recency';
 /**
  * The run query of a shape: bit 1 orders by recency (else queue time), then one bit per filter,
  * whose parameters come in this order: 2 instance, 4 task, 8 signature, 16 one status,
- * 32 a JSON array of statuses, 64 since, 128 until; the limit comes last.
+ * 32 a JSON array of statuses, 64 since, 128 until, 256 a cursor (queued_at, id), 512 a text
+ * the input contains (1024, no parameter: every status asked for is live); the limit comes last.
  */
 function runQuerySql(shape: number): string {
   const where: string[] = [];
@@ -1094,8 +1132,14 @@ function runQuerySql(shape: number): string {
   const status = shape & (2 | 8) ? '+status' : 'status';
   if (shape & 16) where.push(`${status} = ?`);
   if (shape & 32) where.push(`${status} IN (SELECT value FROM json_each(?))`);
+  // Only live statuses asked for: said in literals too, so that the partial index runs_live
+  // (which holds only those) qualifies rather than a walk of every run.
+  if (shape & 1024) where.push(`status IN (${LIVE_LIST})`);
   if (shape & 64) where.push('queued_at >= ?');
   if (shape & 128) where.push('queued_at < ?');
+  // A page's cursor: a row value, so that the index on (…, queued_at, id) seeks to it.
+  if (shape & 256) where.push('(queued_at, id) < (?, ?)');
+  if (shape & 512) where.push('instr(input, ?) > 0');
   const order = shape & 1 ? 'COALESCE(ended_at, queued_at) DESC, id DESC' : 'queued_at DESC, id DESC';
   const filter = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
   if (!(shape & 8)) return `SELECT * FROM runs ${filter} ORDER BY ${order} LIMIT ?`;
