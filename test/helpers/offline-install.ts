@@ -1,10 +1,17 @@
 /**
  * Installs a project that depends on a packed ujr tarball without the network, from npm's cache
  * that this repository's `npm ci` filled. `npm install` alone cannot do that: resolving version
- * ranges needs the registry's package documents, which `npm ci` never caches. So the project gets a
+ * ranges needs the registry's package documents, which the cache need not hold. So the project gets a
  * lockfile instead, cut from this repository's own: every package the project can reach (ujr's
  * dependencies and the project's dev dependencies, which this repository uses too) keeps the
  * version and place it has here, and `npm ci --offline` installs exactly that from the cache.
+ *
+ * This repository's lockfile names no tarball URLs (`omit-lockfile-registry-resolved` on these
+ * machines), and without one npm asks for the package's (abbreviated) document to find it: a
+ * document that a cache filled any other way than by `npm ci` (say `npm install <name>`, which
+ * stores the full one) does not hold, so the offline install failed with ENOTCACHED. The project's
+ * lockfile therefore gets each package's registry URL, and npm takes the tarball from the cache by
+ * its integrity alone.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -46,6 +53,16 @@ function locate(packages: Record<string, LockEntry>, from: string, name: string)
     const cut = base.lastIndexOf('/node_modules/');
     base = cut === -1 ? '' : base.slice(0, cut);
   }
+}
+
+/** The registry the tarball URLs name: the user's npm configuration, as npm would use it. */
+const REGISTRY = (process.env.npm_config_registry ?? 'https://registry.npmjs.org/').replace(/\/?$/, '/');
+
+/** The registry URL of the tarball of the package installed at `path` (`…node_modules/<name>`). */
+function tarballUrl(path: string, entry: LockEntry): string {
+  const name = path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length);
+  const base = name.startsWith('@') ? name.slice(name.indexOf('/') + 1) : name;
+  return `${REGISTRY}${name}/-/${base}-${String(entry.version)}.tgz`;
 }
 
 function sri(file: string): string {
@@ -90,7 +107,7 @@ export function writeOfflineLockfile(projectDir: string, tarball: string): void 
     }
     if (packages[path]) continue;
     const entry = repoLock.packages[path] as LockEntry;
-    packages[path] = entry;
+    packages[path] = entry.resolved === undefined && entry.link === undefined ? { ...entry, resolved: tarballUrl(path, entry) } : entry;
     want(path, entry);
   }
   if (missing.length > 0) {

@@ -8,6 +8,7 @@
  * test/helpers/offline-install.ts). Installing compiles better-sqlite3 (about a minute here).
  */
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,20 +131,22 @@ describe('the ujr package, installed from its tarball into a project of its own'
     step(join(project, 'node_modules', '.bin', 'cdk'), ['synth', '-q'], project);
     const out = join(project, 'cdk.out');
     const files = filesUnder(out);
-    const worker = files.filter((file) => /worker[\\/]index\.mjs$/.test(file));
-    expect(worker.length).toBeGreaterThan(0);
     const jobNames = readdirSync(join(project, 'jobs')).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && f !== 'index.ts');
     const userJobName = /name:\s*'([^']+)'/.exec(readFileSync(join(project, 'jobs', jobNames[0] as string), 'utf8'))?.[1];
     expect(userJobName).toBeTruthy();
-    const bundles = files.filter((file) => /\.mjs$/.test(file));
     const text = (file: string) => readFileSync(file, 'utf8');
-    for (const file of worker) {
-      const code = filesUnder(join(file, '..')).filter((f) => f.endsWith('.mjs')).map(text).join('\n');
-      expect(code).toContain(userJobName);
-      expectNoExampleJobs(code);
+    // Both Lambdas (the scheduler plans the job, the worker runs its tasks): the entry and its chunks.
+    for (const name of ['worker', 'scheduler']) {
+      const entries = files.filter((file) => file.endsWith(join(name, 'index.mjs')));
+      expect(entries.length, name).toBeGreaterThan(0);
+      for (const file of entries) {
+        const code = filesUnder(join(file, '..')).filter((f) => f.endsWith('.mjs')).map(text).join('\n');
+        expect(code, name).toContain(userJobName);
+        expectNoExampleJobs(code);
+      }
     }
     const template = JSON.parse(readFileSync(files.find((file) => file.endsWith('.template.json')) as string, 'utf8')) as {
-      Resources: Record<string, { Type: string }>;
+      Resources: Record<string, { Type: string; Properties?: { ContainerDefinitions?: { Environment?: { Name: string; Value: unknown }[] }[] } }>;
       Outputs?: Record<string, unknown>;
     };
     // The outputs `ujr … --stack <name>` reads are there.
@@ -152,9 +155,17 @@ describe('the ujr package, installed from its tarball into a project of its own'
     expect(Object.values(template.Resources).some((resource) => resource.Type === 'AWS::ECR::Repository')).toBe(false);
     const assets = JSON.parse(readFileSync(files.find((file) => file.endsWith('.assets.json')) as string, 'utf8')) as { dockerImages?: Record<string, unknown> };
     expect(Object.keys(assets.dockerImages ?? {})).toEqual([]);
-    const containerAssets = bundles.filter((file) => text(file).includes(userJobName as string) && !/worker[\\/]|scheduler[\\/]/.test(file));
-    expect(containerAssets.length).toBeGreaterThan(0);
-    for (const file of containerAssets) expectNoExampleJobs(text(file));
-    expect(Object.values(template.Resources).some((resource) => resource.Type === 'AWS::ECS::TaskDefinition')).toBe(true);
+    // The containers run the code whose SHA-256 their task definitions expect: that asset is the project's code.
+    const definitions = Object.values(template.Resources).filter((resource) => resource.Type === 'AWS::ECS::TaskDefinition');
+    expect(definitions.length).toBeGreaterThan(0);
+    const digests = new Set(definitions.flatMap((definition) => (definition.Properties?.ContainerDefinitions ?? []).flatMap((container) => (container.Environment ?? []).filter((variable) => variable.Name === 'UJR_CODE_SHA256').map((variable) => variable.Value))));
+    expect(digests.size).toBe(1);
+    const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+    const containerCode = files.filter((file) => file.endsWith('.mjs') && digests.has(sha256(file)));
+    expect(containerCode.length).toBeGreaterThan(0);
+    for (const file of containerCode) {
+      expect(text(file)).toContain(userJobName);
+      expectNoExampleJobs(text(file));
+    }
   });
 });
