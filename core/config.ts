@@ -1,9 +1,10 @@
 /**
- * Job instance configuration: the instances file (`jobs/instances.json` by default), validated
- * instance by instance. A bad instance is reported with its id and field, and its last good
+ * Job instance configuration: the instances file (`jobs/instances.json` by default; JSON, comments
+ * and trailing commas allowed), validated instance by instance. A bad instance is reported with its id and field, and its last good
  * version keeps running; the other instances take their edits.
  */
 import { readFile } from 'node:fs/promises';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { parseSchedule } from './schedule.js';
 import type { InstanceConfig, JobType } from './types.js';
@@ -52,11 +53,13 @@ export function formatProblem(source: string, problem: ConfigProblem): string {
  * their last good version, see `mergeWithLastGood`).
  */
 export function parseInstancesText(text: string, jobs: readonly JobType[]): ParsedConfig {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    return { instances: [], problems: [{ message: `not valid JSON (${(error as Error).message}); fix the syntax` }] };
+  // JSON with comments and trailing commas (JSONC), as editors and `ujr jobs enable|disable` keep it.
+  const errors: ParseError[] = [];
+  const raw: unknown = parseJsonc(text, errors, { allowTrailingComma: true, disallowComments: false });
+  const [syntax] = errors;
+  if (syntax) {
+    const { line, column } = lineAndColumn(text, syntax.offset);
+    return { instances: [], problems: [{ message: `not valid JSON (${printParseErrorCode(syntax.error)} at line ${line}, column ${column}); fix the syntax` }] };
   }
   return parseInstances(raw, jobs);
 }
@@ -102,10 +105,18 @@ export function parseInstances(raw: unknown, jobs: readonly JobType[]): ParsedCo
       });
       return;
     }
-    const params = job.params.safeParse(parsed.data.params ?? {});
+    const params = strictParams(job.params).safeParse(parsed.data.params ?? {});
     if (!params.success) {
       for (const issue of params.error.issues) {
-        result.problems.push({ instanceId: id, field: ['params', ...issue.path].join('.'), message: issue.message });
+        const field = ['params', ...issue.path].join('.');
+        if (issue.code === 'unrecognized_keys') {
+          const keys = issue.keys.map((key) => `"${key}"`).join(', ');
+          const known = job.params instanceof z.ZodObject ? Object.keys(job.params.shape).join(', ') || '(none)' : '';
+          const message = `unknown param${issue.keys.length > 1 ? 's' : ''} ${keys} for job type "${jobName}"${known ? ` (it takes: ${known})` : ''}; remove or rename it, or let the job accept other keys with z.looseObject`;
+          result.problems.push({ instanceId: id, field, message });
+          continue;
+        }
+        result.problems.push({ instanceId: id, field, message: issue.message });
       }
       return;
     }
@@ -125,6 +136,23 @@ export function parseInstances(raw: unknown, jobs: readonly JobType[]): ParsedCo
       concurrency: concurrency ?? Number.POSITIVE_INFINITY,
     });
   }
+}
+
+/**
+ * The params schema as instances are checked against it: an object schema that does not say what
+ * to do with unknown keys (a plain `z.object`, which would drop them silently) refuses them, so a
+ * misspelt param is an error naming the key. A job that takes other keys says so in its schema
+ * (`z.looseObject({...})` or `.loose()`/`.passthrough()` keep them, `.catchall(...)` types them).
+ * Only the top level is checked this way; nested objects are validated as written.
+ */
+export function strictParams(schema: z.ZodType): z.ZodType {
+  return schema instanceof z.ZodObject && schema.def.catchall === undefined ? schema.strict() : schema;
+}
+
+/** 1-based line and column of `offset` in `text`. */
+function lineAndColumn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset).split('\n');
+  return { line: before.length, column: (before.at(-1)?.length ?? 0) + 1 };
 }
 
 /** Keeps the last good version of every instance that is broken in `next`. */

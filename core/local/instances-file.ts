@@ -1,10 +1,12 @@
 /**
  * Edits of the instances file made on a user's behalf (`ujr jobs enable|disable`, the status
- * page's Enable/Disable buttons). The file is rewritten atomically (temp file, then rename), so a
+ * page's Enable/Disable buttons). Only the edited field changes (comments and formatting are kept);
+ * the file is rewritten atomically (temp file, then rename), so a
  * running `ujr run` watching it never reads half a file; it applies the edit live.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import { applyEdits, findNodeAtLocation, modify, parseTree, printParseErrorCode, type FormattingOptions, type ParseError } from 'jsonc-parser';
 import { ConfigError } from '../errors.js';
 import type { Store } from '../ports/store.js';
 
@@ -30,10 +32,12 @@ export class InstanceNotFoundError extends ConfigError {
 }
 
 /**
- * Sets `enabled` of one instance in the instances file, keeping every other field and entry as
- * written (the file is re-serialised with two-space indentation).
+ * Sets `enabled` of one instance in the instances file and changes nothing else: the edit is made
+ * in the text (jsonc-parser's `modify`), so other entries, formatting and comments stay as written.
+ * An entry that says nothing about `enabled` gets the field added after its last one.
  *
- * @throws {InstancesFileError} when the file cannot be read or has no "instances" array.
+ * @throws {InstancesFileError} when the file cannot be read, is not valid JSON (comments and
+ * trailing commas allowed) or has no "instances" array.
  * @throws {InstanceNotFoundError} when no entry has the id.
  * @example
  * ```ts
@@ -41,21 +45,37 @@ export class InstanceNotFoundError extends ConfigError {
  * ```
  */
 export async function setInstanceEnabled(file: string, instanceId: string, enabled: boolean): Promise<void> {
-  let data: unknown;
+  let text: string;
   try {
-    data = JSON.parse(await readFile(file, 'utf8'));
+    text = await readFile(file, 'utf8');
   } catch (error) {
     throw new InstancesFileError(`cannot read ${file}: ${(error as Error).message}`, file, { cause: error });
   }
-  const entries: unknown = data && typeof data === 'object' && 'instances' in data ? data.instances : undefined;
-  if (!Array.isArray(entries)) throw new InstancesFileError(`${file} has no "instances" array`, file);
-  const entry: unknown = entries.find((e: unknown) => e && typeof e === 'object' && 'id' in e && e.id === instanceId);
-  if (!entry || typeof entry !== 'object') throw new InstanceNotFoundError(instanceId, file);
-  (entry as { enabled?: boolean }).enabled = enabled;
+  const errors: ParseError[] = [];
+  const root = parseTree(text, errors, { allowTrailingComma: true, disallowComments: false });
+  const [syntax] = errors;
+  if (!root || syntax) {
+    const where = syntax ? ` (${printParseErrorCode(syntax.error)} at offset ${syntax.offset})` : '';
+    throw new InstancesFileError(`${file} is not valid JSON${where}; fix the syntax first`, file);
+  }
+  const entries = findNodeAtLocation(root, ['instances']);
+  if (entries?.type !== 'array') throw new InstancesFileError(`${file} has no "instances" array`, file);
+  const index = (entries.children ?? []).findIndex((entry) => entry.type === 'object' && findNodeAtLocation(entry, ['id'])?.value === instanceId);
+  if (index < 0) throw new InstanceNotFoundError(instanceId, file);
+  const edits = modify(text, ['instances', index, 'enabled'], enabled, { formattingOptions: detectFormatting(text) });
+  const next = applyEdits(text, edits);
+  if (next === text) return;
   // Unique per call: two edits from one process (the status page) must not share a temp file.
   const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(temp, `${JSON.stringify(data, null, 2)}\n`);
+  await writeFile(temp, next);
   await rename(temp, file);
+}
+
+/** The file's indentation (its first indented line) and line ending, for a field that has to be added. */
+function detectFormatting(text: string): FormattingOptions {
+  const indent = /^([ \t]+)\S/m.exec(text)?.[1] ?? '  ';
+  const tabs = indent.startsWith('\t');
+  return { insertSpaces: !tabs, tabSize: tabs ? 1 : indent.length, eol: text.includes('\r\n') ? '\r\n' : '\n' };
 }
 
 /**
