@@ -15,10 +15,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { isIP, type AddressInfo } from 'node:net';
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
+import { loadJobTypes } from '../local/jobs-module.js';
 import type { LocalPaths } from '../local/runtime.js';
-import type { Store } from '../ports/store.js';
+import type { RunQuery, Store } from '../ports/store.js';
 import { canonicalJson } from '../signature.js';
-import { RUN_STATUSES, type InstanceConfig, type JobType, type Json, type RunStatus } from '../types.js';
+import { RUN_STATUSES, type InstanceConfig, type JobType, type Json, type RunRecord, type RunStatus } from '../types.js';
 import { HttpError, UiConfigError } from './errors.js';
 import { localStatusSource, type SourceConfig, type StatusSource } from './source.js';
 import { atLeast, isLogLevel, StatusReader } from './status.js';
@@ -65,6 +66,12 @@ const SECURITY_HEADERS: Record<string, string> = {
 const COOKIE = 'ujr_token';
 const MAX_BODY = 1_048_576;
 
+/** Ended runs that "Retry" asks for again (a success is not retried; a live run is still going). */
+const RETRYABLE: readonly RunStatus[] = ['failed', 'interrupted', 'cancelled'];
+/** How `q` of the runs explorer matched: a run id, a signature, or a text of the input. */
+const MATCHES = ['id', 'signature', 'input'] as const;
+type Match = (typeof MATCHES)[number];
+
 const runBodySchema = z
   .object({
     task: z.string().min(1).optional(),
@@ -102,10 +109,12 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
     );
   }
   const now = options.now ?? Date.now;
+  // Locally the job types are known, and with them each task's input schema (Run now checks it).
+  const jobs = 'source' in options ? undefined : (options.jobs ?? (await loadJobTypes(options.paths.jobsModule)));
   const source =
     'source' in options
       ? options.source
-      : await localStatusSource({ store: options.store, paths: options.paths, ...(options.jobs ? { jobs: options.jobs } : {}), now, nextId: monotonicFactory() });
+      : await localStatusSource({ store: options.store, paths: options.paths, jobs: jobs ?? [], now, nextId: monotonicFactory() });
   const reader = new StatusReader(source, now);
   const csrf = randomBytes(24).toString('base64url');
   const files = loadStatic(csrf, source.label);
@@ -113,7 +122,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
   let lastSnapshot = '';
   let port = 0;
 
-  const routes = new Api(source, reader);
+  const routes = new Api(source, reader, jobs);
 
   const server = createServer((req, res) => {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
@@ -142,6 +151,8 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
     if (method === 'POST') {
       checkMutation(req);
       const body = await readJsonBody(req);
+      const retry = /^\/api\/runs\/([^/]+)\/retry$/.exec(path);
+      if (retry) return sendJson(res, 202, await routes.retry(segment(retry[1])));
       const match = /^\/api\/instances\/([^/]+)\/(run|enable|disable)$/.exec(path);
       if (!match) throw new HttpError(404, `no action at ${path}`);
       const id = segment(match[1]);
@@ -155,6 +166,8 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
     if (path === '/api/instances') return sendJson(res, 200, await reader.instances());
     let match = /^\/api\/instances\/([^/]+)$/.exec(path);
     if (match) return sendJson(res, 200, await routes.instance(segment(match[1])));
+    match = /^\/api\/instances\/([^/]+)\/timeline$/.exec(path);
+    if (match) return sendJson(res, 200, await routes.timeline(segment(match[1]), url.searchParams));
     if (path === '/api/runs') return sendJson(res, 200, await routes.runs(url.searchParams));
     match = /^\/api\/runs\/([^/]+)$/.exec(path);
     if (match) return sendJson(res, 200, await routes.run(segment(match[1])));
@@ -277,6 +290,8 @@ class Api {
   constructor(
     private readonly source: StatusSource,
     private readonly reader: StatusReader,
+    /** The job types, where known (locally): their tasks' input schemas. */
+    private readonly jobs: JobType[] | undefined,
   ) {}
 
   async findInstance(id: string): Promise<{ instance: InstanceConfig; config: SourceConfig }> {
@@ -289,24 +304,95 @@ class Api {
   }
 
   async instance(id: string): Promise<unknown> {
-    return this.reader.instance((await this.findInstance(id)).instance);
+    const { instance } = await this.findInstance(id);
+    const detail = await this.reader.instance(instance);
+    return { ...detail, inputSchemas: this.inputSchemas(instance) };
   }
 
+  /**
+   * Each task's input as JSON Schema (zod's `toJSONSchema`), so that the page checks a Run now
+   * input before sending it; `null` for a task without an input schema, or one JSON Schema
+   * cannot express; `undefined` when the job types are not known here (a stack's page).
+   */
+  private inputSchemas(instance: InstanceConfig): Record<string, unknown> | undefined {
+    const job = this.jobs?.find((j) => j.name === instance.job);
+    if (!job) return undefined;
+    const out: Record<string, unknown> = {};
+    for (const [name, task] of Object.entries(job.tasks)) {
+      if (task.input === undefined) out[name] = null;
+      else {
+        try {
+          out[name] = z.toJSONSchema(task.input, { io: 'input', unrepresentable: 'any' });
+        } catch {
+          out[name] = null;
+        }
+      }
+    }
+    return out;
+  }
+
+  async timeline(id: string, query: URLSearchParams): Promise<unknown> {
+    const { instance } = await this.findInstance(id);
+    const hoursText = query.get('hours') || '24';
+    const hours = Number(hoursText);
+    if (!Number.isInteger(hours) || hours < 1 || hours > 168) throw new HttpError(400, `hours "${hoursText}" must be a whole number from 1 to 168`);
+    return this.reader.timeline(instance, hours);
+  }
+
+  /**
+   * The runs explorer: filters (`instance`, `task`, `status` as a comma list, `from`/`to` in
+   * epoch ms on the queue time), a search `q` (a run id, else a signature, else a text of the
+   * input; `match` pins which on later pages), and pages: `before` is the cursor `next` of the
+   * page before (`<queuedAt>.<id>`).
+   */
   async runs(query: URLSearchParams): Promise<unknown> {
-    const status = query.get('status') || undefined;
-    if (status !== undefined && !(RUN_STATUSES as readonly string[]).includes(status)) {
-      throw new HttpError(400, `status "${status}" is not one of ${RUN_STATUSES.join(', ')}`);
+    const statuses = (query.get('status') || '').split(',').filter((s) => s !== '');
+    for (const status of statuses) {
+      if (!(RUN_STATUSES as readonly string[]).includes(status)) throw new HttpError(400, `status "${status}" is not one of ${RUN_STATUSES.join(', ')}`);
     }
     const limitText = query.get('limit') || '50';
     const limit = Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1_000) throw new HttpError(400, `limit "${limitText}" must be a whole number from 1 to 1000`);
-    const runs = await this.source.store.listRuns({
+    const since = epochParam(query, 'from');
+    const until = epochParam(query, 'to');
+    const before = cursorParam(query.get('before') || undefined);
+    const filters: RunQuery = {
       instanceId: query.get('instance') || undefined,
       task: query.get('task') || undefined,
-      status: status as RunStatus | undefined,
+      status: statuses.length === 0 ? undefined : statuses.length === 1 ? (statuses[0] as RunStatus) : (statuses as RunStatus[]),
+      since,
+      until,
+      before,
       limit,
-    });
-    return { runs };
+    };
+    for (const key of Object.keys(filters) as (keyof RunQuery)[]) if (filters[key] === undefined) delete filters[key];
+    const q = (query.get('q') || '').trim();
+    const matchText = query.get('match') || undefined;
+    if (matchText !== undefined && !(MATCHES as readonly string[]).includes(matchText)) throw new HttpError(400, `match "${matchText}" is not one of ${MATCHES.join(', ')}`);
+    let match = matchText as Match | undefined;
+    if (q === '') return page(await this.source.store.listRuns(filters), limit);
+    if (match === undefined || match === 'id') {
+      const run = await this.source.getRun(q);
+      if (run && matchesFilters(run, filters)) return { ...page([run], limit), match: 'id' };
+      if (match === 'id') return { runs: [], next: null, match };
+    }
+    if (match === undefined || match === 'signature') {
+      const runs = await this.source.store.listRuns({ ...filters, signature: q });
+      if (runs.length > 0 || match === 'signature') return { ...page(runs, limit), match: 'signature' };
+    }
+    match = 'input';
+    return { ...page(await this.source.store.listRuns({ ...filters, inputContains: q }), limit), match };
+  }
+
+  /** Retry: asks for the run's task again with the same input, as Run now with that task and input would. */
+  async retry(id: string): Promise<unknown> {
+    const run = await this.source.getRun(id);
+    if (!run) throw new HttpError(404, `no run has id "${id}"`);
+    if (!RETRYABLE.includes(run.status)) {
+      throw new HttpError(409, `run ${id} is ${run.status}: only a ${RETRYABLE.join(', ')} run can be retried${run.status === 'succeeded' ? '; use Run now to run its task again' : ''}`);
+    }
+    const out = await this.runNow(run.instanceId, { task: run.task, input: run.input });
+    return { ...(out as Record<string, unknown>), retryOf: run.id };
   }
 
   async run(id: string): Promise<unknown> {
@@ -338,6 +424,13 @@ class Api {
       const tasks = await this.reader.tasksOf(instance);
       if (!tasks.includes(task)) throw new HttpError(404, `job type "${instance.job}" has no task "${task}"; its tasks: ${tasks.join(', ')}`);
     }
+    const schema = task === undefined ? undefined : this.jobs?.find((j) => j.name === instance.job)?.tasks[task]?.input;
+    if (schema !== undefined) {
+      const checked = schema.safeParse(input ?? {});
+      if (!checked.success) {
+        throw new HttpError(400, `input of task "${task}" does not match its schema: ${checked.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ')}`);
+      }
+    }
     if (task === undefined && input !== undefined) throw new HttpError(400, 'an input needs a task: send {"task": …, "input": {…}}');
     let json: Json | undefined;
     if (input !== undefined) {
@@ -355,6 +448,40 @@ class Api {
     await this.source.setEnabled(id, enabled);
     return { id, enabled };
   }
+}
+
+/** A page of runs and the cursor of the next one (`null` on the last page). */
+function page(runs: RunRecord[], limit: number): { runs: RunRecord[]; next: string | null } {
+  const last = runs[runs.length - 1];
+  return { runs, next: runs.length >= limit && last ? `${last.queuedAt}.${last.id}` : null };
+}
+
+function matchesFilters(run: RunRecord, query: RunQuery): boolean {
+  const statuses = query.status === undefined ? undefined : Array.isArray(query.status) ? query.status : [query.status];
+  return (
+    (query.instanceId === undefined || run.instanceId === query.instanceId) &&
+    (query.task === undefined || run.task === query.task) &&
+    (statuses === undefined || statuses.includes(run.status)) &&
+    (query.since === undefined || run.queuedAt >= query.since) &&
+    (query.until === undefined || run.queuedAt < query.until) &&
+    (query.before === undefined || run.queuedAt < query.before.queuedAt || (run.queuedAt === query.before.queuedAt && run.id < query.before.id))
+  );
+}
+
+function epochParam(query: URLSearchParams, name: string): number | undefined {
+  const text = query.get(name) || undefined;
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) throw new HttpError(400, `${name} "${text}" must be a time in epoch milliseconds`);
+  return value;
+}
+
+function cursorParam(text: string | undefined): RunQuery['before'] {
+  if (text === undefined) return undefined;
+  const match = /^(\d+)\.(.+)$/.exec(text);
+  const queuedAt = Number(match?.[1]);
+  if (!match?.[2] || !Number.isSafeInteger(queuedAt)) throw new HttpError(400, `before "${text}" is not a cursor: pass the "next" of the page before`);
+  return { queuedAt, id: match[2] };
 }
 
 function loadStatic(csrf: string, label: string): { index: string; js: string; css: string } {

@@ -6,7 +6,7 @@
  */
 import type { InstanceStatus } from '../ports/store.js';
 import { parseSchedule } from '../schedule.js';
-import type { InstanceConfig, Json, LogLevel, Progress, RunRecord, RunStatus } from '../types.js';
+import type { InstanceConfig, Json, LogLevel, Progress, RunRecord, RunStatus, TaskKind } from '../types.js';
 import type { SourceConfig, StatusSource } from './source.js';
 
 /**
@@ -27,6 +27,8 @@ export type InstanceState = 'enabled' | 'disabled' | 'done';
 export interface RunBrief {
   id: string;
   task: string;
+  /** `continuous` runs have no attempt limit (their maxAttempts means nothing to show). */
+  kind: TaskKind;
   status: RunStatus;
   attempt: number;
   maxAttempts: number;
@@ -56,11 +58,37 @@ export interface TaskSummary {
   lastRun?: RunBrief;
 }
 
-export interface HourBucket {
+/** The outcomes the runs-per-hour chart counts: every status a run ends with. */
+export const ENDED_STATUSES = ['succeeded', 'failed', 'interrupted', 'cancelled', 'skipped'] as const satisfies readonly RunStatus[];
+export type EndedStatus = (typeof ENDED_STATUSES)[number];
+
+/** Runs that ended in one hour, by how they ended. */
+export type HourBucket = {
   /** Start of the hour, epoch ms. */
   hour: number;
-  succeeded: number;
-  failed: number;
+} & Record<EndedStatus, number>;
+
+/** A run as the instance timeline draws it: when it waited, ran and ended, and its attempts' links. */
+export interface TimelineRun {
+  id: string;
+  task: string;
+  kind: TaskKind;
+  status: RunStatus;
+  attempt: number;
+  queuedAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  previousRunId?: string;
+  nextRunId?: string;
+}
+
+export interface Timeline {
+  /** The window, epoch ms: runs that were queued, running or ended in it. */
+  from: number;
+  to: number;
+  runs: TimelineRun[];
+  /** Whether the window held more runs than were read (the oldest are left out). */
+  truncated: boolean;
 }
 
 export interface DurationPoint {
@@ -75,7 +103,7 @@ export interface InstanceDetail extends InstanceSummary {
   params: Json;
   concurrency: number | null;
   tasks: TaskSummary[];
-  /** The last 48 hours, oldest first, by the hour runs ended. */
+  /** The last 48 hours, oldest first, by the hour runs ended; every outcome counted. */
   hourly: HourBucket[];
   /** Ended runs with both times, oldest first (at most 100). */
   durations: DurationPoint[];
@@ -129,6 +157,7 @@ export function brief(run: RunRecord): RunBrief {
   const out: RunBrief = {
     id: run.id,
     task: run.task,
+    kind: run.kind,
     status: run.status,
     attempt: run.attempt,
     maxAttempts: run.maxAttempts,
@@ -139,6 +168,10 @@ export function brief(run: RunRecord): RunBrief {
   if (run.progress) out.progress = run.progress;
   if (run.error) out.error = { name: run.error.name, message: run.error.message };
   return out;
+}
+
+function isEnded(status: RunStatus): status is EndedStatus {
+  return (ENDED_STATUSES as readonly RunStatus[]).includes(status);
 }
 
 function whenOf(run: RunRecord): number {
@@ -185,9 +218,9 @@ export class StatusReader {
     const summary = this.summarize(instance, await this.source.store.getInstanceStatus(instance.id), lastByTask, active);
     const firstHour = Math.floor(now / HOUR) * HOUR - 47 * HOUR;
     const recent = await this.source.store.listRuns({ instanceId: instance.id, since: firstHour - 7 * 24 * HOUR, limit: 5_000 });
-    const hourly: HourBucket[] = Array.from({ length: 48 }, (_, i) => ({ hour: firstHour + i * HOUR, succeeded: 0, failed: 0 }));
+    const hourly: HourBucket[] = Array.from({ length: 48 }, (_, i) => ({ hour: firstHour + i * HOUR, succeeded: 0, failed: 0, interrupted: 0, cancelled: 0, skipped: 0 }));
     for (const run of recent) {
-      if (run.endedAt === undefined || (run.status !== 'succeeded' && run.status !== 'failed')) continue;
+      if (run.endedAt === undefined || !isEnded(run.status)) continue;
       const bucket = hourly[Math.floor((run.endedAt - firstHour) / HOUR)];
       if (bucket) bucket[run.status] += 1;
     }
@@ -206,6 +239,33 @@ export class StatusReader {
       durations,
       recentRuns,
     };
+  }
+
+  /**
+   * The runs of `instance` that were queued, running or ended in the last `hours` hours, oldest
+   * first (at most 2,000, the newest), for the timeline.
+   */
+  async timeline(instance: InstanceConfig, hours: number): Promise<Timeline> {
+    const to = this.now();
+    const from = to - hours * HOUR;
+    const limit = 2_000;
+    // A run queued before the window may still have run in it: look back as far again.
+    const runs = await this.source.store.listRuns({ instanceId: instance.id, since: from - hours * HOUR, limit });
+    const active = await this.source.activeRuns(instance.id);
+    const byId = new Map<string, RunRecord>();
+    for (const run of [...runs, ...active]) byId.set(run.id, run);
+    const shown = [...byId.values()]
+      .filter((r) => (r.endedAt ?? to) >= from)
+      .sort((a, b) => a.queuedAt - b.queuedAt || (a.id < b.id ? -1 : 1))
+      .map((r) => {
+        const out: TimelineRun = { id: r.id, task: r.task, kind: r.kind, status: r.status, attempt: r.attempt, queuedAt: r.queuedAt };
+        if (r.startedAt !== undefined) out.startedAt = r.startedAt;
+        if (r.endedAt !== undefined) out.endedAt = r.endedAt;
+        if (r.previousRunId !== undefined) out.previousRunId = r.previousRunId;
+        if (r.nextRunId !== undefined) out.nextRunId = r.nextRunId;
+        return out;
+      });
+    return { from, to, runs: shown, truncated: runs.length >= limit };
   }
 
   /** The compact state pushed to open pages every second (only when it changed). */
