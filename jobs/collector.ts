@@ -1,6 +1,9 @@
 /**
  * Job type `collector`: one continuous task that samples a source every `intervalMs` and keeps
  * the samples as JSON lines, one object per period: `collected/<instance>/<period start>.jsonl`.
+ * Periods are `rolloverMs` long and aligned to the epoch; with `firstRolloverMs`, a collector that
+ * starts with nothing open finishes a short first file (keyed by its start) after that long, so that
+ * downstream jobs have a file to work on within seconds, then goes on with the aligned periods.
  *
  * Object stores cannot append, so the open period lives in memory and is written whole to
  * `<key>.part` every `flushMs`; at rollover the finished `<key>` is written and the `.part` deleted.
@@ -32,6 +35,12 @@ export const collectorParams = z.object({
   intervalMs: z.number().int().positive().default(1_000),
   /** Length of a period, i.e. of one finished file; periods are aligned to the epoch. @default 60000 */
   rolloverMs: z.number().int().positive().default(60_000),
+  /**
+   * Length of the first period when the task starts with no open period to resume (its first run,
+   * or a restart after its period ended): a short one gives downstream jobs a finished file soon
+   * after the start. Later periods are `rolloverMs` long. @default rolloverMs (no short first period)
+   */
+  firstRolloverMs: z.number().int().positive().optional(),
   /** Time between two writes of the open period's `.part` file. @default 5000 */
   flushMs: z.number().int().positive().default(5_000),
   /** Sample this URL (HTTP GET) instead of the local system metrics. */
@@ -93,17 +102,19 @@ export async function sampleUrl(url: string, params: CollectorParams, tctx: Task
   }
 }
 
-/** The period being collected: its start and the lines gathered so far. */
+/** The period being collected: its start (the key of its file), its end and the lines gathered so far. */
 interface OpenPeriod {
   start: number;
+  /** The first sample at or after it opens the next period. */
+  end: number;
   lines: string[];
   /** Lines were added since the last flush. */
   dirty: boolean;
 }
 
 /**
- * Keeps the open period and writes it: `flush` rewrites the `.part`, `rollTo` finishes the open
- * period and opens the next.
+ * Keeps the open period and writes it: `flush` rewrites the `.part`, `rollIfDue` finishes the open
+ * period once it is over and opens the one holding the given time.
  */
 class PeriodWriter {
   private open: OpenPeriod;
@@ -124,8 +135,7 @@ class PeriodWriter {
   }
 
   async append(sample: Sample): Promise<void> {
-    const period = periodOf(sample.at, this.tctx.params.rolloverMs);
-    if (period !== this.open.start) await this.rollTo(period);
+    await this.rollIfDue(sample.at);
     this.open.lines.push(JSON.stringify(sample));
     this.open.dirty = true;
   }
@@ -140,14 +150,19 @@ class PeriodWriter {
     this.tctx.progress(this.open.lines.length, undefined, `period ${new Date(this.open.start).toISOString()}`);
   }
 
-  /** Finishes the open period (when it has lines) and opens the one starting at `period`. */
-  async rollTo(period: number): Promise<void> {
-    if (period === this.open.start) return;
+  /**
+   * When the open period is over at `at`: finishes it (when it has lines) and opens the aligned
+   * period holding `at`. A clock that steps back never reopens a period.
+   */
+  async rollIfDue(at: number): Promise<void> {
+    if (at < this.open.end) return;
     if (this.open.lines.length > 0) {
       await finishPeriod(this.tctx.objects, periodKey(this.tctx.instanceId, this.open.start), this.open.lines);
       this.tctx.log.info('period finished', { period: new Date(this.open.start).toISOString(), count: this.count });
     }
-    this.open = { start: period, lines: [], dirty: false };
+    const { rolloverMs } = this.tctx.params;
+    const period = periodOf(at, rolloverMs);
+    this.open = { start: period, end: period + rolloverMs, lines: [], dirty: false };
     await this.tctx.checkpoint({ period, count: 0 });
   }
 }
@@ -177,7 +192,7 @@ async function finishPeriod(objects: ObjectStore, key: string, lines: readonly s
  */
 async function recover(tctx: TaskContext<CollectorParams>, currentPeriod: number): Promise<OpenPeriod> {
   const currentPartKey = `${periodKey(tctx.instanceId, currentPeriod)}.part`;
-  const open: OpenPeriod = { start: currentPeriod, lines: [], dirty: false };
+  const open: OpenPeriod = { start: currentPeriod, end: currentPeriod + tctx.params.rolloverMs, lines: [], dirty: false };
   const parts = (await tctx.objects.list(collectedPrefix(tctx.instanceId))).filter((o) => o.key.endsWith(PART_SUFFIX));
   for (const part of parts) {
     const lines = textToLines((await tctx.objects.getText(part.key)) ?? '');
@@ -204,6 +219,18 @@ function warnOnLostLines(tctx: TaskContext<CollectorParams>, currentPeriod: numb
     checkpointCount: checkpoint.data.count,
     found,
   });
+}
+
+/**
+ * The period to start with: the recovered one, or, when it holds nothing and `firstRolloverMs` is
+ * set, a short one from now, keyed by now. It must end before the aligned period does, and now
+ * must not be that period's start, whose key the rest of the aligned period keeps.
+ */
+function firstPeriod(recovered: OpenPeriod, now: number, params: Pick<CollectorParams, 'firstRolloverMs'>): OpenPeriod {
+  const { firstRolloverMs } = params;
+  if (firstRolloverMs === undefined || recovered.lines.length > 0) return recovered;
+  if (now <= recovered.start || now + firstRolloverMs >= recovered.end) return recovered;
+  return { start: now, end: now + firstRolloverMs, lines: [], dirty: false };
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
@@ -237,11 +264,12 @@ async function takeSample(tctx: TaskContext<CollectorParams>): Promise<Sample | 
  */
 async function collect(tctx: TaskContext<CollectorParams>): Promise<{ period: number; count: number }> {
   const { intervalMs, flushMs, rolloverMs } = tctx.params;
-  const periods = new PeriodWriter(tctx, await recover(tctx, periodOf(Date.now(), rolloverMs)));
+  const startedAt = Date.now();
+  const periods = new PeriodWriter(tctx, firstPeriod(await recover(tctx, periodOf(startedAt, rolloverMs)), startedAt, tctx.params));
   let lastFlush = Date.now();
   while (!tctx.signal.aborted) {
     const started = Date.now();
-    await periods.rollTo(periodOf(started, rolloverMs));
+    await periods.rollIfDue(started);
     const sample = await takeSample(tctx);
     if (sample === undefined) break;
     await periods.append(sample);
