@@ -1,7 +1,9 @@
 /**
  * The example jobs, run directly (no engine): a real DirectoryObjectStore on a temp dir, and plan
- * and task contexts whose state and history the tests control.
+ * and task contexts whose state and history the tests control. Last, the example pipeline as
+ * `npm start` runs it (`ujr run` on jobs/instances.json), for how soon it shows finished runs.
  */
+import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +12,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { DirectoryObjectStore } from '../../core/adapters/fs/objects.js';
+import { SqliteStore } from '../../core/adapters/sqlite/store.js';
 import { LeaseLostError, NonRetryableError, SkipError } from '../../core/errors.js';
 import type {
   HistoryQuery,
@@ -29,6 +32,7 @@ import { collectedPrefix, collector, collectorParams, periodKey, periodOf } from
 import jobTypes from '../../jobs/index.js';
 import { fileStatsSchema, processor, processorParams, type FileStats } from '../../jobs/processor.js';
 import { reportKeys, summary, summaryParams } from '../../jobs/summary.js';
+import { REPO_ROOT, UJR_BIN } from '../fixtures/cli/sandbox.js';
 import { pollFor } from '../helpers/runner.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -164,6 +168,12 @@ async function plan<P>(job: JobType<P>, ctx: PlanContext<P>): Promise<TaskSpec[]
 }
 
 const sampleSchema = z.looseObject({ at: z.number(), load1: z.number(), freemem: z.number() });
+
+/** The period start a collected file's key names, as an ISO time. */
+function periodKeyTime(key: string): string {
+  const name = key.slice(key.lastIndexOf('/') + 1, -'.jsonl'.length);
+  return name.replace(/T(\d\d)-(\d\d)-/, 'T$1:$2:');
+}
 
 function linesOf(text: string | undefined): string[] {
   return (text ?? '').split('\n').filter((line) => line !== '');
@@ -564,6 +574,66 @@ describe('collector', () => {
     expect(run2.logs.filter((line) => line.level === 'warn')).toEqual([]);
   });
 
+  it('finishes a short first file after firstRolloverMs, keyed by its start, then fills the rest of the aligned period', async () => {
+    // Prepare: one second into an aligned minute, with nothing to resume.
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true, now: Date.parse('2026-03-01T12:00:01.000Z') });
+    const aligned = Date.parse('2026-03-01T12:00:00.000Z');
+    const params = collectorParams.parse({ intervalMs: 5, firstRolloverMs: 100, rolloverMs: 60_000, flushMs: 60_000 });
+    const stop = new AbortController();
+    const { tctx, heartbeats } = taskContext(params, { instanceId: 'metrics', task: 'collect', signal: stop.signal });
+
+    // Act
+    const startedAt = Date.now();
+    const running = taskOf(collector, 'collect').run({}, tctx);
+    const [first] = await pollFor(async () => ((await finishedFiles()).length > 0 ? finishedFiles() : undefined), 10_000, 'the first file');
+    await pollFor(() => (heartbeats() >= 40 ? true : undefined), 10_000, 'samples after the first file');
+    stop.abort();
+    const result = await running;
+
+    // Assess: the first file holds the first 100 ms (and is keyed by when they began), the rest of
+    // the minute goes to the aligned period's file, and no sample is lost or written twice.
+    const firstAts = linesOf(await objects.getText(first ?? '')).map((line) => sampleSchema.parse(JSON.parse(line)).at);
+    const firstStart = Date.parse(periodKeyTime(first ?? ''));
+    expect(firstStart).toBeGreaterThanOrEqual(startedAt);
+    expect(firstStart).toBeLessThan(startedAt + 100);
+    expect(firstAts.every((at) => at >= firstStart && at < firstStart + 100)).toBe(true);
+    expect(await finishedFiles()).toEqual([first]);
+    const restAts = (await partLines(aligned)).map((line) => sampleSchema.parse(JSON.parse(line)).at);
+    expect(restAts.every((at) => at >= firstStart + 100)).toBe(true);
+    expect(firstAts.length + restAts.length).toBe(heartbeats());
+    expect(result).toEqual({ period: aligned, count: restAts.length });
+  });
+
+  it('starts with no short first file when it resumes an open period, or when the aligned period ends first', async () => {
+    // Prepare: a .part of the current minute left by an earlier attempt; and, apart, a start 50 ms
+    // before the end of a minute.
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true, now: Date.parse('2026-03-01T12:00:01.000Z') });
+    const period = Date.parse('2026-03-01T12:00:00.000Z');
+    const params = collectorParams.parse({ intervalMs: 5, firstRolloverMs: 100, rolloverMs: 60_000, flushMs: 10 });
+    await objects.put(`${periodKey('metrics', period)}.part`, '{"at":1,"load1":1,"freemem":1}\n');
+    const stop = new AbortController();
+    const resumed = taskContext(params, { instanceId: 'metrics', task: 'collect', signal: stop.signal, lastCheckpoint: { period, count: 1 } });
+
+    // Act
+    const running = taskOf(collector, 'collect').run({}, resumed.tctx);
+    await pollFor(() => (resumed.heartbeats() >= 40 ? true : undefined), 10_000, 'samples past firstRolloverMs');
+    stop.abort();
+    await running;
+    vi.setSystemTime(Date.parse('2026-03-01T12:00:59.950Z'));
+    const late = new AbortController();
+    const lateStart = taskContext(params, { instanceId: 'metrics-late', task: 'collect', signal: late.signal });
+    const runningLate = taskOf(collector, 'collect').run({}, lateStart.tctx);
+    const lateFiles = async () => (await objects.list(collectedPrefix('metrics-late'))).map((info) => info.key).filter((key) => key.endsWith('.jsonl'));
+    await pollFor(async () => ((await lateFiles()).length > 0 ? true : undefined), 10_000, 'the late collector to roll over');
+    late.abort();
+    await runningLate;
+
+    // Assess
+    expect(await finishedFiles()).toEqual([]);
+    expect((await partLines(period)).length).toBe(1 + resumed.heartbeats());
+    expect(await lateFiles()).toEqual([periodKey('metrics-late', period)]);
+  });
+
   it('warns when the open period has fewer lines than the checkpoint says', async () => {
     vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true, now: Date.parse('2026-03-01T12:00:01.000Z') });
     const params = collectorParams.parse({ intervalMs: 5, rolloverMs: 60_000, flushMs: 10 });
@@ -669,3 +739,58 @@ describe('collector', () => {
     });
   });
 });
+
+describe('the example pipeline of jobs/instances.json, as npm start runs it', () => {
+  /**
+   * `npm start` must show finished runs within 10 s. The runner and the collector's task process
+   * take one to two seconds to start (tsx compiles the jobs); what the configuration decides is
+   * the rest: the collector's short first file, then the processor's and the summary's next plans.
+   */
+  const BUDGET_AFTER_COLLECTOR_START_MS = 9_000;
+
+  it('processes the collector’s first file and reports on it within seconds of the collector’s start, then goes on collecting', async () => {
+    // Prepare
+    const home = join(root, 'home');
+    const args = ['--home', home, '--jobs', join(REPO_ROOT, 'jobs', 'index.ts'), '--instances', join(REPO_ROOT, 'jobs', 'instances.json'), 'run', '--quiet'];
+    const child = spawn(process.execPath, [UJR_BIN, ...args], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    let store: SqliteStore | undefined;
+    try {
+      // Act
+      const runs = await pollFor(
+        async () => {
+          store ??= await pollFor(() => openStore(join(home, 'ujr.db')), 20_000, 'the runner to create its store', 100);
+          const all = await store.listRuns({ limit: 1_000 });
+          return all.some((run) => run.task === 'report' && run.status === 'succeeded') ? all : undefined;
+        },
+        30_000,
+        'a succeeded report run',
+        200,
+      );
+
+      // Assess
+      const collect = runs.find((run) => run.task === 'collect');
+      const endOf = (task: string) => Math.min(...runs.filter((run) => run.task === task && run.status === 'succeeded').map((run) => run.endedAt ?? Infinity));
+      const startedAt = collect?.startedAt ?? Infinity;
+      expect(collect?.status, stderr).toBe('running');
+      expect(endOf('process') - startedAt).toBeLessThan(BUDGET_AFTER_COLLECTOR_START_MS);
+      expect(endOf('report') - startedAt).toBeLessThan(BUDGET_AFTER_COLLECTOR_START_MS);
+      expect(runs.filter((run) => run.status === 'failed')).toEqual([]);
+    } finally {
+      child.kill('SIGTERM');
+      expect(await exited, stderr).toBe(0);
+      await store?.close();
+    }
+  }, 60_000);
+});
+
+/** The SQLite store at `file`, or undefined while the runner has not created it yet. */
+function openStore(file: string): SqliteStore | undefined {
+  try {
+    return SqliteStore.open(file);
+  } catch {
+    return undefined;
+  }
+}
