@@ -2,7 +2,8 @@
  * Architecture rules checked on the source: no import cycles anywhere, the core never imports
  * an AWS SDK (adapters under core/adapters/aws and the Lambda/container entry points may), and
  * the package never imports this repository's example jobs (the CDK app of the repository may:
- * it deploys them).
+ * it deploys them), and those jobs, the init template and the repository's app import ujr only
+ * through its entry points, as a user's project does.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -92,6 +93,20 @@ describe('architecture', () => {
     const shipped = files.filter((file) => /^(core|infra|build|functions|containers)\//.test(file) && file !== 'infra/app.ts');
     const offenders = shipped.filter((file) => importsOf(file).some((s) => resolveLocal(file, s)?.startsWith('jobs/')));
     expect(shipped).toEqual(expect.arrayContaining(['infra/job-runner.ts', 'build/bundle.ts', 'functions/worker.ts', 'containers/main.ts']));
+    expect(offenders).toEqual([]);
+  });
+
+  it('has the example jobs, the init template and the repository\'s app use ujr as a user does: its entry points, never its sources', () => {
+    // Relative imports stay in the project's own files: jobs/ for the examples, templates/init/ for the scaffold; none for infra/app.ts.
+    const own = (file: string) => (file.startsWith('templates/init/') ? 'templates/init/' : file.startsWith('jobs/') ? 'jobs/' : undefined);
+    const userCode = [...sourceFiles('jobs'), ...sourceFiles('templates/init'), 'infra/app.ts'];
+    const entryPoints = new Set(['ujr', 'ujr/testing', 'ujr/cdk']);
+    const offenders = userCode.flatMap((file) =>
+      importsOf(file)
+        .filter((s) => (s.startsWith('.') ? !(resolveLocal(file, s) ?? '').startsWith(own(file) ?? '\0') : (s === 'ujr' || s.startsWith('ujr/')) && !entryPoints.has(s)))
+        .map((s) => `${file} imports ${s}`),
+    );
+    expect(userCode).toEqual(expect.arrayContaining(['jobs/index.ts', 'jobs/processor.ts', 'templates/init/jobs/period-report.test.ts', 'templates/init/infra/app.ts', 'infra/app.ts']));
     expect(offenders).toEqual([]);
   });
 
