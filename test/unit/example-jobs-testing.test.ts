@@ -3,8 +3,10 @@
  * history, one task's handler over given objects, and a pipeline of jobs on the test runner's
  * virtual clock. No processes, no files, no waiting.
  */
-import { createTestRunner, plan, runTask } from 'ujr/testing';
+import { readFileSync } from 'node:fs';
+import { createTestRunner, plan, runTask, type InstanceEntry } from 'ujr/testing';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { periodKey } from '../../jobs/collector.js';
 import { fileStatsSchema, processedKey, processor, processSignature } from '../../jobs/processor.js';
 import { reportKeys, summary } from '../../jobs/summary.js';
@@ -78,6 +80,43 @@ describe('processor and summary together, on the test runner', () => {
         [{ file: fileB }, 'succeeded'],
       ]);
       expect(runs.filter((r) => r.task === 'report').map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('the example configuration (jobs/instances.json)', () => {
+  const file = z
+    .object({ instances: z.array(z.looseObject({ id: z.string(), job: z.string() })) })
+    .parse(JSON.parse(readFileSync(new URL('../../jobs/instances.json', import.meta.url), 'utf8')));
+  const entry = (id: string): InstanceEntry => {
+    const found = file.instances.find((instance) => instance.id === id);
+    if (!found) throw new Error(`jobs/instances.json has no instance "${id}"`);
+    return found;
+  };
+
+  it('has the collector finish its first file within 5 s, and the processor and summary act on it within 4 s more', async () => {
+    // Prepare: the pipeline as configured, started before the collector's first file exists.
+    const collectorParams = z.object({ firstRolloverMs: z.number() }).parse(entry('metrics').params);
+    const t = await createTestRunner({
+      jobs: [processor, summary],
+      instances: [entry('metrics-processor'), entry('metrics-summary')],
+      now: START,
+    });
+    try {
+      await t.runUntilIdle();
+
+      // Act: the first file appears once the collector's short first period is over.
+      await t.clock.advance(collectorParams.firstRolloverMs);
+      await t.objects.put(periodKey('metrics', START), samples(1, 2, 3));
+      await t.clock.advance(4_000);
+
+      // Assess
+      const runs = await t.runs();
+      expect(collectorParams.firstRolloverMs).toBeLessThanOrEqual(5_000);
+      expect(runs.filter((r) => r.status === 'succeeded').map((r) => r.task).sort()).toEqual(['process', 'report']);
+      expect(JSON.parse((await t.objects.getText(reportKeys('metrics').json)) ?? '{}')).toMatchObject({ files: 1, samples: 3 });
     } finally {
       await t.close();
     }
