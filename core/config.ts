@@ -112,7 +112,7 @@ export function parseInstances(raw: unknown, jobs: readonly JobType[]): ParsedCo
         if (issue.code === 'unrecognized_keys') {
           const keys = issue.keys.map((key) => `"${key}"`).join(', ');
           const known = job.params instanceof z.ZodObject ? Object.keys(job.params.shape).join(', ') || '(none)' : '';
-          const message = `unknown param${issue.keys.length > 1 ? 's' : ''} ${keys} for job type "${jobName}"${known ? ` (it takes: ${known})` : ''}; remove or rename it, or let the job accept other keys with z.looseObject`;
+          const message = `unknown param${issue.keys.length > 1 ? 's' : ''} ${keys} for job type "${jobName}"${known ? ` (it takes: ${known})` : ''}; remove or rename ${issue.keys.length > 1 ? 'them' : 'it'}, or let the job accept other keys with z.looseObject`;
           result.problems.push({ instanceId: id, field, message });
           continue;
         }

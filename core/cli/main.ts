@@ -1,32 +1,41 @@
 /**
  * The `ujr` command line. Exit codes: 0 success, 1 a run failed (`run --once`, where a problem
- * in the instances file counts as a failure too, and `trigger --wait`; and `ujr run` whose store
- * file was deleted or replaced), 2 bad usage or configuration (or no store at --home: only
- * `ujr run` creates one), 3 a named run or instance does not exist.
+ * with one instance counts as a failure too, and `trigger --wait`; and `ujr run` whose store
+ * file was deleted or replaced), 2 bad usage or configuration (an instances file that cannot be
+ * read or parsed, for every command; any instance problem for `status` and `jobs list`; no store
+ * at --home: only `ujr run` creates one), 3 a named run or instance does not exist.
+ *
+ * Output: colour on a terminal (not with NO_COLOR, --no-color or when piped); `--json` on every
+ * command, one shape per command (see the README's CLI reference).
  *
  * `--stack <name>` points `status`, `runs`, `logs`, `trigger`, `jobs`, `redrive` and `ui` at a
  * deployed stack instead of the local installation: the same commands over the same Store port (the
  * DynamoDB adapter), with the AWS-specific parts in ./stack-commands.ts.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { monotonicFactory } from 'ulid';
+import { z } from 'zod';
 import type { AwsCliContext } from '../adapters/aws/cli-context.js';
-import { StoreFileLostError } from '../adapters/sqlite/errors.js';
 import { DURABILITIES, type Durability } from '../adapters/sqlite/store.js';
 import { ConfigError, UjrError } from '../errors.js';
-import type { RunnerStats } from '../engine/runner.js';
+import { ROOT } from '../package-root.js';
 import { canonicalJson } from '../signature.js';
-import { LIVE_STATUSES, RUN_STATUSES, TERMINAL_STATUSES, type Json, type Logger, type RunRecord, type RunStatus } from '../types.js';
+import { RUN_STATUSES, type Json, type RunStatus } from '../types.js';
 import { requireJobsModule, resolveProject, type Project } from '../local/project.js';
-import { openLocalRuntime, type LocalPaths } from '../local/runtime.js';
+import type { LocalPaths } from '../local/runtime.js';
 import { registerUiCommand } from '../ui/command.js';
 import { CliError, EXIT } from './errors.js';
 import { followToFinalAttempts } from './follow.js';
-import { duration, runsTable, table, time, truncate } from './format.js';
+import { colorEnabled, paint, runsTable, type Paint } from './format.js';
 import { registerInitCommand } from './init.js';
+import { logsCommand, runDetailCommand, runsCommand, statusCommand, type OutputOptions } from './inspect.js';
 import { consoleIo, type Io } from './io.js';
-import { activeRuns, activeTable, redriveCommand, stackLogsCommand, stackTriggerCommand, type ActiveRun } from './stack-commands.js';
-import { checkTrigger, formatProblems, localTarget, stackTarget, type Target } from './targets.js';
+import { jobsListCommand, setEnabledCommand } from './jobs-commands.js';
+import { runCommand } from './run-command.js';
+import { redriveCommand, stackLogsCommand, stackTriggerCommand } from './stack-commands.js';
+import { checkTrigger, localTarget, stackTarget, type Target } from './targets.js';
 
 export { EXIT } from './errors.js';
 export type { Io } from './io.js';
@@ -61,7 +70,15 @@ interface GlobalOptions {
   jobs?: string;
   instances?: string;
   json?: boolean;
+  /** false with --no-color. */
+  color?: boolean;
   stack?: string;
+}
+
+/** ujr's own version, from its package.json (found from the sources and from dist/ alike). */
+export function packageVersion(): string {
+  const manifest = z.object({ version: z.string() }).parse(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')));
+  return manifest.version;
 }
 
 const defaultOpenStack = async (stackName: string): Promise<AwsCliContext> => {
@@ -117,7 +134,9 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
     .option('--jobs <module>', 'module whose default export lists the job types (default: jobs/index.ts; see below)')
     .option('--instances <file>', 'the job instances file (default: jobs/instances.json; see below)')
     .option('--stack <name>', 'work on this deployed CloudFormation stack instead of the local store (status, runs, logs, trigger, jobs, redrive, ui)')
-    .option('--json', 'machine-readable output')
+    .option('--json', 'machine-readable output (one JSON shape per command; see the README)')
+    .option('--no-color', 'no colour (also off with NO_COLOR set, or when the output is not a terminal)')
+    .version(packageVersion(), '-V, --version', "print ujr's version")
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .showHelpAfterError('(add --help for usage)')
@@ -132,6 +151,8 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
   };
   const paths = (): LocalPaths => requireJobsModule(found());
   const json = () => globals().json === true;
+  const colors = (): Paint => paint(colorEnabled({ flag: globals().color !== false, isTTY: io.isTTY === true, env: process.env }));
+  const output = (): OutputOptions => ({ json: json(), paint: colors() });
   const openStack = deps.openStack ?? defaultOpenStack;
 
   /** The stack's AWS context and the target over it (the job types module is used when at hand). */
@@ -186,36 +207,28 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
     )
     .option('-q, --quiet', 'no live summary line')
     .action(async (opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; retention: number; durability: Durability; quiet?: boolean }) => {
-      setExit(await runCommand(paths(), { ...opts, json: json() }, io));
+      setExit(await runCommand(paths(), { ...opts, json: json(), paint: colors() }, io));
     });
 
   program
     .command('status')
     .description('instances, the last run of each task, running tasks and recent failures')
     .action(async () => {
-      await withTarget((target) => statusCommand(target, json(), io));
+      setExit(await withTarget((target) => statusCommand(target, output(), io)));
     });
 
   program
     .command('runs')
-    .description('list runs, newest first')
+    .description('list runs, newest first; with a run id, that run whole (every field, error with stack, result, its other attempts)')
+    .argument('[runId]', 'show this run in full')
     .option('--job <instance>', 'only runs of this job instance')
     .option('--task <name>', 'only runs of this task')
     .addOption(new Option('--status <status>', 'only runs with this status').choices([...RUN_STATUSES]))
     .option('--since <time>', 'only runs queued at or after this ISO time or age (e.g. 2h, 30m)', parseSince)
     .option('--limit <n>', 'at most this many', positiveInt, 20)
-    .action(async (opts: { job?: string; task?: string; status?: RunStatus; since?: number; limit: number }) => {
-      await withTarget(async (target) => {
-        const runs = await target.store().listRuns({
-          instanceId: opts.job,
-          task: opts.task,
-          status: opts.status,
-          since: opts.since,
-          limit: opts.limit,
-        });
-        if (json()) io.out(JSON.stringify(runs, null, 2));
-        else io.out(runs.length === 0 ? 'no runs match' : runsTable(runs));
-      });
+    .option('--wide', 'the DETAIL column whole (not cut at 80 characters)')
+    .action(async (runId: string | undefined, opts: { job?: string; task?: string; status?: RunStatus; since?: number; limit: number; wide?: boolean }) => {
+      await withTarget((target) => (runId !== undefined ? runDetailCommand(target, runId, output(), io) : runsCommand(target, opts, output(), io)));
     });
 
   program
@@ -227,7 +240,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
       await withTarget((target, aws) =>
         aws
           ? stackLogsCommand(aws, runId, { follow: opts.follow === true, json: json(), pollMs: STACK_POLL_MS }, io)
-          : logsCommand(target, runId, opts.follow === true, json(), io),
+          : logsCommand(target, runId, opts.follow === true, output(), io),
       );
     });
 
@@ -252,7 +265,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
           const wait = { wait: opts.wait === true, timeoutMs: opts.timeout };
           return aws
             ? stackTriggerCommand(aws, { instanceId, task, input: opts.input, ...wait, pollMs: STACK_POLL_MS, json: json() }, io)
-            : triggerCommand(target, instanceId, task, { input: opts.input, ...wait }, json(), io);
+            : triggerCommand(target, instanceId, task, { input: opts.input, ...wait }, output(), io);
         }),
       );
     });
@@ -262,7 +275,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
     .command('list')
     .description('the instances (instances file, or the stack\'s instances table), with their state')
     .action(async () => {
-      await withTarget((target) => jobsListCommand(target, json(), io));
+      setExit(await withTarget((target) => jobsListCommand(target, output(), io)));
     });
   for (const [name, enabled] of [
     ['enable', true],
@@ -275,10 +288,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
       )
       .argument('<instance>', 'job instance id')
       .action(async (instanceId: string) => {
-        await withTarget(async (target) => {
-          const where = await target.setEnabled(instanceId, enabled);
-          io.out(`${instanceId} ${enabled ? 'enabled' : 'disabled'} in ${where}`);
-        });
+        await withTarget((target) => setEnabledCommand(target, instanceId, enabled, output(), io));
       });
   }
 
@@ -297,199 +307,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
   return program;
 }
 
-// ---- run -----------------------------------------------------------------------------------
-
-async function runCommand(
-  paths: LocalPaths,
-  opts: { once?: boolean; concurrency: number; grace: number; leaseTtl: number; retention: number; durability: Durability; quiet?: boolean; json: boolean },
-  io: Io,
-): Promise<number> {
-  const log = stderrLogger(io);
-  const runtime = await openLocalRuntime(paths, {
-    log,
-    once: opts.once === true,
-    concurrency: opts.concurrency,
-    graceMs: opts.grace,
-    leaseTtlMs: opts.leaseTtl,
-    retentionMs: opts.retention * 86_400_000,
-    durability: opts.durability,
-  });
-  const { runner } = runtime;
-  if (runtime.watcher.instances.length === 0) {
-    log.warn(`no job instances to run: add some to ${paths.instancesFile}`);
-  }
-  runner.on('run', (run) => {
-    if (run.status !== 'failed') return;
-    if (run.nextRunId !== undefined) log.warn(`run ${run.id} of ${run.instanceId}/${run.task} failed (attempt ${run.attempt} of ${run.maxAttempts}): ${run.error?.message ?? ''}; retried as run ${run.nextRunId}`);
-    else log.error(`run ${run.id} of ${run.instanceId}/${run.task} failed: ${run.error?.message ?? ''}`);
-  });
-  runner.on('retired', (id, reason) => log.info(`instance "${id}" is done${reason ? `: ${reason}` : ''}`));
-
-  const stoppingFor = (reason: string) => `${reason}: stopping; running tasks get ${opts.grace} ms, then they are recorded interrupted and planned again next start`;
-  if (opts.once) {
-    const stats = await Promise.race([runner.runOnce(), runtime.storeLost]);
-    if (stats instanceof StoreFileLostError) {
-      // Printed by main as "ujr: <message>", exit 1.
-      log.error(stoppingFor(`the store ${stats.path} was ${stats.reason}`));
-      await runtime.close(opts.grace);
-      throw stats;
-    }
-    await runtime.close(opts.grace);
-    const problems = runtime.configProblems.length;
-    if (opts.json) io.out(JSON.stringify({ ...stats, configProblems: problems }));
-    else io.out(`done: ${summaryLine(stats)}`);
-    return stats.failed > 0 || stats.planErrors > 0 || problems > 0 ? EXIT.failed : EXIT.ok;
-  }
-
-  runtime.watcher.start();
-  await runner.start();
-  const live = opts.quiet ? undefined : startSummary(runner.stats.bind(runner), io);
-  log.info(`running as ${runner.owner} on ${paths.home}; Ctrl-C stops`);
-  let lost: StoreFileLostError | undefined;
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = () => {
-      stopping = true;
-      live?.stop();
-      void runtime.close(opts.grace).then(resolve, (error: unknown) => {
-        log.error(`shutdown: ${String(error)}`);
-        resolve();
-      });
-    };
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        log.warn(`second ${signal}: exiting without waiting`);
-        process.exit(130);
-      }
-      log.info(stoppingFor(signal));
-      stop();
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    void runtime.storeLost.then((error) => {
-      if (stopping) return;
-      lost = error;
-      log.error(stoppingFor(`the store ${error.path} was ${error.reason}`));
-      stop();
-    });
-  });
-  io.out(`stopped: ${summaryLine(runner.stats())}`);
-  // Printed by main as "ujr: <message>", exit 1.
-  if (lost) throw lost;
-  return EXIT.ok;
-}
-
-function summaryLine(stats: RunnerStats): string {
-  return [
-    `running ${stats.running + stats.continuous}`,
-    `queued ${stats.queued + stats.backoff}`,
-    `done ${stats.succeeded}`,
-    `failed ${stats.failed}`,
-    `skipped ${stats.skipped}`,
-    `retried ${stats.retried}`,
-  ].join(' · ');
-}
-
-function startSummary(stats: () => RunnerStats, io: Io): { stop(): void } {
-  const tty = process.stdout.isTTY;
-  let last = '';
-  let lastPrinted = 0;
-  const timer = setInterval(() => {
-    const line = summaryLine(stats());
-    if (tty) process.stdout.write(`\r\x1b[2K${line}`);
-    else if (line !== last && Date.now() - lastPrinted > 10_000) {
-      io.out(line);
-      lastPrinted = Date.now();
-    }
-    last = line;
-  }, 1_000);
-  timer.unref();
-  return {
-    stop() {
-      clearInterval(timer);
-      if (tty) process.stdout.write('\n');
-    },
-  };
-}
-
-function stderrLogger(io: Io): Logger {
-  const write = (level: string) => (message: string) => {
-    const clear = process.stdout.isTTY ? '\r\x1b[2K' : '';
-    io.err(`${clear}${new Date().toISOString()} ${level} ${message}`);
-  };
-  return { debug: () => undefined, info: write('INFO '), warn: write('WARN '), error: write('ERROR') };
-}
-
-// ---- status, runs, logs ----------------------------------------------------------------------
-
-async function statusCommand(target: Target, asJson: boolean, io: Io): Promise<void> {
-  const view = await target.instances();
-  const store = target.store();
-  const now = Date.now();
-  const statuses = new Map((await store.listInstanceStatus()).map((s) => [s.instanceId, s]));
-  const instances = [];
-  for (const instance of view.instances) {
-    const tasks = [];
-    for (const task of await view.tasksOf(instance)) {
-      tasks.push({ task, last: await store.lastRun({ instanceId: instance.id, task }) });
-    }
-    instances.push({ instance, status: statuses.get(instance.id), tasks });
-  }
-  // On AWS what is queued or running lives on the board: a worker writes a run record when an attempt ends.
-  const active: ActiveRun[] | undefined = target.board ? await activeRuns(target.board) : undefined;
-  const running: RunRecord[] = active ?? (await store.listRuns({ status: [...LIVE_STATUSES], limit: 200 }));
-  const failures = await store.listRuns({ status: 'failed', since: now - 86_400_000, limit: 20 });
-  const problems = formatProblems(target, view.problems);
-  if (asJson) {
-    io.out(JSON.stringify({ instances, running, failures, problems }, null, 2));
-    return;
-  }
-  const rows: string[][] = [];
-  for (const { instance, status, tasks } of instances) {
-    const state = status?.retiredAt !== undefined ? 'done' : instance.enabled ? 'enabled' : 'disabled';
-    const planError = status?.planError ? ` (plan error: ${truncate(status.planError.message, 60)})` : '';
-    const lines = tasks.length > 0 ? tasks : [undefined];
-    for (const [i, line] of lines.entries()) {
-      rows.push([
-        i === 0 ? instance.id : '',
-        i === 0 ? `${instance.job}` : '',
-        i === 0 ? `${state}${planError}` : '',
-        line?.task ?? '-',
-        !line ? 'never run' : line.last ? `${line.last.status} ${time(line.last.endedAt ?? line.last.startedAt ?? line.last.queuedAt)}` : 'never run',
-      ]);
-    }
-  }
-  io.out(table(['INSTANCE', 'JOB', 'STATE', 'TASK', 'LAST RUN'], rows));
-  io.out('');
-  if (running.length === 0) io.out('nothing running');
-  else io.out(`running and queued:\n${active ? activeTable(active, now) : runsTable(running, now)}`);
-  if (failures.length > 0) io.out(`\nfailures in the last 24h:\n${runsTable(failures, now)}`);
-  for (const problem of problems) io.err(`config: ${problem}`);
-}
-
-async function logsCommand(target: Target, runId: string, follow: boolean, asJson: boolean, io: Io): Promise<void> {
-  const store = target.store();
-  let run = await store.getRun(runId);
-  if (!run) throw new CliError(`no run has id "${runId}"; list runs with "ujr runs"`, EXIT.notFound);
-  let seq = 0;
-  for (;;) {
-    const lines = await store.getLogs(runId, seq);
-    for (const line of lines) {
-      io.out(asJson ? JSON.stringify(line) : `${time(line.at)} ${line.level.toUpperCase().padEnd(5)} ${line.message}`);
-      seq = line.seq;
-    }
-    if (!follow || TERMINAL_STATUSES.has(run.status)) break;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    run = (await store.getRun(runId)) ?? run;
-  }
-  if (!asJson && run.error) {
-    io.out(`${run.status}: ${run.error.stack ?? `${run.error.name}: ${run.error.message}`}`);
-  } else if (!asJson) {
-    io.out(`${run.status}${run.endedAt && run.startedAt ? ` after ${duration(run.endedAt - run.startedAt)}` : ''}`);
-  }
-}
-
-// ---- trigger and jobs ------------------------------------------------------------------------
+// ---- trigger ------------------------------------------------------------------------
 
 /** The local trigger: a row the running `ujr run` takes (checked beforehand, see `checkTrigger`). */
 async function triggerCommand(
@@ -497,9 +315,10 @@ async function triggerCommand(
   instanceId: string,
   task: string | undefined,
   opts: { input?: Json; wait: boolean; timeoutMs: number },
-  asJson: boolean,
+  output: OutputOptions,
   io: Io,
 ): Promise<number> {
+  const asJson = output.json;
   const store = target.store();
   const at = Date.now();
   const trigger = { id: monotonicFactory()(), instanceId, at, ...(task !== undefined ? { task, input: opts.input ?? {} } : {}) };
@@ -531,36 +350,9 @@ async function triggerCommand(
   const followed = await followToFinalAttempts(store, result.runIds, { deadline, pollMs: 250 });
   if ('waitingFor' in followed) return tooLate(`run ${followed.waitingFor} did not end`);
   const finals = followed.ended;
-  if (asJson) io.out(JSON.stringify(finals, null, 2));
-  else io.out(runsTable(finals));
+  if (asJson) io.out(JSON.stringify({ trigger, runs: finals }, null, 2));
+  else io.out(runsTable(finals, { paint: output.paint }));
   return finals.every((r) => r.status === 'succeeded' || r.status === 'skipped') ? EXIT.ok : EXIT.failed;
-}
-
-async function jobsListCommand(target: Target, asJson: boolean, io: Io): Promise<void> {
-  const view = await target.instances();
-  const statuses = new Map((await target.store().listInstanceStatus()).map((s) => [s.instanceId, s]));
-  const problems = formatProblems(target, view.problems);
-  if (asJson) {
-    io.out(
-      JSON.stringify(
-        { instances: view.instances.map((i) => ({ ...i, concurrency: Number.isFinite(i.concurrency) ? i.concurrency : null, status: statuses.get(i.id) })), problems },
-        null,
-        2,
-      ),
-    );
-    return;
-  }
-  io.out(
-    table(
-      ['INSTANCE', 'JOB', 'ENABLED', 'SCHEDULE', 'STATE', 'PARAMS'],
-      view.instances.map((i) => {
-        const status = statuses.get(i.id);
-        const state = status?.retiredAt !== undefined ? `done ${time(status.retiredAt)}` : status?.planError ? 'plan error' : 'ok';
-        return [i.id, i.job, i.enabled ? 'yes' : 'no', i.schedule, state, truncate(canonicalJson(i.params, 'params'), 60)];
-      }),
-    ),
-  );
-  for (const problem of problems) io.err(`config: ${problem}`);
 }
 
 // ---- option parsers --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import { baseRun } from '../cloud/attempt.js';
 import { followToFinalAttempts } from './follow.js';
 import { TERMINAL_STATUSES, type Json, type RunRecord } from '../types.js';
 import { CliError, EXIT } from './errors.js';
-import { duration, progress, runsTable, table, time, truncate } from './format.js';
+import { duration, errorWithStack, progress, runsTable, table, time, truncate } from './format.js';
 import type { Io } from './io.js';
 import { boardEntries } from './targets.js';
 
@@ -206,8 +206,11 @@ export async function stackLogsCommand(aws: AwsCliContext, runId: string, opts: 
     }
     io.err(`${why}${queuedAt !== undefined ? ` since ${time(queuedAt - LOG_LOOKBACK_MS)}` : ''}: the lines may have expired (log retention), or not reached CloudWatch yet`);
   }
-  if (opts.json) return;
-  if (run?.error) io.out(`${run.status}: ${run.error.stack ?? `${run.error.name}: ${run.error.message}`}`);
+  if (opts.json) {
+    io.out(JSON.stringify({ type: 'run', run: run ?? (entry ? activeRun(entry) : null) }));
+    return;
+  }
+  if (run?.error) io.out(`${run.status}: ${errorWithStack(run.error)}`);
   else if (run) io.out(`${run.status}${run.endedAt && run.startedAt ? ` after ${duration(run.endedAt - run.startedAt)}` : ''}`);
   else if (entry) io.out(entry.startedAt !== undefined ? `running on ${entry.owner} since ${time(entry.startedAt)}` : `queued since ${time(entry.queuedAt)}`);
   else io.out('no run record (its lines are above; the record may have been pruned)');
@@ -235,8 +238,8 @@ function textLine(event: RunLogEvent): string {
 function jsonLine(event: RunLogEvent): Record<string, unknown> {
   const line = parseLine(event.message);
   return line
-    ? { at: event.timestamp, logGroup: event.logGroup, ...line }
-    : { at: event.timestamp, logGroup: event.logGroup, message: event.message };
+    ? { type: 'log', at: event.timestamp, logGroup: event.logGroup, ...line }
+    : { type: 'log', at: event.timestamp, logGroup: event.logGroup, message: event.message };
 }
 
 // ---- redrive -----------------------------------------------------------------------------------

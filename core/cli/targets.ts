@@ -5,6 +5,8 @@
  * `jobs` print the same shapes in both modes.
  */
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { parse as parseJsonc, type ParseError } from 'jsonc-parser';
 import type { AwsCliContext } from '../adapters/aws/cli-context.js';
 import { StoreNotFoundError } from '../adapters/sqlite/errors.js';
 import type { SqliteStore } from '../adapters/sqlite/store.js';
@@ -19,10 +21,21 @@ import type { Store } from '../ports/store.js';
 import type { InstanceConfig, JobType } from '../types.js';
 import { CliError, EXIT } from './errors.js';
 
+/** An instance entry that does not validate: shown with its problems, never left out silently. */
+export interface InvalidInstance {
+  id: string;
+  /** The job type it names, when it names one. */
+  job: string | null;
+  /** Its problems, as `field: message`. */
+  problems: string[];
+}
+
 /** The instances as configured where the target keeps them, validated as its runtime does. */
 export interface InstanceView {
   instances: InstanceConfig[];
   problems: ConfigProblem[];
+  /** The entries with problems (the problems of the file as a whole are only in `problems`). Default: none. */
+  invalid?: InvalidInstance[];
   /** The task names of an instance's job type (from the job types module, or else from its run history). */
   tasksOf(instance: InstanceConfig): Promise<string[]>;
   /** Whether `tasksOf` knows every task (the job types are loaded), so unknown task names can be refused here. */
@@ -77,7 +90,8 @@ export function localTarget(paths: LocalPaths): Target {
       const jobs = await loadJobTypes(paths.jobsModule);
       const config = await readInstancesFile(paths.instancesFile, jobs);
       const tasks = new Map(jobs.map((job) => [job.name, Object.keys(job.tasks)]));
-      return { ...config, knowsTasks: true, tasksOf: (instance) => Promise.resolve(tasks.get(instance.job) ?? []) };
+      const invalid = invalidInstances(config.problems, await readEntries(paths.instancesFile));
+      return { instances: config.instances, problems: config.problems, invalid, knowsTasks: true, tasksOf: (instance) => Promise.resolve(tasks.get(instance.job) ?? []) };
     },
     async setEnabled(instanceId, enabled) {
       try {
@@ -131,7 +145,8 @@ export function stackTarget(aws: AwsCliContext, options: StackTargetOptions = {}
     board: store,
     async instances() {
       const [entries, known] = await Promise.all([store.listInstanceEntries(), jobTypes()]);
-      const view = parseStackEntries(entries, known);
+      const parsed = parseStackEntries(entries, known);
+      const view = { ...parsed, invalid: invalidInstances(parsed.problems, entries) };
       const byName = new Map((known ?? []).map((job) => [job.name, Object.keys(job.tasks)]));
       return {
         ...view,
@@ -248,6 +263,42 @@ export async function checkTrigger(target: Target, view: InstanceView, instanceI
 export async function boardEntries(board: Board): Promise<BoardEntry[]> {
   const routes = await Promise.all((['queue', 'conductor', 'fargate'] as const).map((route) => board.listRoute(route)));
   return routes.flat();
+}
+
+/**
+ * The entries that have problems, each with the job type it names (looked up in `entries`, the
+ * file's or table's raw entries, by id or by `#index` for an entry without a usable id).
+ */
+export function invalidInstances(problems: readonly ConfigProblem[], entries: readonly unknown[]): InvalidInstance[] {
+  const byId = new Map<string, InvalidInstance>();
+  for (const problem of problems) {
+    if (problem.instanceId === undefined) continue;
+    const id = problem.instanceId;
+    let invalid = byId.get(id);
+    if (!invalid) {
+      const index = /^#(\d+)$/.exec(id);
+      const entry = index ? entries[Number(index[1])] : entries.find((e) => isRecord(e) && e.id === id);
+      invalid = { id, job: isRecord(entry) && typeof entry.job === 'string' ? entry.job : null, problems: [] };
+      byId.set(id, invalid);
+    }
+    invalid.problems.push(problem.field ? `${problem.field}: ${problem.message}` : problem.message);
+  }
+  return [...byId.values()];
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The raw entries of the instances file (JSONC), or none when it cannot be read or parsed (its problems say why). */
+async function readEntries(file: string): Promise<unknown[]> {
+  try {
+    const errors: ParseError[] = [];
+    const raw: unknown = parseJsonc(await readFile(file, 'utf8'), errors, { allowTrailingComma: true, disallowComments: false });
+    return errors.length === 0 && isRecord(raw) && Array.isArray(raw.instances) ? (raw.instances as unknown[]) : [];
+  } catch {
+    return [];
+  }
 }
 
 /** The problems of a view, each naming its source. */

@@ -134,7 +134,7 @@ describe('ujr run --once, runs and logs', () => {
 
     // Assess: run --once
     expectExit(once, 1);
-    expect(once.stderr).toMatch(/run \w+ of broken\/boom failed: the disk is full/);
+    expect(once.stderr).toMatch(/run \w+ of broken\/boom failed: NonRetryableError: the disk is full/);
     expect(once.stdout).toContain('done 2');
     expect(once.stdout).toContain('failed 1');
     // runs --status failed
@@ -204,7 +204,7 @@ describe('ujr trigger', () => {
 
     // Assess: the final attempt, linked back to the failed first one, which names it.
     expectExit(waited, 0);
-    const [final] = runsSchema.parse(JSON.parse(waited.stdout));
+    const [final] = z.object({ trigger: z.object({ id: z.string() }), runs: runsSchema }).parse(JSON.parse(waited.stdout)).runs;
     expect(final).toMatchObject({ task: 'flaky', status: 'succeeded', attempt: 2, origin: 'retry' });
     const first = await sandbox.store().getRun(String(final?.previousRunId));
     expect(first).toMatchObject({ attempt: 1, status: 'failed', nextRunId: final?.id, error: { message: 'attempt 1 fails on purpose' } });
@@ -302,8 +302,11 @@ describe('a bad instances file', () => {
       ['good', 'succeeded'],
       ['good', 'succeeded'],
     ]);
-    expectExit(list, 0);
+    // jobs list: a configuration error (exit 2), the invalid entries listed with their problems
+    expectExit(list, 2);
     expect(list.stdout).toMatch(/^good\s+batch\s+yes/m);
+    expect(list.stdout).toMatch(/^bad\s+batch\s+-\s+-\s+invalid\s+params\.count: /m);
+    expect(list.stdout).toMatch(/^ghost\s+no-such-job\s+-\s+-\s+invalid\s+job: no job type is named "no-such-job"/m);
     expect(list.stderr).toContain('instance "bad": params.count');
     expectExit(trigger, 2);
     expect(trigger.stderr).toContain('instance "bad" has problems in the instances file');
