@@ -13,7 +13,11 @@
  *   put-item` example against the instances table's keys and the instance entry schema.
  *
  * A command no check knows fails the test, so a new kind of command in the docs comes with its check.
- * Relative links and their anchors must resolve too. The CLI's flags `--version`, `--no-color`,
+ * Relative links and their anchors must resolve too.
+ *
+ * Every TypeScript example is a file of docs/examples/, which tsc and eslint check with the rest of
+ * the repository; the examples of `ujr/testing` are run here and give what their comments say, and
+ * the instances files shown are valid for the example job. The CLI's flags `--version`, `--no-color`,
  * `--json` and `--wide` (issue 14) are let through while the CLI does not have them yet.
  */
 import { spawn } from 'node:child_process';
@@ -23,8 +27,11 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { INSTANCES_TABLE } from '../../core/adapters/aws/tables.js';
 import { main } from '../../core/cli/main.js';
-import { instanceEntrySchema } from '../../core/config.js';
+import { instanceEntrySchema, parseInstances } from '../../core/config.js';
 import { BUNDLE_NAMES } from '../../build/bundle.js';
+import { plan, runTask } from '../../core/testing/index.js';
+import { greeter } from '../../docs/examples/jobs/greeter.js';
+import { sizes } from '../../docs/examples/jobs/sizes.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -486,5 +493,65 @@ describe('the links of the docs', () => {
       }
     }
     expect(problems).toEqual([]);
+  });
+});
+
+// ---- examples ----------------------------------------------------------------------------------
+
+function fencedBlocks(language: string): { where: string; code: string }[] {
+  return docFiles().flatMap((file) =>
+    [...readFileSync(join(root, file), 'utf8').matchAll(new RegExp(`^\`\`\`${language}\n([\\s\\S]*?)^\`\`\``, 'gm'))].map((m) => ({ where: file, code: m[1] ?? '' })),
+  );
+}
+
+function exampleFiles(): string[] {
+  const dir = join(root, 'docs/examples');
+  const walk = (path: string): string[] =>
+    readdirSync(path, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? walk(join(path, entry.name)) : [join(path, entry.name)]));
+  return walk(dir);
+}
+
+describe('the examples of the docs', () => {
+  it('are each the text of a file of docs/examples/, which tsc and eslint check, and every such file is shown', () => {
+    const blocks = fencedBlocks('ts');
+    const examples = exampleFiles().map((file) => ({ file: file.slice(root.length + 1), text: readFileSync(file, 'utf8') }));
+    const unchecked = blocks.filter((block) => !examples.some((example) => example.text.includes(block.code))).map((b) => `${b.where}: ${b.code.split('\n')[0] ?? ''}`);
+    const unshown = examples.filter((example) => !blocks.some((block) => example.text.includes(block.code))).map((e) => e.file);
+    expect(blocks.length).toBeGreaterThan(5);
+    expect({ unchecked, unshown }).toEqual({ unchecked: [], unshown: [] });
+  });
+
+  it('of ujr/testing give what their comments say', async () => {
+    for (const module of ['../../docs/examples/jobs/readme-test.js', '../../docs/examples/jobs/testing.js']) {
+      const { tasks, run } = (await import(module)) as { tasks: Awaited<ReturnType<typeof plan>>['tasks']; run: Awaited<ReturnType<typeof runTask>> };
+      expect(tasks).toMatchObject([{ task: 'greet', input: { name: 'alan' }, kind: 'batch' }]);
+      expect(run.status).toBe('succeeded');
+      expect(await run.objects.getText('greetings/ada.txt')).toBe('hello');
+    }
+    // An hour of plans greets ada once: the job checks its run history.
+    const { runs } = (await import('../../docs/examples/jobs/testing.js')) as { runs: { task: string; status: string }[] };
+    expect(runs.map((r) => [r.task, r.status])).toEqual([['greet', 'succeeded']]);
+  });
+
+  it("of context.md plans a task per object not yet measured and measures one", async () => {
+    const objects = { 'raw/a.bin': 'abc', 'raw/b.bin': 'de', 'other/c.bin': 'f' };
+    const planned = await plan(sizes, { params: { prefix: 'raw/' }, objects, history: [{ task: 'measure', input: { key: 'raw/a.bin' } }] });
+    expect(planned.tasks.map((t) => t.input)).toEqual([{ key: 'raw/b.bin' }]);
+    const measured = await runTask(sizes, 'measure', { key: 'raw/b.bin' }, { params: { prefix: 'raw/' }, objects });
+    expect(measured.result).toEqual({ key: 'raw/b.bin', bytes: 2 });
+    const gone = await runTask(sizes, 'measure', { key: 'raw/z.bin' }, { params: { prefix: 'raw/' }, objects });
+    expect([gone.status, gone.retryable]).toEqual(['failed', false]);
+  });
+
+  it('of instances files validate against the example job', () => {
+    const files = fencedBlocks('json').filter((block) => block.code.includes('"instances"'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const { where, code } of files) {
+      const json = code
+        .split('\n')
+        .filter((line) => !line.trimStart().startsWith('//'))
+        .join('\n');
+      expect({ where, problems: parseInstances(JSON.parse(json) as unknown, [greeter]).problems }).toEqual({ where, problems: [] });
+    }
   });
 });
