@@ -227,7 +227,7 @@ export function parseStackEntries(entries: readonly unknown[], jobs: readonly Jo
  * Checks an ad-hoc run request against the configured instances: the instance exists and is valid,
  * the task (when the job types are known) exists, and an input comes with a task and is JSON within
  * `MAX_INPUT_BYTES`, as the planners check it.
- * @throws {CliError} exit 2 (broken instance, input without task, input not JSON or too large) or 3 (unknown instance or task).
+ * @throws {CliError} exit 2 (broken instance or instances file, input without task, input not JSON or too large) or 3 (unknown instance or task).
  */
 export async function checkTrigger(target: Target, view: InstanceView, instanceId: string, task: string | undefined, input: unknown): Promise<InstanceConfig> {
   const instance = view.instances.find((i) => i.id === instanceId);
@@ -237,6 +237,11 @@ export async function checkTrigger(target: Target, view: InstanceView, instanceI
       `instance "${instanceId}" has problems in ${target.instancesLabel}; fix them first:\n${formatProblems(target, problems).join('\n')}`,
       EXIT.usage,
     );
+  }
+  const fileProblems = view.problems.filter((p) => p.instanceId === undefined);
+  if (!instance && fileProblems.length > 0) {
+    // The instance may well be there: the file as a whole cannot be used.
+    throw new CliError(`${target.instancesLabel} cannot be used; fix it first:\n${formatProblems(target, fileProblems).join('\n')}`, EXIT.usage);
   }
   if (!instance) {
     throw new CliError(`no job instance "${instanceId}" in ${target.instancesSource}; known: ${view.instances.map((i) => i.id).join(', ') || '(none)'}`, EXIT.notFound);

@@ -202,27 +202,31 @@ describe('ujr runs --wide and ujr runs <id>', () => {
 });
 
 describe('configuration errors exit 2', () => {
-  const cases: { name: string; file: string | undefined; problem: RegExp }[] = [
-    { name: 'a syntax error', file: '{ "instances": [ { "id": "a", "job": "batch" ', problem: /: not valid JSON \(.+ at line 1, column \d+\); fix the syntax/ },
-    { name: 'a missing file', file: undefined, problem: /: cannot read the file \(.*ENOENT.*\); create it or pass --instances/ },
-    { name: 'an unknown job type', file: JSON.stringify({ instances: [{ id: 'g', job: 'no-such-job' }] }), problem: /: instance "g": job: no job type is named "no-such-job"/ },
+  const cases: { name: string; file: string | undefined; instance: string; problem: RegExp }[] = [
+    { name: 'a syntax error', file: '{ "instances": [ { "id": "a", "job": "batch" ', instance: 'a', problem: /: not valid JSON \(.+ at line 1, column \d+\); fix the syntax/ },
+    { name: 'a missing file', file: undefined, instance: 'a', problem: /: cannot read the file \(.*ENOENT.*\); create it or pass --instances/ },
+    { name: 'an unknown job type', file: JSON.stringify({ instances: [{ id: 'g', job: 'no-such-job' }] }), instance: 'g', problem: /: instance "g": job: no job type is named "no-such-job"/ },
     {
       name: 'an unknown param',
       file: JSON.stringify({ instances: [{ id: 'b', job: 'batch', params: { count: 1, extra: 1 } }] }),
+      instance: 'b',
       problem: /: instance "b": params: unknown param "extra" for job type "batch" \(it takes: count, ms, jitterMs, rounds, perPlan\)/,
     },
   ];
 
-  for (const { name, file, problem } of cases) {
-    it(`jobs list and status exit 2 on ${name}, naming the file and the problem`, async () => {
+  for (const { name, file, instance, problem } of cases) {
+    it(`jobs list, status and trigger exit 2 on ${name}, naming the file and the problem`, async () => {
       // Prepare
       if (file !== undefined) await writeFile(sandbox.instancesFile, file);
       sandbox.store(); // a store exists, as after a first "ujr run"
 
       // Act
       const [list, listJson, status, statusJson] = [await ujr(['jobs', 'list']), await ujr(['jobs', 'list', '--json']), await ujr(['status']), await ujr(['status', '--json'])];
+      const trigger = await ujr(['trigger', instance]);
 
       // Assess
+      expectExit(trigger, 2);
+      expect(trigger.stderr).toMatch(new RegExp(`^${sandbox.instancesFile}${problem.source}`, 'm'));
       for (const result of [list, status]) {
         expectExit(result, 2);
         expect(result.stderr).toMatch(new RegExp(`^config: ${sandbox.instancesFile}${problem.source}`, 'm'));
