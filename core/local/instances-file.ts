@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { applyEdits, findNodeAtLocation, modify, parseTree, printParseErrorCode, type FormattingOptions, type ParseError } from 'jsonc-parser';
+import { applyEdits, findNodeAtLocation, parseTree, printParseErrorCode, type Edit, type Node as JsonNode, type ParseError } from 'jsonc-parser';
 import { ConfigError } from '../errors.js';
 import type { Store } from '../ports/store.js';
 
@@ -32,9 +32,10 @@ export class InstanceNotFoundError extends ConfigError {
 }
 
 /**
- * Sets `enabled` of one instance in the instances file and changes nothing else: the edit is made
- * in the text (jsonc-parser's `modify`), so other entries, formatting and comments stay as written.
- * An entry that says nothing about `enabled` gets the field added after its last one.
+ * Sets `enabled` of one instance in the instances file and changes nothing else: the file is
+ * parsed with jsonc-parser and the one edit applied to its text, so other entries, formatting and
+ * comments stay as written. An entry that says nothing about `enabled` gets the field added after
+ * its last one.
  *
  * @throws {InstancesFileError} when the file cannot be read, is not valid JSON (comments and
  * trailing commas allowed) or has no "instances" array.
@@ -60,10 +61,9 @@ export async function setInstanceEnabled(file: string, instanceId: string, enabl
   }
   const entries = findNodeAtLocation(root, ['instances']);
   if (entries?.type !== 'array') throw new InstancesFileError(`${file} has no "instances" array`, file);
-  const index = (entries.children ?? []).findIndex((entry) => entry.type === 'object' && findNodeAtLocation(entry, ['id'])?.value === instanceId);
-  if (index < 0) throw new InstanceNotFoundError(instanceId, file);
-  const edits = modify(text, ['instances', index, 'enabled'], enabled, { formattingOptions: detectFormatting(text) });
-  const next = applyEdits(text, edits);
+  const entry = (entries.children ?? []).find((e) => e.type === 'object' && findNodeAtLocation(e, ['id'])?.value === instanceId);
+  if (!entry) throw new InstanceNotFoundError(instanceId, file);
+  const next = applyEdits(text, [enabledEdit(text, entry, enabled)]);
   if (next === text) return;
   // Unique per call: two edits from one process (the status page) must not share a temp file.
   const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
@@ -71,11 +71,24 @@ export async function setInstanceEnabled(file: string, instanceId: string, enabl
   await rename(temp, file);
 }
 
-/** The file's indentation (its first indented line) and line ending, for a field that has to be added. */
-function detectFormatting(text: string): FormattingOptions {
-  const indent = /^([ \t]+)\S/m.exec(text)?.[1] ?? '  ';
-  const tabs = indent.startsWith('\t');
-  return { insertSpaces: !tabs, tabSize: tabs ? 1 : indent.length, eol: text.includes('\r\n') ? '\r\n' : '\n' };
+/**
+ * The one edit that sets `"enabled"` of `entry`: its value replaced where it is written, else the
+ * field added after the entry's last one, on its own line in an entry written over several lines
+ * (indented as that line) and on the same line in a one-line entry. Nothing else is reformatted.
+ */
+function enabledEdit(text: string, entry: JsonNode, enabled: boolean): Edit {
+  const value = JSON.stringify(enabled);
+  const current = findNodeAtLocation(entry, ['enabled']);
+  if (current) return { offset: current.offset, length: current.length, content: value };
+  const last = entry.children?.at(-1);
+  if (!last) return { offset: entry.offset + 1, length: 0, content: ` "enabled": ${value} ` };
+  const end = last.offset + last.length;
+  const lineStart = text.lastIndexOf('\n', last.offset) + 1;
+  const sameLine = !text.slice(entry.offset, end).includes('\n');
+  if (sameLine) return { offset: end, length: 0, content: `, "enabled": ${value}` };
+  const indent = /^[ \t]*/.exec(text.slice(lineStart))?.[0] ?? '';
+  const eol = text.includes('\r\n') ? '\r\n' : '\n';
+  return { offset: end, length: 0, content: `,${eol}${indent}"enabled": ${value}` };
 }
 
 /**

@@ -317,6 +317,26 @@ describe('ujr jobs enable|disable', () => {
     expect(again).toBe(file);
   });
 
+  it('adds the field to an entry that has none, on the line the entry is written on', async () => {
+    // Prepare
+    await writeFile(sandbox.instancesFile, file);
+
+    // Act
+    const disable = await ujr(['jobs', 'disable', 'a']);
+    const after = await readFile(sandbox.instancesFile, 'utf8');
+
+    // Assess
+    expectExit(disable, 0);
+    const before = file.split('\n');
+    const changed = after.split('\n').flatMap((line, i) => (line === before[i] ? [] : [[before[i], line]]));
+    expect(changed).toEqual([
+      [
+        '    { "id": "a", "job": "batch", "params": { "count": 1 } }, // a stays as it is',
+        '    { "id": "a", "job": "batch", "params": { "count": 1 }, "enabled": false }, // a stays as it is',
+      ],
+    ]);
+  });
+
   it('reads the commented file like any other: jobs list shows both instances and exits 0', async () => {
     // Prepare
     await writeFile(sandbox.instancesFile, file);
