@@ -51,7 +51,13 @@ Where ujr finds the jobs module, the instances file and the home folder, first t
        export default defineConfig({ jobs: 'src/jobs/index.ts', instances: 'src/instances.json', home: '.ujr' });
   3. the "ujr" field of the project's package.json: "ujr": { "jobs": "src/jobs/index.ts" }
   4. jobs/index.ts, jobs/instances.json and .ujr in the project root (else this folder)
-Paths in a config file are relative to its folder.`;
+Paths in a config file are relative to its folder.
+
+Output: colour on a terminal (off with NO_COLOR set, --no-color, or when piped); --json prints one
+JSON document per command (logs: one JSON object a line, the run last).
+Exit codes: 0 success; 1 a run failed (run --once, trigger --wait) or ujr run lost its store;
+2 bad usage or configuration (the instances file, an instance, ujr.config.*, no store at --home);
+3 no such run or instance.`;
 
 /** What the CLI reaches outside the local installation; tests replace it. */
 export interface CliDeps {
