@@ -746,7 +746,7 @@ describe('the example pipeline of jobs/instances.json, as npm start runs it', ()
    * take one to two seconds to start (tsx compiles the jobs); what the configuration decides is
    * the rest: the collector's short first file, then the processor's and the summary's next plans.
    */
-  const BUDGET_AFTER_COLLECTOR_START_MS = 9_000;
+  const BUDGET_AFTER_COLLECTOR_START_MS = 8_000;
 
   it('processes the collector’s first file and reports on it within seconds of the collector’s start, then goes on collecting', async () => {
     // Prepare
