@@ -24,7 +24,10 @@ export function paint(enabled: boolean): Paint {
   return enabled ? pc.createColors(true) : PLAIN;
 }
 
-/** One colour per run status: green succeeded, red failed, cyan running, blue queued, yellow retrying, magenta interrupted, gray cancelled and skipped. */
+/**
+ * One colour per status: green succeeded, red failed (and invalid instances), cyan running, blue
+ * queued, yellow retrying, magenta interrupted, bright yellow outdated, gray cancelled, dim skipped.
+ */
 export function statusText(status: RunStatus | 'outdated' | 'invalid', c: Paint): string {
   switch (status) {
     case 'succeeded':
@@ -43,8 +46,9 @@ export function statusText(status: RunStatus | 'outdated' | 'invalid', c: Paint)
     case 'outdated':
       return c.yellowBright(status);
     case 'cancelled':
-    case 'skipped':
       return c.gray(status);
+    case 'skipped':
+      return c.dim(status);
   }
 }
 

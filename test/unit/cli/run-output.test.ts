@@ -3,10 +3,10 @@
  * running task's progress, one line per ended run) and the error text every command shares.
  */
 import { describe, expect, it } from 'vitest';
-import { errorLine, errorWithStack, paint } from '../../../core/cli/format.js';
+import { errorLine, errorWithStack, paint, statusText } from '../../../core/cli/format.js';
 import { endedLine, liveLine, whereLines } from '../../../core/cli/run-command.js';
 import type { RunnerStats } from '../../../core/engine/runner.js';
-import type { RunRecord } from '../../../core/types.js';
+import { RUN_STATUSES, type RunRecord } from '../../../core/types.js';
 
 const stats: RunnerStats = {
   queued: 1,
@@ -109,5 +109,23 @@ describe('errorWithStack', () => {
     expect(errorWithStack(own)).toBe('TaskTimeoutError: task timed out\n    at a (x.ts:1:1)');
     expect(errorWithStack(foreign)).toBe('ShutdownError: stopping\nTaskProcessError: killed by SIGINT\n    at b (y.ts:2:2)');
     expect(errorWithStack({ name: 'Error', message: 'no stack' })).toBe(errorLine({ name: 'Error', message: 'no stack' }));
+  });
+});
+
+describe('statusText', () => {
+  it('gives each status its own colour on a terminal, and none without', () => {
+    // Prepare
+    const statuses = [...RUN_STATUSES, 'outdated', 'invalid'] as const;
+    const colours = new Map<string, string>();
+
+    // Act
+    for (const status of statuses) colours.set(status, statusText(status, paint(true)).replace(status, ''));
+
+    // Assess: failed and invalid share red; every other status has a colour of its own
+    expect(colours.get('invalid')).toBe(colours.get('failed'));
+    const others = statuses.filter((s) => s !== 'invalid').map((s) => colours.get(s));
+    expect(new Set(others).size).toBe(others.length);
+    expect(colours.get('succeeded')).toBe('\x1b[32m\x1b[39m');
+    for (const status of statuses) expect(statusText(status, paint(false))).toBe(status);
   });
 });
