@@ -25,6 +25,7 @@ import type {
   WriteBatch,
 } from '../../ports/store.js';
 import { StoreNotFoundError } from './errors.js';
+import { SqliteLimitStore } from './limits.js';
 import { checkFileIdentity, fileIdentity, type FileIdentity } from './file-identity.js';
 import { fenceHolds, leaseBacksRun, sweepReleases, sweptRun } from '../../ports/fencing.js';
 import { parseJson } from '../../signature.js';
@@ -46,7 +47,7 @@ import {
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 6;
+const SCHEMA_VERSION = 7;
 
 /** Migrations by the version they lead to; each runs once, in its own transaction. */
 const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
@@ -226,6 +227,30 @@ const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
       WHERE runs.instance_id = task_heads.instance_id AND runs.task = task_heads.task AND status = 'succeeded'
       ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1);
     DROP INDEX IF EXISTS runs_instance_task_recency;
+    `,
+  ],
+  [
+    7,
+    `
+    -- Shared rate limits and concurrency caps (issue 15): one row per bucket (limit name, key),
+    -- its token level as of updated_at and its slot holders (a JSON object of holder -> expiry).
+    -- Read and written by ./limits.ts in BEGIN IMMEDIATE transactions.
+    CREATE TABLE IF NOT EXISTS limit_buckets (
+      name          TEXT NOT NULL,
+      key           TEXT NOT NULL,
+      tokens        REAL,
+      updated_at    REAL NOT NULL,
+      blocked_until REAL NOT NULL DEFAULT 0,
+      holders       TEXT NOT NULL DEFAULT '{}',
+      rate_count    REAL,
+      rate_per_ms   REAL,
+      rate_burst    INTEGER,
+      concurrency   INTEGER,
+      granted       INTEGER NOT NULL DEFAULT 0,
+      refused       INTEGER NOT NULL DEFAULT 0,
+      throttled_ms  REAL NOT NULL DEFAULT 0,
+      PRIMARY KEY (name, key)
+    ) WITHOUT ROWID;
     `,
   ],
 ];
@@ -434,6 +459,8 @@ type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
  */
 export class SqliteStore implements Store {
   private closed = false;
+  /** Shared rate limits and concurrency caps (./limits.ts), on this store's connection. */
+  readonly limits: SqliteLimitStore;
   /** The file's device and inode when it was opened (none in memory), for `checkFile`. */
   private identity: FileIdentity | undefined;
 
@@ -497,6 +524,7 @@ export class SqliteStore implements Store {
     readonly path: string,
   ) {
     migrate(db, path);
+    this.limits = new SqliteLimitStore(db, (what, fn) => this.exec(what, fn));
 
     this.selectLease = db.prepare('SELECT * FROM leases WHERE signature = ?');
     this.upsertLease = db.prepare(`
