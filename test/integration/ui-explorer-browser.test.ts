@@ -382,11 +382,11 @@ describe('instance timeline and actions in Chromium', () => {
     const link = await page.locator('.timeline svg.links path').getAttribute('data-to');
     const lanes = await page.locator('.timeline .lane').count();
     const failedClass = await page.locator('.timeline a.tl-bar[data-run-id="tl-1"]').getAttribute('class');
-    const liveWidthDay = await page.locator('.timeline a.tl-bar[data-run-id="tl-4"]').evaluate((el) => el.getBoundingClientRect().width);
+    const liveWidthDay = (await page.locator('.timeline a.tl-bar[data-run-id="tl-4"]').boundingBox())?.width ?? 0;
     await page.click('.zoom button[data-hours="1"]');
     await page.waitForSelector('.zoom button[data-hours="1"][aria-pressed="true"]', { timeout: WAIT_MS });
     const hour = await rowIds('.timeline a.tl-bar');
-    const liveWidthHour = await page.locator('.timeline a.tl-bar[data-run-id="tl-4"]').evaluate((el) => el.getBoundingClientRect().width);
+    const liveWidthHour = (await page.locator('.timeline a.tl-bar[data-run-id="tl-4"]').boundingBox())?.width ?? 0;
 
     // Assess
     expect(day.sort()).toEqual(['tl-1', 'tl-2', 'tl-3', 'tl-4']);
