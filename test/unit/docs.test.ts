@@ -17,8 +17,7 @@
  *
  * Every TypeScript example is a file of docs/examples/, which tsc and eslint check with the rest of
  * the repository; the examples of `ujr/testing` are run here and give what their comments say, and
- * the instances files shown are valid for the example job. The CLI's flags `--version`, `--no-color`,
- * `--json` and `--wide` (issue 14) are let through while the CLI does not have them yet.
+ * the instances files shown are valid for the example job.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -34,9 +33,6 @@ import { greeter } from '../../docs/examples/jobs/greeter.js';
 import { sizes } from '../../docs/examples/jobs/sizes.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-
-/** Flags issue 14 adds to the CLI while these docs are written: not an error while missing. */
-const PENDING_FLAGS = new Set(['--version', '--no-color', '--json', '--wide']);
 
 /** Images the docs show that are made after the page they picture changes (see the README). */
 const PENDING_IMAGES = new Set(['docs/status-page.png']);
@@ -256,7 +252,7 @@ function checkOptions(
     const [name, inlineValue] = word.split('=', 2) as [string, string | undefined];
     const option = tables.map((table) => table.get(name)).find((o) => o !== undefined);
     if (!option) {
-      if (!PENDING_FLAGS.has(name)) problems.push(`no option ${name}`);
+      problems.push(`no option ${name}`);
       continue;
     }
     if (option.takesValue && inlineValue === undefined) {
