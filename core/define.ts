@@ -5,7 +5,12 @@ import type { JobType, PlanContext, TaskDefinition, TaskSpec } from './types.js'
 export interface JobDefinition<S extends z.ZodType, T extends Record<string, TaskDefinition<z.infer<S>>>> {
   /** Unique among the job types loaded by one runner; instances name it in `job`. */
   name: string;
-  /** Validates each instance's params; the parsed value is what `ctx.params` holds. */
+  /**
+   * Validates each instance's params; the parsed value is what `ctx.params` holds. Params are
+   * strict: a key the object schema does not name is an error naming it (a misspelt param is not
+   * dropped silently). A job that takes other keys says so: `z.looseObject({...})` (or `.loose()`,
+   * `.passthrough()`) keeps them, `.catchall(schema)` validates them.
+   */
   params: S;
   /** Default schedule of the instances that give none. Default `rate(1 minute)`. */
   schedule?: string;
