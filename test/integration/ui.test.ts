@@ -165,6 +165,30 @@ describe('status page API', () => {
     expect(badStatus.status).toBe(400);
   });
 
+  it('pages the runs explorer by its next cursor and refuses a bad status list, cursor, time, match or zoom', async () => {
+    // Prepare
+    await start();
+    const base = Date.now() - HOUR;
+    const runs = await sandbox.commit(...Array.from({ length: 5 }, (_, i) => sandbox.run({ instanceId: 'alpha', task: 'crunch', status: i % 2 ? 'failed' : 'interrupted', queuedAt: base })));
+    const pageSchema = runsSchema.extend({ next: z.string().nullable() });
+
+    // Act
+    const first = await json(await api('/api/runs?status=failed,interrupted&limit=3'), pageSchema);
+    const second = await json(await api(`/api/runs?status=failed,interrupted&limit=3&before=${encodeURIComponent(first.next ?? '')}`), pageSchema);
+    const refused = await Promise.all(
+      ['/api/runs?status=failed,exploded', '/api/runs?before=yesterday', '/api/runs?from=soon', '/api/runs?q=x&match=everything', '/api/instances/alpha/timeline?hours=0'].map(async (path) => (await api(path)).status),
+    );
+    const retryMissing = await api('/api/runs/no-such-run/retry', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-UJR-CSRF': await csrfToken() }, body: '{}' });
+
+    // Assess
+    expect(first.runs.length).toBe(3);
+    expect(first.next).toBe(`${base}.${first.runs[2]?.id ?? ''}`);
+    expect(second.next).toBeNull();
+    expect([...first.runs, ...second.runs].map((r) => r.id)).toEqual(runs.map((r) => r.id).sort().reverse());
+    expect(refused).toEqual([400, 400, 400, 400, 400]);
+    expect(retryMissing.status).toBe(404);
+  });
+
   it('answers unknown instance and run ids with 404 errors naming the id', async () => {
     // Prepare
     await start();
