@@ -26,7 +26,11 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { INSTANCES_TABLE } from '../../core/adapters/aws/tables.js';
 import { main } from '../../core/cli/main.js';
-import { instanceEntrySchema, parseInstances } from '../../core/config.js';
+import { DEFAULT_SCHEDULE, instanceEntrySchema, parseInstances } from '../../core/config.js';
+import { DEFAULT_BATCH_TIMEOUT_MS } from '../../core/engine/planner.js';
+import { MAX_INPUT_BYTES, MAX_RESULT_BYTES } from '../../core/limits.js';
+import { CONFIG_FIELDS } from '../../core/local/project-config.js';
+import { DEFAULT_RETRY } from '../../core/retry.js';
 import { BUNDLE_NAMES } from '../../build/bundle.js';
 import { plan, runTask } from '../../core/testing/index.js';
 import { greeter } from '../../docs/examples/jobs/greeter.js';
@@ -551,3 +555,103 @@ describe('the examples of the docs', () => {
     }
   });
 });
+
+// ---- reference tables ---------------------------------------------------------------------------
+
+/** The text of a page's section: from the heading that starts with `heading` to the next of its level or above. */
+function section(file: string, heading: string): string {
+  const text = readFileSync(join(root, file), 'utf8');
+  const start = text.indexOf(`\n${heading}`);
+  if (start === -1) throw new Error(`${file} has no section "${heading}"`);
+  const level = /^#+/.exec(heading)?.[0] ?? '##';
+  const rest = text.slice(start + 1 + heading.length);
+  const end = rest.search(new RegExp(`\\n#{1,${level.length}} `));
+  return end === -1 ? rest : rest.slice(0, end);
+}
+
+/** The top-level members of an exported interface of a source file, by name. */
+function membersOf(file: string, name: string): string[] {
+  const text = readFileSync(join(root, file), 'utf8');
+  const start = new RegExp(`^export interface ${name}\\b[^{]*\\{\\n`, 'm').exec(text);
+  if (!start) throw new Error(`${file} has no interface ${name}`);
+  const body = text.slice(start.index + start[0].length, text.indexOf('\n}', start.index));
+  return [...body.matchAll(/^ {2}(?:readonly )?(\w+)\??[(:<]/gm)].map((m) => m[1] ?? '');
+}
+
+/** Names missing from a section: each must start a table cell or appear in code (`name`, `name(…)`). */
+function missing(text: string, names: readonly string[]): string[] {
+  return names.filter((name) => !new RegExp(`\`${name}[\`(.]`).test(text));
+}
+
+describe('the reference pages', () => {
+  it('configuration.md has every instance field, job type field, task option, spec field and config field', () => {
+    const file = 'docs/configuration.md';
+    expect({
+      instance: missing(section(file, '## The instances file'), Object.keys(instanceEntrySchema.shape)),
+      job: missing(section(file, '## Job types'), membersOf('core/define.ts', 'JobDefinition')),
+      task: missing(section(file, '## Task options'), membersOf('core/types.ts', 'TaskDefinition')),
+      spec: missing(section(file, '## Task specs'), membersOf('core/types.ts', 'TaskSpec')),
+      config: missing(section(file, '## Where ujr finds your files'), CONFIG_FIELDS),
+    }).toEqual({ instance: [], job: [], task: [], spec: [], config: [] });
+  });
+
+  it("configuration.md's defaults are the code's", () => {
+    const file = 'docs/configuration.md';
+    const retry = section(file, '## Retry policy');
+    const wrong = Object.entries(DEFAULT_RETRY).filter(([key, value]) => !retry.includes(`| \`${key}\` | ${String(value)} |`));
+    expect(wrong).toEqual([]);
+    expect(section(file, '## Task options')).toContain(`batch: ${DEFAULT_BATCH_TIMEOUT_MS} (15 min)`);
+    expect(section(file, '## The instances file')).toContain(`else \`${DEFAULT_SCHEDULE}\``);
+    expect(section(file, '## Limits')).toContain(`| ${MAX_INPUT_BYTES / 1024} KiB |`);
+    expect(section(file, '## Limits')).toContain(`| ${MAX_RESULT_BYTES / 1024} KiB |`);
+    const runnerOptions = readFileSync(join(root, 'core/embedded/embedded-runner.ts'), 'utf8');
+    const picked = /extends Pick<RunnerOptions, ([^>]+)>/.exec(runnerOptions)?.[1]?.match(/'(\w+)'/g)?.map((m) => m.slice(1, -1)) ?? [];
+    expect(picked.length).toBeGreaterThan(0);
+    expect(missing(section(file, '## The local runner'), [...membersOf('core/embedded/embedded-runner.ts', 'CreateRunnerOptions'), ...picked])).toEqual([]);
+  });
+
+  it('context.md has every member of ctx, tctx, the revert context, the object store and a run record', () => {
+    const file = 'docs/context.md';
+    expect({
+      ctx: missing(section(file, '## The plan context'), membersOf('core/types.ts', 'PlanContext')),
+      tctx: missing(section(file, '## The task context'), membersOf('core/types.ts', 'TaskContext')),
+      rctx: missing(section(file, '## The revert context'), membersOf('core/types.ts', 'RevertContext')),
+      objects: missing(section(file, '## The object store'), membersOf('core/types.ts', 'ObjectStore')),
+      run: missing(section(file, '## Run records'), membersOf('core/types.ts', 'RunRecord')),
+    }).toEqual({ ctx: [], tctx: [], rctx: [], objects: [], run: [] });
+  });
+
+  it("cli.md's option table has every option of every command, with the default --help gives", async () => {
+    const table = section('docs/cli.md', '## Options');
+    const rows = table.split('\n').filter((line) => line.startsWith('| `'));
+    const problems: string[] = [];
+    const commands = [['run'], ['status'], ['runs'], ['logs'], ['trigger'], ['jobs', 'list'], ['jobs', 'enable'], ['jobs', 'disable'], ['redrive'], ['ui'], ['init'], []];
+    for (const path of commands) {
+      const out: string[] = [];
+      await main(['node', 'ujr', ...path, '--help'], { out: (text) => out.push(text), err: (text) => out.push(text) });
+      for (const { flag, default: fallback } of optionsWithDefaults(out.join('\n'))) {
+        if (flag === '--help') continue;
+        // Global options: | option | meaning |; a command's: | command | option | default | meaning |.
+        const names = (cell: string | undefined) => (cell ?? '').match(/--?[\w-]+/g) ?? [];
+        const row = rows.find((line) => {
+          const cells = line.split(' | ');
+          return path.length === 0 ? names(cells[0]).includes(flag) : (cells[0] ?? '').startsWith(`| \`${path[0] ?? ''}`) && names(cells[1]).includes(flag);
+        });
+        if (!row) problems.push(`ujr ${path.join(' ')} ${flag}: no row`);
+        else if (fallback !== undefined && !row.includes(fallback)) problems.push(`ujr ${path.join(' ')} ${flag}: the row does not give the default ${fallback}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+});
+
+/** The long options of a `--help` text with the default each prints. */
+function optionsWithDefaults(help: string): { flag: string; default: string | undefined }[] {
+  const options = help.split(/\n(?= {2}-)/).filter((chunk) => /^ {2}-/.test(chunk));
+  return options.map((chunk) => {
+    const text = chunk.split(/\n\n/)[0]?.replace(/\s+/g, ' ') ?? '';
+    const flag = /--[\w-]+/.exec(text)?.[0] ?? '';
+    const fallback = /default: "?([^",;)]+)/.exec(text)?.[1];
+    return { flag, default: fallback };
+  });
+}
