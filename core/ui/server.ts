@@ -3,6 +3,11 @@
  * over a status source (./source.ts: the local store and instances file, or a deployed stack), and
  * server-sent events that make open pages refresh.
  *
+ * Reads: GET /api/instances, /api/instances/:id (with each task's input JSON Schema where the job
+ * types are known), /api/instances/:id/timeline?hours=24, /api/runs (the explorer: filters,
+ * search and cursor pages), /api/runs/:id, /api/runs/:id/logs, /api/events. Actions (POST):
+ * /api/instances/:id/run|enable|disable, /api/runs/:id/retry.
+ *
  * Security: loopback only unless a token is given (then every request needs it: a cookie set from
  * `?token=` on first visit, or `Authorization: Bearer`); on loopback the Host header must name
  * the loopback address (no DNS rebinding). Mutating requests are POSTs with a JSON body and the
