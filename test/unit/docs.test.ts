@@ -632,7 +632,7 @@ describe('the reference pages', () => {
       for (const { flag, default: fallback } of optionsWithDefaults(out.join('\n'))) {
         if (flag === '--help') continue;
         // Global options: | option | meaning |; a command's: | command | option | default | meaning |.
-        const names = (cell: string | undefined) => (cell ?? '').match(/--?[\w-]+/g) ?? [];
+        const names = (cell: string | undefined): string[] => (cell ?? '').match(/--?[\w-]+/g) ?? [];
         const row = rows.find((line) => {
           const cells = line.split(' | ');
           return path.length === 0 ? names(cells[0]).includes(flag) : (cells[0] ?? '').startsWith(`| \`${path[0] ?? ''}`) && names(cells[1]).includes(flag);
