@@ -349,9 +349,10 @@ describe('runs explorer in Chromium', () => {
     const seen: string[] = [...(await rowIds())];
     let pages = 1;
     while (await page.locator('nav.pager button.older').isEnabled()) {
-      const before = await page.evaluate('location.hash');
+      const before = z.string().parse(await page.getAttribute('body', 'data-loaded'));
       await page.click('nav.pager button.older');
-      await page.waitForFunction(`location.hash !== ${JSON.stringify(before)} && document.body.dataset.loaded === location.hash`, undefined, { timeout: WAIT_MS });
+      // data-loaded names the hash once its view has rendered
+      await page.waitForSelector(`body[data-loaded^="#/runs?before="]:not([data-loaded=${JSON.stringify(before)}])`, { timeout: WAIT_MS });
       seen.push(...(await rowIds()));
       pages += 1;
     }
