@@ -12,6 +12,9 @@ export function matchesRunQuery(run: RunRecord, query: Omit<RunQuery, 'limit'>):
   }
   if (query.since !== undefined && run.queuedAt < query.since) return false;
   if (query.until !== undefined && run.queuedAt >= query.until) return false;
+  const { before } = query;
+  if (before !== undefined && !(run.queuedAt < before.queuedAt || (run.queuedAt === before.queuedAt && run.id < before.id))) return false;
+  if (query.inputContains !== undefined && !JSON.stringify(run.input).includes(query.inputContains)) return false;
   return true;
 }
 

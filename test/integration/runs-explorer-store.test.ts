@@ -1,5 +1,5 @@
 /**
- * The runs explorer's queries (issue 14) on the memory store and a real SQLite file: pages by the
+ * The runs explorer's queries (issue 14) on the memory store, a real SQLite file and DynamoDB Local: pages by the
  * cursor `before` (queuedAt, id) lose and repeat no run when many share a queue time, an
  * instance's runs across its tasks come merged newest first, `inputContains` matches the stored
  * input's text, and the live statuses are found however old the other runs are.
@@ -7,12 +7,19 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DynamoStore } from '../../core/adapters/aws/dynamo-store.js';
+import { createTables, deleteTables } from '../../core/adapters/aws/tables.js';
 import { MemoryStore } from '../../core/adapters/memory/store.js';
 import { SqliteStore } from '../../core/adapters/sqlite/store.js';
 import type { RunQuery, Store } from '../../core/ports/store.js';
 import type { RunRecord, RunStatus } from '../../core/types.js';
 import { makeRun, seed, T0 } from '../helpers/records.js';
+import { emulatorClientConfig, uniqueName } from '../servers/endpoints.js';
+
+const dynamo = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+afterAll(() => dynamo.destroy());
 
 const factories: [string, () => Promise<{ store: Store; cleanup: () => Promise<void> }>][] = [
   ['memory', () => Promise.resolve({ store: new MemoryStore(), cleanup: () => Promise.resolve() })],
@@ -26,6 +33,21 @@ const factories: [string, () => Promise<{ store: Store; cleanup: () => Promise<v
         cleanup: async () => {
           await store.close();
           await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  ],
+  [
+    'dynamodb',
+    async () => {
+      const names = { leases: uniqueName('ujr-leases'), runs: uniqueName('ujr-runs'), instances: uniqueName('ujr-instances') };
+      await createTables(dynamo, names);
+      const store = new DynamoStore({ client: dynamo, tables: names, now: () => T0 });
+      return {
+        store,
+        cleanup: async () => {
+          await store.close();
+          await deleteTables(dynamo, names);
         },
       };
     },

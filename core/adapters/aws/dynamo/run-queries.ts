@@ -36,7 +36,9 @@ export function queuedQuery(runsTable: string, index: 'byLive', keyValue: string
   const e = new Expr();
   let key = `${e.n(partitionKey.name)} = ${e.v(keyValue)}`;
   const lower = query.since !== undefined && query.since > 0 ? numberKey(Math.floor(query.since), 'since') : undefined;
-  const upper = query.until !== undefined && query.until <= 999_999_999_999_999 ? numberKey(Math.ceil(query.until), 'until') : undefined;
+  // A cursor (`before`) bounds the key as "queued no later than its run" and filters the ties.
+  const until = Math.min(query.until ?? Infinity, query.before !== undefined ? query.before.queuedAt + 1 : Infinity);
+  const upper = until <= 999_999_999_999_999 ? numberKey(Math.ceil(until), 'until') : undefined;
   // `<time>#<id>` keys: `<= upper` leaves out every run queued at `upper` or later.
   if (lower !== undefined && upper !== undefined) key += ` AND ${e.n(sortKey.name)} BETWEEN ${e.v(lower)} AND ${e.v(upper)}`;
   else if (lower !== undefined) key += ` AND ${e.n(sortKey.name)} >= ${e.v(lower)}`;
@@ -91,6 +93,12 @@ export function runFilters(
   if (cover.statuses) parts.push(`${e.n('status')} IN (${[...cover.statuses].map((s) => e.v(s)).join(', ')})`);
   if (query.since !== undefined) parts.push(`${e.n('queuedAt')} >= ${e.v(query.since)}`);
   if (query.until !== undefined) parts.push(`${e.n('queuedAt')} < ${e.v(query.until)}`);
+  if (query.before !== undefined) {
+    const at = e.v(query.before.queuedAt);
+    parts.push(`(${e.n('queuedAt')} < ${at} OR (${e.n('queuedAt')} = ${at} AND ${e.n('id')} < ${e.v(query.before.id)}))`);
+  }
+  // The item's `input` is the run's input as compact JSON, the text `inputContains` is matched in.
+  if (query.inputContains !== undefined) parts.push(`contains(${e.n('input')}, ${e.v(query.inputContains)})`);
   return parts.length > 0 ? parts.join(' AND ') : undefined;
 }
 
