@@ -53,15 +53,22 @@ export function formatProblem(source: string, problem: ConfigProblem): string {
  * their last good version, see `mergeWithLastGood`).
  */
 export function parseInstancesText(text: string, jobs: readonly JobType[]): ParsedConfig {
-  // JSON with comments and trailing commas (JSONC), as editors and `ujr jobs enable|disable` keep it.
+  const parsed = parseInstancesJson(text);
+  if (!parsed.ok) return { instances: [], problems: [{ message: `${parsed.message}; fix the syntax` }] };
+  return parseInstances(parsed.raw, jobs);
+}
+
+/**
+ * The text of an instances file as JSON with comments and trailing commas (JSONC), as editors and
+ * `ujr jobs enable|disable` keep it; read the same way locally and when a deployment seeds it.
+ */
+export function parseInstancesJson(text: string): { ok: true; raw: unknown } | { ok: false; message: string } {
   const errors: ParseError[] = [];
   const raw: unknown = parseJsonc(text, errors, { allowTrailingComma: true, disallowComments: false });
   const [syntax] = errors;
-  if (syntax) {
-    const { line, column } = lineAndColumn(text, syntax.offset);
-    return { instances: [], problems: [{ message: `not valid JSON (${printParseErrorCode(syntax.error)} at line ${line}, column ${column}); fix the syntax` }] };
-  }
-  return parseInstances(raw, jobs);
+  if (!syntax) return { ok: true, raw };
+  const { line, column } = lineAndColumn(text, syntax.offset);
+  return { ok: false, message: `not valid JSON (${printParseErrorCode(syntax.error)} at line ${line}, column ${column})` };
 }
 
 export function parseInstances(raw: unknown, jobs: readonly JobType[]): ParsedConfig {

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { CONFIG_KIND } from '../core/adapters/aws/dynamo-items.js';
 import { INSTANCES_TABLE } from '../core/adapters/aws/tables.js';
-import { formatProblem, instanceEntrySchema, instancesFileSchema, parseInstances } from '../core/config.js';
+import { formatProblem, instanceEntrySchema, instancesFileSchema, parseInstances, parseInstancesJson } from '../core/config.js';
 import type { JobType, Json } from '../core/types.js';
 import { InstanceSeedError } from './errors.js';
 
@@ -66,11 +66,10 @@ export function readInstances(source: readonly InstanceEntry[] | string): Instan
   } catch (error) {
     throw new InstanceSeedError(`cannot read the instances file ${source} (${(error as Error).message}); pass an existing file or the entries themselves as the instances prop`, { cause: error });
   }
-  try {
-    return { name: source, raw: JSON.parse(text) as Json };
-  } catch (error) {
-    throw new InstanceSeedError(`the instances file ${source} is not valid JSON (${(error as Error).message}); fix its syntax`, { cause: error });
-  }
+  // Comments and trailing commas are allowed, as locally (core/config.ts).
+  const parsed = parseInstancesJson(text);
+  if (!parsed.ok) throw new InstanceSeedError(`the instances file ${source} is ${parsed.message}; fix its syntax`);
+  return { name: source, raw: toJson(parsed.raw, `the instances file ${source}`) };
 }
 
 /** A JSON copy of `value`: what DynamoDB will hold, and proof that it is JSON. */

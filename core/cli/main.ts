@@ -6,7 +6,7 @@
  * at --home: only `ujr run` creates one), 3 a named run or instance does not exist.
  *
  * Output: colour on a terminal (not with NO_COLOR, --no-color or when piped); `--json` on every
- * command, one shape per command (see the README's CLI reference).
+ * command, one shape per command (see docs/cli.md, "--json output").
  *
  * `--stack <name>` points `status`, `runs`, `logs`, `trigger`, `jobs`, `redrive` and `ui` at a
  * deployed stack instead of the local installation: the same commands over the same Store port (the
@@ -140,7 +140,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
     .option('--jobs <module>', 'module whose default export lists the job types (default: jobs/index.ts; see below)')
     .option('--instances <file>', 'the job instances file (default: jobs/instances.json; see below)')
     .option('--stack <name>', 'work on this deployed CloudFormation stack instead of the local store (status, runs, logs, trigger, jobs, redrive, ui)')
-    .option('--json', 'machine-readable output (one JSON shape per command; see the README)')
+    .option('--json', 'machine-readable output (one JSON shape per command; see docs/cli.md)')
     .option('--no-color', 'no colour (also off with NO_COLOR set, or when the output is not a terminal)')
     .version(packageVersion(), '-V, --version', "print ujr's version")
     .exitOverride()

@@ -76,8 +76,9 @@ export class ConfigWatcher {
     const parsed = await readInstancesFile(this.options.path, this.options.jobs);
     const messages = parsed.problems.map((p) => formatProblem(this.options.path, p));
     const whole = isWholeFileBroken(parsed);
+    // Said only when there is one: a file broken from the start has no last good configuration.
     for (const message of messages) {
-      this.options.report(`${message}${whole || this.lastGood.length > 0 ? ' (the last good configuration keeps running)' : ''}`);
+      this.options.report(`${message}${this.lastGood.length > 0 ? ' (the last good configuration keeps running)' : ''}`);
     }
     this.lastGood = mergeWithLastGood(this.lastGood, parsed, whole);
     this.options.apply(this.lastGood);

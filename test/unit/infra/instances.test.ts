@@ -3,7 +3,8 @@
  * attribute-value format exactly as the SDK's document client (the one DynamoStore writes with)
  * marshals the same JSON.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { describe, expect, it } from 'vitest';
@@ -45,6 +46,17 @@ describe('loadSeedEntries', () => {
     const notJson = join(ROOT, 'jobs', 'index.ts');
     expect(() => readInstances(notJson)).toThrow(InstanceSeedError);
     expect(() => readInstances(notJson)).toThrow(`the instances file ${notJson} is not valid JSON`);
+  });
+
+  it('reads an instances file with comments and trailing commas, as the local runner does', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ujr-seed-'));
+    const path = join(dir, 'instances.json');
+    writeFileSync(path, '{\n  // the summary\n  "instances": [\n    { "id": "a", "job": "summary", "params": { "source": "metrics" }, /* on */ "enabled": true, },\n  ],\n}\n');
+    try {
+      expect(loadSeedEntries(path, jobTypes)).toEqual([{ id: 'a', config: { id: 'a', job: 'summary', params: { source: 'metrics' }, enabled: true } }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses two instances with one id', () => {
