@@ -10,7 +10,7 @@
  */
 import { TaskTimeoutError, toErrorInfo } from '../errors.js';
 import type { InstanceStatus, LeaseRef, Store, Trigger, TriggerResult } from '../ports/store.js';
-import type { PlanContext, RunOrigin } from '../types.js';
+import { LIVE_STATUSES, type PlanContext, type RunOrigin } from '../types.js';
 import { isActive, newRun, refOf, type Attempt, type InstanceRuntime } from './attempt.js';
 import { buildPlanContext, resolveSpecs, type PlannedTask } from './planner.js';
 import type { RunnerParts, RunnerStats } from './runner-events.js';
@@ -18,6 +18,8 @@ import { withTimeout } from './with-timeout.js';
 
 /** How many distinct reasons a trigger's "nothing new to run" note lists. */
 const MAX_SKIP_NOTES = 5;
+/** How long a cancel request for a run this runner does not hold goes back to the store for the runner that does. */
+const CANCEL_HANDOFF_MS = 30_000;
 /** How far a takeover follows a dead holder's retries (nextRunId) to its live attempt. */
 const MAX_ATTEMPT_LINKS = 1_000;
 
@@ -67,6 +69,7 @@ export class PlanLoop {
   }
 
   private async applyTrigger(trigger: Trigger): Promise<void> {
+    if (trigger.cancelRunId !== undefined) return this.applyCancel(trigger, trigger.cancelRunId);
     const runtime = this.host.instances.get(trigger.instanceId);
     if (!runtime) {
       const note = `no instance "${trigger.instanceId}" is configured in this runner; check the id with "ujr jobs list"`;
@@ -84,6 +87,31 @@ export class PlanLoop {
     const admitted = await this.admit(runtime, outcome.tasks, 'manual', [trigger]);
     const rejected = outcome.rejected[0];
     this.reportTrigger(trigger, admitted.runIds, rejected ? toErrorInfo(rejected).message : admitted.note);
+  }
+
+  /**
+   * A request to cancel a live run: this runner ends it `cancelled` if it holds it. If not, and the
+   * run is live, the request goes back to the store for the runner that holds it (several may
+   * share one), until it is {@link CANCEL_HANDOFF_MS} old.
+   */
+  private async applyCancel(trigger: Trigger, runId: string): Promise<void> {
+    const attempt = [...this.host.held.values()].find((held) => held.run.id === runId);
+    if (attempt) {
+      this.host.cancel(attempt, 'cancelled from the status page');
+      this.reportTrigger(trigger, [runId], undefined);
+      return;
+    }
+    const run = await this.host.store.getRun(runId);
+    if (run && LIVE_STATUSES.includes(run.status) && this.host.now() - trigger.at < CANCEL_HANDOFF_MS) {
+      this.host.journal.addTrigger(trigger);
+      return;
+    }
+    const note = !run
+      ? `no run has id "${runId}"`
+      : !LIVE_STATUSES.includes(run.status)
+        ? `run ${runId} had already ended ${run.status}`
+        : `no runner sharing this store holds run ${runId} (is its "ujr run" still running?)`;
+    this.reportTrigger(trigger, [], note);
   }
 
   /** Records what became of a trigger, for `ujr trigger --wait`. */

@@ -71,6 +71,11 @@ export interface Trigger {
   /** Without a task: plan the instance now. */
   task?: string;
   input?: Json;
+  /**
+   * A request to cancel this live run instead (the status page's Cancel): the runner holding it
+   * ends it `cancelled`; `task` and `input` are then unset. Its result names the run, or says why not.
+   */
+  cancelRunId?: string;
   at: number;
 }
 

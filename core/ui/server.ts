@@ -6,7 +6,7 @@
  * Reads: GET /api/instances, /api/instances/:id (with each task's input JSON Schema where the job
  * types are known), /api/instances/:id/timeline?hours=24, /api/runs (the explorer: filters,
  * search and cursor pages), /api/runs/:id, /api/runs/:id/logs, /api/events. Actions (POST):
- * /api/instances/:id/run|enable|disable, /api/runs/:id/retry.
+ * /api/instances/:id/run|enable|disable, /api/runs/:id/retry|cancel.
  *
  * Security: loopback only unless a token is given (then every request needs it: a cookie set from
  * `?token=` on first visit, or `Authorization: Bearer`); on loopback the Host header must name
@@ -24,7 +24,7 @@ import { loadJobTypes } from '../local/jobs-module.js';
 import type { LocalPaths } from '../local/runtime.js';
 import type { RunQuery, Store } from '../ports/store.js';
 import { canonicalJson } from '../signature.js';
-import { RUN_STATUSES, type InstanceConfig, type JobType, type Json, type RunRecord, type RunStatus } from '../types.js';
+import { LIVE_STATUSES, RUN_STATUSES, type InstanceConfig, type JobType, type Json, type RunRecord, type RunStatus } from '../types.js';
 import { HttpError, UiConfigError } from './errors.js';
 import { localStatusSource, type SourceConfig, type StatusSource } from './source.js';
 import { atLeast, isLogLevel, StatusReader } from './status.js';
@@ -156,8 +156,8 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
     if (method === 'POST') {
       checkMutation(req);
       const body = await readJsonBody(req);
-      const retry = /^\/api\/runs\/([^/]+)\/retry$/.exec(path);
-      if (retry) return sendJson(res, 202, await routes.retry(segment(retry[1])));
+      const retry = /^\/api\/runs\/([^/]+)\/(retry|cancel)$/.exec(path);
+      if (retry) return sendJson(res, 202, retry[2] === 'retry' ? await routes.retry(segment(retry[1])) : await routes.cancel(segment(retry[1])));
       const match = /^\/api\/instances\/([^/]+)\/(run|enable|disable)$/.exec(path);
       if (!match) throw new HttpError(404, `no action at ${path}`);
       const id = segment(match[1]);
@@ -398,6 +398,14 @@ class Api {
     }
     const out = await this.runNow(run.instanceId, { task: run.task, input: run.input });
     return { ...(out as Record<string, unknown>), retryOf: run.id };
+  }
+
+  /** Cancel: asks whoever holds a live run to end it `cancelled` (a running handler is aborted). */
+  async cancel(id: string): Promise<unknown> {
+    const run = await this.source.getRun(id);
+    if (!run) throw new HttpError(404, `no run has id "${id}"`);
+    if (!LIVE_STATUSES.includes(run.status)) throw new HttpError(409, `run ${id} is ${run.status}: only a queued, running or retrying run can be cancelled`);
+    return this.source.cancel(run);
   }
 
   async run(id: string): Promise<unknown> {

@@ -56,6 +56,11 @@ export interface StatusSource {
    */
   runNow(instance: InstanceConfig, request: RunNowBody): Promise<Record<string, unknown>>;
   /**
+   * Asks whoever holds the live `run` to end it `cancelled`; resolves with what the API answers
+   * (202) and a `message` saying what happens next.
+   */
+  cancel(run: RunRecord): Promise<Record<string, unknown>>;
+  /**
    * Enables or disables an instance where it is configured (un-retiring it on enable).
    * @throws {HttpError} 404 when there is no such instance.
    */
@@ -106,6 +111,11 @@ export async function localStatusSource(options: LocalSourceOptions): Promise<St
       }
       await store.addTrigger(trigger);
       return { trigger };
+    },
+    async cancel(run) {
+      const trigger: Trigger = { id: nextId(), instanceId: run.instanceId, cancelRunId: run.id, at: now() };
+      await store.addTrigger(trigger);
+      return { trigger, message: `Asked to cancel ${run.task} of ${run.instanceId}; the "ujr run" holding it aborts it within a second.` };
     },
     async setEnabled(id, enabled) {
       try {

@@ -87,6 +87,18 @@ export function stackStatusSource(aws: AwsCliContext, target: Target): StatusSou
       const what = `${instance.id}${body.task !== undefined ? `/${body.task}` : ''}`;
       return { trigger: { ...request, at }, report, message: `Asked the scheduler of stack "${aws.stackName}" for a run of ${what}: ${describeReport(report)}.` };
     },
+    async cancel(run) {
+      // The board entry's holder (a worker's or a conductor's heartbeat) sees the stop and aborts.
+      let entry;
+      try {
+        entry = (await store.peek([run.signature], Date.now())).held.get(run.signature);
+      } catch (error) {
+        throw upstream(error);
+      }
+      if (!entry || entry.runId !== run.id) throw new HttpError(409, `run ${run.id} is no longer on the board of stack "${aws.stackName}"; it has ended or moved on`);
+      await store.requestStop(entry.signature, entry.token);
+      return { runId: run.id, message: `Asked the holder of ${run.task} of ${run.instanceId} to stop; it ends at its next heartbeat.` };
+    },
     async setEnabled(id, enabled) {
       try {
         await target.setEnabled(id, enabled);

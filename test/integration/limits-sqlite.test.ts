@@ -57,7 +57,7 @@ describe('SQLite limits', () => {
     }
     const check = new Database(path, { readonly: true });
     try {
-      expect(check.pragma('user_version', { simple: true })).toBe(7);
+      expect(check.pragma('user_version', { simple: true })).toBe(8);
     } finally {
       check.close();
     }

@@ -126,7 +126,7 @@ describe('SqliteStore on a file', () => {
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(6);
+      expect(raw.pragma('user_version', { simple: true })).toBe(8);
     } finally {
       raw.close();
     }
@@ -315,7 +315,7 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(6);
+    expect(version).toBe(8);
     expect(indexes).toContain('runs_live');
     expect(indexes).not.toContain('runs_signature');
     expect(indexes).not.toContain('runs_status');
@@ -353,7 +353,7 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(6);
+    expect(version).toBe(8);
     expect(indexes).not.toContain('runs_signature_recency');
   });
 
@@ -383,7 +383,7 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(6);
+    expect(version).toBe(8);
     expect(indexes).not.toContain('runs_instance_task_recency');
   });
 

@@ -2,7 +2,7 @@
  * The status page of issue 14 in real headless Chromium: the whole width at 1400 px, a colour per
  * status, dark mode, times in the viewer's time zone, runs per hour counting every outcome,
  * continuous attempts, the runs explorer (filters, search, cursor pages), the instance timeline,
- * Retry and "Run a task" (the input checked against the task's schema before it is sent), and an
+ * Retry, Cancel and "Run a task" (the input checked against the task's schema before it is sent), and an
  * accessibility check of every view with axe-core, in light and in dark mode.
  */
 import { join } from 'node:path';
@@ -418,6 +418,25 @@ describe('instance timeline and actions in Chromium', () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it('cancels a running run from its page after a confirmation: the request goes to the store for its runner', async () => {
+    // Prepare
+    const box = await start();
+    const [running] = await box.commit(box.run({ instanceId: 'alpha', task: 'crunch', status: 'running', input: { n: 3 } }));
+    if (!running) throw new Error('seed failed');
+    await open(`#/runs/${running.id}`);
+    page.once('dialog', (dialog) => void dialog.accept());
+
+    // Act
+    await page.click('button.cancel');
+
+    // Assess
+    await eventually(async () => (/Asked to cancel/.test((await page.locator('#notice').textContent()) ?? '') ? true : undefined), 'the notice');
+    const triggers = await box.store.takeTriggers(10);
+    expect(triggers).toMatchObject([{ instanceId: 'alpha', cancelRunId: running.id }]);
+    expect(triggers[0]?.task).toBeUndefined();
+    expect(pageErrors).toEqual([]);
+  });
+
   it("offers no Retry on a succeeded run, and the API refuses one (409)", async () => {
     // Prepare
     const box = await start();
@@ -431,6 +450,7 @@ describe('instance timeline and actions in Chromium', () => {
 
     // Assess
     expect(await page.locator('button.retry').count()).toBe(0);
+    expect(await page.locator('button.cancel').count()).toBe(0);
     expect(res.status).toBe(409);
     expect((await json(res, z.object({ error: z.string() }))).error).toContain('only a failed, interrupted, cancelled run can be retried');
     expect(forged.status).toBe(403);

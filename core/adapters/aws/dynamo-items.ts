@@ -442,6 +442,7 @@ export function triggerItem(trigger: Trigger, order: string): Item {
     instanceId: trigger.instanceId,
     task: trigger.task,
     input: trigger.input === undefined ? undefined : JSON.stringify(trigger.input),
+    cancelRunId: trigger.cancelRunId,
     at: trigger.at,
   });
 }
@@ -452,6 +453,7 @@ const triggerItemSchema = z.object({
   instanceId: z.string(),
   task: z.string().optional(),
   input: jsonText.optional(),
+  cancelRunId: z.string().optional(),
   at: z.number(),
 });
 
@@ -460,6 +462,7 @@ export function triggerOf(item: unknown, table: string): { sk: string; trigger: 
   const trigger: Trigger = { id: parsed.id, instanceId: parsed.instanceId, at: parsed.at };
   if (parsed.task !== undefined) trigger.task = parsed.task;
   if (parsed.input !== undefined) trigger.input = parsed.input;
+  if (parsed.cancelRunId !== undefined) trigger.cancelRunId = parsed.cancelRunId;
   return { sk: parsed.sk, trigger };
 }
 

@@ -47,10 +47,13 @@ import {
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 7;
+const SCHEMA_VERSION = 8;
 
-/** Migrations by the version they lead to; each runs once, in its own transaction. */
-const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
+/**
+ * Migrations by the version they lead to; each runs once, in its own transaction. Each can run on
+ * a file that already has what it adds (IF NOT EXISTS, or a step that checks first).
+ */
+const MIGRATIONS: readonly (readonly [version: number, step: string | ((db: Database.Database) => void)])[] = [
   [
     1,
     `
@@ -253,6 +256,14 @@ const MIGRATIONS: readonly (readonly [version: number, sql: string])[] = [
     ) WITHOUT ROWID;
     `,
   ],
+  [
+    8,
+    // A trigger may ask to cancel a live run (the status page's Cancel) instead of a plan.
+    (db) => {
+      const columns = db.prepare("SELECT name FROM pragma_table_info('triggers')").all() as { name: string }[];
+      if (!columns.some((column) => column.name === 'cancel_run_id')) db.exec('ALTER TABLE triggers ADD COLUMN cancel_run_id TEXT');
+    },
+  ],
 ];
 
 const TERMINAL_LIST = [...TERMINAL_STATUSES].map((s) => `'${s}'`).join(', ');
@@ -435,6 +446,7 @@ interface TriggerRow {
   task: string | null;
   input: string | null;
   at: number;
+  cancel_run_id: string | null;
 }
 
 type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
@@ -488,7 +500,7 @@ export class SqliteStore implements Store {
   private readonly selectStatuses: Stmt<[], StatusRow>;
   private readonly upsertStatus: Stmt<[string, number | null, string | null, string | null, number | null]>;
   private readonly deleteStatus: Stmt<[string]>;
-  private readonly insertTrigger: Stmt<[string, string, string | null, string | null, number]>;
+  private readonly insertTrigger: Stmt<[string, string, string | null, string | null, number, string | null]>;
   private readonly selectTriggers: Stmt<[number], TriggerRow>;
   private readonly deleteTrigger: Stmt<[number]>;
   private readonly selectPrunable: Stmt<[number, number], { id: string; signature: string; instance_id: string; task: string }>;
@@ -604,7 +616,7 @@ export class SqliteStore implements Store {
     );
     this.deleteStatus = db.prepare('DELETE FROM instance_status WHERE instance_id = ?');
     this.insertTrigger = db.prepare(
-      'INSERT INTO triggers (id, instance_id, task, input, at) VALUES (?, ?, ?, ?, ?)',
+      'INSERT INTO triggers (id, instance_id, task, input, at, cancel_run_id) VALUES (?, ?, ?, ?, ?, ?)',
     );
     this.selectTriggers = db.prepare('SELECT * FROM triggers ORDER BY at, seq LIMIT ?');
     this.deleteTrigger = db.prepare('DELETE FROM triggers WHERE seq = ?');
@@ -1069,6 +1081,7 @@ export class SqliteStore implements Store {
       trigger.task ?? null,
       trigger.input === undefined ? null : JSON.stringify(trigger.input),
       trigger.at,
+      trigger.cancelRunId ?? null,
     );
   }
 
@@ -1270,10 +1283,11 @@ function useWal(db: Database.Database): void {
  * the version again, so that concurrent openers migrate once.
  */
 function migrate(db: Database.Database, path: string): void {
-  const step = db.transaction((version: number, sql: string) => {
+  const step = db.transaction((version: number, sql: string | ((db: Database.Database) => void)) => {
     // Another process may have migrated while this one waited for the write lock.
     if (userVersion(db) >= version) return;
-    db.exec(sql);
+    if (typeof sql === 'string') db.exec(sql);
+    else sql(db);
     db.pragma(`user_version = ${version}`);
   });
   const current = userVersion(db);
@@ -1392,6 +1406,7 @@ function rowToTrigger(row: TriggerRow): Trigger {
   const trigger: Trigger = { id: row.id, instanceId: row.instance_id, at: row.at };
   if (row.task !== null) trigger.task = row.task;
   if (row.input !== null) trigger.input = parseJson(row.input);
+  if (row.cancel_run_id !== null) trigger.cancelRunId = row.cancel_run_id;
   return trigger;
 }
 

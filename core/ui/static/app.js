@@ -20,7 +20,7 @@
   const SVG = 'http://www.w3.org/2000/svg';
 
   /** Shared UI state that survives re-renders. */
-  const state = { logLevel: '', rendering: false, again: false, lastSnapshot: '', timelineHours: 24, deferred: false };
+  const state = { logLevel: '', rendering: false, again: false, lastSnapshot: '', timelineHours: 24, deferred: false, edited: false };
 
   // ---- DOM helpers -----------------------------------------------------------------------------
 
@@ -441,6 +441,7 @@
       h('h1', {}, `${run.task} `, h('span', { class: 'muted', text: `· ${run.instanceId} ` }), badge(run.status)),
       h('div', { class: 'sub mono', text: run.id }),
       RETRYABLE.includes(run.status) ? h('div', { class: 'toolbar' }, retryButton(run)) : null,
+      LIVE.includes(run.status) ? h('div', { class: 'toolbar' }, cancelButton(run)) : null,
       h('div', { class: 'card' }, h('dl', { class: 'facts' }, facts.filter(Boolean).map(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)]))),
     ];
     if (run.progress) out.push(h('h2', { text: 'Progress' }), h('div', { class: 'card run-line' }, progressEl(run)));
@@ -483,6 +484,15 @@
   // ---- retry, run a task --------------------------------------------------------------------------
 
   const RETRYABLE = ['failed', 'interrupted', 'cancelled'];
+  const LIVE = ['queued', 'running', 'retrying'];
+
+  function cancelButton(run) {
+    return actionButton('Cancel', 'danger cancel', async () => {
+      if (!window.confirm(`Cancel ${run.task} of ${run.instanceId}? A running handler is aborted and the run is recorded cancelled.`)) return '';
+      const out = await post(`/api/runs/${encodeURIComponent(run.id)}/cancel`, {});
+      return typeof out.message === 'string' ? out.message : `Asked to cancel ${run.task} of ${run.instanceId}.`;
+    });
+  }
 
   function retryButton(run) {
     return actionButton('Retry with the same input', 'primary retry', async () => {
@@ -831,12 +841,21 @@
     }
     state.rendering = true;
     try {
+      const hash = location.hash || '#/';
       const render = route();
       const nodes = await render();
+      // A redraw of the page on view, started before the viewer edited its form, would throw the edit away.
+      if (state.edited && hash === document.body.dataset.loaded && hash === (location.hash || '#/')) {
+        state.deferred = true;
+        return;
+      }
       const scroll = window.scrollY;
       view.replaceChildren(...nodes.flat(Infinity).filter(Boolean));
+      state.edited = false;
       window.scrollTo(0, scroll);
-      document.body.dataset.loaded = location.hash || '#/';
+      // Said only of the address it was drawn for: one that changed meanwhile is drawn next.
+      if (hash === (location.hash || '#/')) document.body.dataset.loaded = hash;
+      else state.again = true;
     } catch (error) {
       view.replaceChildren(h('div', { class: 'notice error', text: error.message }), h('p', {}, link('#/', '← instances')));
     } finally {
@@ -848,10 +867,17 @@
     }
   }
 
-  /** A refresh the live feed asks for; put off while the viewer is typing in a form or a dialog is open. */
+  // A form of the view edited and not yet submitted: a redraw would throw the edit away.
+  const noteEdit = (event) => {
+    if (typeof event.target?.closest === 'function' && event.target.closest('form')) state.edited = true;
+  };
+  view.addEventListener('input', noteEdit);
+  view.addEventListener('change', noteEdit);
+
+  /** A refresh the live feed asks for; put off while the viewer is typing in a form, has edited one, or a dialog is open. */
   function liveRefresh() {
     const active = document.activeElement;
-    if (document.querySelector('dialog[open]') || (active && view.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName))) {
+    if (document.querySelector('dialog[open]') || state.edited || (active && view.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName))) {
       state.deferred = true;
       return;
     }
