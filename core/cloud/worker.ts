@@ -129,6 +129,12 @@ export class TaskWorker {
       telemetry.log('info', 'dropped a duplicate or stale delivery: the lease moved on', { ...messageFields(message, loaded), token: message.token });
       return { kind: 'dropped', why: 'stale' };
     }
+    if (entry.stopRequested) {
+      // Cancelled (from the status page) while it waited in the queue: it never starts.
+      const run = endedRun(entry, owner, now(), 'cancelled', { name: 'CancelledError', message: `task "${entry.task}" of instance "${loaded.config.id}" was asked to stop before it started` });
+      await this.deps.board.finish(refOf(entry, owner), run);
+      return { kind: 'dropped', why: 'stop requested' };
+    }
     // Manual runs go ahead on a disabled instance, as locally; scheduled ones are called off.
     const off = !loaded.config.enabled || snapshot.statuses.get(loaded.config.id)?.retiredAt !== undefined;
     if (off && entry.origin !== 'manual') {

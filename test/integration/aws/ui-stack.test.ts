@@ -227,6 +227,29 @@ describe('status page over a stack: actions', () => {
     expect(queued).toMatchObject({ instanceId: 'fan', task: 'item', origin: 'manual' });
   });
 
+  it('cancels a queued task by asking its board entry to stop, and answers 409 once the run has ended', async () => {
+    // Prepare
+    await fixture.stack.seedInstances([{ id: 'fan', job: 'fanout', params: { count: 1 }, schedule: '1m' }]);
+    await fixture.tick();
+    await start();
+    const [queuedBrief] = (await json(await api('/api/instances/fan'), detailSchema)).running;
+    if (!queuedBrief) throw new Error('nothing queued on the board');
+
+    // Act
+    const cancel = await post(`/api/runs/${queuedBrief.id}/cancel`);
+    const [entry] = await fixture.stack.store.listRoute('queue');
+    await fixture.drainWorker();
+    const [ended] = await fixture.stack.store.listRuns({ instanceId: 'fan' });
+    const late = await post(`/api/runs/${ended?.id ?? 'none'}/cancel`);
+
+    // Assess
+    expect(cancel.status).toBe(202);
+    expect(entry).toMatchObject({ runId: queuedBrief.id, stopRequested: true });
+    expect(ended).toMatchObject({ id: queuedBrief.id, status: 'cancelled', error: { name: 'CancelledError' } });
+    expect(late.status).toBe(409);
+    expect((await json(late, errorSchema)).error).toContain('only a queued, running or retrying run can be cancelled');
+  });
+
   it('disables and enables an instance as a run-time override, which the scheduler applies at its next tick', async () => {
     // Prepare
     await fixture.stack.seedInstances([
