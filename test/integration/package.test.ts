@@ -22,7 +22,7 @@ const SETUP_MS = 600_000;
 const STEP_MS = 240_000;
 
 /** What the package build reads, copied so that packing never touches this checkout's dist/. */
-const PACKED_SOURCES = ['core', 'infra', 'build', 'functions', 'containers', 'bin', 'templates', 'package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE'];
+const PACKED_SOURCES = ['core', 'infra', 'build', 'functions', 'containers', 'bin', 'templates', 'docs', 'package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE'];
 
 /**
  * The environment of a user's shell: none of this test run's variables (vitest's, the tsconfig
@@ -109,6 +109,9 @@ describe('the ujr package, installed from its tarball into a project of its own'
     expect(listing).toContain('package/dist/infra/index.d.ts');
     expect(listing).toContain('package/bin/ujr.js');
     expect(listing.some((file) => file.startsWith('package/templates/init/'))).toBe(true);
+    // The reference pages the README links, and nothing else of docs/ (examples, screenshot tool, picture).
+    expect(listing).toContain('package/docs/cli.md');
+    expect(listing.filter((file) => file.startsWith('package/docs/') && !/^package\/docs\/[^/]+\.md$/.test(file))).toEqual([]);
     expect(listing.filter((file) => /^package\/(test|bench|jobs|core|infra)\//.test(file) || file.endsWith('.ts') && !file.endsWith('.d.ts') && !file.startsWith('package/templates/'))).toEqual([]);
   });
 
