@@ -142,7 +142,7 @@ export function npmPackageName(folder: string): string {
 }
 
 /** Adds `ujr init` to the program. */
-export function registerInitCommand(program: Command, io: Io): Command {
+export function registerInitCommand(program: Command, io: Io, json: () => boolean = () => false): Command {
   return program
     .command('init')
     .description('create a project: an example job and its test, its instances file, a CDK app and a package.json (never overwrites a file)')
@@ -154,6 +154,10 @@ export function registerInitCommand(program: Command, io: Io): Command {
     )
     .action(async (dir: string) => {
       const result = await initProject(dir);
+      if (json()) {
+        io.out(JSON.stringify({ name: result.name, dir: result.dir, files: result.files }));
+        return;
+      }
       const where = relative(process.cwd(), result.dir);
       io.out(`created ${result.name} in ${result.dir}:`);
       for (const file of result.files) io.out(`  ${file}`);

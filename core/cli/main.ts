@@ -191,7 +191,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
       throw new CliError('--stack does not apply to "ujr run": ujr run is the local runner; on AWS the scheduler runs on its own (see "ujr status --stack <name>")', EXIT.usage);
     }
   });
-  const init = registerInitCommand(program, io);
+  const init = registerInitCommand(program, io, json);
   program.hook('preAction', async (_program, action) => {
     if (action === init) return;
     const { jobs, instances, home } = globals();
@@ -309,7 +309,7 @@ function buildProgram(io: Io, deps: CliDeps, setExit: (code: number) => void): C
       await withTarget((_target, aws) => (aws ? redriveCommand(aws, { status: opts.status === true, json: json() }, io) : Promise.resolve()));
     });
 
-  registerUiCommand(program, paths, io, { stack: () => globals().stack, openStack: openStackTarget, ...(deps.uiSignal ? { signal: deps.uiSignal } : {}) });
+  registerUiCommand(program, paths, io, { stack: () => globals().stack, openStack: openStackTarget, ...(deps.uiSignal ? { signal: deps.uiSignal } : {}) }, json);
   return program;
 }
 

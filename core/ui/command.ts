@@ -17,6 +17,8 @@ interface UiOptions {
   host: string;
   token?: string;
   open?: boolean;
+  /** `--json`: one line `{ "url": … }` once the page is served, and nothing else. */
+  json?: boolean;
 }
 
 export const DEFAULT_UI_PORT = 4680;
@@ -39,7 +41,7 @@ export interface UiStackDeps {
  * registerUiCommand(program, () => resolvePaths({}), { out: console.log, err: console.error });
  * ```
  */
-export function registerUiCommand(program: Command, paths: () => LocalPaths, io: UiIo, stack?: UiStackDeps): void {
+export function registerUiCommand(program: Command, paths: () => LocalPaths, io: UiIo, stack?: UiStackDeps, json: () => boolean = () => false): void {
   program
     .command('ui')
     .description('serve the status page (instances, runs, progress, failures, "Run now") until Ctrl-C; with --stack, over a deployed stack')
@@ -47,7 +49,8 @@ export function registerUiCommand(program: Command, paths: () => LocalPaths, io:
     .option('--host <address>', 'address to bind; anything but loopback needs --token', '127.0.0.1')
     .option('--token <secret>', 'require this token on every request (default: $UJR_UI_TOKEN)')
     .option('--open', 'open the page in the default browser')
-    .action(async (opts: UiOptions) => {
+    .action(async (options: UiOptions) => {
+      const opts = { ...options, json: json() };
       const stackName = stack?.stack();
       if (stack && stackName !== undefined) await stackUiCommand(stack, stackName, opts, io);
       else await uiCommand(paths(), opts, io);
@@ -67,7 +70,7 @@ async function uiCommand(paths: LocalPaths, opts: UiOptions, io: UiIo): Promise<
   }
   await serveUntilStopped(server, opts, io);
   await store.close();
-  io.out('status page stopped');
+  if (!opts.json) io.out('status page stopped');
 }
 
 /** The page over a deployed stack: the same server and guards, another source. */
@@ -85,7 +88,7 @@ async function stackUiCommand(deps: UiStackDeps, stackName: string, opts: UiOpti
   }
   await serveUntilStopped(server, opts, io, deps.signal);
   await target.close();
-  io.out('status page stopped');
+  if (!opts.json) io.out('status page stopped');
 }
 
 function tokenOf(opts: UiOptions): string | undefined {
@@ -94,7 +97,7 @@ function tokenOf(opts: UiOptions): string | undefined {
 
 /** Prints the URL (and opens it), then waits for SIGINT/SIGTERM (or `signal`) and closes the server. */
 async function serveUntilStopped(server: UiServer, opts: UiOptions, io: UiIo, signal?: AbortSignal): Promise<void> {
-  io.out(`status page: ${server.url}  (Ctrl-C stops)`);
+  io.out(opts.json ? JSON.stringify({ url: server.url }) : `status page: ${server.url}  (Ctrl-C stops)`);
   if (opts.open) openBrowser(server.url, io);
   await new Promise<void>((resolve) => {
     const stop = () => {

@@ -153,6 +153,15 @@ describe('ujr init', () => {
     expect(init.stdout).not.toContain('  cd ');
   });
 
+  it('prints what it made as one JSON object with --json', async () => {
+    // Act
+    const init = await ujrIn('.', ['--json', 'init', 'lab']);
+
+    // Assess
+    expectExit(init, 0);
+    expect(JSON.parse(init.stdout)).toEqual({ name: 'lab', dir: join(sandbox.dir, 'lab'), files: EXPECTED_FILES });
+  });
+
   it('refuses a folder holding any file it would write: it names them, exits 2 and writes nothing', async () => {
     // Prepare
     const dir = join(sandbox.dir, 'taken');

@@ -417,6 +417,39 @@ describe('ujr ui', () => {
     }
   });
 
+  it('prints only { url } as JSON with --json, and nothing when it stops', async () => {
+    // Prepare
+    const child = spawn(
+      process.execPath,
+      [join(root, 'bin/ujr.js'), '--json', '--home', sandbox.paths.home, '--jobs', sandbox.paths.jobsModule, '--instances', sandbox.paths.instancesFile, 'ui', '--port', '0'],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    const exited = new Promise<number | null>((resolveExit) => child.on('exit', (code) => resolveExit(code)));
+    try {
+      await new Promise<void>((resolveLine, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          if (stdout.includes('\n')) resolveLine();
+        });
+        void exited.then((code) => reject(new Error(`ujr ui exited ${code}`)));
+      });
+
+      // Act
+      const { url } = z.object({ url: z.string() }).strict().parse(JSON.parse(stdout));
+      const res = await fetch(new URL('/api/instances', url));
+      child.kill('SIGTERM');
+      const code = await exited;
+
+      // Assess
+      expect(res.status).toBe(200);
+      expect(code).toBe(0);
+      expect(stdout.trim().split('\n')).toHaveLength(1);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
   it('exits 2 naming --token when asked to bind a public address without one', async () => {
     // Act
     const child = spawn(
