@@ -164,6 +164,8 @@ describe('three runners on one store, a job that checks lastSuccess', () => {
   it('succeeds no signature twice', async () => {
     // Prepare
     const count = 300;
+    // Started on an instances file with no instance yet (a missing file is a usage error, exit 2).
+    await sandbox.writeInstances([]);
     const runners = [0, 1, 2].map(() => sandbox.spawn('run', '--concurrency', '8', '--quiet'));
     await until(() => runners.every((r) => r.stderr.includes('running as')), START_MS, 'three runners to start');
 
