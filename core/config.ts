@@ -1,10 +1,8 @@
 /**
- * Job instance configuration: the instances file (`jobs/instances.json` by default; JSON, comments
- * and trailing commas allowed), validated instance by instance. A bad instance is reported with its id and field, and its last good
+ * Job instance configuration, validated instance by instance (the instances file's text is read by
+ * ./config-file.ts, the instances table's items by the AWS runtime). A bad instance is reported with its id and field, and its last good
  * version keeps running; the other instances take their edits.
  */
-import { readFile } from 'node:fs/promises';
-import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { parseSchedule } from './schedule.js';
 import type { InstanceConfig, JobType } from './types.js';
@@ -46,29 +44,6 @@ export interface ParsedConfig {
 export function formatProblem(source: string, problem: ConfigProblem): string {
   const where = [source, problem.instanceId && `instance "${problem.instanceId}"`, problem.field].filter(Boolean).join(': ');
   return `${where}: ${problem.message}`;
-}
-
-/**
- * Validates the file's text. Instances with problems are left out of `instances` (the caller keeps
- * their last good version, see `mergeWithLastGood`).
- */
-export function parseInstancesText(text: string, jobs: readonly JobType[]): ParsedConfig {
-  const parsed = parseInstancesJson(text);
-  if (!parsed.ok) return { instances: [], problems: [{ message: `${parsed.message}; fix the syntax` }] };
-  return parseInstances(parsed.raw, jobs);
-}
-
-/**
- * The text of an instances file as JSON with comments and trailing commas (JSONC), as editors and
- * `ujr jobs enable|disable` keep it; read the same way locally and when a deployment seeds it.
- */
-export function parseInstancesJson(text: string): { ok: true; raw: unknown } | { ok: false; message: string } {
-  const errors: ParseError[] = [];
-  const raw: unknown = parseJsonc(text, errors, { allowTrailingComma: true, disallowComments: false });
-  const [syntax] = errors;
-  if (!syntax) return { ok: true, raw };
-  const { line, column } = lineAndColumn(text, syntax.offset);
-  return { ok: false, message: `not valid JSON (${printParseErrorCode(syntax.error)} at line ${line}, column ${column})` };
 }
 
 export function parseInstances(raw: unknown, jobs: readonly JobType[]): ParsedConfig {
@@ -157,11 +132,6 @@ export function strictParams(schema: z.ZodType): z.ZodType {
 }
 
 /** 1-based line and column of `offset` in `text`. */
-function lineAndColumn(text: string, offset: number): { line: number; column: number } {
-  const before = text.slice(0, offset).split('\n');
-  return { line: before.length, column: (before.at(-1)?.length ?? 0) + 1 };
-}
-
 /** Keeps the last good version of every instance that is broken in `next`. */
 export function mergeWithLastGood(lastGood: readonly InstanceConfig[], next: ParsedConfig, wholeFileBroken: boolean): InstanceConfig[] {
   if (wholeFileBroken) return [...lastGood];
@@ -178,16 +148,6 @@ export function mergeWithLastGood(lastGood: readonly InstanceConfig[], next: Par
 /** Whether the problems concern the whole file rather than single instances. */
 export function isWholeFileBroken(parsed: ParsedConfig): boolean {
   return parsed.problems.some((p) => p.instanceId === undefined);
-}
-
-export async function readInstancesFile(path: string, jobs: readonly JobType[]): Promise<ParsedConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    return { instances: [], problems: [{ message: `cannot read the file (${(error as Error).message}); create it or pass --instances` }] };
-  }
-  return parseInstancesText(text, jobs);
 }
 
 function isDisabledEntry(entry: unknown): boolean {

@@ -11,7 +11,8 @@ import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { CONFIG_KIND } from '../core/adapters/aws/dynamo-items.js';
 import { INSTANCES_TABLE } from '../core/adapters/aws/tables.js';
-import { formatProblem, instanceEntrySchema, instancesFileSchema, parseInstances, parseInstancesJson } from '../core/config.js';
+import { formatProblem, instanceEntrySchema, instancesFileSchema, parseInstances } from '../core/config.js';
+import { parseInstancesJson } from '../core/config-file.js';
 import type { JobType, Json } from '../core/types.js';
 import { InstanceSeedError } from './errors.js';
 

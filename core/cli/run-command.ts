@@ -6,7 +6,8 @@
 import { relative } from 'node:path';
 import { StoreFileLostError } from '../adapters/sqlite/errors.js';
 import type { Durability } from '../adapters/sqlite/store.js';
-import { formatProblem, isWholeFileBroken, readInstancesFile } from '../config.js';
+import { formatProblem, isWholeFileBroken } from '../config.js';
+import { readInstancesFile } from '../config-file.js';
 import type { RunnerStats } from '../engine/runner.js';
 import { loadJobTypes } from '../local/jobs-module.js';
 import { dataPath, openLocalRuntime, type LocalPaths } from '../local/runtime.js';

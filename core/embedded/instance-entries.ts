@@ -3,7 +3,8 @@
  * instances file is, but strictly: one bad entry fails the whole call, naming instance and field.
  */
 import type { z } from 'zod';
-import { formatProblem, instanceEntrySchema, parseInstances, readInstancesFile, type ConfigProblem } from '../config.js';
+import { formatProblem, instanceEntrySchema, parseInstances, type ConfigProblem } from '../config.js';
+import { readInstancesFile } from '../config-file.js';
 import { resolveSpecs } from '../engine/planner.js';
 import type { InstanceConfig, JobType, Json } from '../types.js';
 import { InvalidInstancesError, UnknownInstanceError } from './errors.js';

@@ -7,7 +7,8 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, basename } from 'node:path';
-import { formatProblem, isWholeFileBroken, mergeWithLastGood, readInstancesFile } from '../config.js';
+import { formatProblem, isWholeFileBroken, mergeWithLastGood } from '../config.js';
+import { readInstancesFile } from '../config-file.js';
 import type { InstanceConfig, JobType } from '../types.js';
 
 export interface ConfigWatcherOptions {

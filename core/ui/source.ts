@@ -5,7 +5,8 @@
  * CloudWatch Logs, the scheduler function). The page's rules (badges, checks of a "Run now"
  * request, 404s) live in status.ts and server.ts, once, over this port.
  */
-import { formatProblem, readInstancesFile } from '../config.js';
+import { formatProblem } from '../config.js';
+import { readInstancesFile } from '../config-file.js';
 import { InstanceNotFoundError, setInstanceEnabled, unretireInstance } from '../local/instances-file.js';
 import { loadJobTypes } from '../local/jobs-module.js';
 import type { LocalPaths } from '../local/runtime.js';

@@ -9,7 +9,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchChromium, openPage } from '../helpers/browser.js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DirectoryObjectStore } from '../../core/adapters/fs/objects.js';
-import { readInstancesFile } from '../../core/config.js';
+import { readInstancesFile } from '../../core/config-file.js';
 import { Runner } from '../../core/engine/runner.js';
 import { startUiServer, type UiServer } from '../../core/ui/server.js';
 import jobs from '../fixtures/ui/jobs.js';

@@ -10,7 +10,7 @@ import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playw
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { DirectoryObjectStore } from '../../core/adapters/fs/objects.js';
-import { readInstancesFile } from '../../core/config.js';
+import { readInstancesFile } from '../../core/config-file.js';
 import { Runner } from '../../core/engine/runner.js';
 import type { Trigger } from '../../core/ports/store.js';
 import type { JobType, RunRecord, RunStatus } from '../../core/types.js';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { formatProblem, isWholeFileBroken, mergeWithLastGood, parseInstancesText } from '../../core/config.js';
+import { formatProblem, isWholeFileBroken, mergeWithLastGood } from '../../core/config.js';
+import { parseInstancesText } from '../../core/config-file.js';
 import { defineJob } from '../../core/define.js';
 import type { InstanceConfig } from '../../core/types.js';
 

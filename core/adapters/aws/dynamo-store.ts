@@ -50,7 +50,6 @@ import { FencedWriter } from './dynamo/fenced-writes.js';
 import { FollowUps } from './dynamo/follow-ups.js';
 import { Instances, type InstanceOverride } from './dynamo/instances.js';
 import { Leases } from './dynamo/leases.js';
-import { DynamoLimits } from './dynamo/limits.js';
 import { RunHistory } from './dynamo/run-history.js';
 import { RunInstances } from './dynamo/run-instances.js';
 import { RunPruner } from './dynamo/run-pruning.js';
@@ -97,8 +96,6 @@ export class DynamoStore implements Board {
   private readonly triggers: Triggers;
   private readonly instances: Instances;
   private readonly followUps: FollowUps;
-  /** Shared rate limits and concurrency caps (./dynamo/limits.ts), as bucket items of the instances table. */
-  readonly limits: DynamoLimits;
 
   constructor(options: DynamoStoreOptions) {
     const calls = new TableCalls(options);
@@ -112,7 +109,6 @@ export class DynamoStore implements Board {
     this.pruner = new RunPruner(calls);
     this.instances = new Instances(calls);
     this.followUps = new FollowUps(calls);
-    this.limits = new DynamoLimits(calls);
   }
 
   // Leases (Store): ./dynamo/leases.ts

@@ -6,6 +6,7 @@
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DynamoStore } from '../../../core/adapters/aws/dynamo-store.js';
+import { dynamoLimits, type DynamoLimits } from '../../../core/adapters/aws/dynamo/limits.js';
 import { createTables, deleteTables, type TableNames } from '../../../core/adapters/aws/tables.js';
 import type { LimitGrant, LimitPermit, LimitSpec } from '../../../core/ports/limits.js';
 import { describeLimitStoreContract } from '../../contract/limit-store-contract.js';
@@ -24,11 +25,9 @@ function tableNames(): TableNames {
 describeLimitStoreContract('dynamodb', async () => {
   const names = tableNames();
   await createTables(client, names);
-  const store = new DynamoStore({ client, tables: names });
   return {
-    limits: store.limits,
+    limits: dynamoLimits({ client, tables: names }),
     cleanup: async () => {
-      await store.close();
       await deleteTables(client, names);
     },
   };
@@ -69,6 +68,7 @@ describe('DynamoDB limits', () => {
   let counted: DynamoDBClient;
   let counts: Map<string, number>;
   let store: DynamoStore;
+  let limits: DynamoLimits;
 
   beforeEach(async () => {
     names = tableNames();
@@ -76,6 +76,7 @@ describe('DynamoDB limits', () => {
     counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
     counts = countOperations(counted);
     store = new DynamoStore({ client: counted, tables: names });
+    limits = dynamoLimits({ client: counted, tables: names });
   });
 
   afterEach(async () => {
@@ -95,7 +96,7 @@ describe('DynamoDB limits', () => {
     await store.putInstanceEntry({ id: 'collector-a', job: 'collector' });
     // A full cap of 3 holders with run-id-sized names: the largest this bucket item gets.
     for (const holder of ['run-01HZZZZZZZZZZZZZZZZZZZZZZZ-1', 'run-01HZZZZZZZZZZZZZZZZZZZZZZZ-2', 'run-01HZZZZZZZZZZZZZZZZZZZZZZZ-3']) {
-      permitOf(await store.limits.acquireLimits({ holder, ttlMs: 30_000, limits: [{ ...API, rate: { count: 10, perMs: 1000, burst: 5 } }, HOST] }, T0));
+      permitOf(await limits.acquireLimits({ holder, ttlMs: 30_000, limits: [{ ...API, rate: { count: 10, perMs: 1000, burst: 5 } }, HOST] }, T0));
     }
 
     const raw = await client.send(new GetItemCommand({ TableName: names.instances, Key: { instanceId: { S: 'limit#host#archive.example' }, kind: { S: 'bucket' } } }));
@@ -111,9 +112,9 @@ describe('DynamoDB limits', () => {
   });
 
   it('costs one read and one write per acquire of one limit, granted or refused', async () => {
-    const granted = await callsOf(() => store.limits.acquireLimits({ holder: 'a', ttlMs: 1000, limits: [API] }, T0));
-    await store.limits.acquireLimits({ holder: 'b', ttlMs: 1000, limits: [API] }, T0);
-    const refused = await callsOf(async () => expect((await store.limits.acquireLimits({ holder: 'c', ttlMs: 1000, limits: [API] }, T0)).granted).toBe(false));
+    const granted = await callsOf(() => limits.acquireLimits({ holder: 'a', ttlMs: 1000, limits: [API] }, T0));
+    await limits.acquireLimits({ holder: 'b', ttlMs: 1000, limits: [API] }, T0);
+    const refused = await callsOf(async () => expect((await limits.acquireLimits({ holder: 'c', ttlMs: 1000, limits: [API] }, T0)).granted).toBe(false));
 
     expect(granted).toEqual({ GetItem: 1, UpdateItem: 1 });
     expect(refused).toEqual({ GetItem: 1, UpdateItem: 1 });
@@ -122,11 +123,11 @@ describe('DynamoDB limits', () => {
   it('costs one batch read and one transaction per acquire of several limits, and one write per slot to renew or release', async () => {
     let permit: LimitPermit | undefined;
     const acquire = await callsOf(async () => {
-      permit = permitOf(await store.limits.acquireLimits({ holder: 'a', ttlMs: 1000, limits: [API, HOST] }, T0));
+      permit = permitOf(await limits.acquireLimits({ holder: 'a', ttlMs: 1000, limits: [API, HOST] }, T0));
     });
     const held = permit as LimitPermit;
-    const renew = await callsOf(() => store.limits.renewLimits(held, 1000, T0 + 500));
-    const release = await callsOf(() => store.limits.releaseLimits(held, T0 + 600));
+    const renew = await callsOf(() => limits.renewLimits(held, 1000, T0 + 500));
+    const release = await callsOf(() => limits.releaseLimits(held, T0 + 600));
 
     expect(acquire).toEqual({ BatchGetItem: 1, TransactWriteItems: 1 });
     expect(renew).toEqual({ UpdateItem: 1 });
@@ -135,9 +136,9 @@ describe('DynamoDB limits', () => {
 
   it('retries a lost race from the item the refused write returned, without reading again', async () => {
     const calls = await callsOf(() =>
-      Promise.all(Array.from({ length: 5 }, (_, i) => store.limits.acquireLimits({ holder: `h${i}`, ttlMs: 1000, limits: [HOST] }, T0))),
+      Promise.all(Array.from({ length: 5 }, (_, i) => limits.acquireLimits({ holder: `h${i}`, ttlMs: 1000, limits: [HOST] }, T0))),
     );
-    const grants = (await store.limits.listLimitStates(T0)).find((s) => s.name === 'host');
+    const grants = (await limits.listLimitStates(T0)).find((s) => s.name === 'host');
 
     expect(grants).toMatchObject({ held: 3, granted: 3, refused: 2 });
     // 5 first reads; every other attempt starts from the item its refused write returned.

@@ -32,7 +32,7 @@ import {
 } from '../../../ports/limits.js';
 import { DynamoStoreError, cancellationCodes, storeError } from './errors.js';
 import { Expr } from './expressions.js';
-import type { TableCalls } from './table-calls.js';
+import { TableCalls, type TableCallsOptions } from './table-calls.js';
 
 /** The `kind` of a bucket item in the instances table. */
 export const BUCKET_KIND = 'bucket';
@@ -111,7 +111,7 @@ function jitterMs(attempt: number): number {
 }
 
 /**
- * The DynamoDB {@link LimitStore}, over the store's {@link TableCalls} (`DynamoStore.limits`).
+ * The DynamoDB {@link LimitStore}, over the tables of a `DynamoStore` (made by {@link dynamoLimits}).
  *
  * @example
  * ```ts
@@ -325,4 +325,19 @@ export class DynamoLimits implements LimitStore {
       ),
     );
   }
+}
+
+/**
+ * The limit store over the tables a `DynamoStore` with the same options uses. Apart from
+ * `DynamoStore` so that the Lambda and container bundles, which do not take limits yet, do not
+ * carry this module (about 10 KB of a 1 MB budget the container bundle is near).
+ *
+ * @example
+ * ```ts
+ * const limits = dynamoLimits({ client, tables });
+ * await limits.acquireLimits({ holder: runId, ttlMs: 60_000, limits: [{ name: 'api', key: 'lab-1', rate: { count: 300, perMs: 900_000, burst: 300 } }] }, Date.now());
+ * ```
+ */
+export function dynamoLimits(options: TableCallsOptions): DynamoLimits {
+  return new DynamoLimits(new TableCalls(options));
 }
