@@ -4,54 +4,22 @@
  * instance's runs across its tasks come merged newest first, `inputContains` matches the stored
  * input's text, and the live statuses are found however old the other runs are.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DynamoStore } from '../../core/adapters/aws/dynamo-store.js';
-import { createTables, deleteTables } from '../../core/adapters/aws/tables.js';
 import { MemoryStore } from '../../core/adapters/memory/store.js';
-import { SqliteStore } from '../../core/adapters/sqlite/store.js';
 import type { RunQuery, Store } from '../../core/ports/store.js';
 import type { RunRecord, RunStatus } from '../../core/types.js';
 import { makeRun, seed, T0 } from '../helpers/records.js';
-import { emulatorClientConfig, uniqueName } from '../servers/endpoints.js';
+import { freshDynamoStore, tempSqliteStore } from '../helpers/stores.js';
+import { emulatorClientConfig } from '../servers/endpoints.js';
 
 const dynamo = new DynamoDBClient(emulatorClientConfig('dynamodb'));
 afterAll(() => dynamo.destroy());
 
 const factories: [string, () => Promise<{ store: Store; cleanup: () => Promise<void> }>][] = [
   ['memory', () => Promise.resolve({ store: new MemoryStore(), cleanup: () => Promise.resolve() })],
-  [
-    'sqlite',
-    async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'ujr-explorer-'));
-      const store = SqliteStore.open(join(dir, 'ujr.db'));
-      return {
-        store,
-        cleanup: async () => {
-          await store.close();
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  ],
-  [
-    'dynamodb',
-    async () => {
-      const names = { leases: uniqueName('ujr-leases'), runs: uniqueName('ujr-runs'), instances: uniqueName('ujr-instances') };
-      await createTables(dynamo, names);
-      const store = new DynamoStore({ client: dynamo, tables: names, now: () => T0 });
-      return {
-        store,
-        cleanup: async () => {
-          await store.close();
-          await deleteTables(dynamo, names);
-        },
-      };
-    },
-  ],
+  ['sqlite', () => tempSqliteStore('ujr-explorer-')],
+  ['dynamodb', () => freshDynamoStore(dynamo)],
 ];
 
 /** 60 runs of two instances and three tasks; every 4 share a queue time (ties), ids not in queue order. */

@@ -11,23 +11,14 @@ import { z } from 'zod';
 import { SqliteStore } from '../../core/adapters/sqlite/store.js';
 import { StoreError } from '../../core/errors.js';
 import type { LogLine, RunRecord } from '../../core/types.js';
+import { tempSqliteStore } from '../helpers/stores.js';
 import { describeStoreContract } from '../contract/store-contract.js';
 import { makeRun as baseRun, seed, T0 } from '../helpers/records.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RACER = fileURLToPath(new URL('../fixtures/lease-racer.ts', import.meta.url));
 
-describeStoreContract('sqlite', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'ujr-sqlite-contract-'));
-  const store = SqliteStore.open(join(dir, 'ujr.db'));
-  return {
-    store,
-    cleanup: async () => {
-      await store.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-});
+describeStoreContract('sqlite', () => tempSqliteStore('ujr-sqlite-contract-'));
 
 /** A run that ended successfully, with a signature of its own. */
 function makeRun(id: string, overrides: Partial<RunRecord> = {}): RunRecord {

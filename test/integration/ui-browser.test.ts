@@ -4,12 +4,9 @@
  * bar live, runs an instance on "Run now" through a real Runner, keeps an XSS payload inert, and
  * disables an instance. Without /usr/bin/chromium the suite fails, naming what to install.
  */
-import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchChromium, openPage } from '../helpers/browser.js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DirectoryObjectStore } from '../../core/adapters/fs/objects.js';
-import { readInstancesFile } from '../../core/config-file.js';
 import { Runner } from '../../core/engine/runner.js';
 import { startUiServer, type UiServer } from '../../core/ui/server.js';
 import jobs from '../fixtures/ui/jobs.js';
@@ -117,17 +114,7 @@ describe('status page in Chromium', () => {
 
   it('runs an instance on "Run now": a real runner takes the trigger and the page shows the run succeeded', async () => {
     // Prepare
-    const config = await readInstancesFile(sandbox.paths.instancesFile, jobs);
-    runner = new Runner({
-      store: sandbox.store,
-      objects: new DirectoryObjectStore(join(sandbox.paths.home, 'data')),
-      jobs,
-      instances: config.instances,
-      tickMs: 100,
-      leaseTtlMs: 5_000,
-      graceMs: 200,
-    });
-    await runner.start();
+    runner = await sandbox.startRunner(jobs);
     await open('#/');
     expect(await page.locator('tr[data-instance="gamma"] .badge').first().textContent()).toBe('never run');
 

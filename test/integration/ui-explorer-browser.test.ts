@@ -5,12 +5,9 @@
  * Retry, Cancel and "Run a task" (the input checked against the task's schema before it is sent), and an
  * accessibility check of every view with axe-core, in light and in dark mode.
  */
-import { join } from 'node:path';
 import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { DirectoryObjectStore } from '../../core/adapters/fs/objects.js';
-import { readInstancesFile } from '../../core/config-file.js';
 import { Runner } from '../../core/engine/runner.js';
 import type { Trigger } from '../../core/ports/store.js';
 import type { JobType, RunRecord, RunStatus } from '../../core/types.js';
@@ -83,17 +80,7 @@ async function open(hash: string): Promise<void> {
 }
 
 async function startRunner(box: UiSandbox): Promise<void> {
-  const config = await readInstancesFile(box.paths.instancesFile, jobs);
-  runner = new Runner({
-    store: box.store,
-    objects: new DirectoryObjectStore(join(box.paths.home, 'data')),
-    jobs,
-    instances: config.instances,
-    tickMs: 100,
-    leaseTtlMs: 5_000,
-    graceMs: 200,
-  });
-  await runner.start();
+  runner = await box.startRunner(jobs);
 }
 
 /** Polls `read` until it returns something, or fails after the deadline. */

@@ -7,13 +7,14 @@ import { DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/clie
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DynamoStore, DynamoStoreError } from '../../../core/adapters/aws/dynamo-store.js';
 import { ENDING_GRACE_MS } from '../../../core/adapters/aws/dynamo/sweeper.js';
-import { createTables, deleteTables, type TableNames } from '../../../core/adapters/aws/tables.js';
+import type { TableNames } from '../../../core/adapters/aws/tables.js';
 import type { PostRequest } from '../../../core/cloud/board.js';
 import { StoreError } from '../../../core/errors.js';
 import type { RunRecord } from '../../../core/types.js';
 import { describeStoreContract } from '../../contract/store-contract.js';
+import { countOperations, freshDynamoStore } from '../../helpers/stores.js';
 import { makeRun, T0 } from '../../helpers/records.js';
-import { emulatorClientConfig, uniqueName } from '../../servers/endpoints.js';
+import { emulatorClientConfig } from '../../servers/endpoints.js';
 
 const client = new DynamoDBClient(emulatorClientConfig('dynamodb'));
 
@@ -21,47 +22,7 @@ afterAll(() => {
   client.destroy();
 });
 
-function tableNames(): TableNames {
-  return { leases: uniqueName('ujr-leases'), runs: uniqueName('ujr-runs'), instances: uniqueName('ujr-instances') };
-}
-
-/** A store over fresh tables; its clock is the records' epoch, so the day walk of listRuns finds them. */
-async function freshStore(): Promise<{ store: DynamoStore; names: TableNames; cleanup: () => Promise<void> }> {
-  const names = tableNames();
-  await createTables(client, names);
-  const store = new DynamoStore({ client, tables: names, now: () => T0 });
-  return {
-    store,
-    names,
-    cleanup: async () => {
-      await store.close();
-      await deleteTables(client, names);
-    },
-  };
-}
-
-describeStoreContract('dynamodb', () => freshStore());
-
-/** Counts the DynamoDB operations a client sends (by their X-Amz-Target), through a middleware. */
-function countOperations(dynamo: DynamoDBClient): Map<string, number> {
-  const counts = new Map<string, number>();
-  dynamo.middlewareStack.add(
-    (next) => async (args) => {
-      const request: unknown = args.request;
-      if (typeof request === 'object' && request !== null && 'headers' in request && typeof request.headers === 'object' && request.headers !== null) {
-        for (const [header, value] of Object.entries(request.headers)) {
-          if (header.toLowerCase() === 'x-amz-target' && typeof value === 'string') {
-            const operation = value.split('.').pop() ?? value;
-            counts.set(operation, (counts.get(operation) ?? 0) + 1);
-          }
-        }
-      }
-      return next(args);
-    },
-    { step: 'finalizeRequest', name: 'countOperations' },
-  );
-  return counts;
-}
+describeStoreContract('dynamodb', () => freshDynamoStore(client));
 
 function postRequest(signature: string, overrides: Partial<PostRequest> = {}): PostRequest {
   return {
@@ -102,7 +63,7 @@ describe('DynamoStore board', () => {
   let cleanup: () => Promise<void>;
 
   beforeEach(async () => {
-    ({ store, names, cleanup } = await freshStore());
+    ({ store, names, cleanup } = await freshDynamoStore(client));
   });
 
   afterEach(async () => {
@@ -368,7 +329,7 @@ describe('DynamoStore fenced writes and the sweeper', () => {
   let cleanup: () => Promise<void>;
 
   beforeEach(async () => {
-    ({ store, names, cleanup } = await freshStore());
+    ({ store, names, cleanup } = await freshDynamoStore(client));
   });
 
   afterEach(async () => {
@@ -594,7 +555,7 @@ describe('DynamoStore run history', () => {
   let cleanup: () => Promise<void>;
 
   beforeEach(async () => {
-    ({ store, names, cleanup } = await freshStore());
+    ({ store, names, cleanup } = await freshDynamoStore(client));
   });
 
   /** Writes records under a lease taken for the purpose (every run write is fenced). */
@@ -796,7 +757,7 @@ describe('DynamoStore instances table', () => {
   let cleanup: () => Promise<void>;
 
   beforeEach(async () => {
-    ({ store, cleanup } = await freshStore());
+    ({ store, cleanup } = await freshDynamoStore(client));
   });
 
   afterEach(async () => {

@@ -10,7 +10,8 @@ import { dynamoLimits, type DynamoLimits } from '../../../core/adapters/aws/dyna
 import { createTables, deleteTables, type TableNames } from '../../../core/adapters/aws/tables.js';
 import type { LimitGrant, LimitPermit, LimitSpec } from '../../../core/ports/limits.js';
 import { describeLimitStoreContract } from '../../contract/limit-store-contract.js';
-import { emulatorClientConfig, uniqueName } from '../../servers/endpoints.js';
+import { countOperations, freshTableNames } from '../../helpers/stores.js';
+import { emulatorClientConfig } from '../../servers/endpoints.js';
 
 const client = new DynamoDBClient(emulatorClientConfig('dynamodb'));
 
@@ -18,12 +19,9 @@ afterAll(() => {
   client.destroy();
 });
 
-function tableNames(): TableNames {
-  return { leases: uniqueName('ujr-leases'), runs: uniqueName('ujr-runs'), instances: uniqueName('ujr-instances') };
-}
 
 describeLimitStoreContract('dynamodb', async () => {
-  const names = tableNames();
+  const names = freshTableNames();
   await createTables(client, names);
   return {
     limits: dynamoLimits({ client, tables: names }),
@@ -33,26 +31,6 @@ describeLimitStoreContract('dynamodb', async () => {
   };
 });
 
-/** Counts the DynamoDB operations a client sends (by their X-Amz-Target), through a middleware. */
-function countOperations(dynamo: DynamoDBClient): Map<string, number> {
-  const counts = new Map<string, number>();
-  dynamo.middlewareStack.add(
-    (next) => async (args) => {
-      const request: unknown = args.request;
-      if (typeof request === 'object' && request !== null && 'headers' in request && typeof request.headers === 'object' && request.headers !== null) {
-        for (const [header, value] of Object.entries(request.headers)) {
-          if (header.toLowerCase() === 'x-amz-target' && typeof value === 'string') {
-            const operation = value.split('.').pop() ?? value;
-            counts.set(operation, (counts.get(operation) ?? 0) + 1);
-          }
-        }
-      }
-      return next(args);
-    },
-    { step: 'finalizeRequest', name: 'countLimitOperations' },
-  );
-  return counts;
-}
 
 const T0 = 1_700_000_000_000;
 const API: LimitSpec = { name: 'api', key: 'cred-1', rate: { count: 10, perMs: 1000, burst: 2 } };
@@ -71,7 +49,7 @@ describe('DynamoDB limits', () => {
   let limits: DynamoLimits;
 
   beforeEach(async () => {
-    names = tableNames();
+    names = freshTableNames();
     await createTables(client, names);
     counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
     counts = countOperations(counted);
