@@ -93,10 +93,10 @@ export async function runCommand(paths: LocalPaths, opts: RunCommandOptions, io:
   let lost: StoreFileLostError | undefined;
   await new Promise<void>((resolve) => {
     let stopping = false;
-    const stop = () => {
+    const stop = (signal?: NodeJS.Signals) => {
       stopping = true;
       live?.stop();
-      void runtime.close(opts.grace).then(resolve, (error: unknown) => {
+      void runtime.close(opts.grace, signal).then(resolve, (error: unknown) => {
         log.error(`shutdown: ${String(error)}`);
         resolve();
       });
@@ -107,7 +107,7 @@ export async function runCommand(paths: LocalPaths, opts: RunCommandOptions, io:
         process.exit(130);
       }
       log.info(stoppingFor(signal));
-      stop();
+      stop(signal);
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);

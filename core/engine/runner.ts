@@ -371,20 +371,21 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   /**
    * Stops planning, aborts running tasks, waits up to `graceMs` for them, records them
-   * `interrupted` (planned again next start) and releases every lease.
+   * `interrupted` (planned again next start) and releases every lease. `signal`: the signal that
+   * stopped the process (`SIGINT` for Ctrl-C), named in the runs' `ShutdownError`.
    */
-  stop(graceMs = this.options.graceMs): Promise<void> {
-    this.stopped ??= this.shutdown(graceMs);
+  stop(graceMs = this.options.graceMs, signal?: string): Promise<void> {
+    this.stopped ??= this.shutdown(graceMs, signal);
     return this.stopped;
   }
 
-  private async shutdown(graceMs: number): Promise<void> {
+  private async shutdown(graceMs: number, signal?: string): Promise<void> {
     this.stopping = true;
     for (const timer of this.intervals) timer.cancel();
     this.intervals = [];
     const heartbeat = this.timers.setInterval(() => this.leases.renewAll(), this.leases.renewEveryMs);
     try {
-      const shutdown = new ShutdownError();
+      const shutdown = new ShutdownError(signal);
       const running: Promise<unknown>[] = [];
       for (const attempt of [...this.held.values()]) {
         if (attempt.state === 'running' && attempt.handle) {

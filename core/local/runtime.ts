@@ -65,8 +65,8 @@ export interface LocalRuntime {
    * {@link STORE_FILE_CHECK_MS}); never otherwise. The runtime keeps running: its owner stops it.
    */
   storeLost: Promise<StoreFileLostError>;
-  /** Stops the runner (graceful), the watcher and closes the store. */
-  close(graceMs?: number): Promise<void>;
+  /** Stops the runner (graceful; `signal` is the one that stopped the process, for the runs' error), the watcher and closes the store. */
+  close(graceMs?: number, signal?: string): Promise<void>;
 }
 
 export async function openLocalRuntime(
@@ -101,12 +101,12 @@ export async function openLocalRuntime(
     jobs,
     configProblems,
     storeLost: fileCheck.lost,
-    async close(graceMs) {
+    async close(graceMs, signal) {
       if (closed) return;
       closed = true;
       fileCheck.stop();
       watcher.stop();
-      await runner.stop(graceMs);
+      await runner.stop(graceMs, signal);
       await store.close();
     },
   };

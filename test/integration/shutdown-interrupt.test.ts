@@ -143,7 +143,7 @@ describe.each(['SIGINT', 'SIGTERM'] as const)('%s to the process group of `ujr r
     expect(run?.status).toBe('interrupted');
     const error = expectOneError(run);
     expect(error.name).toBe('ShutdownError');
-    expect(error.message).toContain('the task will be planned again on the next start');
+    expect(error.message).toBe(`interrupted by ${signal}: the runner is shutting down; the task will be planned again on the next start`);
     expect(error.stack).not.toMatch(/TaskProcessError|killed by/);
     const logs = await ujr(EXAMPLE_JOBS, 'logs', running.id);
     expect(logs).toContain(`${error.name}: ${error.message}`);
