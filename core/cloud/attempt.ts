@@ -6,7 +6,7 @@
  * happens next (release, retry, dead-letter, restart) is up to the caller.
  */
 import { monotonicFactory } from 'ulid';
-import { CancelledError, LeaseLostError, ResultTooLargeError, TaskProcessError, TaskTimeoutError } from '../errors.js';
+import { CancelledError, LeaseLostError, ResultTooLargeError, TaskProcessError, TaskTimeoutError, withCause } from '../errors.js';
 import { failure, runHandler, type AttemptOutcome, type Executor } from '../engine/executor.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { ErrorInfo, JobType, LogLevel, ObjectStore, Progress, RunRecord, RunStatus, TaskDefinition } from '../types.js';
@@ -213,9 +213,12 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
   if (reason !== undefined) {
     // Status from the abort reason first: a handler that returns ok after its lease was lost (or
     // it timed out, or was stopped) did not succeed as far as the store is concerned.
+    const handled = outcome;
     outcome = failure(reason);
     run.status = statusFor(reason);
-    run.error = outcome.ok ? { name: 'Error', message: 'aborted' } : outcome.error;
+    const error = outcome.ok ? { name: 'Error', message: 'aborted' } : outcome.error;
+    // One error, the reason's, with what the handler threw (or how its process ended) as its cause, as locally.
+    run.error = handled.ok ? error : withCause(error, handled.error);
   } else if (outcome.ok) {
     run.status = 'succeeded';
     if (outcome.result !== undefined) run.result = outcome.result;

@@ -168,6 +168,25 @@ describe('a conductor container', () => {
     expect(entry?.owner).toMatch(/^conductor:/);
   }, 60_000);
 
+  it('records a stopped task as the ShutdownError with what its handler threw as the cause, as locally', async () => {
+    // Prepare
+    const stack = await createStack();
+    await stack.seedInstances([{ id: 'stopper', job: 'isolation', params: { tasks: ['failstop'] }, schedule: '1m' }]);
+    await stack.scheduler(jobs).scheduler.tick();
+    const { proc, owner } = await startConductor(stack);
+    await startedBy(stack, owner, ['failstop']);
+
+    // Act
+    proc.signal('SIGTERM');
+    expect((await proc.exited).code).toBe(0);
+
+    // Assess
+    const [run] = await stack.store.listRuns({ instanceId: 'stopper' });
+    expect(run).toMatchObject({ status: 'interrupted', error: { name: 'ShutdownError' } });
+    expect(run?.error?.stack).toMatch(/^ShutdownError: /);
+    expect(run?.error?.stack).toContain('Caused by: Error: could not flush on stop');
+  }, 60_000);
+
   it('records the attempt of a task process that crashes or is killed as failed, and goes on with its other tasks', async () => {
     // Prepare
     const stack = await createStack();
