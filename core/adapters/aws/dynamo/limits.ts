@@ -115,8 +115,8 @@ function jitterMs(attempt: number): number {
  *
  * @example
  * ```ts
- * const store = new DynamoStore({ client, tables });
- * const grant = await store.limits.acquireLimits(
+ * const limits = dynamoLimits({ client, tables });
+ * const grant = await limits.acquireLimits(
  *   { holder: runId, ttlMs: 30_000, limits: [{ name: 'api', key: 'cred-1', rate: { count: 300, perMs: 900_000, burst: 300 } }] },
  *   Date.now(),
  * );
