@@ -78,7 +78,11 @@ describe('the container bundle as a conductor', () => {
         return /conductor (\S+) started/.exec(proc.stdout) ?? undefined;
       }, 20_000, 'the conductor to log that it started')
     )[1];
-    const ended = await pollFor(() => objects.getText('spin/bundled/ended'), 30_000, `the spin to end:\n${proc.describe()}`);
+    // Read until whole: the S3 emulator can answer an object being written with its empty body.
+    const ended = await pollFor(async () => {
+      const text = await objects.getText('spin/bundled/ended');
+      return text ? text : undefined;
+    }, 30_000, `the spin to end:\n${proc.describe()}`);
     const entries = await stack.store.listRoute('conductor');
     const pids = await Promise.all(['spin', 'steady'].map(async (task) => Number(await objects.getText(`pids/bundled/${task}`))));
     proc.signal('SIGTERM');
