@@ -834,9 +834,10 @@
   }
 
   /** Renders the current view; calls while one renders are coalesced into one more. */
-  async function refresh() {
+  /** Draws the page at the address; `live`: a redraw the live feed asked for, which gives way to a viewer at work in a form. */
+  async function refresh(live = false) {
     if (state.rendering) {
-      state.again = true;
+      state.again = state.again === 'user' || !live ? 'user' : 'live';
       return;
     }
     state.rendering = true;
@@ -844,8 +845,9 @@
       const hash = location.hash || '#/';
       const render = route();
       const nodes = await render();
-      // A redraw of the page on view, started before the viewer edited its form, would throw the edit away.
-      if (state.edited && hash === document.body.dataset.loaded && hash === (location.hash || '#/')) {
+      // A live redraw of the page on view, started before the viewer began to type in its form or
+      // edited it, would throw the typing away: it waits (see liveRefresh).
+      if (live && (state.edited || typing()) && hash === document.body.dataset.loaded && hash === (location.hash || '#/')) {
         state.deferred = true;
         return;
       }
@@ -855,15 +857,15 @@
       window.scrollTo(0, scroll);
       // Said only of the address it was drawn for: one that changed meanwhile is drawn next.
       if (hash === (location.hash || '#/')) document.body.dataset.loaded = hash;
-      else state.again = true;
+      else state.again = 'user';
     } catch (error) {
       view.replaceChildren(h('div', { class: 'notice error', text: error.message }), h('p', {}, link('#/', '← instances')));
     } finally {
       state.rendering = false;
-      if (state.again) {
-        state.again = false;
-        void refresh();
-      }
+      const again = state.again;
+      state.again = false;
+      if (again === 'live') liveRefresh();
+      else if (again) void refresh();
     }
   }
 
@@ -876,12 +878,17 @@
 
   /** A refresh the live feed asks for; put off while the viewer is typing in a form, has edited one, or a dialog is open. */
   function liveRefresh() {
-    const active = document.activeElement;
-    if (document.querySelector('dialog[open]') || state.edited || (active && view.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName))) {
+    if (document.querySelector('dialog[open]') || state.edited || typing()) {
       state.deferred = true;
       return;
     }
-    void refresh();
+    void refresh(true);
+  }
+
+  /** Whether the viewer is in a field of the view. */
+  function typing() {
+    const active = document.activeElement;
+    return Boolean(active && view.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName));
   }
   document.addEventListener('focusout', () => {
     setTimeout(() => {
