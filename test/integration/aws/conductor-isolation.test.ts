@@ -59,7 +59,8 @@ async function startedBy(stack: LocalAwsStack, owner: string, tasks: string[]): 
 }
 
 async function pidOf(objects: ObjectStore, instanceId: string, task: string): Promise<number> {
-  const text = await pollFor(() => objects.getText(`pids/${instanceId}/${task}`), 30_000, `the pid of ${task}`);
+  // Read until whole: the S3 emulator can answer an object being written with its empty body.
+  const text = await pollFor(async () => (await objects.getText(`pids/${instanceId}/${task}`)) || undefined, 30_000, `the pid of ${task}`);
   return Number(text);
 }
 
