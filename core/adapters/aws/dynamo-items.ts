@@ -10,12 +10,13 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { NativeAttributeValue } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import type { BoardEntry, BoardTask, Route } from '../../cloud/board.js';
+import type { BoardEntry, BoardTask } from '../../cloud/board.js';
 import { StoreError } from '../../errors.js';
 import type { Checkpoint, InstanceStatus, Lease, Trigger, TriggerResult } from '../../ports/store.js';
 import { parseJson } from '../../signature.js';
 import { LIVE_STATUSES, RUN_STATUSES, type Json, type LogLine, type RunRecord } from '../../types.js';
 import { runRecency } from '../run-query.js';
+import { isIndexedRoute } from './tables.js';
 
 export type Item = Record<string, NativeAttributeValue>;
 
@@ -138,6 +139,7 @@ export const LEASE_ATTRIBUTES = ['signature', 'owner', 'expiresAt', 'token', 'ru
 
 /** Attributes written with the lease while a task is on the board; release removes them. */
 export const TASK_ATTRIBUTES = [
+  'route',
   'routeKey',
   'jobType',
   'kind',
@@ -164,6 +166,8 @@ const leaseItemSchema = z.object({
   runId: z.string().optional(),
   instanceId: z.string().optional(),
   task: z.string().optional(),
+  /** The entry's route; `routeKey`, the `byRoute` index key, is set only for the indexed routes (../tables.ts). */
+  route: routeSchema.optional(),
   routeKey: z.string().optional(),
   jobType: z.string().optional(),
   kind: kindSchema.optional(),
@@ -226,10 +230,6 @@ export function checkpointAttribute(checkpoint: Checkpoint): Item {
   return { value: JSON.stringify(checkpoint.value), runId: checkpoint.runId, at: checkpoint.at };
 }
 
-function isRoute(value: string | undefined): value is Route {
-  return routeSchema.safeParse(value).success;
-}
-
 /**
  * The board entry of an item: `undefined` unless it is leased with a task on a route (a lease
  * taken through `acquireLeases` has none). `withCheckpoint`: include the checkpoint if stored.
@@ -237,8 +237,8 @@ function isRoute(value: string | undefined): value is Route {
 export function entryOf(item: LeaseItem | undefined, table: string, withCheckpoint = true): BoardEntry | undefined {
   const lease = leaseOf(item, table);
   if (!item || !lease || lease.owner === null || lease.runId === null) return undefined;
-  const { routeKey, jobType, kind, input, attempt, maxAttempts, origin, queuedAt } = item;
-  if (!isRoute(routeKey) || jobType === undefined || kind === undefined || input === undefined) return undefined;
+  const { route, jobType, kind, input, attempt, maxAttempts, origin, queuedAt } = item;
+  if (route === undefined || jobType === undefined || kind === undefined || input === undefined) return undefined;
   if (attempt === undefined || maxAttempts === undefined || origin === undefined || queuedAt === undefined) return undefined;
   const entry: BoardEntry = {
     signature: lease.signature,
@@ -250,7 +250,7 @@ export function entryOf(item: LeaseItem | undefined, table: string, withCheckpoi
     jobType,
     task: lease.task,
     kind,
-    route: routeKey,
+    route,
     input,
     attempt,
     maxAttempts,
@@ -271,7 +271,8 @@ export function entryOf(item: LeaseItem | undefined, table: string, withCheckpoi
 /** The attributes `post` writes for a task (those it leaves out are removed). */
 export function taskAttributes(task: BoardTask): Item {
   return defined({
-    routeKey: task.route,
+    route: task.route,
+    routeKey: isIndexedRoute(task.route) ? task.route : undefined,
     jobType: task.jobType,
     kind: task.kind,
     input: JSON.stringify(task.input),

@@ -50,6 +50,7 @@ import { FencedWriter } from './dynamo/fenced-writes.js';
 import { FollowUps } from './dynamo/follow-ups.js';
 import { Instances, type InstanceOverride } from './dynamo/instances.js';
 import { Leases } from './dynamo/leases.js';
+import { QueueManifests } from './dynamo/queue-manifests.js';
 import { RunHistory } from './dynamo/run-history.js';
 import { RunInstances } from './dynamo/run-instances.js';
 import { RunPruner } from './dynamo/run-pruning.js';
@@ -100,7 +101,7 @@ export class DynamoStore implements Board {
   constructor(options: DynamoStoreOptions) {
     const calls = new TableCalls(options);
     const runInstances = new RunInstances(calls);
-    this.leases = new Leases(calls);
+    this.leases = new Leases(calls, new QueueManifests(calls));
     this.triggers = new Triggers(calls);
     this.writer = new FencedWriter(calls, this.leases, this.triggers, runInstances);
     this.board = new BoardEntries(calls, this.leases, this.writer);

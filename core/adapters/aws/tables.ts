@@ -7,10 +7,13 @@
  *
  * - **leases** (the board): one item per signature ever leased, never deleted, because the
  *   fencing token in it must never go back. The sparse `byRoute` index lists what is leased on
- *   each route; it holds keys only, so that renewals (which change no key) never write it.
+ *   the conductor and Fargate routes and through the plain Store port; it holds keys only, so
+ *   that renewals (which change no key) never write it. What is leased on the queue route (batch
+ *   tasks) is listed by manifests in the runs table instead (./dynamo/queue-manifests.ts): an
+ *   index entry cost a write unit at post and another at release.
  * - **runs**: run records (`run#<id>` / `run`), their log lines (`run#<id>` / `log#<seq>`) and
  *   pending triggers (`trigger` / `<at>#<ulid>`), what became of triggers (`trigger#<id>` /
- *   `result`). One index written with every run record, `byTask`, which orders the runs of an
+ *   `result`), the manifests of the queue route (`queued` / `<at>#<ulid>`). One index written with every run record, `byTask`, which orders the runs of an
  *   instance's task by recency (`S#` successes apart from `R#` the rest); and the sparse
  *   `byLive`, which holds only runs whose status is live (queued, running, retrying), for the
  *   sweeper and the queries of live runs, so a final record never writes it. No index is keyed by
@@ -66,13 +69,20 @@ export interface TableNames {
   instances: string;
 }
 
-/** Routes that have a partition of the `byRoute` index: the board's routes plus `runner`. */
-export const LEASE_ROUTE_KEYS = ['queue', 'conductor', 'fargate', 'runner'] as const;
+/** Routes that have a partition of the `byRoute` index: the board's routes but the queue, plus `runner`. */
+export const LEASE_ROUTE_KEYS = ['conductor', 'fargate', 'runner'] as const;
+
+/** Whether entries on `route` are in the `byRoute` index (the queue's are in manifests instead). */
+export function isIndexedRoute(route: string): boolean {
+  return (LEASE_ROUTE_KEYS as readonly string[]).includes(route);
+}
 
 /**
  * The leases table (the board). `routeKey` is set while a signature is leased and removed at
- * release: the route of a board entry (`queue`, `conductor`, `fargate`), or `runner` for a lease
- * taken through the plain Store port (`acquireLeases`), which carries no task.
+ * release: the route of a board entry on the conductor or Fargate route, or `runner` for a lease
+ * taken through the plain Store port (`acquireLeases`), which carries no task. An entry's route
+ * is in `route`; entries on the queue route have no `routeKey`, so posting and releasing a batch
+ * task write no index entry.
  */
 export const LEASES_TABLE = {
   partitionKey: { name: 'signature', type: 'S' },

@@ -4,8 +4,10 @@
  * table. Each test gets three fresh tables, deleted afterwards.
  */
 import { DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DynamoStore, DynamoStoreError } from '../../../core/adapters/aws/dynamo-store.js';
+import { MANIFEST_PK, SETTLE_MS } from '../../../core/adapters/aws/dynamo/queue-manifests.js';
 import { ENDING_GRACE_MS } from '../../../core/adapters/aws/dynamo/sweeper.js';
 import type { TableNames } from '../../../core/adapters/aws/tables.js';
 import type { PostRequest } from '../../../core/cloud/board.js';
@@ -320,6 +322,109 @@ describe('DynamoStore board', () => {
 
     const ids = takes.flat().map((t) => t.id);
     expect(ids.sort()).toStrictEqual(['t0', 't1', 't2', 't3', 't4', 't5']);
+  });
+});
+
+describe('DynamoStore queue manifests', () => {
+  let store: DynamoStore;
+  let names: TableNames;
+  let cleanup: () => Promise<void>;
+  const doc = DynamoDBDocumentClient.from(client);
+
+  beforeEach(async () => {
+    ({ store, names, cleanup } = await freshDynamoStore(client));
+  });
+
+  afterEach(async () => {
+    await cleanup();
+  });
+
+  /** The manifests as stored: each one's signatures, sorted, oldest manifest first. */
+  async function manifests(): Promise<string[][]> {
+    const { Items = [] } = await doc.send(new QueryCommand({ TableName: names.runs, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': MANIFEST_PK }, ConsistentRead: true }));
+    return Items.map((item) => [...(item.signatures as Set<string>)].sort());
+  }
+
+  async function byRoutePartition(route: string): Promise<number> {
+    const { Count = 0 } = await doc.send(new QueryCommand({ TableName: names.leases, IndexName: 'byRoute', KeyConditionExpression: 'routeKey = :r', ExpressionAttributeValues: { ':r': route } }));
+    return Count;
+  }
+
+  function release(signature: string, token = 1): Promise<boolean> {
+    return store.finish({ signature, owner: `queue:run-${signature}`, token }, finishedRun(`r-${signature}`, signature, token));
+  }
+
+  it('lists the queue route from the manifest its post wrote, with nothing in the byRoute index; other routes stay indexed', async () => {
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const poster = new DynamoStore({ client: counted, tables: names });
+    const counts = countOperations(counted);
+
+    await poster.post([postRequest('q1'), postRequest('q2'), postRequest('c1', { route: 'conductor', kind: 'continuous' })], T0);
+
+    counted.destroy();
+    // Three grants and one manifest of the two queue posts.
+    expect(Object.fromEntries(counts)).toStrictEqual({ UpdateItem: 3, PutItem: 1 });
+    expect(await manifests()).toStrictEqual([['q1', 'q2']]);
+    expect([await byRoutePartition('queue'), await byRoutePartition('conductor')]).toStrictEqual([0, 1]);
+    expect((await store.listRoute('queue')).map((entry) => [entry.signature, entry.route])).toStrictEqual([
+      ['q1', 'queue'],
+      ['q2', 'queue'],
+    ]);
+    expect((await store.listRoute('conductor')).map((entry) => entry.signature)).toStrictEqual(['c1']);
+  });
+
+  it('writes no manifest for a post the board refused, and lists a released entry no more', async () => {
+    await postOne(store, postRequest('q1'));
+    const [refused] = await store.post([postRequest('q1', { owner: 'queue:other' })], T0 + 1);
+    expect(refused?.granted).toBe(false);
+    expect(await manifests()).toStrictEqual([['q1']]);
+
+    await release('q1');
+
+    expect(await store.listRoute('queue')).toStrictEqual([]);
+  });
+
+  it('prunes as it sweeps: deletes a manifest whose entries all ended, shrinks one that lost half, leaves a young one alone', async () => {
+    await store.post(['a', 'b', 'c', 'd'].map((s) => postRequest(s)), T0);
+    await store.post([postRequest('e')], T0);
+    await release('a');
+    await release('b');
+
+    // Ten seconds have not passed: a grant might not read back yet, so nothing is pruned.
+    await store.sweep(T0 + SETTLE_MS - 1);
+    expect(await manifests()).toStrictEqual([['a', 'b', 'c', 'd'], ['e']]);
+
+    await store.sweep(T0 + SETTLE_MS);
+    expect(await manifests()).toStrictEqual([['c', 'd'], ['e']]);
+
+    await release('e');
+    await store.sweep(T0 + SETTLE_MS + 1);
+    expect(await manifests()).toStrictEqual([['c', 'd']]);
+    expect((await store.listRoute('queue')).map((entry) => entry.signature)).toStrictEqual(['c', 'd']);
+
+    // A signature posted again after its release is in the manifest of that post; the older one
+    // keeps it too while it is leased (a manifest cannot tell one post from the next), and a
+    // listing reads it once. Once it ends, both go.
+    await release('c');
+    await release('d');
+    await postOne(store, postRequest('c'), T0 + 2 * SETTLE_MS);
+    await store.sweep(T0 + 2 * SETTLE_MS);
+    expect(await manifests()).toStrictEqual([['c'], ['c']]);
+    expect((await store.listRoute('queue')).map((entry) => entry.signature)).toStrictEqual(['c']);
+    await release('c', 2);
+    await store.sweep(T0 + 3 * SETTLE_MS);
+    expect(await manifests()).toStrictEqual([]);
+  });
+
+  it('splits the signatures of a large post into manifests DynamoDB can hold, each listed once', async () => {
+    const long = Array.from({ length: 1500 }, (_, i) => `${'x'.repeat(300)}-${String(i).padStart(4, '0')}`);
+
+    await store.post(long.map((s) => postRequest(s)), T0);
+
+    const stored = await manifests();
+    expect(stored.length).toBeGreaterThan(1);
+    expect(stored.flat().sort()).toStrictEqual([...long].sort());
+    expect((await store.listRoute('queue')).length).toBe(1500);
   });
 });
 

@@ -2,7 +2,7 @@
  * The board (core/cloud/board.ts) on the leases table: posting tasks (a grant that carries the
  * task), peeking at what is held, claiming, heartbeats, checkpoints, finishing, reposting the next
  * attempt, listing a route and asking a holder to stop. Posting is the grant of ./leases.ts with
- * the task's attributes; `claim`, `heartbeat`, `saveCheckpoint`, `repost` and `requestStop` are
+ * the task's attributes (and, for the queue route, a manifest: ./queue-manifests.ts); `claim`, `heartbeat`, `saveCheckpoint`, `repost` and `requestStop` are
  * single updates fenced on token (and owner), `finish` the fenced release then the record (./fenced-writes.ts).
  * A claim returns the whole entry (`ALL_NEW`), a heartbeat returns `stopRequested` as an updated
  * value. `peek` reads only lease items, 100 keys a `BatchGetItem`, eventually consistent: a stale
@@ -43,7 +43,15 @@ export class BoardEntries {
     return { held, releasedAt };
   }
 
+  /** Grants each request with its task; then lists what it granted on the queue route in a manifest (./queue-manifests.ts). */
   async post(requests: PostRequest[], now: number): Promise<LeaseGrant[]> {
+    const grants = await this.grantAll(requests, now);
+    const queued = requests.filter((request, i) => request.route === 'queue' && grants[i]?.granted === true).map(bySignature);
+    await this.leases.manifests.record(queued, now);
+    return grants;
+  }
+
+  private async grantAll(requests: PostRequest[], now: number): Promise<LeaseGrant[]> {
     const { tables } = this.calls;
     return mapLimitInKeyOrder(requests, this.calls.concurrency, bySignature, async (request): Promise<LeaseGrant> => {
       const lease = requestedLease(request, now);

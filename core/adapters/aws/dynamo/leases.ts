@@ -13,9 +13,10 @@
  * and the lease taken over when it had an owner. A refusal returns the holder the same way
  * (`ReturnValuesOnConditionCheckFailure`). Requests of one call run 16 at a time; those for one
  * signature run one after another, in the order given. The sparse, keys-only `byRoute` index
- * (partition = route, set while leased) lists what is leased on each route; leases taken through
- * the plain Store port carry no task and sit in a `runner` partition, which `listActiveLeases`
- * reads and `listRoute` never does.
+ * (partition = route, set while leased) lists what is leased on the conductor and Fargate routes;
+ * leases taken through the plain Store port carry no task and sit in a `runner` partition, which
+ * `listActiveLeases` reads and `listRoute` never does. The queue route's signatures come from its
+ * manifests (./queue-manifests.ts).
  */
 import { BatchGetCommand, GetCommand, UpdateCommand, type NativeAttributeValue, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { mapLimit, mapLimitInKeyOrder } from '../../../concurrency.js';
@@ -24,6 +25,7 @@ import type { Checkpoint, Lease, LeaseGrant, LeaseRef, LeaseRequest } from '../.
 import { LEASE_ATTRIBUTES, TASK_ATTRIBUTES, checkpointOf, leaseOf, parseLeaseItem, type Item } from '../dynamo-items.js';
 import { LEASE_ROUTE_KEYS, LEASES_TABLE } from '../tables.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
+import { QueueManifests } from './queue-manifests.js';
 import { BATCH_CONCURRENCY, BATCH_GET_KEYS, chunks, type TableCalls } from './table-calls.js';
 
 /** A lease item as read. */
@@ -52,7 +54,10 @@ export function bySignature(item: { signature: string }): string {
 
 /** The leases table: the Store port's leases and the lease-item primitives. */
 export class Leases {
-  constructor(private readonly calls: TableCalls) {}
+  constructor(
+    private readonly calls: TableCalls,
+    readonly manifests: QueueManifests,
+  ) {}
 
   async acquireLeases(requests: LeaseRequest[], now: number): Promise<LeaseGrant[]> {
     const { tables } = this.calls;
@@ -96,7 +101,7 @@ export class Leases {
 
   async listActiveLeases(now: number): Promise<Lease[]> {
     const { tables } = this.calls;
-    const signatures = (await Promise.all(LEASE_ROUTE_KEYS.map((route) => this.routeSignatures(route)))).flat();
+    const signatures = [...new Set((await Promise.all([...LEASE_ROUTE_KEYS, 'queue'].map((route) => this.routeSignatures(route)))).flat())];
     const items = await this.batchGetLeases(signatures, LEASE_ATTRIBUTES, true);
     const leases: Lease[] = [];
     for (const item of items) {
@@ -173,7 +178,12 @@ export class Leases {
   }
 
   /** Signatures in a route's partition of the `byRoute` index. */
+  /**
+   * Signatures that may be leased on `route` (read their lease items to know): the `byRoute`
+   * partition of the route, or for the queue, the signatures of its manifests.
+   */
   async routeSignatures(route: string): Promise<string[]> {
+    if (route === 'queue') return QueueManifests.signatures(await this.manifests.list());
     const [index] = LEASES_TABLE.globalSecondaryIndexes;
     const e = new Expr();
     const input: QueryCommandInput = {

@@ -2,11 +2,12 @@
  * The sweeper (`sweep`): ends the runs whose holders are gone. A worker writes no record until
  * its attempt ends, so a dead worker's run exists only on the board: live runs come from the
  * sparse `byLive` index of the runs table (`liveKey` is set only while a run is queued, running or
- * retrying, so a final record never writes it), started board entries from `byRoute`. Their
- * leases are read by `BatchGetItem`, 100 keys a call: those of live runs consistently, the other
- * board entries eventually consistent (0.5 read unit per leased entry and tick; every write for
- * them is conditioned on the lease as read). No Scan: a tick's sweep costs two Queries and the
- * reads of what is leased.
+ * retrying, so a final record never writes it), started board entries from `byRoute` and, for
+ * the queue route, from its manifests (./queue-manifests.ts), which the sweep then prunes with
+ * what it read. Their leases are read by `BatchGetItem`, 100 keys a call: those of live runs
+ * consistently, the other board entries eventually consistent (0.5 read unit per leased entry and
+ * tick; every write for them is conditioned on the lease as read). No Scan: a tick's sweep costs
+ * three Queries and the reads of what is leased.
  */
 import { UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { baseRun } from '../../../cloud/attempt.js';
@@ -19,6 +20,7 @@ import { runIndex } from '../tables.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
 import { runPut } from './fenced-writes.js';
 import type { LeaseItem, Leases } from './leases.js';
+import { QueueManifests } from './queue-manifests.js';
 import type { RunHistory } from './run-history.js';
 import type { RunInstances } from './run-instances.js';
 import { POINTER_ATTRIBUTES, advanceAfterWrite, pointersOf } from './run-pointers.js';
@@ -51,7 +53,8 @@ export class Sweeper {
    * one conditional write (still live, same holder), in one transaction with the release of its
    * lease when that lease expired still naming the run's holder (still expired, same owner and
    * token), so that a holder waking up later finds its fence gone. Live runs come from the sparse
-   * `byLive` index (eventually consistent: the conditions decide), board entries from `byRoute`.
+   * `byLive` index (eventually consistent: the conditions decide), board entries from `byRoute` and
+   * the queue manifests.
    */
   async sweep(now: number): Promise<SweptRun[]> {
     const { doc, tables } = this.calls;
@@ -64,14 +67,15 @@ export class Sweeper {
       KeyConditionExpression: `${e.n(partitionKey.name)} = ${e.v(LIVE_KEY)}`,
       ...e.params(),
     };
-    const [, routed] = await Promise.all([
+    const [, routed, manifests] = await Promise.all([
       (async () => {
         for await (const run of this.history.queryRuns(live)) liveRuns.push(run);
       })(),
-      Promise.all((['queue', 'conductor', 'fargate'] as const).map((route) => this.leases.routeSignatures(route))),
+      Promise.all((['conductor', 'fargate'] as const).map((route) => this.leases.routeSignatures(route))),
+      this.leases.manifests.list(),
     ]);
     const ofLiveRuns = new Set(liveRuns.map((run) => run.signature));
-    const onlyRouted = [...new Set(routed.flat())].filter((signature) => !ofLiveRuns.has(signature));
+    const onlyRouted = [...new Set([...routed.flat(), ...QueueManifests.signatures(manifests)])].filter((signature) => !ofLiveRuns.has(signature));
     // A live run's lease is read consistently: a lease that moved past the run's owner and token
     // never comes back to them, so the run may be ended without a condition on the lease, but a
     // stale read could show the state before the run's own grant. Board entries without a run are
@@ -103,6 +107,9 @@ export class Sweeper {
       if (entry.progress !== undefined) run.progress = entry.progress;
       candidates.push({ run, lease: leaseOf(item, tables.leases), fromBoard: true });
     }
+    // The manifests' signatures still leased on the queue route as read; the rest are done with.
+    const queued = new Set<string>();
+    for (const item of leaseItems.values()) if (entryOf(item, tables.leases, false)?.route === 'queue') queued.add(item.signature);
     await this.instances.note(candidates.filter(({ fromBoard }) => fromBoard).map(({ run }) => run));
     const swept = await mapLimit(candidates, this.calls.concurrency, async ({ run, lease, fromBoard }): Promise<SweptRun | undefined> => {
       const ended = sweptRun(run, lease, Math.max(now, run.startedAt ?? run.queuedAt));
@@ -141,6 +148,7 @@ export class Sweeper {
       await advanceAfterWrite(this.calls, ended, pointers, fromBoard);
       return { run: ended, lease };
     });
+    await this.leases.manifests.prune(manifests, queued, now);
     return swept.filter((run): run is SweptRun => run !== undefined);
   }
 
