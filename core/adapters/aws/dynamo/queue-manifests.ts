@@ -3,8 +3,8 @@
  * `ujr status`, the page, cancelling a queued task, and the sweeper's search for claims whose
  * worker died) without an index. An index entry costs a write unit when an entry is posted and
  * another when it is released, two of the seven a batch task took; a manifest costs the bytes of
- * its signatures, written once per `post` call, whatever the number of tasks it posts (about 0.07
- * write unit a task for signatures of 60 characters, one write unit for a post of one task).
+ * its signatures, written once per `post` call, whatever the number of tasks it posts (0.03–0.07
+ * write unit a task for signatures of 30–60 characters, one write unit for a post of one task).
  *
  * A manifest is an item of the runs table in the partition `queued`, sorted by when it was
  * written: `queued` / `<postedAt, 15 digits>#<ulid>`, with the string set `signatures`. The
