@@ -84,6 +84,11 @@ export interface TaskSpec<I extends Json = Json> {
   timeoutMs?: number;
   /** Overrides parts of the handler's retry policy. */
   retry?: Partial<RetryPolicy>;
+  /**
+   * Replaces the handler's `limits` for this task: limit names, or a name with the key of the
+   * bucket to take from (`{ name: 'api', key: 'credential-2' }`).
+   */
+  limits?: ReadonlyArray<string | { name: string; key?: string }>;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -265,10 +270,19 @@ export interface TaskDefinition<P = unknown, I = any, R = unknown> {
   isolate?: boolean;
   /** A task that does not call `heartbeat()` for this long is considered hung and stopped. */
   heartbeatTimeoutMs?: number;
+  /**
+   * Shared limits (the configuration's `limits`) this task takes from before it starts: a name
+   * takes the limit's one bucket; `key` splits it, one bucket per key (a credential, a host).
+   * A task waits for every one of them without holding a worker slot.
+   */
+  limits?: ReadonlyArray<TaskLimit<P, I>>;
   run(input: I, tctx: TaskContext<P>): Promise<R> | R;
   /** Runs once when the task fails for good (after its last attempt). */
   revert?(input: I, error: ErrorInfo, rctx: RevertContext<P>): Promise<void> | void;
 }
+
+/** A limit a task takes from: its name, or its name and how to derive the bucket's key. */
+export type TaskLimit<P = unknown, I = any> = string | { name: string; key?: (input: I, params: P) => string };
 
 /** A job type, as returned by `defineJob`. */
 export interface JobType<P = any> {

@@ -19,6 +19,7 @@ import { mergeRetry } from '../retry.js';
 import { parseSchedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
 import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
+import type { LimitDefinition } from '../ports/limits.js';
 import type { InstanceStatus, Store, Trigger } from '../ports/store.js';
 import type { InstanceConfig, JobType, Json, Logger, ObjectStore, RetryPolicy } from '../types.js';
 import { isActive, newInstanceRuntime, type Attempt, type InstanceRuntime } from './attempt.js';
@@ -35,6 +36,11 @@ export interface RunnerOptions {
   objects: ObjectStore;
   jobs: JobType[];
   instances?: InstanceConfig[];
+  /**
+   * The shared limits tasks may name (issue 15), by name; `setLimits` replaces them. Taking them
+   * needs a store with a limit store (`store.limits`: SQLite, memory).
+   */
+  limits?: ReadonlyMap<string, LimitDefinition>;
   /** Runs continuous and isolated tasks (child processes locally). */
   processExecutor?: Executor;
   /** Runs plain batch tasks. Default: in this process. */
@@ -100,6 +106,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private readonly processExecutor: Executor | undefined;
   private readonly jobs = new Map<string, JobType>();
   private readonly instances = new Map<string, InstanceRuntime>();
+  /** The shared limits tasks may name, by name (`setLimits`). */
+  private limitDefinitions = new Map<string, LimitDefinition>();
   private readonly held = new Map<string, Attempt>();
   private readonly nextId = monotonicFactory();
   private readonly now: () => number;
@@ -235,6 +243,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       this.jobs.set(job.name, job);
     }
     this.setInstances(options.instances ?? []);
+    if (options.limits) this.setLimits(options.limits);
   }
 
   /** Counts since start, and what is in flight now. */
@@ -250,6 +259,15 @@ export class Runner extends EventEmitter<RunnerEvents> {
   /** The instances this runner knows, with their retirement status. */
   listInstances(): { config: InstanceConfig; status: InstanceStatus | undefined; nextDueAt: number }[] {
     return [...this.instances.values()].map((i) => ({ config: i.config, status: i.status, nextDueAt: i.nextDueAt }));
+  }
+
+  /**
+   * Replaces the shared limits tasks may name (the configuration's `limits`). Tasks planned from
+   * now on take their buckets from these definitions; tasks already queued keep what they were
+   * planned with.
+   */
+  setLimits(definitions: ReadonlyMap<string, LimitDefinition>): void {
+    this.limitDefinitions = new Map(definitions);
   }
 
   /**

@@ -24,6 +24,17 @@ export interface RateSpec {
   burst: number;
 }
 
+/**
+ * A limit as configured (the `limits` of the instances file, or of `createRunner`): a token bucket
+ * and/or a concurrency cap, split into one bucket per key that tasks give.
+ */
+export interface LimitDefinition {
+  name: string;
+  rate?: RateSpec;
+  /** At most this many tasks holding it at once, per key. */
+  concurrency?: number;
+}
+
 /** One bucket a task takes from: a limit's name, the key it is split by, and what it allows. */
 export interface LimitSpec {
   /** The limit's name; no `#` (it is part of a DynamoDB key). */
