@@ -282,7 +282,13 @@ export interface TaskDefinition<P = unknown, I = any, R = unknown> {
 }
 
 /** A limit a task takes from: its name, or its name and how to derive the bucket's key. */
-export type TaskLimit<P = unknown, I = any> = string | { name: string; key?: (input: I, params: P) => string };
+export type TaskLimit<P = unknown, I = any> =
+  | string
+  | {
+      name: string;
+      /** The bucket's key: one bucket of the limit per key (method syntax, so job types stay assignable). */
+      key?(input: I, params: P): string;
+    };
 
 /** A job type, as returned by `defineJob`. */
 export interface JobType<P = any> {
