@@ -287,7 +287,7 @@ export type TaskLimit<P = unknown, I = any> =
   | {
       name: string;
       /** The bucket's key: one bucket of the limit per key (method syntax, so job types stay assignable). */
-      key?(input: I, params: P): string;
+      key?(this: void, input: I, params: P): string;
     };
 
 /** A job type, as returned by `defineJob`. */

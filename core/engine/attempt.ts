@@ -6,6 +6,7 @@
  */
 import { CancelledError, LeaseLostError, ResultTooLargeError, ShutdownError, isRetryable, toErrorInfo, withCause } from '../errors.js';
 import { parseSchedule, type Schedule } from '../schedule.js';
+import type { LimitPermit, LimitRef, LimitWaitReason } from '../ports/limits.js';
 import type { TimerHandle } from '../ports/timers.js';
 import type { InstanceStatus, LeaseRef, Trigger } from '../ports/store.js';
 import type { ErrorInfo, InstanceConfig, JobType, Json, PlanContext, RunOrigin, RunRecord, RunStatus } from '../types.js';
@@ -49,6 +50,14 @@ export interface Attempt {
   trigger?: Trigger;
   /** The id of its run once that run is in the store (a retry is a new run, recorded anew). */
   recorded?: string;
+  /** The shared limits it holds while it runs (its concurrency slots), given back when it ends. */
+  permit?: LimitPermit;
+  /** Its limits are being asked of the store (it holds a slot for the call). */
+  acquiring?: boolean;
+  /** The bucket whose line it left when its turn came (the dispatch queue's). */
+  wokeFrom?: string;
+  /** The bucket it waits for, parked: why and until when (as the store last said). */
+  limitWait?: LimitRef & { reason: LimitWaitReason; until: number };
 }
 
 /** One configured instance as the runner runs it. */

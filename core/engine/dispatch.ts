@@ -3,13 +3,45 @@
  * runner's batch slots, each instance's own cap, the continuous slots), takes instances in turn so
  * a large backlog does not starve the others, and lets no attempt start before its run is in the
  * store. What starting means (the attempt lifecycle) is the runner's: the queue calls `start`.
+ *
+ * Shared limits (issue 15): an attempt that names limits takes them from the store (the
+ * {@link LimitGate}) once a slot is free for it, holding that slot only for the call, so that its
+ * start follows its token at once (a token taken long before its start would let starts bunch up
+ * past the rate). Refused, it gives the slot back and parks behind the bucket that refused it,
+ * first come first served; one timer per bucket offers the head of its line again when the store
+ * said to ask again (a concurrency bucket also every {@link CONCURRENCY_POLL_MS}, since another
+ * process may free a slot sooner, and at once when an attempt of this runner frees one). A head
+ * that gets its grant wakes the next in line at once. Parked attempts keep their queued run and
+ * hold no slot.
  */
-import type { Timers } from '../ports/timers.js';
+import { bucketId, type LimitGrant, type LimitPermit, type LimitRef, type LimitWaitReason } from '../ports/limits.js';
+import type { TimerHandle, Timers } from '../ports/timers.js';
 import type { Attempt, InstanceRuntime } from './attempt.js';
 import type { Journal } from './journal.js';
 
 /** How soon queued runs the store failed to take are offered to it again. */
 const RECORD_RETRY_MS = 250;
+/** How often the head waiting for a concurrency slot asks again, for slots other processes free. */
+export const CONCURRENCY_POLL_MS = 1_000;
+/** How soon an attempt whose limits the store failed to answer for asks again. */
+const LIMIT_ERROR_RETRY_MS = 1_000;
+
+/** Takes and gives back an attempt's shared limits (the runner's, over the store's limit store). */
+export interface LimitGate {
+  acquire(attempt: Attempt): Promise<LimitGrant>;
+  release(permit: LimitPermit): void;
+  /** The store failed to answer; the attempt waits and asks again. */
+  error(attempt: Attempt, error: unknown): void;
+  /** The attempt now waits for this bucket (or, `undefined`, no longer waits). */
+  waiting(attempt: Attempt, on: (LimitRef & { reason: LimitWaitReason; until: number }) | undefined): void;
+}
+
+/** The attempts waiting for one bucket, and the timer that offers the head its turn again. */
+interface BucketLine {
+  waiting: Attempt[];
+  timer: TimerHandle | undefined;
+  at: number;
+}
 
 export interface DispatchLimits {
   /** Batch attempts running at once, across instances. */
@@ -43,13 +75,26 @@ export class DispatchQueue {
   /** Queued attempts whose run is not in the store yet: they join their queue once it is. */
   private unrecorded: Attempt[] = [];
   private recording = false;
+  /** Attempts waiting for a limit bucket, by bucket. */
+  private readonly lines = new Map<string, BucketLine>();
+  /** Heads of lines whose turn came: they start before the queues' attempts. */
+  private woken: Attempt[] = [];
 
   constructor(
     private readonly journal: Journal,
     private readonly timers: Timers,
     private readonly limits: DispatchLimits,
     private readonly hooks: DispatchHooks,
+    private readonly gate?: LimitGate,
+    private readonly now: () => number = Date.now,
   ) {}
+
+  /** Attempts waiting for a limit bucket (state `queued`, in no queue). */
+  get parked(): number {
+    let n = 0;
+    for (const line of this.lines.values()) n += line.waiting.length;
+    return n;
+  }
 
   addInstance(runtime: InstanceRuntime): void {
     this.rotation.push(runtime);
@@ -76,11 +121,20 @@ export class DispatchQueue {
   /** Starts queued attempts while limits allow, taking instances in turn. */
   pump(): void {
     if (this.hooks.stopping()) return;
+    if (this.woken.length > 0) {
+      const woken = this.woken;
+      this.woken = [];
+      for (const attempt of woken) {
+        if (attempt.state !== 'queued' || !this.hooks.holds(attempt)) continue;
+        if (this.hasSlotFor(attempt)) this.admit(attempt);
+        else this.woken.push(attempt);
+      }
+    }
     for (const runtime of this.rotation) {
       const queue = runtime.continuousQueue;
       while (queue.length > 0 && this.continuousRunning < this.limits.maxContinuous) {
         const attempt = queue.shift() as Attempt;
-        if (attempt.state === 'queued') this.begin(attempt);
+        if (attempt.state === 'queued') this.admit(attempt);
       }
     }
     let progressed = true;
@@ -93,7 +147,7 @@ export class DispatchQueue {
         while (runtime.batchQueue.length > 0 && runtime.batchRunning < limit && this.batchRunning < this.limits.concurrency) {
           const attempt = runtime.batchQueue.shift() as Attempt;
           if (attempt.state !== 'queued') continue;
-          this.begin(attempt);
+          this.admit(attempt);
           progressed = true;
           // Take one per instance per round, so a large backlog does not starve the others.
           break;
@@ -114,12 +168,15 @@ export class DispatchQueue {
     if (runtime.followupDeferred && runtime.batchQueued <= this.followupRoom(runtime)) this.hooks.queueShrank(runtime);
   }
 
-  /** Gives back the slot of an attempt that ran. */
+  /** Gives back the slot of an attempt that ran, and its limits' slots. */
   vacate(attempt: Attempt): void {
-    if (attempt.planned.kind === 'continuous') this.continuousRunning -= 1;
-    else {
-      this.batchRunning -= 1;
-      attempt.instance.batchRunning -= 1;
+    this.unoccupy(attempt);
+    const permit = attempt.permit;
+    if (permit) {
+      attempt.permit = undefined;
+      this.gate?.release(permit);
+      // Its concurrency slots are free: the next in their lines may have them.
+      for (const slot of permit.slots) this.wake(bucketId(slot));
     }
   }
 
@@ -141,12 +198,118 @@ export class DispatchQueue {
 
   private begin(attempt: Attempt): void {
     this.leave(attempt);
+    this.occupy(attempt);
+    this.hooks.start(attempt);
+  }
+
+  private occupy(attempt: Attempt): void {
     if (attempt.planned.kind === 'continuous') this.continuousRunning += 1;
     else {
       this.batchRunning += 1;
       attempt.instance.batchRunning += 1;
     }
-    this.hooks.start(attempt);
+  }
+
+  private unoccupy(attempt: Attempt): void {
+    if (attempt.planned.kind === 'continuous') this.continuousRunning -= 1;
+    else {
+      this.batchRunning -= 1;
+      attempt.instance.batchRunning -= 1;
+    }
+  }
+
+  /** Starts an attempt that has a slot: at once, or once the store grants its limits. */
+  private admit(attempt: Attempt): void {
+    if (!this.gate || !attempt.planned.limits || attempt.planned.limits.length === 0 || attempt.permit) {
+      this.begin(attempt);
+      return;
+    }
+    const gate = this.gate;
+    // The slot is held for the call only: a grant starts the attempt at once.
+    this.occupy(attempt);
+    attempt.acquiring = true;
+    gate.acquire(attempt).then(
+      (grant) => this.acquired(attempt, grant),
+      (error: unknown) => {
+        gate.error(attempt, error);
+        const [first] = attempt.planned.limits ?? [];
+        this.acquired(attempt, { granted: false, retryAt: this.now() + LIMIT_ERROR_RETRY_MS, waitingOn: { name: first?.name ?? '', key: first?.key ?? '', reason: 'rate' } });
+      },
+    );
+  }
+
+  private acquired(attempt: Attempt, grant: LimitGrant): void {
+    attempt.acquiring = false;
+    const wokeFrom = attempt.wokeFrom;
+    attempt.wokeFrom = undefined;
+    const wanted = attempt.state === 'queued' && this.hooks.holds(attempt) && !this.hooks.stopping();
+    if (grant.granted && wanted) {
+      attempt.permit = grant.permit;
+      if (attempt.limitWait) {
+        attempt.limitWait = undefined;
+        this.gate?.waiting(attempt, undefined);
+      }
+      this.leave(attempt);
+      this.hooks.start(attempt);
+      // A token may be left for the next in the line this attempt was woken from.
+      if (wokeFrom !== undefined) this.wake(wokeFrom);
+      return;
+    }
+    this.unoccupy(attempt);
+    if (grant.granted) this.gate?.release(grant.permit);
+    else if (wanted) this.park(attempt, grant, wokeFrom);
+    if (wokeFrom !== undefined && !wanted) this.wake(wokeFrom);
+    this.pump();
+    this.hooks.changed();
+  }
+
+  /** Puts a refused attempt in the line of the bucket that refused it (at its head if it came from there). */
+  private park(attempt: Attempt, grant: Extract<LimitGrant, { granted: false }>, wokeFrom: string | undefined): void {
+    const id = bucketId(grant.waitingOn);
+    let line = this.lines.get(id);
+    if (!line) {
+      line = { waiting: [], timer: undefined, at: Number.POSITIVE_INFINITY };
+      this.lines.set(id, line);
+    }
+    if (wokeFrom === id) line.waiting.unshift(attempt);
+    else line.waiting.push(attempt);
+    const wait = { name: grant.waitingOn.name, key: grant.waitingOn.key, reason: grant.waitingOn.reason, until: grant.retryAt };
+    const before = attempt.limitWait;
+    attempt.limitWait = wait;
+    if (!before || before.name !== wait.name || before.key !== wait.key || before.reason !== wait.reason) this.gate?.waiting(attempt, wait);
+    const at = grant.waitingOn.reason === 'concurrency' ? Math.min(grant.retryAt, this.now() + CONCURRENCY_POLL_MS) : grant.retryAt;
+    this.schedule(id, line, at);
+  }
+
+  private schedule(id: string, line: BucketLine, at: number): void {
+    if (line.timer && line.at <= at) return;
+    line.timer?.cancel();
+    line.at = at;
+    line.timer = this.timers.setTimeout(() => {
+      line.timer = undefined;
+      line.at = Number.POSITIVE_INFINITY;
+      this.wake(id);
+    }, Math.max(0, at - this.now()));
+    line.timer.unref();
+  }
+
+  /** Offers the head of a bucket's line its turn (it starts once a slot is free). */
+  private wake(id: string): void {
+    const line = this.lines.get(id);
+    if (!line) return;
+    let head: Attempt | undefined;
+    while ((head = line.waiting.shift()) !== undefined) {
+      if (head.state === 'queued' && this.hooks.holds(head)) break;
+    }
+    if (line.waiting.length === 0 && !head) {
+      line.timer?.cancel();
+      this.lines.delete(id);
+      return;
+    }
+    if (!head) return;
+    head.wokeFrom = id;
+    this.woken.push(head);
+    this.pump();
   }
 
   private joinQueue(attempt: Attempt): void {

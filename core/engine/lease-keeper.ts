@@ -14,6 +14,8 @@ export interface LeaseKeeperHooks {
   /** The store refused to renew the attempt's lease, or a check found it gone. */
   lost(attempt: Attempt): void;
   storeError(error: unknown): void;
+  /** A running attempt's limit slots expired before their renewal (another holder may have them). */
+  permitLost?(attempt: Attempt): void;
 }
 
 export class LeaseKeeper {
@@ -31,13 +33,17 @@ export class LeaseKeeper {
     return Math.max(10, Math.floor(this.ttlMs / 3));
   }
 
-  /** Renews every held lease in one store call (skipped while the previous call is out). */
+  /**
+   * Renews every held lease in one store call (skipped while the previous call is out), and the
+   * concurrency slots of shared limits the running attempts hold, which last a lease period too.
+   */
   renewAll(): void {
     if (this.renewing) return;
     const attempts = [...this.hooks.held()];
     if (attempts.length === 0) return;
     this.renewing = true;
     const now = this.now();
+    this.renewPermits(attempts, now);
     this.store
       .renewLeases(
         attempts.map((a) => a.lease),
@@ -57,6 +63,25 @@ export class LeaseKeeper {
       .finally(() => {
         this.renewing = false;
       });
+  }
+
+  /**
+   * A permit that could not be renewed (its slot expired and may be someone else's now) is not
+   * taken back from a running task: the log says the cap may be exceeded until it ends.
+   */
+  private renewPermits(attempts: readonly Attempt[], now: number): void {
+    const limits = this.store.limits;
+    if (!limits) return;
+    for (const attempt of attempts) {
+      const permit = attempt.permit;
+      if (!permit || permit.slots.length === 0) continue;
+      limits.renewLimits(permit, this.ttlMs, now).then(
+        (ok) => {
+          if (!ok) this.hooks.permitLost?.(attempt);
+        },
+        (error: unknown) => this.hooks.storeError(error),
+      );
+    }
   }
 
   /** A handler's heartbeat renews its lease, at most ten times per lease period. */

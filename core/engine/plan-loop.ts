@@ -8,11 +8,12 @@
  * It reads and changes the runner's shared records (instances, held attempts) and reaches the
  * rest of the runner (its attempts' endings, its events and counters) through a `PlanLoopHost`.
  */
-import { TaskTimeoutError, toErrorInfo } from '../errors.js';
+import { InvalidTaskSpecError, TaskTimeoutError, toErrorInfo } from '../errors.js';
+import type { LimitDefinition } from '../ports/limits.js';
 import type { InstanceStatus, LeaseRef, Store, Trigger, TriggerResult } from '../ports/store.js';
 import { LIVE_STATUSES, type PlanContext, type RunOrigin } from '../types.js';
 import { isActive, newRun, refOf, type Attempt, type InstanceRuntime } from './attempt.js';
-import { buildPlanContext, resolveSpecs, type PlannedTask } from './planner.js';
+import { buildPlanContext, resolveLimits, resolveSpecs, type PlanOutcome, type PlannedTask } from './planner.js';
 import type { RunnerParts, RunnerStats } from './runner-events.js';
 import { withTimeout } from './with-timeout.js';
 
@@ -33,6 +34,10 @@ export interface PlanLoopHost extends RunnerParts {
   /** Ends an attempt of the runner's (aborts it if it runs) as cancelled. */
   cancel(attempt: Attempt, why: string): void;
   cancelInstanceWork(runtime: InstanceRuntime, why: string, only?: 'continuous'): void;
+  /** The configured shared limits, by name (issue 15). */
+  limitDefinitions(): ReadonlyMap<string, LimitDefinition>;
+  /** Whether the store keeps shared limits (a task that names one cannot run without). */
+  readonly hasLimitStore: boolean;
 }
 
 export class PlanLoop {
@@ -82,11 +87,38 @@ export class PlanLoop {
       this.requestPlan(runtime, 'manual');
       return;
     }
-    const outcome = resolveSpecs(runtime.job, runtime.config.id, [{ task: trigger.task, input: trigger.input ?? {} }]);
+    const outcome = this.withLimits(runtime, resolveSpecs(runtime.job, runtime.config.id, [{ task: trigger.task, input: trigger.input ?? {} }]));
     for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
     const admitted = await this.admit(runtime, outcome.tasks, 'manual', [trigger]);
     const rejected = outcome.rejected[0];
     this.reportTrigger(trigger, admitted.runIds, rejected ? toErrorInfo(rejected).message : admitted.note);
+  }
+
+  /**
+   * Resolves the shared limits of the tasks a plan returned into buckets; a task naming a limit
+   * that is not configured (or whose key cannot be had) is rejected like any bad spec.
+   */
+  private withLimits(runtime: InstanceRuntime, outcome: PlanOutcome): PlanOutcome {
+    if (!outcome.tasks.some((task) => task.limitRequests.length > 0)) return outcome;
+    const definitions = this.host.limitDefinitions();
+    const tasks: PlannedTask[] = [];
+    const rejected = [...outcome.rejected];
+    for (const task of outcome.tasks) {
+      if (task.limitRequests.length === 0) {
+        tasks.push(task);
+        continue;
+      }
+      try {
+        if (!this.host.hasLimitStore) {
+          throw new InvalidTaskSpecError(`instance "${runtime.config.id}", task "${task.task}" takes shared limits, and this runner's store keeps none; use the SQLite or memory store`);
+        }
+        tasks.push({ ...task, limits: resolveLimits(task, runtime.config.id, runtime.config.params, definitions) });
+      } catch (error) {
+        if (!(error instanceof InvalidTaskSpecError)) throw error;
+        rejected.push(error);
+      }
+    }
+    return { ...outcome, tasks, rejected };
   }
 
   /**
@@ -196,7 +228,7 @@ export class PlanLoop {
     // admit() then sees room + 1 candidates exactly when the plan holds more than there is room
     // for, and marks the instance backlogged.
     const known = (signature: string) => this.passesOver(runtime, signature, reason);
-    const outcome = resolveSpecs(runtime.job, runtime.config.id, specs, { newBatch: room + 1, known });
+    const outcome = this.withLimits(runtime, resolveSpecs(runtime.job, runtime.config.id, specs, { newBatch: room + 1, known }));
     for (const rejected of outcome.rejected) this.reportPlanError(runtime, rejected);
     if (reason === 'schedule') {
       // One write per tick, so that a status page can tell when scheduled plans stopped happening.

@@ -6,6 +6,7 @@ import { InputTooLargeError, InvalidTaskSpecError } from '../errors.js';
 import { MAX_INPUT_BYTES } from '../limits.js';
 import { mergeRetry } from '../retry.js';
 import { canonicalJson, defaultSignature } from '../signature.js';
+import type { LimitDefinition, LimitSpec } from '../ports/limits.js';
 import type { Store } from '../ports/store.js';
 import type {
   HistoryQuery,
@@ -20,6 +21,7 @@ import type {
   RunSummary,
   TaskDefinition,
   TaskKind,
+  TaskLimit,
   TaskSpec,
 } from '../types.js';
 
@@ -38,7 +40,14 @@ export interface PlannedTask {
   timeoutSet: boolean;
   retry: RetryPolicy;
   isolate: boolean;
+  /** The limits the spec or the task names, as named: {@link resolveLimits} makes them buckets. */
+  limitRequests: readonly LimitRequestOf[];
+  /** The buckets it takes before it starts, once resolved against the configured limits. */
+  limits?: LimitSpec[];
 }
+
+/** A limit as a task definition (key function) or a spec override (key) names it. */
+export type LimitRequestOf = TaskLimit | { name: string; key?: string };
 
 export interface PlanOutcome {
   tasks: PlannedTask[];
@@ -253,6 +262,8 @@ function resolveSpec(job: JobType, instanceId: string, raw: unknown, index: numb
   if (!(Number.isInteger(retry.attempts) && retry.attempts >= 1)) {
     throw new InvalidTaskSpecError(`${where} (task "${spec.task}"): retry.attempts must be an integer of at least 1`);
   }
+  const limitRequests = spec.limits ?? definition.limits ?? [];
+  checkLimitRequests(limitRequests, `${where} (task "${spec.task}")`);
   return {
     task: spec.task,
     definition,
@@ -263,7 +274,63 @@ function resolveSpec(job: JobType, instanceId: string, raw: unknown, index: numb
     timeoutSet: spec.timeoutMs !== undefined || definition.timeoutMs !== undefined,
     retry,
     isolate: kind === 'continuous' || definition.isolate === true,
+    limitRequests,
   };
+}
+
+/** @throws {InvalidTaskSpecError} when `limits` is not a list of names or `{ name, key }` objects. */
+function checkLimitRequests(limits: unknown, where: string): asserts limits is readonly LimitRequestOf[] {
+  const shape = 'limits must be a list of limit names or { name, key } objects, such as ["api", { name: "host", key: "example.org" }]';
+  if (!Array.isArray(limits)) throw new InvalidTaskSpecError(`${where}: ${shape}`);
+  for (const limit of limits as unknown[]) {
+    const ok =
+      typeof limit === 'string' ||
+      (typeof limit === 'object' &&
+        limit !== null &&
+        typeof (limit as { name?: unknown }).name === 'string' &&
+        ['undefined', 'string', 'function'].includes(typeof (limit as { key?: unknown }).key));
+    if (!ok) throw new InvalidTaskSpecError(`${where}: ${shape}; got ${JSON.stringify(limit) ?? String(limit)}`);
+  }
+}
+
+/**
+ * The buckets a planned task takes: each limit it names, looked up in `definitions` (the
+ * configuration's limits), with its key (`''` when the limit is not split; a key function gets the
+ * task's input and the instance's params).
+ * @throws {InvalidTaskSpecError} naming the task and the limit when a limit is not configured or
+ * a key function throws or returns something other than a string.
+ */
+export function resolveLimits(task: PlannedTask, instanceId: string, params: unknown, definitions: ReadonlyMap<string, LimitDefinition>): LimitSpec[] {
+  const where = `instance "${instanceId}", task "${task.task}"`;
+  const specs: LimitSpec[] = [];
+  const seen = new Set<string>();
+  for (const request of task.limitRequests) {
+    const name = typeof request === 'string' ? request : request.name;
+    const definition = definitions.get(name);
+    if (!definition) {
+      const known = [...definitions.keys()];
+      throw new InvalidTaskSpecError(
+        `${where} takes limit "${name}", which is not configured; add it to "limits" in the instances file (known: ${known.length > 0 ? known.join(', ') : 'none'}) or remove it from the task`,
+      );
+    }
+    let key = '';
+    if (typeof request !== 'string' && request.key !== undefined) {
+      let derived: unknown;
+      try {
+        // A spec override gives the key itself; a task definition, a function of input and params.
+        derived = typeof request.key === 'function' ? request.key(task.input, params) : request.key;
+      } catch (error) {
+        throw new InvalidTaskSpecError(`${where}: the key function of limit "${name}" threw: ${String(error)}`, { cause: error });
+      }
+      if (typeof derived !== 'string') throw new InvalidTaskSpecError(`${where}: the key of limit "${name}" must be a string, got ${describe(derived)}`);
+      key = derived;
+    }
+    const id = `${name}#${key}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    specs.push({ name, key, ...(definition.rate ? { rate: definition.rate } : {}), ...(definition.concurrency !== undefined ? { concurrency: definition.concurrency } : {}) });
+  }
+  return specs;
 }
 
 function describe(value: unknown): string {

@@ -19,11 +19,11 @@ import { mergeRetry } from '../retry.js';
 import { parseSchedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
 import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
-import type { LimitDefinition } from '../ports/limits.js';
+import type { LimitDefinition, LimitRef, LimitWaitReason } from '../ports/limits.js';
 import type { InstanceStatus, Store, Trigger } from '../ports/store.js';
 import type { InstanceConfig, JobType, Json, Logger, ObjectStore, RetryPolicy } from '../types.js';
 import { isActive, newInstanceRuntime, type Attempt, type InstanceRuntime } from './attempt.js';
-import { DispatchQueue } from './dispatch.js';
+import { DispatchQueue, type LimitGate } from './dispatch.js';
 import { failure, InlineExecutor, type Executor } from './executor.js';
 import { Journal } from './journal.js';
 import { LeaseKeeper } from './lease-keeper.js';
@@ -195,11 +195,13 @@ export class Runner extends EventEmitter<RunnerEvents> {
         this.planLoop.followUp(runtime);
       },
       changed: () => this.checkIdle(),
-    });
+    }, this.limitGate(), () => this.now());
     this.leases = new LeaseKeeper(this.store, this.options.leaseTtlMs, () => this.now(), {
       held: () => this.held.values(),
       lost: (attempt) => this.lifecycle.leaseLost(attempt),
       storeError: (error) => this.reportStoreError(error),
+      permitLost: (attempt) =>
+        this.log.warn(`task "${attempt.planned.task}" (run ${attempt.run.id}) lost a shared-limit slot it held (not renewed in time); the limit may be exceeded until it ends`),
     });
     const parts: RunnerParts = {
       journal: this.journal,
@@ -237,6 +239,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
       reportStoreError: (error) => this.reportStoreError(error),
       cancel: (attempt, why) => this.lifecycle.cancel(attempt, why),
       cancelInstanceWork: (runtime, why, only) => this.lifecycle.cancelInstanceWork(runtime, why, only),
+      limitDefinitions: () => this.limitDefinitions,
+      hasLimitStore: this.store.limits !== undefined,
     });
     for (const job of options.jobs) {
       if (this.jobs.has(job.name)) throw new TypeError(`two job types are named "${job.name}"; job type names must be unique`);
@@ -244,6 +248,28 @@ export class Runner extends EventEmitter<RunnerEvents> {
     }
     this.setInstances(options.instances ?? []);
     if (options.limits) this.setLimits(options.limits);
+  }
+
+  /**
+   * The dispatch queue's way to the store's shared limits: a grant's concurrency slots belong to
+   * the attempt's run and last a lease period, renewed with its lease (the lease keeper).
+   */
+  private limitGate(): LimitGate | undefined {
+    const limits = this.store.limits;
+    if (!limits) return undefined;
+    return {
+      acquire: (attempt) => limits.acquireLimits({ holder: attempt.run.id, ttlMs: this.options.leaseTtlMs, limits: attempt.planned.limits ?? [] }, this.now()),
+      release: (permit) => {
+        limits.releaseLimits(permit, this.now()).catch((error: unknown) => this.reportStoreError(error));
+      },
+      error: (_attempt, error) => this.reportStoreError(error),
+      waiting: (attempt, on) => {
+        // The queued run says what it waits for, where status and the page show progress.
+        if (on) attempt.run.progress = { current: 0, message: waitingMessage(on), updatedAt: this.now() };
+        else delete attempt.run.progress;
+        this.journal.putRun(attempt.run, attempt.lease);
+      },
+    };
   }
 
   /** Counts since start, and what is in flight now. */
@@ -505,7 +531,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private isSettled(ignoreRunning: boolean): boolean {
     if (this.planLoop.takingTriggers) return false;
     for (const attempt of this.held.values()) {
-      if (attempt.state === 'queued' && this.dispatch.hasSlotFor(attempt)) return false;
+      if (attempt.acquiring) return false;
+      // One waiting for a limit bucket waits for the clock (its bucket's timer).
+      if (attempt.state === 'queued' && attempt.limitWait === undefined && this.dispatch.hasSlotFor(attempt)) return false;
       const handlerRuns =
         (attempt.state === 'running' && attempt.planned.kind === 'batch') || attempt.state === 'reverting' || attempt.state === 'abandoned';
       if (handlerRuns && !ignoreRunning) return false;
@@ -560,4 +588,12 @@ async function waitAll(promises: Promise<unknown>[], ms: number): Promise<void> 
     }),
   ]);
   clearTimeout(timer);
+}
+
+/** What a run waiting for a limit says: `waiting for limit "api" (key "k"): no token before 12:00:01.500`. */
+export function waitingMessage(on: LimitRef & { reason: LimitWaitReason; until: number }): string {
+  const bucket = `limit "${on.name}"${on.key === '' ? '' : ` (key "${on.key}")`}`;
+  const until = new Date(on.until).toISOString().slice(11, 23);
+  const why = on.reason === 'rate' ? `no token before ${until}` : on.reason === 'backoff' ? `backing off until ${until} (the API asked)` : 'every slot is taken';
+  return `waiting for ${bucket}: ${why}`;
 }

@@ -6,6 +6,7 @@
  * Writes of the hot path arrive batched (`commit`), so an adapter can put each batch in one
  * transaction (SQLite) or a few batch calls (DynamoDB).
  */
+import type { LimitStore } from './limits.js';
 import type { ErrorInfo, Json, LogLine, RunRecord, RunStatus } from '../types.js';
 
 export interface Lease {
@@ -169,6 +170,11 @@ export interface RunQuery {
 }
 
 export interface Store {
+  /**
+   * Shared rate limits and concurrency caps on this store (issue 15): SQLite and memory have one;
+   * a store without it cannot run tasks that name limits.
+   */
+  readonly limits?: LimitStore;
   /**
    * Takes each lease if nobody holds it or its holder's lease expired (at the store's `now`).
    * Each grant increments the signature's fencing token.

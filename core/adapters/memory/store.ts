@@ -2,6 +2,7 @@
  * An in-memory store for tests and throwaway runs. Same semantics as the durable adapters
  * (the contract suite runs against all of them); nothing survives the process.
  */
+import { MemoryLimitStore } from './limits.js';
 import type {
   Checkpoint,
   CommitResult,
@@ -25,6 +26,8 @@ import { matchesRunQuery, runRecency } from '../run-query.js';
 type StoredLease = Lease & { releasedAt?: number };
 
 export class MemoryStore implements Store {
+  /** Shared limits, in memory as the rest (./limits.ts). */
+  readonly limits = new MemoryLimitStore();
   private readonly leases = new Map<string, StoredLease>();
   private readonly triggerResults = new Map<string, TriggerResult>();
   private readonly runs = new Map<string, RunRecord>();

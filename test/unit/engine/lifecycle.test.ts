@@ -200,6 +200,7 @@ function setup(options: { concurrency?: number } = {}) {
       timeoutSet: definition.timeoutMs !== undefined,
       retry: mergeRetry(RETRY, definition.retry),
       isolate: kind === 'continuous',
+      limitRequests: [],
     };
   };
 

@@ -126,6 +126,8 @@ function setup(options: { maxQueued?: number; limits?: Partial<DispatchLimits> }
     reportStoreError: (error) => storeErrors.push(error),
     cancel: (attempt, why) => asked.cancelled.push({ signature: attempt.planned.signature, why }),
     cancelInstanceWork: (runtime, why, only) => asked.instanceWork.push({ instanceId: runtime.config.id, why, only }),
+    limitDefinitions: () => new Map(),
+    hasLimitStore: true,
     schedulePump: () => {
       asked.pumps += 1;
     },

@@ -1,0 +1,220 @@
+/**
+ * Shared limits in the runner (issue 15): tasks that name a rate wait for its tokens, tasks that
+ * name a concurrency cap for a free slot, without holding a worker slot while they wait; the
+ * queued run says what it waits for; a limit that is not configured is a rejected spec (MemoryStore,
+ * inline tasks, real timers on short periods).
+ */
+import { describe, expect, it } from 'vitest';
+import { defineJob } from '../../../core/define.js';
+import type { LimitDefinition } from '../../../core/ports/limits.js';
+import type { TaskLimit } from '../../../core/types.js';
+import { instance, noParams, until, useHarnesses, waitForRun, work } from '../../helpers/runner.js';
+
+const { harness, gate } = useHarnesses();
+
+function limits(...definitions: LimitDefinition[]): Map<string, LimitDefinition> {
+  return new Map(definitions.map((definition) => [definition.name, definition]));
+}
+
+interface Started {
+  instanceId: string;
+  n: number;
+  at: number;
+}
+
+/** A job returning `count` tasks `work` that take `taking` limits and last `ms`; starts are recorded. */
+function limitedJob(name: string, count: number, taking: TaskLimit[], started: Started[], ms = 5) {
+  return defineJob({
+    name,
+    params: noParams,
+    getRunnableTasks: () => Array.from({ length: count }, (_, n) => ({ task: 'work', input: { n, host: n % 2 === 0 ? 'a.example' : 'b.example' } })),
+    tasks: {
+      work: {
+        limits: taking,
+        run: async (input: { n: number }, tctx) => {
+          started.push({ instanceId: tctx.instanceId, n: input.n, at: Date.now() });
+          await work(ms);
+          return input.n;
+        },
+      },
+    },
+  });
+}
+
+/** The most starts in any window of `windowMs` (half open: [t, t + windowMs)). */
+function mostStartsInWindow(times: number[], windowMs: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let most = 0;
+  for (let i = 0, j = 0; i < sorted.length; i += 1) {
+    while ((sorted[i] as number) - (sorted[j] as number) >= windowMs) j += 1;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
+}
+
+describe('shared limits in the runner', () => {
+  it('starts the tasks of two instances that share a rate no faster than it allows, and every one succeeds on its first attempt', async () => {
+    const started: Started[] = [];
+    const job = limitedJob('fetcher', 6, ['api'], started);
+    const h = harness({
+      jobs: [job],
+      instances: [instance('feed', 'fetcher'), instance('backfill', 'fetcher')],
+      limits: limits({ name: 'api', rate: { count: 5, perMs: 500, burst: 1 } }),
+    });
+
+    await h.runner.runOnce();
+
+    const runs = await h.store.listRuns({ limit: 100 });
+    expect(runs).toHaveLength(12);
+    expect(runs.every((run) => run.status === 'succeeded' && run.attempt === 1)).toBe(true);
+    expect(new Set(started.map((s) => s.instanceId))).toStrictEqual(new Set(['feed', 'backfill']));
+    // One token every 100 ms: at most 5 starts in any 500 ms (the timers fire on time or late).
+    expect(mostStartsInWindow(started.map((s) => s.at), 500)).toBeLessThanOrEqual(5);
+    const times = started.map((s) => s.at).sort((a, b) => a - b);
+    expect((times.at(-1) as number) - (times[0] as number)).toBeGreaterThanOrEqual(11 * 100 - 20);
+  });
+
+  it('lets a task without limits run while a limited one waits: a waiting task holds no worker slot', async () => {
+    const started: Started[] = [];
+    const limited = limitedJob('limited', 2, ['slow'], started);
+    const free = limitedJob('free', 1, [], started);
+    const h = harness({
+      jobs: [limited, free],
+      instances: [instance('limited-1', 'limited'), instance('free-1', 'free')],
+      concurrency: 1,
+      limits: limits({ name: 'slow', rate: { count: 1, perMs: 1_000, burst: 1 } }),
+    });
+
+    await h.runner.runOnce();
+
+    const second = started.find((s) => s.instanceId === 'limited-1' && s.n === 1);
+    const other = started.find((s) => s.instanceId === 'free-1');
+    const first = started.find((s) => s.instanceId === 'limited-1' && s.n === 0);
+    expect(first && second && other).toBeTruthy();
+    // With one slot, the free task ran while the second limited one waited for its token.
+    expect(other!.at).toBeLessThan(second!.at);
+    expect(other!.at - first!.at).toBeLessThan(500);
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(1_000 - 20);
+  });
+
+  it('keeps at most the cap of tasks of one key running at once, each key on its own', async () => {
+    let running = new Map<string, number>();
+    let most = new Map<string, number>();
+    let overall = 0;
+    let mostOverall = 0;
+    const job = defineJob({
+      name: 'downloader',
+      params: noParams,
+      getRunnableTasks: () => Array.from({ length: 8 }, (_, n) => ({ task: 'download', input: { n, host: n % 2 === 0 ? 'a.example' : 'b.example' } })),
+      tasks: {
+        download: {
+          limits: [{ name: 'host', key: (input: { host: string }) => input.host }],
+          run: async (input: { n: number; host: string }) => {
+            running.set(input.host, (running.get(input.host) ?? 0) + 1);
+            most.set(input.host, Math.max(most.get(input.host) ?? 0, running.get(input.host) ?? 0));
+            overall += 1;
+            mostOverall = Math.max(mostOverall, overall);
+            await work(40);
+            running.set(input.host, (running.get(input.host) ?? 0) - 1);
+            overall -= 1;
+            return input.n;
+          },
+        },
+      },
+    });
+    running = new Map();
+    most = new Map();
+    const h = harness({ jobs: [job], instances: [instance('dl', 'downloader')], limits: limits({ name: 'host', concurrency: 2 }) });
+
+    await h.runner.runOnce();
+
+    const runs = await h.store.listRuns({ limit: 100 });
+    expect(runs.filter((run) => run.status === 'succeeded')).toHaveLength(8);
+    expect(Object.fromEntries(most)).toStrictEqual({ 'a.example': 2, 'b.example': 2 });
+    expect(mostOverall).toBe(4);
+    const states = await h.store.limits.listLimitStates(Date.now());
+    expect(states.map((s) => [s.name, s.key, s.held, s.granted])).toStrictEqual([
+      ['host', 'a.example', 0, 4],
+      ['host', 'b.example', 0, 4],
+    ]);
+  });
+
+  it('says on the queued run what it waits for, and clears it once the task starts', async () => {
+    const started: Started[] = [];
+    const job = limitedJob('patient', 2, [{ name: 'api', key: () => 'credential-1' }], started);
+    const h = harness({
+      jobs: [job],
+      instances: [instance('patient-1', 'patient')],
+      tickMs: 10,
+      limits: limits({ name: 'api', rate: { count: 1, perMs: 60_000, burst: 1 } }),
+    });
+    await h.runner.start();
+
+    await until(() => started.length === 1, 5_000, 'the first task to start');
+    await until(async () => (await h.store.listRuns({ status: 'queued' }))[0]?.progress !== undefined, 5_000, 'the waiting run to say why');
+
+    const [waiting] = await h.store.listRuns({ status: 'queued' });
+    expect(waiting?.progress?.message).toMatch(/^waiting for limit "api" \(key "credential-1"\): no token before \d\d:\d\d:\d\d\.\d{3}$/);
+    const [done] = await h.store.listRuns({ status: 'succeeded' });
+    expect(done?.progress).toBeUndefined();
+    expect(h.runner.stats()).toMatchObject({ running: 0, queued: 1 });
+  });
+
+  it('rejects a task naming a limit that is not configured, naming both, and runs the instance’s other tasks', async () => {
+    const ran: string[] = [];
+    const job = defineJob({
+      name: 'mixed',
+      params: noParams,
+      getRunnableTasks: () => [
+        { task: 'limited', input: {} },
+        { task: 'plain', input: {} },
+      ],
+      tasks: {
+        limited: { limits: ['missing'], run: () => void ran.push('limited') },
+        plain: { run: () => void ran.push('plain') },
+      },
+    });
+    const h = harness({ jobs: [job], instances: [instance('mixed-1', 'mixed')], limits: limits({ name: 'api', concurrency: 1 }) });
+    const errors: string[] = [];
+    h.runner.on('planError', (_instanceId, error) => errors.push(error.message));
+
+    await h.runner.runOnce();
+
+    expect(ran).toStrictEqual(['plain']);
+    expect(errors.join('\n')).toContain('instance "mixed-1", task "limited" takes limit "missing", which is not configured; add it to "limits" in the instances file (known: api)');
+  });
+
+  it('ends a waiting task that is cancelled, and the next in its line goes on', async () => {
+    const started: Started[] = [];
+    const hold = gate();
+    const job = defineJob({
+      name: 'one-at-a-time',
+      params: noParams,
+      getRunnableTasks: () => Array.from({ length: 3 }, (_, n) => ({ task: 'work', input: { n } })),
+      tasks: {
+        work: {
+          limits: ['solo'],
+          run: async (input: { n: number }, tctx) => {
+            started.push({ instanceId: tctx.instanceId, n: input.n, at: Date.now() });
+            if (input.n === 0) await hold.opened;
+            return input.n;
+          },
+        },
+      },
+    });
+    const h = harness({ jobs: [job], instances: [instance('solo-1', 'one-at-a-time')], tickMs: 10, limits: limits({ name: 'solo', concurrency: 1 }) });
+    await h.runner.start();
+    await until(() => started.length === 1, 5_000, 'the first task to start');
+    await until(async () => (await h.store.listRuns({ status: 'queued' })).filter((run) => run.progress).length === 2, 5_000, 'both others to wait');
+
+    const queued = (await h.store.listRuns({ status: 'queued' })).sort((a, b) => (a.input as { n: number }).n - (b.input as { n: number }).n);
+    await h.store.addTrigger({ id: 'cancel-1', instanceId: 'solo-1', at: Date.now(), cancelRunId: queued[0]!.id });
+    const cancelled = await waitForRun(h.runner, (run) => run.id === queued[0]!.id && run.status === 'cancelled');
+    hold.open();
+    const last = await waitForRun(h.runner, (run) => run.id === queued[1]!.id && run.status === 'succeeded');
+
+    expect(cancelled.startedAt).toBeUndefined();
+    expect(last.status).toBe('succeeded');
+    expect(started.map((s) => s.n)).toStrictEqual([0, 2]);
+  });
+});
