@@ -24,6 +24,41 @@ export class SkipError extends UjrError {
   override readonly retryable = false;
 }
 
+/**
+ * Throw from a task handler when the API it calls says "too many requests" (a 429 and its
+ * Retry-After): the runner drains the task's shared limits named `limit` (every rate limit the
+ * task takes, when no name is given) for `retryAfterMs`, so that every task sharing them waits,
+ * and queues the attempt again. It is not a failure and uses up no attempt.
+ *
+ * @example
+ * ```ts
+ * if (response.status === 429) {
+ *   throw new RateLimitedError('the feed API answered 429', { retryAfterMs: Number(response.headers.get('retry-after')) * 1000, limit: 'feed-api' });
+ * }
+ * ```
+ */
+export class RateLimitedError extends UjrError {
+  readonly retryAfterMs: number;
+  readonly limit: string | undefined;
+
+  constructor(message: string, options: { retryAfterMs: number; limit?: string; cause?: unknown }) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    if (!(Number.isFinite(options.retryAfterMs) && options.retryAfterMs >= 0)) {
+      throw new TypeError(`RateLimitedError: retryAfterMs must be a non-negative number of milliseconds, got ${String(options.retryAfterMs)}`);
+    }
+    this.retryAfterMs = options.retryAfterMs;
+    this.limit = options.limit;
+  }
+}
+
+/** What a thrown {@link RateLimitedError} asks for, also one made in another realm (a task process). */
+export function rateLimitOf(error: unknown): { retryAfterMs: number; limit?: string } | undefined {
+  if (!(error instanceof Error) || error.name !== 'RateLimitedError') return undefined;
+  const { retryAfterMs, limit } = error as Partial<RateLimitedError>;
+  if (typeof retryAfterMs !== 'number' || !Number.isFinite(retryAfterMs) || retryAfterMs < 0) return undefined;
+  return typeof limit === 'string' ? { retryAfterMs, limit } : { retryAfterMs };
+}
+
 /** The task ran past its timeout. */
 export class TaskTimeoutError extends UjrError {
   constructor(

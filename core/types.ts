@@ -240,6 +240,15 @@ export interface TaskContext<P = unknown> {
   heartbeat(): void;
   /** Stores a resumable position; a restarted task gets it back as `lastCheckpoint`. */
   checkpoint(state: Json): Promise<void>;
+  /** The shared limits the task takes (its `limits`). */
+  limits: {
+    /**
+     * The API said to slow down (a 429's Retry-After): no task taking limit `name` (the buckets of
+     * it this task takes) starts for `retryAfterMs`. Throw `RateLimitedError` instead to also queue
+     * this attempt again without counting it as a failure.
+     */
+    backoff(name: string, retryAfterMs: number): Promise<void>;
+  };
   /** The last checkpoint stored under this signature, by any earlier attempt. */
   lastCheckpoint: Json | undefined;
   /** The lease's fencing token: monotonic per signature; pass it along to fence your writes. */

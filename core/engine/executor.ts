@@ -3,7 +3,7 @@
  * process (continuous and isolated tasks). The runner owns everything else (leases, records,
  * timeouts, retries); an executor only runs the handler and relays what it reports.
  */
-import { isRetryable, isSkip, toErrorInfo } from '../errors.js';
+import { isRetryable, isSkip, rateLimitOf, toErrorInfo } from '../errors.js';
 import { canonicalJson } from '../signature.js';
 import type { ErrorInfo, Json, JobType, LogLevel, ObjectStore, TaskContext, TaskDefinition } from '../types.js';
 
@@ -32,11 +32,22 @@ export interface AttemptHooks {
   checkpoint(value: Json): Promise<void>;
   /** Confirms the attempt's lease is still current; rejects with `LeaseLostError` when it is not. */
   fence(): Promise<void>;
+  /**
+   * Drains the attempt's shared limits named `name` for `retryAfterMs` (`tctx.limits.backoff`);
+   * rejects when the task does not take that limit. A runtime without shared limits has none.
+   */
+  backoff?(name: string, retryAfterMs: number): Promise<void>;
+}
+
+/** What a handler's `RateLimitedError` asked for: back off (that limit, or all the task's) and queue again. */
+export interface RateLimitRequest {
+  retryAfterMs: number;
+  limit?: string;
 }
 
 export type AttemptOutcome =
   | { ok: true; result: Json | undefined }
-  | { ok: false; error: ErrorInfo; retryable: boolean; skip: boolean };
+  | { ok: false; error: ErrorInfo; retryable: boolean; skip: boolean; rateLimited?: RateLimitRequest };
 
 export interface AttemptHandle {
   /** Settles when the handler returned or threw, or its process ended. Never rejects. */
@@ -85,6 +96,15 @@ export function runHandler(
     lastCheckpoint: request.lastCheckpoint,
     fencingToken: request.fencingToken,
     objects: fencedObjects(objects, () => hooks.fence()),
+    limits: {
+      backoff: async (name, retryAfterMs) => {
+        if (typeof name !== 'string' || !(Number.isFinite(retryAfterMs) && retryAfterMs >= 0)) {
+          throw new TypeError(`tctx.limits.backoff(name, retryAfterMs) needs a limit name and a non-negative number of ms, got (${JSON.stringify(name)}, ${String(retryAfterMs)})`);
+        }
+        if (!hooks.backoff) throw new Error(`tctx.limits.backoff: shared limits are not kept by this runtime (task "${request.task}")`);
+        return hooks.backoff(name, retryAfterMs);
+      },
+    },
   };
   hooks.started();
   return settle(() => definition.run(request.input, tctx));
@@ -108,7 +128,8 @@ export async function settle(call: () => unknown): Promise<AttemptOutcome> {
 }
 
 export function failure(error: unknown): AttemptOutcome {
-  return { ok: false, error: toErrorInfo(error), retryable: isRetryable(error), skip: isSkip(error) };
+  const rateLimited = rateLimitOf(error);
+  return { ok: false, error: toErrorInfo(error), retryable: isRetryable(error), skip: isSkip(error), ...(rateLimited ? { rateLimited } : {}) };
 }
 
 /**

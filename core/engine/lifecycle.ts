@@ -11,10 +11,11 @@
 import { CancelledError, LeaseLostError, TaskProcessError, TaskTimeoutError, toErrorInfo } from '../errors.js';
 import { backoffDelay } from '../retry.js';
 import { canonicalJson } from '../signature.js';
+import type { LimitStore } from '../ports/limits.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { ErrorInfo, LogLevel, Logger, PlanContext, RetryPolicy, RunOrigin, RunStatus } from '../types.js';
 import { capResult, endingOf, isActive, newRun, type Attempt, type InstanceRuntime } from './attempt.js';
-import { failure, type AttemptOutcome, type Executor } from './executor.js';
+import { failure, type AttemptOutcome, type Executor, type RateLimitRequest } from './executor.js';
 import type { LeaseKeeper } from './lease-keeper.js';
 import type { RunnerParts, RunnerStats } from './runner-events.js';
 import { withTimeout } from './with-timeout.js';
@@ -35,6 +36,8 @@ export interface LifecycleHost extends RunnerParts {
   readonly options: { readonly graceMs: number; readonly maxLogLinesPerRun: number; readonly maxResultBytes: number };
   readonly continuousRestart: RetryPolicy;
   readonly counters: Omit<RunnerStats, 'queued' | 'running' | 'continuous'>;
+  /** The store's shared limits, for `tctx.limits.backoff` and `RateLimitedError` (none: not kept). */
+  readonly limits: LimitStore | undefined;
   random(): number;
   /** Asks the job again now that one of its tasks ended (the plan loop's follow-up). */
   followUp(runtime: InstanceRuntime): void;
@@ -111,6 +114,7 @@ export class AttemptLifecycle {
           await this.host.leases.check(attempt);
           if (attempt.lost) throw this.lostError(attempt, 'the write was refused');
         },
+        backoff: (name, retryAfterMs) => this.backOffLimit(attempt, name, retryAfterMs),
       },
     );
     attempt.handle = handle;
@@ -183,6 +187,11 @@ export class AttemptLifecycle {
     const { planned, run } = attempt;
     const outcome = capResult(raw, this.host.options.maxResultBytes);
     const reason = attempt.abortReason;
+    if (!outcome.ok && outcome.rateLimited && reason === undefined && !attempt.lost && !abandon && !this.host.stopping()) {
+      this.requeueRateLimited(attempt, outcome.rateLimited, outcome.error);
+      this.host.schedulePump();
+      return;
+    }
     run.endedAt = this.host.now();
     const ending = endingOf(outcome, {
       kind: planned.kind,
@@ -224,6 +233,61 @@ export class AttemptLifecycle {
       this.forget(attempt, !(reason instanceof LeaseLostError) && !attempt.lost);
     }
     this.host.schedulePump();
+  }
+
+  /**
+   * `tctx.limits.backoff(name, ms)`: no task taking the attempt's buckets of limit `name` starts
+   * before now + `retryAfterMs`, in any runner on the store.
+   * @throws {Error} naming the limits the task takes, when it does not take `name`.
+   */
+  private async backOffLimit(attempt: Attempt, name: string, retryAfterMs: number): Promise<void> {
+    const limits = this.host.limits;
+    const buckets = (attempt.planned.limits ?? []).filter((limit) => limit.name === name);
+    if (!limits || buckets.length === 0) {
+      const taken = [...new Set((attempt.planned.limits ?? []).map((limit) => `"${limit.name}"`))];
+      throw new Error(
+        `tctx.limits.backoff: task "${attempt.planned.task}" does not take limit "${name}" (it takes ${taken.length > 0 ? taken.join(', ') : 'none'}); add it to the task's limits`,
+      );
+    }
+    const now = this.host.now();
+    await Promise.all(buckets.map((bucket) => limits.backoffLimit(bucket.name, bucket.key, now + retryAfterMs, now)));
+  }
+
+  /**
+   * The handler threw `RateLimitedError`: its limits of that name (all its rate limits, unnamed)
+   * are drained for the time the API asked, and the same run waits that long, `queued`, then
+   * queues again. Not a failure: the attempt number stays.
+   */
+  private requeueRateLimited(attempt: Attempt, request: RateLimitRequest, error: ErrorInfo): void {
+    const { run, planned } = attempt;
+    const now = this.host.now();
+    const until = now + request.retryAfterMs;
+    const buckets = (planned.limits ?? []).filter((limit) => (request.limit === undefined ? limit.rate !== undefined : limit.name === request.limit));
+    const limits = this.host.limits;
+    if (limits) {
+      for (const bucket of buckets) limits.backoffLimit(bucket.name, bucket.key, until, now).catch((failed: unknown) => this.host.log.error(`could not back off limit "${bucket.name}": ${toErrorInfo(failed).message}`));
+    }
+    const drained = buckets.length > 0 ? `; limit ${[...new Set(buckets.map((bucket) => `"${bucket.name}"`))].join(', ')} backs off until then for every task that takes it` : '';
+    this.appendLog(attempt, 'warn', `rate limited (${error.name}: ${error.message}): queued again in ${request.retryAfterMs} ms, not counted as a failure${drained}`);
+    this.host.counters.rateLimited += 1;
+    delete run.startedAt;
+    run.status = 'queued';
+    run.progress = { current: 0, message: `rate limited by the API: queued again at ${new Date(until).toISOString().slice(11, 23)}`, updatedAt: now };
+    this.host.journal.putRun(run, attempt.lease);
+    this.host.emit('run', run);
+    attempt.state = 'backoff';
+    delete attempt.abortReason;
+    delete attempt.handle;
+    this.host.counters.backoff += 1;
+    attempt.timers.push(
+      this.host.timers.setTimeout(() => {
+        this.host.counters.backoff -= 1;
+        attempt.timers = [];
+        delete run.progress;
+        this.host.dispatch.enqueue(attempt);
+        this.host.dispatch.pump();
+      }, request.retryAfterMs),
+    );
   }
 
   private retryLater(attempt: Attempt, nextRunId: string): void {

@@ -30,6 +30,8 @@ export interface RunnerStats {
   interrupted: number;
   cancelled: number;
   retried: number;
+  /** Attempts queued again because the API said "too many requests" (`RateLimitedError`); not failures. */
+  rateLimited: number;
   deduplicated: number;
   takenOver: number;
   planErrors: number;

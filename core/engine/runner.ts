@@ -139,6 +139,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     interrupted: 0,
     cancelled: 0,
     retried: 0,
+    rateLimited: 0,
     deduplicated: 0,
     takenOver: 0,
     planErrors: 0,
@@ -220,6 +221,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     };
     this.lifecycle = new AttemptLifecycle({
       ...parts,
+      limits: this.store.limits,
       leases: this.leases,
       inline: this.inline,
       processExecutor: this.processExecutor,

@@ -87,6 +87,7 @@ export function hostAttempt(load: (start: StartMessage) => Promise<HostedJobs>):
           heartbeat: () => void send({ type: 'heartbeat' }),
           checkpoint: (value) => ask((seq) => ({ type: 'checkpoint', seq, value })),
           fence: () => ask((seq) => ({ type: 'fence', seq })),
+          backoff: (name, retryAfterMs) => ask((seq) => ({ type: 'backoff', seq, name, retryAfterMs })),
         },
         objects,
         controller.signal,

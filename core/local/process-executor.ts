@@ -87,9 +87,18 @@ export class ProcessExecutor implements Executor {
           hooks.heartbeat();
           break;
         case 'checkpoint':
-        case 'fence': {
+        case 'fence':
+        case 'backoff': {
           const { seq } = message;
-          (message.type === 'checkpoint' ? hooks.checkpoint(message.value) : hooks.fence()).then(
+          const asked =
+            message.type === 'checkpoint'
+              ? hooks.checkpoint(message.value)
+              : message.type === 'fence'
+                ? hooks.fence()
+                : hooks.backoff
+                  ? hooks.backoff(message.name, message.retryAfterMs)
+                  : Promise.reject(new Error('shared limits are not kept by this runtime'));
+          asked.then(
             () => send({ type: 'reply', seq }),
             (error: unknown) => send({ type: 'reply', seq, error: stripUndefined(toErrorInfo(error)) }),
           );

@@ -52,11 +52,19 @@ export const fromChildSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('checkpoint'), seq: z.number(), value: json }),
   /** Asks whether the attempt's lease is still current (before a fenced object write). */
   z.object({ type: z.literal('fence'), seq: z.number() }),
+  /** `tctx.limits.backoff(name, retryAfterMs)`. */
+  z.object({ type: z.literal('backoff'), seq: z.number(), name: z.string(), retryAfterMs: z.number() }),
   z.object({
     type: z.literal('done'),
     outcome: z.discriminatedUnion('ok', [
       z.object({ ok: z.literal(true), result: json.optional() }),
-      z.object({ ok: z.literal(false), error: errorInfo, retryable: z.boolean(), skip: z.boolean() }),
+      z.object({
+        ok: z.literal(false),
+        error: errorInfo,
+        retryable: z.boolean(),
+        skip: z.boolean(),
+        rateLimited: z.object({ retryAfterMs: z.number(), limit: z.string().optional() }).optional(),
+      }),
     ]),
   }),
 ]);

@@ -153,6 +153,7 @@ function taskContext<P>(
     lastCheckpoint: options.lastCheckpoint,
     fencingToken: 1,
     objects,
+    limits: { backoff: () => Promise.resolve() },
   };
   return { tctx, logs, checkpoints, heartbeats: () => heartbeats };
 }

@@ -19,6 +19,7 @@ const stats: RunnerStats = {
   interrupted: 0,
   cancelled: 0,
   retried: 0,
+  rateLimited: 0,
   deduplicated: 0,
   takenOver: 0,
   planErrors: 0,

@@ -101,7 +101,7 @@ function virtualClock(start: number) {
 }
 
 function zeroCounters(): Omit<RunnerStats, 'queued' | 'running' | 'continuous'> {
-  return { backoff: 0, succeeded: 0, failed: 0, skipped: 0, interrupted: 0, cancelled: 0, retried: 0, deduplicated: 0, takenOver: 0, planErrors: 0 };
+  return { backoff: 0, succeeded: 0, failed: 0, skipped: 0, interrupted: 0, cancelled: 0, retried: 0, rateLimited: 0, deduplicated: 0, takenOver: 0, planErrors: 0 };
 }
 
 function setup(options: { concurrency?: number } = {}) {
@@ -159,6 +159,7 @@ function setup(options: { concurrency?: number } = {}) {
     inline,
     // Child processes are not this test's subject: the inline executor stands in for them.
     processExecutor: inline,
+    limits: store.limits,
     owner: OWNER,
     options: { graceMs: GRACE_MS, maxLogLinesPerRun: 100, maxResultBytes: MAX_RESULT_BYTES },
     continuousRestart: RESTART,

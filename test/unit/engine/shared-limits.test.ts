@@ -6,8 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { defineJob } from '../../../core/define.js';
+import { RateLimitedError } from '../../../core/errors.js';
 import type { LimitDefinition } from '../../../core/ports/limits.js';
-import type { TaskLimit } from '../../../core/types.js';
+import type { TaskContext, TaskLimit } from '../../../core/types.js';
 import { instance, noParams, until, useHarnesses, waitForRun, work } from '../../helpers/runner.js';
 
 const { harness, gate } = useHarnesses();
@@ -216,5 +217,99 @@ describe('shared limits in the runner', () => {
     expect(cancelled.startedAt).toBeUndefined();
     expect(last.status).toBe('succeeded');
     expect(started.map((s) => s.n)).toStrictEqual([0, 2]);
+  });
+
+  describe('back-pressure from the API', () => {
+    /** Four tasks taking limit `api`, one at a time; task 0 meets a 429 on its first call, answered by `on429`. */
+    function apiJob(started: Started[], on429: (tctx: TaskContext) => Promise<void> | void) {
+      let answered429 = false;
+      return defineJob({
+        name: 'api-caller',
+        params: noParams,
+        getRunnableTasks: () => Array.from({ length: 4 }, (_, n) => ({ task: 'call', input: { n } })),
+        tasks: {
+          call: {
+            limits: ['api'],
+            run: async (input: { n: number }, tctx) => {
+              started.push({ instanceId: tctx.instanceId, n: input.n, at: Date.now() });
+              if (input.n === 0 && !answered429) {
+                answered429 = true;
+                await on429(tctx);
+              }
+              return input.n;
+            },
+          },
+        },
+      });
+    }
+
+    it('queues again an attempt that throws RateLimitedError, not as a failure, and no task taking the limit starts before the API said', async () => {
+      const started: Started[] = [];
+      let threwAt = 0;
+      const job = apiJob(started, () => {
+        threwAt = Date.now();
+        throw new RateLimitedError('the API answered 429', { retryAfterMs: 300, limit: 'api' });
+      });
+      const h = harness({
+        jobs: [job],
+        instances: [instance('caller', 'api-caller')],
+        concurrency: 1,
+        limits: limits({ name: 'api', rate: { count: 100, perMs: 1_000, burst: 10 } }),
+      });
+
+      const stats = await h.runner.runOnce();
+
+      const runs = await h.store.listRuns({ limit: 100 });
+      expect(runs.map((run) => [(run.input as { n: number }).n, run.status, run.attempt]).sort()).toStrictEqual([
+        [0, 'succeeded', 1],
+        [1, 'succeeded', 1],
+        [2, 'succeeded', 1],
+        [3, 'succeeded', 1],
+      ]);
+      expect(stats).toMatchObject({ rateLimited: 1, failed: 0, retried: 0 });
+      // Every start after the 429 waited for the back-off, whichever task it was.
+      const after = started.filter((s) => s.at > threwAt);
+      expect(after).toHaveLength(4);
+      expect(Math.min(...after.map((s) => s.at)) - threwAt).toBeGreaterThanOrEqual(300 - 5);
+      const zero = runs.find((run) => (run.input as { n: number }).n === 0)!;
+      const logs = await h.store.getLogs(zero.id);
+      expect(logs.map((line) => line.message).join('\n')).toMatch(/rate limited \(RateLimitedError: the API answered 429\): queued again in 300 ms, not counted as a failure; limit "api" backs off/);
+      const [state] = await h.store.limits.listLimitStates(Date.now());
+      expect(state?.throttledMs).toBe(300);
+    });
+
+    it('drains the bucket for every task on tctx.limits.backoff, while the task that called it goes on', async () => {
+      const started: Started[] = [];
+      let calledAt = 0;
+      const job = apiJob(started, async (tctx) => {
+        calledAt = Date.now();
+        await tctx.limits.backoff('api', 300);
+      });
+      const h = harness({
+        jobs: [job],
+        instances: [instance('caller', 'api-caller')],
+        concurrency: 1,
+        limits: limits({ name: 'api', rate: { count: 100, perMs: 1_000, burst: 10 } }),
+      });
+
+      const stats = await h.runner.runOnce();
+
+      expect(stats).toMatchObject({ succeeded: 4, rateLimited: 0, failed: 0 });
+      const others = started.filter((s) => s.n !== 0);
+      expect(Math.min(...others.map((s) => s.at)) - calledAt).toBeGreaterThanOrEqual(300 - 5);
+    });
+
+    it('rejects tctx.limits.backoff of a limit the task does not take, naming what it takes', async () => {
+      const started: Started[] = [];
+      let error: unknown;
+      const job = apiJob(started, async (tctx) => {
+        error = await tctx.limits.backoff('other', 100).catch((caught: unknown) => caught);
+      });
+      const h = harness({ jobs: [job], instances: [instance('caller', 'api-caller')], limits: limits({ name: 'api', concurrency: 4 }) });
+
+      await h.runner.runOnce();
+
+      expect(String(error)).toContain('tctx.limits.backoff: task "call" does not take limit "other" (it takes "api"); add it to the task\'s limits');
+    });
   });
 });
