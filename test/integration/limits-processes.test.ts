@@ -25,6 +25,7 @@ import { SqliteStore } from '../../core/adapters/sqlite/store.js';
 import { ProcessPool } from '../helpers/processes.js';
 
 const TAKER = fileURLToPath(new URL('../fixtures/limit-taker.ts', import.meta.url));
+const RUNNER = fileURLToPath(new URL('../fixtures/limited-runner.ts', import.meta.url));
 const PROCESSES = ['p1', 'p2', 'p3'];
 
 const rateRecords = z.object({ records: z.array(z.object({ now: z.number(), after: z.number() })), refused: z.number() });
@@ -103,4 +104,58 @@ describe('limits shared by processes on one SQLite file', () => {
     expect(held.length).toBeGreaterThanOrEqual(30);
     expect(new Set(held.map((h) => h.name)).size).toBeGreaterThan(1);
   }, 30_000);
+
+  it('never lets 3 runner processes start more than 10 tasks in any 1 s window of a 10/s limit two instances share; none is lost or fails', async () => {
+    // Prepare: 3 runner processes on one file, each with instances feed and backfill (20 tasks
+    // each) whose tasks take limit `api` (10 per second, burst 1)
+    const store = join(dir, 'ujr.db');
+    await SqliteStore.open(store).close();
+    const goFile = join(dir, 'go');
+    const startsFile = join(dir, 'starts.txt');
+    await writeFile(startsFile, '');
+    const runners = PROCESSES.map(() => pool.start(RUNNER, { STORE: store, STARTS: startsFile, GO: goFile }));
+    await Promise.all(runners.map((runner) => pool.waitForOutput(runner, /^ready$/m)));
+
+    // Act: all start at one instant and run until the 40 tasks succeeded
+    await writeFile(`${goFile}.tmp`, String(Date.now() + 100));
+    await rename(`${goFile}.tmp`, goFile);
+    const exits = await Promise.all(runners.map((runner) => runner.exited));
+
+    // Assess: every task started once, from the starts the tasks wrote
+    for (const exit of exits) expect(exit.stdout, exit.stdout + exit.stderr).toMatch(/^ready\ndone \{.*\}\n$/);
+    const starts = (await readFile(startsFile, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const [instanceId, n, at, pid] = line.split(' ');
+        return { task: `${instanceId}#${n}`, at: Number(at), pid };
+      });
+    expect(starts).toHaveLength(40);
+    expect(new Set(starts.map((s) => s.task)).size).toBe(40);
+    // The limit spaces the grants (one per 100 ms: burst 1); a task starts a few ms after its
+    // grant (the runner records the run as started, then calls the handler; a process's first
+    // call is the slowest), so two starts can be closer than their grants by that jitter, never
+    // more. So: every task's own timestamp is within JITTER_MS of its run's startedAt, and in no
+    // window of 1 s less that jitter do more than 10 tasks start, by the tasks' own clocks.
+    const JITTER_MS = 50;
+    const db = SqliteStore.open(store);
+    const runs = await db.listRuns({ limit: 1000 }).finally(() => db.close());
+    const startedAt = new Map(runs.map((run) => [`${run.instanceId}#${(run.input as { n: number }).n}`, run.startedAt ?? Number.NaN]));
+    const lags = starts.map((s) => s.at - (startedAt.get(s.task) as number));
+    expect(Math.min(...lags)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...lags)).toBeLessThan(JITTER_MS);
+    const times = starts.map((s) => s.at).sort((a, b) => a - b);
+    const busiest = Math.max(...times.map((t) => times.filter((u) => u >= t && u < t + 1000 - JITTER_MS).length));
+    expect(busiest, times.map((t) => t - (times[0] as number)).join(' ')).toBeLessThanOrEqual(10);
+    // The work was shared: more than one process ran tasks.
+    expect(new Set(starts.map((s) => s.pid)).size).toBeGreaterThan(1);
+    // And the limit is what paced them: 40 tasks at 10 per second take about 4 s.
+    expect((times.at(-1) as number) - (times[0] as number)).toBeGreaterThanOrEqual(3_900 - JITTER_MS);
+    // Nothing failed or was retried; every run succeeded on its first attempt.
+    const stats = exits.map((exit) => z.object({ failed: z.number(), retried: z.number(), succeeded: z.number() }).passthrough().parse(JSON.parse(/done (\{.*\})/.exec(exit.stdout)![1]!)));
+    expect(stats.reduce((sum, s) => sum + s.failed + s.retried, 0)).toBe(0);
+    expect(stats.reduce((sum, s) => sum + s.succeeded, 0)).toBe(40);
+    expect(runs).toHaveLength(40);
+    expect(runs.every((run) => run.status === 'succeeded' && run.attempt === 1)).toBe(true);
+  }, 60_000);
 });
