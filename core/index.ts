@@ -24,6 +24,7 @@ export type {
   TaskContext,
   TaskDefinition,
   TaskKind,
+  TaskLimit,
   TaskSpec,
 } from './types.js';
 /** The embedded runner: `ujr run` inside a program or a test (see core/embedded/embedded-runner.ts). */
