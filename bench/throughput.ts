@@ -166,7 +166,7 @@ process.on('SIGINT', () => {
 // Measurements
 
 async function measureUjr(shape: Shape, concurrency: number): Promise<RunResult> {
-  const request: UjrRunRequest = { shape, tasks: options.tasks, concurrency, durability: options.durability };
+  const request: UjrRunRequest = { shape, tasks: options.tasks, concurrency, durability: options.durability, limit: 'none' };
   return measureInChild(child('ujr-run.ts'), request, runResultSchema);
 }
 

@@ -13,11 +13,16 @@ export type Shape = z.infer<typeof shapeSchema>;
 export const durabilitySchema = z.enum(['normal', 'full']);
 export type Durability = z.infer<typeof durabilitySchema>;
 
+/** What each task takes (bench/limits.ts): nothing, a shared rate, a concurrency cap, or both; never tight enough to wait. */
+export const benchLimitSchema = z.enum(['none', 'rate', 'concurrency', 'both']);
+export type BenchLimit = z.infer<typeof benchLimitSchema>;
+
 export const ujrRunRequestSchema = z.object({
   shape: shapeSchema,
   tasks: z.number().int().positive(),
   concurrency: z.number().int().positive(),
   durability: durabilitySchema,
+  limit: benchLimitSchema.default('none'),
 });
 export type UjrRunRequest = z.infer<typeof ujrRunRequestSchema>;
 

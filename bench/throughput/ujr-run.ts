@@ -17,9 +17,10 @@ import { z } from 'zod';
 import { DirectoryObjectStore } from '../../core/adapters/fs/objects.js';
 import { defineJob } from '../../core/define.js';
 import { Runner } from '../../core/engine/runner.js';
+import type { LimitDefinition } from '../../core/ports/limits.js';
 import type { TaskSpec } from '../../core/types.js';
 import { ioDelta, peakRssMiB, readIo, rssMiB } from './measure.js';
-import { runChild, ujrRunRequestSchema, type RunResult, type UjrRunRequest } from './protocol.js';
+import { runChild, ujrRunRequestSchema, type BenchLimit, type RunResult, type UjrRunRequest } from './protocol.js';
 import { handlerOf } from './shapes.js';
 import { CLI_DEFAULTS, openBenchStore, stderrLog } from './ujr-harness.js';
 
@@ -48,6 +49,15 @@ class DoneSet {
 
 const runInputSchema = z.object({ i: z.number().int() });
 
+/** A limit every task takes that never makes one wait: the cost of taking it, not of waiting. */
+function benchLimit(kind: Exclude<BenchLimit, 'none'>): LimitDefinition {
+  const rate = { count: 1e9, perMs: 1_000, burst: 1e9 };
+  const concurrency = 1e6;
+  if (kind === 'rate') return { name: 'bench', rate };
+  if (kind === 'concurrency') return { name: 'bench', concurrency };
+  return { name: 'bench', rate, concurrency };
+}
+
 async function measure(request: UjrRunRequest): Promise<RunResult> {
   const bench = openBenchStore(request.durability);
   try {
@@ -56,7 +66,7 @@ async function measure(request: UjrRunRequest): Promise<RunResult> {
       name: 'bench',
       params: z.object({}),
       getRunnableTasks: () => done.specs(),
-      tasks: { work: { run: handlerOf(request.shape, (i) => done.mark(i)) } },
+      tasks: { work: { run: handlerOf(request.shape, (i) => done.mark(i)), limits: request.limit === 'none' ? [] : ['bench'] } },
     });
     const runner = new Runner({
       store: bench.store,
@@ -64,6 +74,7 @@ async function measure(request: UjrRunRequest): Promise<RunResult> {
       jobs: [job],
       instances: [{ id: 'bench', job: 'bench', params: {}, enabled: true, schedule: 'rate(1 hour)', concurrency: Number.POSITIVE_INFINITY }],
       concurrency: request.concurrency,
+      ...(request.limit === 'none' ? {} : { limits: new Map([['bench', benchLimit(request.limit)]]) }),
       once: true,
       log: stderrLog,
       ...CLI_DEFAULTS,

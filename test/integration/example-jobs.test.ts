@@ -199,8 +199,8 @@ const FILE_1 = 'collected/metrics/2026-01-01T00-00-00.000Z.jsonl';
 const FILE_2 = 'collected/metrics/2026-01-01T00-01-00.000Z.jsonl';
 
 describe('jobs/index', () => {
-  it('exports the four example job types by name', () => {
-    expect(jobTypes.map((job) => job.name)).toEqual(['collector', 'processor', 'archiver', 'summary']);
+  it('exports the five example job types by name', () => {
+    expect(jobTypes.map((job) => job.name)).toEqual(['collector', 'processor', 'archiver', 'summary', 'api-pages']);
   });
 });
 

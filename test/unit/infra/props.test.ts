@@ -116,7 +116,8 @@ describe('a runner tuned away from every default', () => {
     const alarms = resourcesOf(template, 'AWS::CloudWatch::Alarm').map(([, alarm]) => alarm.Properties ?? {});
     expect(alarms).toContainEqual(expect.objectContaining({ MetricName: 'ApproximateAgeOfOldestMessage', Threshold: 7200 }));
     expect(alarms).toContainEqual(expect.objectContaining({ MetricName: 'Invocations', Period: 3000 }));
-    expect(alarms.filter((alarm) => alarm.Threshold === 0.5)).toHaveLength(4);
+    // One per job type: the five of jobs/.
+    expect(alarms.filter((alarm) => alarm.Threshold === 0.5)).toHaveLength(5);
   });
 
   it('seeds the given instances only', () => {
