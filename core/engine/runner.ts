@@ -19,7 +19,7 @@ import { mergeRetry } from '../retry.js';
 import { parseSchedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
 import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
-import type { LimitDefinition, LimitRef, LimitWaitReason } from '../ports/limits.js';
+import type { LimitDefinition } from '../ports/limits.js';
 import type { InstanceStatus, Store, Trigger } from '../ports/store.js';
 import type { InstanceConfig, JobType, Json, Logger, ObjectStore, RetryPolicy } from '../types.js';
 import { isActive, newInstanceRuntime, type Attempt, type InstanceRuntime } from './attempt.js';
@@ -27,6 +27,7 @@ import { DispatchQueue, type LimitGate } from './dispatch.js';
 import { failure, InlineExecutor, type Executor } from './executor.js';
 import { Journal } from './journal.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import { waitingMessage } from './limit-messages.js';
 import { AttemptLifecycle } from './lifecycle.js';
 import { PlanLoop } from './plan-loop.js';
 import type { RunnerEvents, RunnerParts, RunnerStats } from './runner-events.js';
@@ -590,12 +591,4 @@ async function waitAll(promises: Promise<unknown>[], ms: number): Promise<void> 
     }),
   ]);
   clearTimeout(timer);
-}
-
-/** What a run waiting for a limit says: `waiting for limit "api" (key "k"): no token before 12:00:01.500`. */
-export function waitingMessage(on: LimitRef & { reason: LimitWaitReason; until: number }): string {
-  const bucket = `limit "${on.name}"${on.key === '' ? '' : ` (key "${on.key}")`}`;
-  const until = new Date(on.until).toISOString().slice(11, 23);
-  const why = on.reason === 'rate' ? `no token before ${until}` : on.reason === 'backoff' ? `backing off until ${until} (the API asked)` : 'every slot is taken';
-  return `waiting for ${bucket}: ${why}`;
 }

@@ -169,6 +169,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
 
     if (path === '/api/events') return openEvents(req, res);
     if (path === '/api/instances') return sendJson(res, 200, await reader.instances());
+    if (path === '/api/limits') return sendJson(res, 200, await reader.limits());
     let match = /^\/api\/instances\/([^/]+)$/.exec(path);
     if (match) return sendJson(res, 200, await routes.instance(segment(match[1])));
     match = /^\/api\/instances\/([^/]+)\/timeline$/.exec(path);

@@ -10,6 +10,7 @@ import { readInstancesFile } from '../config-file.js';
 import { InstanceNotFoundError, setInstanceEnabled, unretireInstance } from '../local/instances-file.js';
 import { loadJobTypes } from '../local/jobs-module.js';
 import type { LocalPaths } from '../local/runtime.js';
+import type { LimitState, LimitStore } from '../ports/limits.js';
 import type { Store, Trigger } from '../ports/store.js';
 import { LIVE_STATUSES, type InstanceConfig, type Json, type JobType, type LogLine, type RunRecord } from '../types.js';
 import { HttpError } from './errors.js';
@@ -47,6 +48,8 @@ export interface StatusSource {
   tasksOf(instance: InstanceConfig): Promise<string[]>;
   /** Runs queued, running or waiting to retry, of every instance or of one. */
   activeRuns(instanceId?: string): Promise<RunRecord[]>;
+  /** Every shared-limit bucket and its level, when the store keeps shared limits (issue 15). */
+  limits?(): Promise<LimitState[]>;
   /** A run by id, including one that has no record yet where the store keeps those apart (a stack's board). */
   getRun(id: string): Promise<RunRecord | undefined>;
   /** The log lines of `run` after line `afterSeq`, oldest first. */
@@ -103,6 +106,7 @@ export async function localStatusSource(options: LocalSourceOptions): Promise<St
     tasksOf: (instance) => Promise.resolve(tasks.get(instance.job) ?? []),
     activeRuns: (instanceId) => store.listRuns({ ...(instanceId !== undefined ? { instanceId } : {}), status: [...LIVE_STATUSES], limit: instanceId !== undefined ? 200 : 500 }),
     getRun: (id) => store.getRun(id),
+    ...(store.limits ? { limits: () => (store.limits as LimitStore).listLimitStates(now()) } : {}),
     logs: (run, afterSeq) => store.getLogs(run.id, afterSeq),
     async runNow(instance, request) {
       const trigger: Trigger = { id: nextId(), instanceId: instance.id, at: now() };

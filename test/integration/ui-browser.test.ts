@@ -7,6 +7,7 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchChromium, openPage } from '../helpers/browser.js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { waitingMessage } from '../../core/engine/limit-messages.js';
 import { Runner } from '../../core/engine/runner.js';
 import { startUiServer, type UiServer } from '../../core/ui/server.js';
 import jobs from '../fixtures/ui/jobs.js';
@@ -63,6 +64,31 @@ describe('status page in Chromium', () => {
     expect(await page.locator('tr[data-instance="alpha"] .badge').first().textContent()).toBe('failed');
     expect(await page.locator('tr[data-instance="gamma"] .badge').first().textContent()).toBe('never run');
     expect(await page.locator('#live').textContent()).toMatch(/live|connecting/);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('shows each shared limit with its rule, level, holders, waiting tasks and throttled time', async () => {
+    // Prepare: a rate bucket that granted its token and is backing off, a concurrency bucket with
+    // one of two slots held, and a queued run waiting for the rate
+    const now = Date.now();
+    const api = { name: 'api', key: '', rate: { count: 10, perMs: 1_000, burst: 1 } };
+    await sandbox.store.limits.acquireLimits({ holder: 'r1', ttlMs: 60_000, limits: [api] }, now);
+    await sandbox.store.limits.backoffLimit('api', '', now + 60_000, now);
+    await sandbox.store.limits.acquireLimits({ holder: 'r2', ttlMs: 60_000, limits: [{ name: 'host', key: 'a.example', concurrency: 2 }] }, now);
+    const message = waitingMessage({ name: 'api', key: '', reason: 'backoff', until: now + 60_000 });
+    await sandbox.commit(sandbox.run({ instanceId: 'alpha', task: 'crunch', status: 'queued', progress: { current: 0, message, updatedAt: now } }));
+
+    // Act
+    await open('#/');
+
+    // Assess
+    const cells = async (id: string) => (await page.locator(`table.limits tr[data-limit="${id}"] td`).allTextContents()).map((text) => text.trim());
+    expect(await page.locator('table.limits tbody tr').count()).toBe(2);
+    const [name, rule, tokens, inUse, waiting, until, granted, refused, throttled] = await cells('api#');
+    expect([name, rule, tokens, inUse, waiting, granted, refused, throttled]).toEqual(['api', '10 per 1.0s, burst 1', '0.0', '–', '1', '1', '0', '1m0s']);
+    expect(until).not.toBe('');
+    const host = await cells('host#a.example');
+    expect(host.slice(0, 5)).toEqual(['hostkey a.example', '2 at once', '–', '1/2', '0']);
     expect(pageErrors).toEqual([]);
   });
 

@@ -268,8 +268,43 @@
     );
   }
 
+  /** A shared limit's rule: `10 per 1s, burst 1` and/or `3 at once`. */
+  function limitRule(limit) {
+    const parts = [];
+    if (limit.rate) parts.push(`${limit.rate.count} per ${duration(limit.rate.perMs)}, burst ${limit.rate.burst}`);
+    if (limit.concurrency !== undefined) parts.push(`${limit.concurrency} at once`);
+    return parts.join('; ');
+  }
+
+  function limitsTable(limits) {
+    return h(
+      'table',
+      { class: 'limits' },
+      h('thead', {}, h('tr', {}, ['Limit', 'Rule', 'Tokens', 'In use', 'Waiting', 'Backing off until', 'Granted', 'Refused', 'Throttled'].map((t) => h('th', { scope: 'col', text: t })))),
+      h(
+        'tbody',
+        {},
+        limits.map((limit) =>
+          h(
+            'tr',
+            { dataset: { limit: `${limit.name}#${limit.key}` } },
+            h('td', {}, h('span', { class: 'mono', text: limit.name }), limit.key === '' ? null : h('div', { class: 'muted mono', text: `key ${limit.key}` })),
+            h('td', { text: limitRule(limit) }),
+            h('td', { class: 'num', text: limit.tokens === undefined ? '–' : limit.tokens.toFixed(1) }),
+            h('td', { class: 'num', text: limit.concurrency === undefined ? '–' : `${limit.held}/${limit.concurrency}` }),
+            h('td', { class: 'num', text: String(limit.waiting) }),
+            h('td', {}, limit.blockedUntil === undefined ? '' : timeEl(limit.blockedUntil)),
+            h('td', { class: 'num', text: String(limit.granted) }),
+            h('td', { class: 'num', text: String(limit.refused) }),
+            h('td', { class: 'num', text: limit.throttledMs > 0 ? duration(limit.throttledMs) : '–' }),
+          ),
+        ),
+      ),
+    );
+  }
+
   async function renderInstances() {
-    const [data, recent] = await Promise.all([api('/api/instances'), api('/api/runs?limit=15')]);
+    const [data, recent, shared] = await Promise.all([api('/api/instances'), api('/api/runs?limit=15'), api('/api/limits')]);
     const out = [h('h1', { text: 'Job instances' })];
     if (data.problems.length > 0) {
       out.push(h('div', { class: 'notice' }, h('strong', { text: onStack ? 'Problems in the instances table' : 'Problems in the instances file' }), h('ul', { class: 'problems' }, data.problems.map((p) => h('li', { text: p })))));
@@ -306,6 +341,7 @@
         ),
       );
     }
+    if (shared.limits.length > 0) out.push(h('h2', { text: 'Shared limits' }), limitsTable(shared.limits));
     out.push(h('h2', { text: 'Recent runs' }), runsTable(recent.runs, true));
     return out;
   }
