@@ -21,8 +21,8 @@
 import { z } from 'zod';
 import { formatProblem } from '../config.js';
 import { mapLimit } from '../concurrency.js';
-import { toErrorInfo } from '../errors.js';
-import { buildPlanContext, resolveSpecs, type PlannedTask, type PlanStore } from '../engine/planner.js';
+import { InvalidTaskSpecError, toErrorInfo } from '../errors.js';
+import { buildPlanContext, resolveSpecs, type PlannedTask, type PlanOutcome, type PlanStore } from '../engine/planner.js';
 import { withTimeout } from '../engine/with-timeout.js';
 import { realTimers } from '../ports/timers.js';
 import { parseSchedule } from '../schedule.js';
@@ -176,7 +176,7 @@ export class Scheduler {
     if (request.task === undefined) {
       plan = await this.plan(loaded, 'manual', snapshot.statuses.get(loaded.config.id), report);
     } else {
-      const outcome = resolveSpecs(loaded.job, loaded.config.id, [{ task: request.task, input: request.input ?? {} }]);
+      const outcome = refuseLimits(resolveSpecs(loaded.job, loaded.config.id, [{ task: request.task, input: request.input ?? {} }]), loaded.config.id);
       const rejected = outcome.rejected[0];
       if (rejected) throw rejected;
       plan = { loaded, tasks: outcome.tasks, origin: 'manual', reconcile: false, plannedAt: Number.POSITIVE_INFINITY };
@@ -296,7 +296,7 @@ export class Scheduler {
       return undefined;
     }
     // Inputs over MAX_INPUT_BYTES (core/limits.ts) are rejected here, as the local runner does.
-    const outcome = resolveSpecs(job, instance.id, specs);
+    const outcome = refuseLimits(resolveSpecs(job, instance.id, specs), instance.id);
     const tasks = outcome.tasks;
     for (const rejected of outcome.rejected) {
       telemetry.log('error', rejected.message, { instanceId: instance.id, jobType: job.name });
@@ -540,4 +540,25 @@ export const HISTORY_INDEX_LAG_MS = 5_000;
 /** The release time from which a plan that started at `plannedAt` may not have seen a run's record. */
 function historySince(plannedAt: number): number {
   return plannedAt - HISTORY_INDEX_LAG_MS;
+}
+
+/**
+ * Shared limits (issue 15) are enforced by the local runner only so far: a task that names one is
+ * refused here, with a plan error saying so, rather than run on AWS without its limit (which
+ * would spend an API's quota the limit exists to keep).
+ */
+export function refuseLimits(outcome: PlanOutcome, instanceId: string): PlanOutcome {
+  if (!outcome.tasks.some((task) => task.limitRequests.length > 0)) return outcome;
+  const rejected = [...outcome.rejected];
+  const tasks = outcome.tasks.filter((task) => {
+    if (task.limitRequests.length === 0) return true;
+    const names = task.limitRequests.map((limit) => `"${typeof limit === 'string' ? limit : limit.name}"`).join(', ');
+    rejected.push(
+      new InvalidTaskSpecError(
+        `instance "${instanceId}", task "${task.task}" takes shared limits (${names}), which the AWS runtime does not enforce yet; it is not run, so that the quota they keep is not spent. Run it with "ujr run", or drop its limits to run it on AWS without them`,
+      ),
+    );
+    return false;
+  });
+  return { ...outcome, tasks, rejected };
 }

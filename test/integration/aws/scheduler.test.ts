@@ -82,6 +82,18 @@ describe('what a tick posts', () => {
     expect(status?.planError?.message).toMatch(/instance "huge" \(job type "literal"\), task spec #0 \(task "echo"\): its input is \d+ bytes as JSON, over the 204800-byte limit/);
   });
 
+  it('refuses a task that takes shared limits, which the AWS runtime does not enforce yet, and posts the others', async () => {
+    await stack.seedInstances([{ id: 'limited', job: 'literal', params: { specs: [{ task: 'echo', input: { a: 1 }, limits: ['feed-api'] }, { task: 'echo', input: { b: 2 } }] }, schedule: '1m' }]);
+
+    const report = await stack.scheduler(jobs).scheduler.tick();
+
+    expect(report.dispatched.queue).toBe(1);
+    expect(report.rejected).toBe(1);
+    const status = await stack.store.getInstanceStatus('limited');
+    expect(status?.planError).toMatchObject({ name: 'InvalidTaskSpecError' });
+    expect(status?.planError?.message).toContain('instance "limited", task "echo" takes shared limits ("feed-api"), which the AWS runtime does not enforce yet; it is not run');
+  });
+
   it('keeps to the instance concurrency', async () => {
     await stack.seedInstances([{ id: 'narrow', job: 'fanout', params: { count: 10 }, schedule: '1m', concurrency: 3 }]);
 
