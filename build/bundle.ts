@@ -255,32 +255,40 @@ const noBrowserUserAgent: Plugin = {
 };
 
 /**
- * Lambda gives a function its role's credentials in the environment (`AWS_ACCESS_KEY_ID`,
- * `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), so the Lambda bundles take the SDK's
- * environment provider as the clients' default instead of the whole chain (shared config files,
- * SSO, web identity, the container and instance metadata services, with the STS and SSO clients
- * they bring: about 80 KB of every Lambda bundle). The container keeps the chain: ECS hands its
- * task role's credentials over the container metadata endpoint.
+ * The SDK clients' default credentials, as each program is given them, instead of the SDK's whole
+ * chain (shared config files, SSO, web identity, the instance metadata service, with the STS and
+ * SSO clients they bring: about 80 KB of every bundle):
+ * - Lambda gives a function its role's credentials in the environment (`AWS_ACCESS_KEY_ID`,
+ *   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`): the environment provider;
+ * - ECS gives a container its task role's credentials over the container credentials endpoint
+ *   (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, or `..._FULL_URI`): the HTTP provider, or the
+ *   environment provider when the environment holds credentials (a container run by hand or by
+ *   the tests).
  */
-const lambdaCredentialsFromEnv: Plugin = {
-  name: 'ujr-lambda-credentials-from-env',
-  setup(builder) {
-    builder.onResolve({ filter: /^@aws-sdk\/credential-provider-node$/ }, async (args) => {
-      if (args.pluginData === RESOLVING) return undefined;
-      // Resolved where the chain would have been, so that its own environment provider is the one used.
-      const chain = await builder.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: RESOLVING });
-      if (chain.errors.length > 0) return { errors: chain.errors };
-      return { path: 'credential-provider-node', namespace: 'ujr-lambda-credentials', pluginData: dirname(chain.path) };
-    });
-    builder.onLoad({ filter: /.*/, namespace: 'ujr-lambda-credentials' }, (args) => ({
-      contents:
-        "import { fromEnv } from '@aws-sdk/credential-provider-env';\n" +
-        '// Lambda sets the role\'s credentials in the environment (see build/bundle.ts).\n' +
-        'export const defaultProvider = (init = {}) => fromEnv(init);\n',
-      resolveDir: String(args.pluginData),
-    }));
-  },
-};
+function credentialsFor(program: 'lambda' | 'container'): Plugin {
+  const provider =
+    program === 'lambda'
+      ? "import { fromEnv } from '@aws-sdk/credential-provider-env';\n" +
+        "// Lambda sets the role's credentials in the environment (see build/bundle.ts).\n" +
+        'export const defaultProvider = (init = {}) => fromEnv(init);\n'
+      : "import { fromEnv } from '@aws-sdk/credential-provider-env';\n" +
+        "import { fromHttp } from '@aws-sdk/credential-provider-http';\n" +
+        "// ECS serves the task role's credentials over HTTP; credentials in the environment come first (see build/bundle.ts).\n" +
+        'export const defaultProvider = (init = {}) => (process.env.AWS_ACCESS_KEY_ID ? fromEnv(init) : fromHttp(init));\n';
+  return {
+    name: `ujr-${program}-credentials`,
+    setup(builder) {
+      builder.onResolve({ filter: /^@aws-sdk\/credential-provider-node$/ }, async (args) => {
+        if (args.pluginData === RESOLVING) return undefined;
+        // Resolved where the chain would have been, so that its own providers are the ones used.
+        const chain = await builder.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: RESOLVING });
+        if (chain.errors.length > 0) return { errors: chain.errors };
+        return { path: 'credential-provider-node', namespace: 'ujr-credentials', pluginData: dirname(chain.path) };
+      });
+      builder.onLoad({ filter: /.*/, namespace: 'ujr-credentials' }, (args) => ({ contents: provider, resolveDir: String(args.pluginData) }));
+    },
+  };
+}
 
 /** The name of the first step's output, as the second step's source map shows it. */
 const FIRST_PARTY_FILE = 'ujr.mjs';
@@ -380,7 +388,7 @@ export async function bundle(name: BundleName, outdir: string, options: BundleOp
     legalComments: 'none',
     banner: { js: REQUIRE_SHIM },
     external: [...LEFT_OUT],
-    plugins: [noUjrInPackages, zodEnglishOnly, noBrowserUserAgent, ...(name === 'container' ? [] : [lambdaCredentialsFromEnv])],
+    plugins: [noUjrInPackages, zodEnglishOnly, noBrowserUserAgent, credentialsFor(name === 'container' ? 'container' : 'lambda')],
     logLevel: 'warning',
     // The first step keeps `import '<file>'` for imports of types (verbatimModuleSyntax); the
     // packages say they have no side effects, so this step drops them, as it should.

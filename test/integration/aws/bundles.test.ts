@@ -11,6 +11,8 @@
  * (test/fixtures/user-project/), whose job imports from `ujr` and from a helper file of its own.
  */
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -26,6 +28,7 @@ import jobs from '../../../jobs/index.js';
 import userJobs from '../../fixtures/user-project/jobs.js';
 import { UjrProcess } from '../../fixtures/cli/sandbox.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
+import { EMULATOR_CREDENTIALS } from '../../servers/emulators.js';
 import { pollFor } from '../../helpers/runner.js';
 import { sqsEvent, sqsRecord } from '../../helpers/sqs-events.js';
 
@@ -212,6 +215,37 @@ describe('the container bundle', () => {
     expect(exit.stdout).toMatch(/conductor \S+ stopping/);
   });
 
+  it("starts with the task role's credentials from the container credentials endpoint, as ECS serves them, when the environment holds none", async () => {
+    // An endpoint on loopback (the HTTP provider allows it, as ECS's link-local one), answering as ECS does.
+    let asked = 0;
+    const endpoint = createServer((request, response) => {
+      asked += 1;
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(
+        JSON.stringify({ AccessKeyId: EMULATOR_CREDENTIALS.accessKeyId, SecretAccessKey: EMULATOR_CREDENTIALS.secretAccessKey, Token: 'session', Expiration: new Date(Date.now() + 3_600_000).toISOString() }),
+      );
+    });
+    await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+    const { AWS_ACCESS_KEY_ID: _key, AWS_SECRET_ACCESS_KEY: _secret, ...env } = stack.processEnv({ UJR_CONDUCTOR_POLL_MS: '200', UJR_GRACE_MS: '1000' });
+    const credentialsUri = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/v2/credentials/task-role`;
+    try {
+      const proc = startNode([bundles.container.file], { ...env, AWS_CONTAINER_CREDENTIALS_FULL_URI: credentialsUri });
+      await pollFor(() => {
+        if (!proc.running) throw new Error(`the container exited before it started:\n${proc.describe()}`);
+        // Started: its first poll of the board (a DynamoDB call, signed with those credentials) went through.
+        return /conductor \S+ started/.exec(proc.stdout) && asked > 0 ? true : undefined;
+      }, 20_000, 'the conductor to start with credentials from the endpoint');
+      proc.signal('SIGTERM');
+      const exit = await exitOf(proc, 5_000);
+
+      expect(exit.code, proc.describe()).toBe(0);
+      expect(exit.stderr).not.toMatch(/CredentialsProviderError|Could not load credentials/);
+      expect(asked).toBeGreaterThan(0);
+    } finally {
+      await new Promise((resolve) => endpoint.close(resolve));
+    }
+  });
+
   it('refuses to start without UJR_LEASES_TABLE, naming it, with an error that kept its class name', async () => {
     const { UJR_LEASES_TABLE: _leases, ...env } = stack.processEnv();
 
@@ -226,9 +260,8 @@ describe('the container bundle', () => {
 
 describe('the bundles', () => {
   // Measured 2026-11-28 over the example jobs (all .mjs files of a bundle, source maps not
-  // counted): scheduler 903,259 B, worker 870,627 B, container 992,578 B; the Lambda bundles take
-  // their credentials from the environment (no SSO/STS chain, see build/bundle.ts), the
-  // container's code is one file.
+  // counted): scheduler 912,635 B, worker 880,823 B, container 895,572 B; no bundle carries the
+  // SDK's SSO/STS credential chain (see build/bundle.ts), the container's code is one file.
   it.each([
     ['scheduler', 'example'],
     ['worker', 'example'],
@@ -250,13 +283,17 @@ describe('the bundles', () => {
 });
 
 describe('credentials', () => {
-  it('the Lambda bundles take them from the environment Lambda sets; the container keeps the chain for its task role', () => {
-    const chainOf = (result: BundleResult) => Object.keys(result.metafile.inputs).filter((input) => /node_modules[\\/]@aws-sdk[\\/](credential-provider-(node|sso|ini|http)|nested-clients)[\\/]/.test(input));
+  it('the Lambda bundles take them from the environment Lambda sets; the container from the environment or the endpoint ECS serves, not the whole chain', () => {
+    const inputsOf = (result: BundleResult, provider: RegExp) => Object.keys(result.metafile.inputs).filter((input) => provider.test(input));
+    const chain = /node_modules[\\/]@aws-sdk[\\/](credential-provider-(node|sso|ini|process|web-identity|login)|nested-clients)[\\/]/;
+    const http = /node_modules[\\/]@aws-sdk[\\/]credential-provider-http[\\/]/;
+    const env = /node_modules[\\/]@aws-sdk[\\/]credential-provider-env[\\/]/;
 
-    expect(chainOf(bundles.scheduler)).toEqual([]);
-    expect(chainOf(bundles.worker)).toEqual([]);
-    expect(Object.keys(bundles.worker.metafile.inputs).some((input) => input.includes('credential-provider-env'))).toBe(true);
-    expect(chainOf(bundles.container).some((input) => input.includes('credential-provider-http'))).toBe(true);
+    for (const name of ['scheduler', 'worker', 'container'] as const) expect(inputsOf(bundles[name], chain)).toEqual([]);
+    expect(inputsOf(bundles.worker, http)).toEqual([]);
+    expect(inputsOf(bundles.worker, env)).not.toEqual([]);
+    expect(inputsOf(bundles.container, http)).not.toEqual([]);
+    expect(inputsOf(bundles.container, env)).not.toEqual([]);
   });
 });
 
