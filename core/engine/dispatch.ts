@@ -301,10 +301,10 @@ export class DispatchQueue {
     while ((head = line.waiting.shift()) !== undefined) {
       if (head.state === 'queued' && this.hooks.holds(head)) break;
     }
-    if (line.waiting.length === 0 && !head) {
+    if (line.waiting.length === 0) {
+      // Nobody else waits here (the head, if refused again, opens the line anew).
       line.timer?.cancel();
       this.lines.delete(id);
-      return;
     }
     if (!head) return;
     head.wokeFrom = id;
