@@ -57,7 +57,37 @@ describe('SQLite limits', () => {
     }
     const check = new Database(path, { readonly: true });
     try {
-      expect(check.pragma('user_version', { simple: true })).toBe(8);
+      expect(check.pragma('user_version', { simple: true })).toBe(9);
+    } finally {
+      check.close();
+    }
+  });
+
+  it('moves the slot holders of a version 8 file into rows of their own: a held slot stays held', async () => {
+    const before = SqliteStore.open(path);
+    await before.close();
+    const raw = new Database(path);
+    raw.exec('DROP TABLE limit_holders');
+    raw
+      .prepare("INSERT INTO limit_buckets (name, key, updated_at, holders, concurrency, granted) VALUES ('host', 'x', 1000, ?, 1, 1)")
+      .run(JSON.stringify({ 'run-1': 61_000 }));
+    raw.pragma('user_version = 8');
+    raw.close();
+
+    const upgraded = SqliteStore.open(path);
+    try {
+      const refused = await upgraded.limits.acquireLimits({ holder: 'run-2', ttlMs: 1000, limits: [{ name: 'host', key: 'x', concurrency: 1 }] }, 2000);
+      expect(refused).toMatchObject({ granted: false, retryAt: 61_000, waitingOn: { reason: 'concurrency' } });
+      expect((await upgraded.limits.listLimitStates(2000))[0]).toMatchObject({ name: 'host', key: 'x', held: 1, granted: 1 });
+      await upgraded.limits.releaseLimits({ holder: 'run-1', slots: [{ name: 'host', key: 'x' }], expiresAt: 61_000 }, 3000);
+      expect((await upgraded.limits.acquireLimits({ holder: 'run-2', ttlMs: 1000, limits: [{ name: 'host', key: 'x', concurrency: 1 }] }, 3000)).granted).toBe(true);
+    } finally {
+      await upgraded.close();
+    }
+    const check = new Database(path, { readonly: true });
+    try {
+      expect(check.prepare('SELECT holders FROM limit_buckets').pluck().all()).toEqual(['{}']);
+      expect(check.prepare('SELECT holder FROM limit_holders').pluck().all()).toEqual(['run-2']);
     } finally {
       check.close();
     }

@@ -117,7 +117,7 @@ describe('SqliteStore on a file', () => {
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(8);
+      expect(raw.pragma('user_version', { simple: true })).toBe(9);
     } finally {
       raw.close();
     }
@@ -306,7 +306,7 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(8);
+    expect(version).toBe(9);
     expect(indexes).toContain('runs_live');
     expect(indexes).not.toContain('runs_signature');
     expect(indexes).not.toContain('runs_status');
@@ -344,7 +344,7 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(8);
+    expect(version).toBe(9);
     expect(indexes).not.toContain('runs_signature_recency');
   });
 
@@ -374,7 +374,7 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(8);
+    expect(version).toBe(9);
     expect(indexes).not.toContain('runs_instance_task_recency');
   });
 

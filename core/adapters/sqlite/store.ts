@@ -47,7 +47,7 @@ import {
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 8;
+const SCHEMA_VERSION = 9;
 
 /**
  * Migrations by the version they lead to; each runs once, in its own transaction. Each can run on
@@ -263,6 +263,24 @@ const MIGRATIONS: readonly (readonly [version: number, step: string | ((db: Data
       const columns = db.prepare("SELECT name FROM pragma_table_info('triggers')").all() as { name: string }[];
       if (!columns.some((column) => column.name === 'cancel_run_id')) db.exec('ALTER TABLE triggers ADD COLUMN cancel_run_id TEXT');
     },
+  ],
+  [
+    9,
+    `
+    -- A bucket's slot holders get a row each (./limits.ts): in the bucket row's JSON, two dozen
+    -- holders made the row overflow its page, and every acquire and release rewrote the chain
+    -- (36 KB written a task). The JSON column stays, always '{}'.
+    CREATE TABLE IF NOT EXISTS limit_holders (
+      name       TEXT NOT NULL,
+      key        TEXT NOT NULL,
+      holder     TEXT NOT NULL,
+      expires_at REAL NOT NULL,
+      PRIMARY KEY (name, key, holder)
+    ) WITHOUT ROWID;
+    INSERT OR REPLACE INTO limit_holders (name, key, holder, expires_at)
+      SELECT b.name, b.key, h.key, h.value FROM limit_buckets AS b, json_each(b.holders) AS h;
+    UPDATE limit_buckets SET holders = '{}';
+    `,
   ],
 ];
 
