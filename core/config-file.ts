@@ -15,7 +15,7 @@ import type { JobType } from './types.js';
  */
 export function parseInstancesText(text: string, jobs: readonly JobType[]): ParsedConfig {
   const parsed = parseInstancesJson(text);
-  if (!parsed.ok) return { instances: [], problems: [{ message: `${parsed.message}; fix the syntax` }] };
+  if (!parsed.ok) return { instances: [], limits: new Map(), problems: [{ message: `${parsed.message}; fix the syntax` }] };
   return parseInstances(parsed.raw, jobs);
 }
 
@@ -37,7 +37,7 @@ export async function readInstancesFile(path: string, jobs: readonly JobType[]):
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    return { instances: [], problems: [{ message: `cannot read the file (${(error as Error).message}); create it or pass --instances` }] };
+    return { instances: [], limits: new Map(), problems: [{ message: `cannot read the file (${(error as Error).message}); create it or pass --instances` }] };
   }
   return parseInstancesText(text, jobs);
 }

@@ -5,6 +5,8 @@
  */
 import { z } from 'zod';
 import { parseSchedule } from './schedule.js';
+import { parseLimits } from './limit-config.js';
+import type { LimitDefinition } from './ports/limits.js';
 import type { InstanceConfig, JobType } from './types.js';
 
 /** The schedule of an instance whose entry and job type name none. */
@@ -29,7 +31,9 @@ export const instancesFileSchema = z.object({ instances: z.array(z.unknown()) })
 export interface ConfigProblem {
   /** The instance at fault, when one is. */
   instanceId?: string;
-  /** The field at fault, as a dotted path (`params.intervalMs`). */
+  /** The limit at fault (of the file's `limits`), when one is. */
+  limit?: string;
+  /** The field at fault, as a dotted path (`params.intervalMs`, `limits.api.per`). */
   field?: string;
   message: string;
 }
@@ -37,6 +41,8 @@ export interface ConfigProblem {
 export interface ParsedConfig {
   instances: InstanceConfig[];
   problems: ConfigProblem[];
+  /** The file's shared limits, by name; broken ones are left out (see `mergeLimitsWithLastGood`). */
+  limits: Map<string, LimitDefinition>;
   /** Broken entries that say `"enabled": false`: their last good version stops too. */
   disabledBroken?: string[];
 }
@@ -49,10 +55,11 @@ export function formatProblem(source: string, problem: ConfigProblem): string {
 export function parseInstances(raw: unknown, jobs: readonly JobType[]): ParsedConfig {
   const file = instancesFileSchema.safeParse(raw);
   if (!file.success) {
-    return { instances: [], problems: [{ field: 'instances', message: 'the file must be an object { "instances": [ ... ] }' }] };
+    return { instances: [], limits: new Map(), problems: [{ field: 'instances', message: 'the file must be an object { "instances": [ ... ] }' }] };
   }
   const byName = new Map(jobs.map((job) => [job.name, job]));
-  const result: ParsedConfig = { instances: [], problems: [] };
+  const limits = parseLimits(file.data['limits']);
+  const result: ParsedConfig = { instances: [], limits: limits.limits, problems: [...limits.problems] };
   const ids = new Set<string>();
   file.data.instances.forEach((entry, index) => {
     const fallbackId = entryId(entry) ?? `#${index}`;
@@ -145,9 +152,9 @@ export function mergeWithLastGood(lastGood: readonly InstanceConfig[], next: Par
   return merged;
 }
 
-/** Whether the problems concern the whole file rather than single instances. */
+/** Whether the problems concern the whole file rather than single instances or limits. */
 export function isWholeFileBroken(parsed: ParsedConfig): boolean {
-  return parsed.problems.some((p) => p.instanceId === undefined);
+  return parsed.problems.some((p) => p.instanceId === undefined && p.limit === undefined && p.field !== 'limits');
 }
 
 function isDisabledEntry(entry: unknown): boolean {

@@ -32,6 +32,8 @@ export { createRunner } from './embedded/create-runner.js';
 export type { CreateRunnerOptions, EmbeddedRunner } from './embedded/embedded-runner.js';
 export { InvalidInstancesError, RunnerStateError, UnknownInstanceError } from './embedded/errors.js';
 export type { InstanceEntry } from './embedded/instance-entries.js';
+export type { LimitEntry, LimitsConfig } from './limit-config.js';
+export { InvalidLimitError, type LimitDefinition, type RateSpec } from './ports/limits.js';
 export type { RunnerEvents, RunnerStats } from './engine/runner.js';
 export type { RunQuery, Trigger, TriggerResult } from './ports/store.js';
 export type { LogLine } from './types.js';

@@ -12,15 +12,19 @@ import { DirectoryObjectStore } from '../adapters/fs/objects.js';
 import { MemoryStore } from '../adapters/memory/store.js';
 import { failure, type AttemptHandle, type AttemptRequest, type Executor } from '../engine/executor.js';
 import { Runner, type RunnerEvents, type RunnerOptions, type RunnerStats } from '../engine/runner.js';
+import { formatProblem, type ConfigProblem } from '../config.js';
+import { readInstancesFile } from '../config-file.js';
 import { NonRetryableError } from '../errors.js';
+import { requireLimits, type LimitsConfig } from '../limit-config.js';
+import type { LimitDefinition } from '../ports/limits.js';
 import { loadJobTypes } from '../local/jobs-module.js';
 import { ProcessExecutor } from '../local/process-executor.js';
 import type { Durability } from '../adapters/sqlite/store.js';
 import { dataPath, DEFAULT_PATHS, openLocalStore } from '../local/runtime.js';
 import type { RunQuery, Store, Trigger } from '../ports/store.js';
 import type { InstanceConfig, JobType, Json, LogLine, ObjectStore, RunRecord } from '../types.js';
-import { RunnerStateError } from './errors.js';
-import { assertTriggerable, parseInstanceEntries, readInstanceEntries, type InstanceEntry } from './instance-entries.js';
+import { InvalidInstancesError, RunnerStateError } from './errors.js';
+import { assertTriggerable, parseInstanceEntries, type InstanceEntry } from './instance-entries.js';
 
 /**
  * What `createRunner` takes: the job types and instances, where the store lives, and the runner's
@@ -47,6 +51,18 @@ export interface CreateRunnerOptions
    */
   instances?: readonly InstanceEntry[] | string;
   /**
+   * The shared limits tasks may name (their `limits` option), by name, as the instances file's
+   * `"limits"` writes them: `{ rate, per, burst?, concurrency? }`. When `instances` is a path, the
+   * file's limits are read too; a limit given here replaces the file's of that name. Every limit
+   * must validate.
+   * @default {} (only the file's, when `instances` is a path)
+   * @example
+   * ```ts
+   * { limits: { api: { rate: 300, per: '15m' }, 'archive-host': { concurrency: 3 } } }
+   * ```
+   */
+  limits?: LimitsConfig;
+  /**
    * `'sqlite'`: the store `ujr.db` and the data directory `data/` under `home`, kept across runs
    * and shared with the CLI (`ujr runs --home`). `'memory'`: an in-memory store and a temporary
    * data directory, both gone at `close()`.
@@ -69,6 +85,7 @@ export interface CreateRunnerOptions
 interface Setup {
   jobs: JobType[];
   instances: InstanceConfig[];
+  limits: ReadonlyMap<string, LimitDefinition>;
   store: Store;
   objects: DirectoryObjectStore;
   /** Runs continuous and isolated tasks (a fresh one per runner: stopping a runner closes it). */
@@ -97,6 +114,8 @@ export class EmbeddedRunner extends EventEmitter<RunnerEvents> {
   readonly jobs: readonly JobType[];
   /** The validated instances (defaults filled in). */
   readonly instances: readonly InstanceConfig[];
+  /** The validated shared limits, by name (the file's and the `limits` option's, defaults filled in). */
+  readonly limits: ReadonlyMap<string, LimitDefinition>;
   /** The data directory, where tasks' `tctx.objects` writes go: read what they wrote. */
   readonly objects: ObjectStore;
   private readonly nextId = monotonicFactory();
@@ -108,6 +127,7 @@ export class EmbeddedRunner extends EventEmitter<RunnerEvents> {
     super();
     this.jobs = setup.jobs;
     this.instances = setup.instances;
+    this.limits = setup.limits;
     this.objects = setup.objects;
   }
 
@@ -253,13 +273,14 @@ export class EmbeddedRunner extends EventEmitter<RunnerEvents> {
         this.current.once ? 'the runner is running until idle already; await that first' : 'the runner is started; stop() it before running it again',
       );
     }
-    const { jobs: _jobs, instances: _instances, store: _store, home: _home, ...runnerOptions } = this.setup.options;
+    const { jobs: _jobs, instances: _instances, limits: _limits, store: _store, home: _home, ...runnerOptions } = this.setup.options;
     const runner = new Runner({
       ...runnerOptions,
       store: this.setup.store,
       objects: this.setup.objects,
       jobs: this.setup.jobs,
       instances: [...this.setup.instances],
+      limits: this.setup.limits,
       processExecutor: this.setup.processExecutor(),
       once,
     });
@@ -307,8 +328,7 @@ class NoProcessExecutor implements Executor {
 export async function openEmbeddedRunner(options: CreateRunnerOptions): Promise<EmbeddedRunner> {
   const jobsModule = typeof options.jobs === 'string' ? resolve(options.jobs) : undefined;
   const jobs = jobsModule !== undefined ? await loadJobTypes(jobsModule) : [...(options.jobs as readonly JobType[])];
-  const entries = options.instances ?? [];
-  const instances = typeof entries === 'string' ? await readInstanceEntries(resolve(entries), jobs) : parseInstanceEntries(entries, jobs);
+  const { instances, limits } = await readConfiguration(options, jobs);
 
   const memory = options.store === 'memory';
   const home = resolve(options.home ?? DEFAULT_PATHS.home);
@@ -318,6 +338,7 @@ export async function openEmbeddedRunner(options: CreateRunnerOptions): Promise<
   return new EmbeddedRunner({
     jobs,
     instances,
+    limits,
     store,
     objects: new DirectoryObjectStore(objectsRoot),
     processExecutor: () => (jobsModule !== undefined ? new ProcessExecutor({ jobsModule, objectsRoot }) : new NoProcessExecutor()),
@@ -326,4 +347,29 @@ export async function openEmbeddedRunner(options: CreateRunnerOptions): Promise<
       if (memory) rmSync(objectsRoot, { recursive: true, force: true });
     },
   });
+}
+
+/**
+ * The instances and limits of `createRunner`'s options: the instances file's when `instances` is a
+ * path, then the `limits` option's over them.
+ * @throws {InvalidInstancesError} when the file cannot be read or any of its instances or limits is invalid.
+ * @throws {InvalidLimitError} when a limit of the `limits` option is invalid.
+ */
+async function readConfiguration(
+  options: CreateRunnerOptions,
+  jobs: readonly JobType[],
+): Promise<{ instances: InstanceConfig[]; limits: Map<string, LimitDefinition> }> {
+  const entries = options.instances ?? [];
+  const given = requireLimits(options.limits, 'createRunner options');
+  if (typeof entries !== 'string') return { instances: parseInstanceEntries(entries, jobs), limits: given };
+  const path = resolve(entries);
+  const file = await readInstancesFile(path, jobs);
+  throwOnProblems(file.problems, path);
+  return { instances: file.instances, limits: new Map([...file.limits, ...given]) };
+}
+
+function throwOnProblems(problems: readonly ConfigProblem[], source: string): void {
+  if (problems.length === 0) return;
+  const lines = problems.map((problem) => formatProblem(source, problem));
+  throw new InvalidInstancesError(lines.length === 1 ? (lines[0] ?? '') : `${lines.length} problems: ${lines.join('; ')}`, problems);
 }

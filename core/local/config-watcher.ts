@@ -9,6 +9,8 @@ import { stat } from 'node:fs/promises';
 import { dirname, basename } from 'node:path';
 import { formatProblem, isWholeFileBroken, mergeWithLastGood } from '../config.js';
 import { readInstancesFile } from '../config-file.js';
+import { mergeLimitsWithLastGood } from '../limit-config.js';
+import type { LimitDefinition } from '../ports/limits.js';
 import type { InstanceConfig, JobType } from '../types.js';
 
 export interface ConfigWatcherOptions {
@@ -16,6 +18,8 @@ export interface ConfigWatcherOptions {
   jobs: readonly JobType[];
   /** Receives the instances to run after each change. */
   apply(instances: InstanceConfig[]): void;
+  /** Receives the file's shared limits after each change (broken ones keep their last good version). */
+  applyLimits?(limits: ReadonlyMap<string, LimitDefinition>): void;
   /** Receives one line per problem. */
   report(message: string): void;
   pollMs?: number;
@@ -23,6 +27,7 @@ export interface ConfigWatcherOptions {
 
 export class ConfigWatcher {
   private lastGood: InstanceConfig[] = [];
+  private lastGoodLimits: ReadonlyMap<string, LimitDefinition> = new Map();
   private fingerprint = '';
   private timer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
@@ -58,6 +63,11 @@ export class ConfigWatcher {
     return this.lastGood;
   }
 
+  /** The shared limits in force, by name. */
+  get limits(): ReadonlyMap<string, LimitDefinition> {
+    return this.lastGoodLimits;
+  }
+
   /** Looks for a change now (tests call it to avoid waiting for the poll). */
   check(): Promise<void> {
     this.checking ??= this.checkOnce().finally(() => {
@@ -78,10 +88,13 @@ export class ConfigWatcher {
     const messages = parsed.problems.map((p) => formatProblem(this.options.path, p));
     const whole = isWholeFileBroken(parsed);
     // Said only when there is one: a file broken from the start has no last good configuration.
+    const hasLastGood = this.lastGood.length > 0 || this.lastGoodLimits.size > 0;
     for (const message of messages) {
-      this.options.report(`${message}${this.lastGood.length > 0 ? ' (the last good configuration keeps running)' : ''}`);
+      this.options.report(`${message}${hasLastGood ? ' (the last good configuration keeps running)' : ''}`);
     }
     this.lastGood = mergeWithLastGood(this.lastGood, parsed, whole);
+    this.lastGoodLimits = mergeLimitsWithLastGood(this.lastGoodLimits, parsed.limits, parsed.problems, whole);
+    this.options.applyLimits?.(this.lastGoodLimits);
     this.options.apply(this.lastGood);
     return messages;
   }

@@ -89,6 +89,7 @@ export async function openLocalRuntime(
     path: paths.instancesFile,
     jobs,
     apply: (instances) => runner.setInstances(instances),
+    applyLimits: (limits) => runner.setLimits(limits),
     report: (message) => runnerOptions.log.error(message),
   });
   const configProblems = await watcher.load();

@@ -7,6 +7,7 @@ import { MemoryStore } from '../adapters/memory/store.js';
 import { assertTriggerable, parseInstanceEntries, type InstanceEntry } from '../embedded/instance-entries.js';
 import { InlineExecutor } from '../engine/executor.js';
 import { Runner, type RunnerOptions, type RunnerStats } from '../engine/runner.js';
+import { requireLimits, type LimitsConfig } from '../limit-config.js';
 import { RunnerStateError } from '../embedded/errors.js';
 import type { RunQuery, TriggerResult } from '../ports/store.js';
 import type { JobType, Json, LogLine, ObjectStore, RunRecord } from '../types.js';
@@ -34,6 +35,16 @@ export interface TestRunnerOptions extends Pick<RunnerOptions, 'concurrency' | '
   jobs: readonly JobType[];
   /** The job instances, as entries of an instances file; every entry must validate. */
   instances: readonly InstanceEntry[];
+  /**
+   * The shared limits tasks may name, as the instances file's `"limits"` writes them; kept in the
+   * in-memory store, on the virtual clock. Every limit must validate.
+   * @default {}
+   * @example
+   * ```ts
+   * { limits: { api: { rate: 2, per: '1s' } } }
+   * ```
+   */
+  limits?: LimitsConfig;
   /** The virtual clock's starting time. @default the current time */
   now?: Date | number;
   /** What the object store holds at the start: key → text or bytes, or an object store. @default {} */
@@ -126,6 +137,7 @@ export interface TestRunner {
  */
 export async function createTestRunner(options: TestRunnerOptions): Promise<TestRunner> {
   const instances = parseInstanceEntries(options.instances, options.jobs);
+  const limits = requireLimits(options.limits, 'createTestRunner options');
   const clock = new VirtualClock(epochOf(options.now ?? Date.now()));
   const store = new MemoryStore();
   const objects = objectStoreOf(options.objects, clock.now);
@@ -140,6 +152,7 @@ export async function createTestRunner(options: TestRunnerOptions): Promise<Test
     objects,
     jobs: [...options.jobs],
     instances,
+    limits,
     processExecutor: new InlineExecutor(objects),
     owner: 'test-runner',
     now: clock.now,
