@@ -19,7 +19,7 @@ import { mergeRetry } from '../retry.js';
 import { parseSchedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
 import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
-import type { LimitDefinition } from '../ports/limits.js';
+import type { LimitDefinition, LimitGrant, LimitPermit, LimitRequest } from '../ports/limits.js';
 import type { InstanceStatus, Store, Trigger } from '../ports/store.js';
 import type { InstanceConfig, JobType, Json, Logger, ObjectStore, RetryPolicy } from '../types.js';
 import { isActive, newInstanceRuntime, type Attempt, type InstanceRuntime } from './attempt.js';
@@ -260,10 +260,33 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private limitGate(): LimitGate | undefined {
     const limits = this.store.limits;
     if (!limits) return undefined;
+    // The attempts a pump starts together ask in one call (one transaction where the store has
+    // them), and the permits given back in one turn of the event loop go back together.
+    const asking: { request: LimitRequest; resolve: (grant: LimitGrant) => void; reject: (error: unknown) => void }[] = [];
+    const releasing: LimitPermit[] = [];
+    const ask = (): void => {
+      const batch = asking.splice(0);
+      const requests = batch.map((one) => one.request);
+      const answered = limits.acquireMany ? limits.acquireMany(requests, this.now()) : Promise.all(requests.map((request) => limits.acquireLimits(request, this.now())));
+      answered.then(
+        (grants) => batch.forEach((one, i) => one.resolve(grants[i] as LimitGrant)),
+        (error: unknown) => batch.forEach((one) => one.reject(error)),
+      );
+    };
+    const giveBack = (): void => {
+      const permits = releasing.splice(0);
+      const done = limits.releaseMany ? limits.releaseMany(permits, this.now()) : Promise.all(permits.map((permit) => limits.releaseLimits(permit, this.now())));
+      done.catch((error: unknown) => this.reportStoreError(error));
+    };
     return {
-      acquire: (attempt) => limits.acquireLimits({ holder: attempt.run.id, ttlMs: this.options.leaseTtlMs, limits: attempt.planned.limits ?? [] }, this.now()),
+      acquire: (attempt) =>
+        new Promise<LimitGrant>((resolve, reject) => {
+          asking.push({ request: { holder: attempt.run.id, ttlMs: this.options.leaseTtlMs, limits: attempt.planned.limits ?? [] }, resolve, reject });
+          if (asking.length === 1) queueMicrotask(ask);
+        }),
       release: (permit) => {
-        limits.releaseLimits(permit, this.now()).catch((error: unknown) => this.reportStoreError(error));
+        releasing.push(permit);
+        if (releasing.length === 1) queueMicrotask(giveBack);
       },
       error: (_attempt, error) => this.reportStoreError(error),
       waiting: (attempt, on) => {

@@ -141,6 +141,15 @@ export interface LimitStore {
   /** Frees the permit's slots (tokens are never given back). Releasing twice does nothing. */
   releaseLimits(permit: LimitPermit, now: number): Promise<void>;
   /**
+   * The same as `acquireLimits` for each request in turn, in one transaction where the store has
+   * them (the runner asks for the tasks it starts together at once). Optional.
+   *
+   * @throws {InvalidLimitError} when any request is malformed (then none is decided).
+   */
+  acquireMany?(requests: readonly LimitRequest[], now: number): Promise<LimitGrant[]>;
+  /** The same as `releaseLimits` for each permit, in one transaction where the store has them. Optional. */
+  releaseMany?(permits: readonly LimitPermit[], now: number): Promise<void>;
+  /**
    * Drains the bucket (name, key): no grant before `untilMs`, and its level restarts from 0
    * then. An earlier `untilMs` than a back-off in force changes nothing.
    */

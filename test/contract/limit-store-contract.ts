@@ -237,6 +237,37 @@ export function describeLimitStoreContract(name: string, makeLimits: () => Promi
       });
     });
 
+    describe('several requests at once (acquireMany, releaseMany), where the store has them', () => {
+      it('decides each in turn as acquireLimits would: a cap of 2 grants two of three, a burst of 1 one of two', async () => {
+        if (!limits.acquireMany || !limits.releaseMany) return expect(limits.acquireMany ?? limits.releaseMany).toBeUndefined();
+        const grants = await limits.acquireMany(
+          [
+            { holder: 'a', ttlMs: 1000, limits: [host(2)] },
+            { holder: 'b', ttlMs: 1000, limits: [host(2)] },
+            { holder: 'c', ttlMs: 1000, limits: [host(2)] },
+            { holder: 'd', ttlMs: 1000, limits: [{ name: 'api', key: 'cred-1', rate: { count: 10, perMs: 1000, burst: 1 } }] },
+            { holder: 'e', ttlMs: 1000, limits: [{ name: 'api', key: 'cred-1', rate: { count: 10, perMs: 1000, burst: 1 } }] },
+          ],
+          T0,
+        );
+
+        expect(grants.map((grant) => grant.granted)).toEqual([true, true, false, true, false]);
+        expect(grants[2]).toEqual({ granted: false, retryAt: T0 + 1000, waitingOn: { name: 'host', key: 'archive.example', reason: 'concurrency' } });
+        expect(grants[4]).toMatchObject({ granted: false, retryAt: T0 + 100, waitingOn: { name: 'api', key: 'cred-1', reason: 'rate' } });
+
+        await limits.releaseMany(grants.flatMap((grant) => (grant.granted ? [grant.permit] : [])), T0 + 1);
+        expect((await state('host', 'archive.example', T0 + 2))?.held).toBe(0);
+      });
+
+      it('decides none when one request is malformed', async () => {
+        if (!limits.acquireMany) return;
+        const refused = await limits.acquireMany([{ holder: 'a', ttlMs: 1000, limits: [host(2)] }, { holder: '', ttlMs: 1000, limits: [host(2)] }], T0).catch((error: unknown) => error);
+
+        expect(refused).toBeInstanceOf(InvalidLimitError);
+        expect(await state('host', 'archive.example', T0)).toBeUndefined();
+      });
+    });
+
     describe('back-off', () => {
       it('drains the bucket until the time given, then refills from 0', async () => {
         permitOf(await take(api(), T0));

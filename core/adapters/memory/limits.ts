@@ -30,14 +30,30 @@ export class MemoryLimitStore implements LimitStore {
   acquireLimits(request: LimitRequest, now: number): Promise<LimitGrant> {
     return settle(() => {
       checkLimitRequest(request);
-      const decision = decideAcquire(request, request.limits.map((spec) => this.buckets.get(bucketId(spec))?.state), now);
-      if (decision.granted) {
-        request.limits.forEach((spec, index) => this.put(spec, decision.next[index]));
-      } else {
-        this.put(request.limits[decision.index] as LimitRef, decision.next);
-      }
-      return structuredClone(decision.grant);
+      return this.decide(request, now);
     });
+  }
+
+  acquireMany(requests: readonly LimitRequest[], now: number): Promise<LimitGrant[]> {
+    return settle(() => {
+      for (const request of requests) checkLimitRequest(request);
+      return requests.map((request) => this.decide(request, now));
+    });
+  }
+
+  releaseMany(permits: readonly LimitPermit[], now: number): Promise<void> {
+    for (const permit of permits) void this.releaseLimits(permit, now);
+    return Promise.resolve();
+  }
+
+  private decide(request: LimitRequest, now: number): LimitGrant {
+    const decision = decideAcquire(request, request.limits.map((spec) => this.buckets.get(bucketId(spec))?.state), now);
+    if (decision.granted) {
+      request.limits.forEach((spec, index) => this.put(spec, decision.next[index]));
+    } else {
+      this.put(request.limits[decision.index] as LimitRef, decision.next);
+    }
+    return structuredClone(decision.grant);
   }
 
   renewLimits(permit: LimitPermit, ttlMs: number, now: number): Promise<boolean> {
