@@ -3,6 +3,8 @@
  * a {@link Target} (the local store or a deployed stack). A run's error is named the same way in
  * all of them: `Name: message` (see `errorLine`), with its stack where a command shows one.
  */
+import { formatDuration } from '../limit-config.js';
+import type { LimitState } from '../ports/limits.js';
 import { canonicalJson } from '../signature.js';
 import { LIVE_STATUSES, TERMINAL_STATUSES, type RunRecord, type RunStatus } from '../types.js';
 import type { Store } from '../ports/store.js';
@@ -20,7 +22,8 @@ export interface OutputOptions {
 /**
  * `ujr status`: each instance with the last run of each task (invalid entries too, with their
  * problems), what runs now, the failures of the last 24 hours. Resolves with the exit code: 2 when
- * the instances have problems (printed on stderr, and in the JSON's `problems`).
+ * the instances have problems (printed on stderr, and in the JSON's `problems`). When the store
+ * keeps shared limits and a bucket was used, a Limits table follows (the JSON's `limits`).
  */
 export async function statusCommand(target: Target, opts: OutputOptions, io: Io): Promise<number> {
   const view = await target.instances();
@@ -41,10 +44,11 @@ export async function statusCommand(target: Target, opts: OutputOptions, io: Io)
   const active: ActiveRun[] | undefined = target.board ? await activeRuns(target.board) : undefined;
   const running: RunRecord[] = active ?? (await store.listRuns({ status: [...LIVE_STATUSES], limit: 200 }));
   const failures = await store.listRuns({ status: 'failed', since: now - 86_400_000, limit: 20 });
+  const limits = store.limits ? await store.limits.listLimitStates(now) : [];
   const problems = formatProblems(target, view.problems);
   const code = problems.length > 0 ? EXIT.usage : EXIT.ok;
   if (opts.json) {
-    io.out(JSON.stringify({ instances, invalid, running, failures, problems }, null, 2));
+    io.out(JSON.stringify({ instances, invalid, running, failures, limits, problems }, null, 2));
     return code;
   }
   const rows: string[][] = [];
@@ -68,8 +72,25 @@ export async function statusCommand(target: Target, opts: OutputOptions, io: Io)
   if (running.length === 0) io.out('nothing running');
   else io.out(`running and queued:\n${active ? activeTable(active, now) : runsTable(running, { now, paint: c })}`);
   if (failures.length > 0) io.out(`\nfailures in the last 24h:\n${runsTable(failures, { now, paint: c })}`);
+  if (limits.length > 0) io.out(`\nlimits:\n${limitsTable(limits, now, c)}`);
   for (const problem of problems) io.err(`config: ${problem}`);
   return code;
+}
+
+/** The store's limit buckets, one row each: what it allows, what it holds now, what it did. */
+export function limitsTable(states: readonly LimitState[], now: number, c: Paint): string {
+  const rows = states.map((state) => [
+    state.name,
+    state.key === '' ? '—' : state.key,
+    state.rate ? `${state.rate.count}/${formatDuration(state.rate.perMs)} burst ${state.rate.burst}` : '-',
+    state.tokens !== undefined ? state.tokens.toFixed(1) : '-',
+    state.concurrency !== undefined ? `${state.held}/${state.concurrency}` : '-',
+    state.blockedUntil !== undefined && state.blockedUntil > now ? c.red(time(state.blockedUntil)) : '-',
+    String(state.granted),
+    String(state.refused),
+    state.throttledMs > 0 ? duration(state.throttledMs) : '-',
+  ]);
+  return table(['LIMIT', 'KEY', 'RATE', 'TOKENS', 'HELD', 'BLOCKED UNTIL', 'GRANTED', 'REFUSED', 'THROTTLED'], rows, c);
 }
 
 export interface RunsFilter {
