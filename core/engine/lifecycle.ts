@@ -275,19 +275,11 @@ export class AttemptLifecycle {
     run.progress = { current: 0, message: `rate limited by the API: queued again at ${new Date(until).toISOString().slice(11, 23)}`, updatedAt: now };
     this.host.journal.putRun(run, attempt.lease);
     this.host.emit('run', run);
-    attempt.state = 'backoff';
-    delete attempt.abortReason;
-    delete attempt.handle;
-    this.host.counters.backoff += 1;
-    attempt.timers.push(
-      this.host.timers.setTimeout(() => {
-        this.host.counters.backoff -= 1;
-        attempt.timers = [];
-        delete run.progress;
-        this.host.dispatch.enqueue(attempt);
-        this.host.dispatch.pump();
-      }, request.retryAfterMs),
-    );
+    this.waitThen(attempt, request.retryAfterMs, () => {
+      delete run.progress;
+      this.host.dispatch.enqueue(attempt);
+      this.host.dispatch.pump();
+    });
   }
 
   private retryLater(attempt: Attempt, nextRunId: string): void {
@@ -345,6 +337,11 @@ export class AttemptLifecycle {
     attempt.run.previousRunId = run.id;
     if (run.triggerId !== undefined) attempt.run.triggerId = run.triggerId;
     attempt.logLines = 0;
+    this.waitThen(attempt, delay, onDue);
+  }
+
+  /** Puts the attempt in `backoff` (no slot, counted) for `delay`, then calls `onDue`. */
+  private waitThen(attempt: Attempt, delay: number, onDue: () => void): void {
     attempt.state = 'backoff';
     delete attempt.abortReason;
     delete attempt.handle;

@@ -251,6 +251,11 @@ describe('shared limits in the runner', () => {
       });
     }
 
+    /** The caller instance on one worker slot, its tasks taking a loose rate `api`. */
+    function oneAtATime(job: ReturnType<typeof apiJob>) {
+      return harness({ jobs: [job], instances: [instance('caller', 'api-caller')], concurrency: 1, limits: limits({ name: 'api', rate: { count: 100, perMs: 1_000, burst: 10 } }) });
+    }
+
     it('queues again an attempt that throws RateLimitedError, not as a failure, and no task taking the limit starts before the API said', async () => {
       const started: Started[] = [];
       let threwAt = 0;
@@ -258,12 +263,7 @@ describe('shared limits in the runner', () => {
         threwAt = Date.now();
         throw new RateLimitedError('the API answered 429', { retryAfterMs: 300, limit: 'api' });
       });
-      const h = harness({
-        jobs: [job],
-        instances: [instance('caller', 'api-caller')],
-        concurrency: 1,
-        limits: limits({ name: 'api', rate: { count: 100, perMs: 1_000, burst: 10 } }),
-      });
+      const h = oneAtATime(job);
 
       const stats = await h.runner.runOnce();
 
@@ -293,12 +293,7 @@ describe('shared limits in the runner', () => {
         calledAt = Date.now();
         await tctx.limits.backoff('api', 300);
       });
-      const h = harness({
-        jobs: [job],
-        instances: [instance('caller', 'api-caller')],
-        concurrency: 1,
-        limits: limits({ name: 'api', rate: { count: 100, perMs: 1_000, burst: 10 } }),
-      });
+      const h = oneAtATime(job);
 
       const stats = await h.runner.runOnce();
 
