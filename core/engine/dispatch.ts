@@ -258,7 +258,8 @@ export class DispatchQueue {
     this.unoccupy(attempt);
     if (grant.granted) this.gate?.release(grant.permit);
     else if (wanted) this.park(attempt, grant, wokeFrom);
-    if (wokeFrom !== undefined && !wanted) this.wake(wokeFrom);
+    // The line it was woken from goes on without it, unless it took its place there again.
+    if (wokeFrom !== undefined && (!wanted || grant.granted || bucketId(grant.waitingOn) !== wokeFrom)) this.wake(wokeFrom);
     this.pump();
     this.hooks.changed();
   }

@@ -227,6 +227,39 @@ describe('shared limits in the runner', () => {
     expect(started.map((s) => s.n)).toStrictEqual([0, 2]);
   });
 
+  it('lets the rest of a line go on when its head, woken, waits for another limit instead', async () => {
+    // one and three take only their own limits; two and four take both. Two and four wait for
+    // `fast` (one took its token), then two, woken, finds `slow` taken by three and waits there:
+    // four, behind it for `fast`, must still get its turn.
+    const started: string[] = [];
+    const job = defineJob({
+      name: 'two-limits',
+      params: noParams,
+      getRunnableTasks: () => ['one', 'two', 'four', 'three'].map((name) => ({ task: name === 'one' ? 'fast' : name === 'three' ? 'slow' : 'both', input: { name } })),
+      tasks: Object.fromEntries(
+        (
+          [
+            ['fast', ['fast']],
+            ['slow', ['slow']],
+            ['both', ['fast', 'slow']],
+          ] as const
+        ).map(([task, taking]) => [task, { limits: [...taking], run: (input: { name: string }) => void started.push(input.name) }]),
+      ),
+    });
+    const h = harness({
+      jobs: [job],
+      instances: [instance('lines', 'two-limits')],
+      limits: limits({ name: 'fast', rate: { count: 10, perMs: 1_000, burst: 1 } }, { name: 'slow', rate: { count: 2, perMs: 1_000, burst: 1 } }),
+    });
+
+    const done = h.runner.runOnce();
+    await until(() => started.length === 4, 5_000, 'all four tasks to start');
+    await done;
+
+    expect(started.slice(0, 2).sort()).toEqual(['one', 'three']);
+    expect(started.slice(2)).toEqual(['two', 'four']);
+  });
+
   describe('back-pressure from the API', () => {
     /** Four tasks taking limit `api`, one at a time; task 0 meets a 429 on its first call, answered by `on429`. */
     function apiJob(started: Started[], on429: (tctx: TaskContext) => Promise<void> | void) {
