@@ -12,8 +12,19 @@
  * ```
  */
 import { z } from 'zod';
-import type { ConfigProblem } from './config.js';
 import { checkLimitName, InvalidLimitError, type LimitDefinition } from './ports/limits.js';
+
+/**
+ * A problem with the file's `limits`, as ./config.ts's `ConfigProblem` reports it (declared here
+ * so that config.ts imports this module and not the other way round).
+ */
+export interface LimitProblem {
+  /** The limit at fault; none when `limits` itself is not an object. */
+  limit?: string;
+  /** `limits`, `limits.<name>` or `limits.<name>.<field>`. */
+  field: string;
+  message: string;
+}
 
 /** One limit as written in the file. */
 export type LimitEntry = z.input<typeof limitEntrySchema>;
@@ -63,9 +74,9 @@ const limitEntrySchema = z
  * // limits.get('api') → { name: 'api', rate: { count: 300, perMs: 900_000, burst: 1 } }
  * ```
  */
-export function parseLimits(raw: unknown): { limits: Map<string, LimitDefinition>; problems: ConfigProblem[] } {
+export function parseLimits(raw: unknown): { limits: Map<string, LimitDefinition>; problems: LimitProblem[] } {
   const limits = new Map<string, LimitDefinition>();
-  const problems: ConfigProblem[] = [];
+  const problems: LimitProblem[] = [];
   if (raw === undefined) return { limits, problems };
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     problems.push({ field: 'limits', message: 'use an object of limits by name: { "api": { "rate": 300, "per": "15m" } }' });
@@ -132,7 +143,7 @@ export function parseLimits(raw: unknown): { limits: Map<string, LimitDefinition
 export function requireLimits(raw: unknown, source: string): Map<string, LimitDefinition> {
   const { limits, problems } = parseLimits(raw);
   if (problems.length === 0) return limits;
-  const lines = problems.map((problem) => `${source}: ${problem.field ?? 'limits'}: ${problem.message}`);
+  const lines = problems.map((problem) => `${source}: ${problem.field}: ${problem.message}`);
   throw new InvalidLimitError(lines.length === 1 ? (lines[0] ?? '') : `${lines.length} problems: ${lines.join('; ')}`);
 }
 
@@ -165,7 +176,7 @@ export function formatLimit(definition: LimitDefinition): string {
 export function mergeLimitsWithLastGood(
   lastGood: ReadonlyMap<string, LimitDefinition>,
   next: ReadonlyMap<string, LimitDefinition>,
-  problems: readonly ConfigProblem[],
+  problems: readonly { limit?: string; field?: string }[],
   wholeFileBroken: boolean,
 ): Map<string, LimitDefinition> {
   if (wholeFileBroken) return new Map(lastGood);
