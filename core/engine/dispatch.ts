@@ -121,12 +121,17 @@ export class DispatchQueue {
   /** Starts queued attempts while limits allow, taking instances in turn. */
   pump(): void {
     if (this.hooks.stopping()) return;
-    if (this.woken.length > 0) {
+    // Heads whose turn came, first; one that ended meanwhile hands its turn to the next in line.
+    for (let changed = true; changed && this.woken.length > 0; ) {
+      changed = false;
       const woken = this.woken;
       this.woken = [];
       for (const attempt of woken) {
-        if (attempt.state !== 'queued' || !this.hooks.holds(attempt)) continue;
-        if (this.hasSlotFor(attempt)) this.admit(attempt);
+        if (attempt.state !== 'queued' || !this.hooks.holds(attempt)) {
+          const from = attempt.wokeFrom;
+          attempt.wokeFrom = undefined;
+          if (from !== undefined) changed = this.wake(from, false) || changed;
+        } else if (this.hasSlotFor(attempt)) this.admit(attempt);
         else this.woken.push(attempt);
       }
     }
@@ -294,10 +299,13 @@ export class DispatchQueue {
     line.timer.unref();
   }
 
-  /** Offers the head of a bucket's line its turn (it starts once a slot is free). */
-  private wake(id: string): void {
+  /**
+   * Offers the head of a bucket's line its turn (it starts once a slot is free), then starts what
+   * can start (unless `pump` is false: the caller is the pump). Whether a head was woken.
+   */
+  private wake(id: string, pump = true): boolean {
     const line = this.lines.get(id);
-    if (!line) return;
+    if (!line) return false;
     let head: Attempt | undefined;
     while ((head = line.waiting.shift()) !== undefined) {
       if (head.state === 'queued' && this.hooks.holds(head)) break;
@@ -307,10 +315,11 @@ export class DispatchQueue {
       line.timer?.cancel();
       this.lines.delete(id);
     }
-    if (!head) return;
+    if (!head) return false;
     head.wokeFrom = id;
     this.woken.push(head);
-    this.pump();
+    if (pump) this.pump();
+    return true;
   }
 
   private joinQueue(attempt: Attempt): void {

@@ -260,6 +260,44 @@ describe('shared limits in the runner', () => {
     expect(started.slice(2)).toEqual(['two', 'four']);
   });
 
+  it('lets the rest of a line go on when its woken head is cancelled while it waits for a worker slot', async () => {
+    // Two slots: a1 and b hold both for 1.5 s; a2 and a3 wait for `api` (a1 took its token);
+    // a2's turn comes while no slot is free, and it is cancelled before one frees.
+    const started: string[] = [];
+    const job = defineJob({
+      name: 'turns',
+      params: noParams,
+      getRunnableTasks: () => ['a1', 'a2', 'a3', 'b'].map((name) => ({ task: name === 'b' ? 'free' : 'limited', input: { name } })),
+      tasks: {
+        limited: {
+          limits: ['api'],
+          run: async (input: { name: string }) => {
+            started.push(input.name);
+            if (input.name === 'a1') await work(1_500);
+          },
+        },
+        free: {
+          run: async (input: { name: string }) => {
+            started.push(input.name);
+            await work(1_500);
+          },
+        },
+      },
+    });
+    const h = harness({ jobs: [job], instances: [instance('turns-1', 'turns')], concurrency: 2, tickMs: 10, limits: limits({ name: 'api', rate: { count: 10, perMs: 1_000, burst: 1 } }) });
+    await h.runner.start();
+    await until(() => started.includes('a1') && started.includes('b'), 5_000, 'a1 and b to hold both slots');
+    const a2 = async () => (await h.store.listRuns({ instanceId: 'turns-1', limit: 10 })).find((run) => (run.input as { name: string }).name === 'a2');
+    // Its turn came (the token is due 100 ms after a1's), and no slot is free until 1.5 s.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await h.store.addTrigger({ id: 'cancel-a2', instanceId: 'turns-1', at: Date.now(), cancelRunId: (await a2())!.id });
+
+    await until(() => started.includes('a3'), 5_000, 'a3 to start after the cancelled a2');
+
+    expect((await a2())?.status).toBe('cancelled');
+    expect(started).not.toContain('a2');
+  });
+
   describe('back-pressure from the API', () => {
     /** Four tasks taking limit `api`, one at a time; task 0 meets a 429 on its first call, answered by `on429`. */
     function apiJob(started: Started[], on429: (tctx: TaskContext) => Promise<void> | void) {
