@@ -3,6 +3,7 @@
  * createRunner takes them from its option and from the file, and `ujr status` shows the buckets of
  * a real SQLite store.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { PLAIN } from '../../core/cli/format.js';
 import { localTarget } from '../../core/cli/targets.js';
 import { ConfigWatcher } from '../../core/local/config-watcher.js';
 import { openLocalStore } from '../../core/local/runtime.js';
+import { UJR_BIN, UjrProcess } from '../fixtures/cli/sandbox.js';
 import greeterJobs from '../fixtures/embedded/jobs.js';
 
 const JOBS_MODULE = fileURLToPath(new URL('../fixtures/embedded/jobs.ts', import.meta.url));
@@ -164,3 +166,47 @@ describe('ujr status', () => {
     ]);
   });
 });
+
+describe('ujr run', () => {
+  it("paces a job's tasks by the instances file's limit, end to end through the CLI, and ujr status shows the bucket", async () => {
+    // A jobs module whose task takes limit "api", and an instances file allowing 2 per second.
+    const jobsModule = join(dir, 'jobs.mts');
+    writeFileSync(
+      jobsModule,
+      [
+        `import { defineJob, z } from ${JSON.stringify(fileURLToPath(new URL('../../core/index.ts', import.meta.url)))};`,
+        'export default [',
+        '  defineJob({',
+        "    name: 'paced',",
+        '    params: z.object({ count: z.number() }),',
+        "    getRunnableTasks: (ctx) => Array.from({ length: ctx.params.count }, (_, n) => ({ task: 'tick', input: { n } })),",
+        "    tasks: { tick: { limits: ['api'], run: (input) => input.n } },",
+        '  }),',
+        '];',
+        '',
+      ].join('\n'),
+    );
+    const instancesFile = join(dir, 'instances.json');
+    writeFileSync(instancesFile, JSON.stringify({ instances: [{ id: 'p', job: 'paced', params: { count: 3 } }], limits: { api: { rate: 2, per: '1s' } } }));
+    const home = join(dir, 'home');
+    const ujr = (...args: string[]) => {
+      const child = spawn(process.execPath, [UJR_BIN, '--home', home, '--jobs', jobsModule, '--instances', instancesFile, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+      return new UjrProcess(child, args).exited;
+    };
+
+    const once = await ujr('run', '--once');
+    const status = await ujr('status', '--json');
+
+    expect(once.code, once.stdout + once.stderr).toBe(0);
+    const store = openLocalStore({ home });
+    const runs = await store.listRuns({ instanceId: 'p' }).finally(() => store.close());
+    expect(runs.map((run) => run.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    // One token every 500 ms (burst 1): the three starts span a second at least (less the start jitter).
+    const starts = runs.map((run) => run.startedAt as number).sort((a, b) => a - b);
+    expect((starts[2] as number) - (starts[0] as number)).toBeGreaterThanOrEqual(1_000 - 50);
+    expect(status.code, status.stderr).toBe(0);
+    const limits = (JSON.parse(status.stdout) as { limits: { name: string; key: string; granted: number }[] }).limits;
+    expect(limits.map((limit) => [limit.name, limit.key, limit.granted])).toEqual([['api', '', 3]]);
+  }, 30_000);
+});
+
