@@ -19,7 +19,7 @@ import { mergeRetry } from '../retry.js';
 import { parseSchedule } from '../schedule.js';
 import { canonicalJson } from '../signature.js';
 import { realTimers, type TimerHandle, type Timers } from '../ports/timers.js';
-import type { LimitDefinition, LimitGrant, LimitPermit, LimitRequest } from '../ports/limits.js';
+import { checkLimitRequest, InvalidLimitError, type LimitDefinition, type LimitGrant, type LimitPermit, type LimitRequest } from '../ports/limits.js';
 import type { InstanceStatus, Store, Trigger } from '../ports/store.js';
 import type { InstanceConfig, JobType, Json, Logger, ObjectStore, RetryPolicy } from '../types.js';
 import { isActive, newInstanceRuntime, type Attempt, type InstanceRuntime } from './attempt.js';
@@ -317,8 +317,14 @@ export class Runner extends EventEmitter<RunnerEvents> {
    * Replaces the shared limits tasks may name (the configuration's `limits`). Tasks planned from
    * now on take their buckets from these definitions; tasks already queued keep what they were
    * planned with.
+   * @throws {InvalidLimitError} naming a malformed definition (then none is replaced).
    */
   setLimits(definitions: ReadonlyMap<string, LimitDefinition>): void {
+    for (const [name, definition] of definitions) {
+      // What the store would refuse at every acquire is refused here, once, naming the limit.
+      if (definition.name !== name) throw new InvalidLimitError(`limit "${name}" is defined with the name "${definition.name}"; use the same name`);
+      checkLimitRequest({ holder: 'check', ttlMs: 1, limits: [{ ...definition, key: '' }] });
+    }
     this.limitDefinitions = new Map(definitions);
   }
 

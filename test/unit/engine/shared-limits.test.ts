@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { defineJob } from '../../../core/define.js';
 import { RateLimitedError } from '../../../core/errors.js';
-import type { LimitDefinition } from '../../../core/ports/limits.js';
+import { InvalidLimitError, type LimitDefinition } from '../../../core/ports/limits.js';
 import type { TaskContext, TaskLimit } from '../../../core/types.js';
 import { instance, noParams, until, useHarnesses, waitForRun, work } from '../../helpers/runner.js';
 
@@ -296,6 +296,14 @@ describe('shared limits in the runner', () => {
 
     expect((await a2())?.status).toBe('cancelled');
     expect(started).not.toContain('a2');
+  });
+
+  it('refuses a malformed limit definition when it is given (setLimits, the limits option), naming it', () => {
+    const h = harness({ jobs: [limitedJob('x', 1, ['api'], [])], instances: [], limits: limits({ name: 'api', concurrency: 1 }) });
+
+    expect(() => h.runner.setLimits(limits({ name: 'api', rate: { count: 10, perMs: 1_000, burst: 0 } }))).toThrow(InvalidLimitError);
+    expect(() => h.runner.setLimits(new Map([['api', { name: 'other', concurrency: 1 }]]))).toThrow('limit "api" is defined with the name "other"; use the same name');
+    expect(() => harness({ jobs: [], limits: limits({ name: 'bad#name', concurrency: 1 }) })).toThrow('limit name "bad#name" must be non-empty and hold no "#"');
   });
 
   describe('back-pressure from the API', () => {
