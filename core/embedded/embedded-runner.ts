@@ -12,8 +12,6 @@ import { DirectoryObjectStore } from '../adapters/fs/objects.js';
 import { MemoryStore } from '../adapters/memory/store.js';
 import { failure, type AttemptHandle, type AttemptRequest, type Executor } from '../engine/executor.js';
 import { Runner, type RunnerEvents, type RunnerOptions, type RunnerStats } from '../engine/runner.js';
-import { formatProblem, type ConfigProblem } from '../config.js';
-import { readInstancesFile } from '../config-file.js';
 import { NonRetryableError } from '../errors.js';
 import { requireLimits, type LimitsConfig } from '../limit-config.js';
 import type { LimitDefinition } from '../ports/limits.js';
@@ -23,8 +21,8 @@ import type { Durability } from '../adapters/sqlite/store.js';
 import { dataPath, DEFAULT_PATHS, openLocalStore } from '../local/runtime.js';
 import type { RunQuery, Store, Trigger } from '../ports/store.js';
 import type { InstanceConfig, JobType, Json, LogLine, ObjectStore, RunRecord } from '../types.js';
-import { InvalidInstancesError, RunnerStateError } from './errors.js';
-import { assertTriggerable, parseInstanceEntries, type InstanceEntry } from './instance-entries.js';
+import { RunnerStateError } from './errors.js';
+import { assertTriggerable, parseInstanceEntries, readInstanceEntries, type InstanceEntry } from './instance-entries.js';
 
 /**
  * What `createRunner` takes: the job types and instances, where the store lives, and the runner's
@@ -362,14 +360,6 @@ async function readConfiguration(
   const entries = options.instances ?? [];
   const given = requireLimits(options.limits, 'createRunner options');
   if (typeof entries !== 'string') return { instances: parseInstanceEntries(entries, jobs), limits: given };
-  const path = resolve(entries);
-  const file = await readInstancesFile(path, jobs);
-  throwOnProblems(file.problems, path);
+  const file = await readInstanceEntries(resolve(entries), jobs);
   return { instances: file.instances, limits: new Map([...file.limits, ...given]) };
-}
-
-function throwOnProblems(problems: readonly ConfigProblem[], source: string): void {
-  if (problems.length === 0) return;
-  const lines = problems.map((problem) => formatProblem(source, problem));
-  throw new InvalidInstancesError(lines.length === 1 ? (lines[0] ?? '') : `${lines.length} problems: ${lines.join('; ')}`, problems);
 }

@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { formatProblem, instanceEntrySchema, parseInstances, type ConfigProblem } from '../config.js';
 import { readInstancesFile } from '../config-file.js';
 import { resolveSpecs } from '../engine/planner.js';
+import type { LimitDefinition } from '../ports/limits.js';
 import type { InstanceConfig, JobType, Json } from '../types.js';
 import { InvalidInstancesError, UnknownInstanceError } from './errors.js';
 
@@ -34,13 +35,13 @@ export function parseInstanceEntries(entries: readonly unknown[], jobs: readonly
 }
 
 /**
- * Reads and validates an instances file (`{ "instances": [...] }`), once.
- * @throws {InvalidInstancesError} when the file cannot be read or any entry is invalid.
+ * Reads and validates an instances file (`{ "instances": [...], "limits": {...} }`), once.
+ * @throws {InvalidInstancesError} when the file cannot be read or any entry or limit is invalid.
  */
-export async function readInstanceEntries(path: string, jobs: readonly JobType[]): Promise<InstanceConfig[]> {
+export async function readInstanceEntries(path: string, jobs: readonly JobType[]): Promise<{ instances: InstanceConfig[]; limits: Map<string, LimitDefinition> }> {
   const parsed = await readInstancesFile(path, jobs);
   throwOnProblems(parsed.problems, path);
-  return parsed.instances;
+  return { instances: parsed.instances, limits: parsed.limits };
 }
 
 function throwOnProblems(problems: readonly ConfigProblem[], source: string): void {
