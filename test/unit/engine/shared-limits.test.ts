@@ -288,8 +288,9 @@ describe('shared limits in the runner', () => {
     await h.runner.start();
     await until(() => started.includes('a1') && started.includes('b'), 5_000, 'a1 and b to hold both slots');
     const a2 = async () => (await h.store.listRuns({ instanceId: 'turns-1', limit: 10 })).find((run) => (run.input as { name: string }).name === 'a2');
-    // Its turn came (the token is due 100 ms after a1's), and no slot is free until 1.5 s.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Its turn comes when the next token is (100 ms after a1's); no slot is free until 1.5 s.
+    const tokens = async () => (await h.store.limits.listLimitStates(Date.now()))[0]?.tokens ?? 0;
+    await until(async () => (await tokens()) >= 1, 5_000, 'the token a2 waits for');
     await h.store.addTrigger({ id: 'cancel-a2', instanceId: 'turns-1', at: Date.now(), cancelRunId: (await a2())!.id });
 
     await until(() => started.includes('a3'), 5_000, 'a3 to start after the cancelled a2');
