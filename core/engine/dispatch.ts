@@ -89,13 +89,6 @@ export class DispatchQueue {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Attempts waiting for a limit bucket (state `queued`, in no queue). */
-  get parked(): number {
-    let n = 0;
-    for (const line of this.lines.values()) n += line.waiting.length;
-    return n;
-  }
-
   addInstance(runtime: InstanceRuntime): void {
     this.rotation.push(runtime);
   }
