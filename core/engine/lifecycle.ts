@@ -17,6 +17,7 @@ import type { ErrorInfo, LogLevel, Logger, PlanContext, RetryPolicy, RunOrigin, 
 import { capResult, endingOf, isActive, newRun, type Attempt, type InstanceRuntime } from './attempt.js';
 import { failure, type AttemptOutcome, type Executor, type RateLimitRequest } from './executor.js';
 import type { LeaseKeeper } from './lease-keeper.js';
+import { clockTime } from './limit-messages.js';
 import type { RunnerParts, RunnerStats } from './runner-events.js';
 import { withTimeout } from './with-timeout.js';
 
@@ -272,7 +273,7 @@ export class AttemptLifecycle {
     this.host.counters.rateLimited += 1;
     delete run.startedAt;
     run.status = 'queued';
-    run.progress = { current: 0, message: `rate limited by the API: queued again at ${new Date(until).toISOString().slice(11, 23)}`, updatedAt: now };
+    run.progress = { current: 0, message: `rate limited by the API: queued again at ${clockTime(until)}`, updatedAt: now };
     this.host.journal.putRun(run, attempt.lease);
     this.host.emit('run', run);
     this.waitThen(attempt, request.retryAfterMs, () => {

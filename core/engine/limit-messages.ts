@@ -4,10 +4,15 @@
  */
 import type { LimitRef, LimitWaitReason } from '../ports/limits.js';
 
+/** The time of day of `ms`, UTC, to the millisecond: `12:00:01.500`. */
+export function clockTime(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 23);
+}
+
 /** `waiting for limit "api" (key "k"): no token before 12:00:01.500` (the time in UTC). */
 export function waitingMessage(on: LimitRef & { reason: LimitWaitReason; until: number }): string {
   const bucket = `limit "${on.name}"${on.key === '' ? '' : ` (key "${on.key}")`}`;
-  const until = new Date(on.until).toISOString().slice(11, 23);
+  const until = clockTime(on.until);
   const why = on.reason === 'rate' ? `no token before ${until}` : on.reason === 'backoff' ? `backing off until ${until} (the API asked)` : 'every slot is taken';
   return `waiting for ${bucket}: ${why}`;
 }
