@@ -5,15 +5,12 @@
  * budget, notices a lost lease or a stop request, and returns the finished run record. What
  * happens next (release, retry, dead-letter, restart) is up to the caller.
  */
-import { monotonicFactory } from 'ulid';
 import { CancelledError, LeaseLostError, ResultTooLargeError, TaskProcessError, TaskTimeoutError, withCause } from '../errors.js';
 import { failure, runHandler, type AttemptOutcome, type Executor } from '../engine/executor.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { ErrorInfo, JobType, LogLevel, ObjectStore, Progress, RunRecord, RunStatus, TaskDefinition } from '../types.js';
 import type { Board, BoardEntry } from './board.js';
 import type { LogFields, Telemetry } from './ports.js';
-
-export const newRunId = monotonicFactory();
 
 export interface AttemptDeps {
   board: Board;

@@ -31,7 +31,9 @@ import { ShutdownError } from '../errors.js';
 import { MAX_RESULT_BYTES } from '../limits.js';
 import type { Executor } from '../engine/executor.js';
 import type { RunRecord } from '../types.js';
-import { baseRun, endedRun, entryFields, newRunId, runAttempt, type AttemptDeps } from './attempt.js';
+import { monotonicFactory } from 'ulid';
+import { runIdFor } from '../run-ids.js';
+import { baseRun, endedRun, entryFields, runAttempt, type AttemptDeps } from './attempt.js';
 import { FollowUpRequests } from './follow-ups.js';
 import type { BoardEntry } from './board.js';
 import type { InstanceDirectory } from './instances.js';
@@ -74,6 +76,8 @@ export interface ConductorDeps extends AttemptDeps {
 
 /** Owners of entries waiting for a conductor start with this (see the scheduler). */
 const PENDING_PREFIX = 'conductor:';
+/** The unique part of a pending owner. */
+const ownerId = monotonicFactory();
 
 export class Conductor {
   readonly owner: string;
@@ -119,7 +123,8 @@ export class Conductor {
       const claimed = await board.claim({
         signature: entry.signature,
         token: entry.token,
-        ...(pending ? { owner: entry.owner } : { runId: newRunId(), origin: 'takeover' as const }),
+        // A takeover keeps the entry's queue time, which its id says too (core/run-ids.ts).
+        ...(pending ? { owner: entry.owner } : { runId: runIdFor(entry.instanceId, entry.task, entry.queuedAt), origin: 'takeover' as const }),
         newOwner: this.owner,
         ttlMs: config.leaseTtlMs,
         now: now(),
@@ -197,7 +202,9 @@ export class Conductor {
       telemetry.duration(entry.jobType, (run.endedAt ?? now()) - (run.startedAt ?? now()));
       if (result.abortReason instanceof ShutdownError) {
         // The interrupted record and the hand-back in one fenced transaction.
-        const handedBack = await board.repost(ref, { owner: `${PENDING_PREFIX}${newRunId()}`, ttlMs: config.pendingTtlMs, now: now(), runId: newRunId(), attempt: 1, origin: 'restart' }, run);
+        const at = now();
+        const next = { owner: `${PENDING_PREFIX}${ownerId()}`, ttlMs: config.pendingTtlMs, now: at, runId: runIdFor(entry.instanceId, entry.task, at), attempt: 1, origin: 'restart' as const };
+        const handedBack = await board.repost(ref, next, run);
         telemetry.log('info', handedBack === undefined ? 'stopped; the lease had already moved on, nothing recorded' : 'stopped; handed the task back to the board', fields);
         return;
       }

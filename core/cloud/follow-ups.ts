@@ -9,9 +9,6 @@
  * Follow-ups are a shortcut, not the guarantee: a request that cannot be sent is logged and the
  * instance is planned at its next tick as before.
  */
-import { matchesRunQuery, runRecency } from '../adapters/run-query.js';
-import type { PlanStore } from '../engine/planner.js';
-import type { Store } from '../ports/store.js';
 import { TERMINAL_STATUSES, type RunRecord } from '../types.js';
 import type { EndedRun, FollowUpMessage } from './messages.js';
 import type { PlanQueue, Telemetry } from './ports.js';
@@ -51,31 +48,4 @@ export class FollowUpRequests {
       telemetry.log('warn', `could not ask for a follow-up plan of instance "${message.followUp}": ${error}; its next tick plans it`, { instanceId: message.followUp });
     }
   }
-}
-
-/**
- * The history a follow-up plan reads: the store's, except that a run the request names as just
- * ended is read by id (a consistent read) when the history's index does not show it yet, so that
- * the plan sees the very endings it was asked for (DynamoDB keeps its indexes eventually
- * consistent; see HISTORY_INDEX_LAG_MS).
- */
-export function withEndedRuns(board: Pick<Store, 'lastRun' | 'getRun' | 'getState' | 'setState'>, instanceId: string, ended: readonly EndedRun[]): PlanStore {
-  return {
-    getState: (id, key) => board.getState(id, key),
-    setState: (id, key, value) => board.setState(id, key, value),
-    async lastRun(query) {
-      const found = await board.lastRun(query);
-      const statuses = query.status === undefined ? undefined : [query.status].flat();
-      const candidates = ended
-        .filter((run) => (query.instanceId ?? instanceId) === instanceId && (query.signature ?? run.signature) === run.signature && (query.task ?? run.task) === run.task)
-        .filter((run) => statuses === undefined || statuses.includes(run.status))
-        .filter((run) => !found || (run.runId !== found.id && run.endedAt >= runRecency(found)))
-        .sort((a, b) => b.endedAt - a.endedAt);
-      for (const candidate of candidates) {
-        const run = await board.getRun(candidate.runId);
-        if (run && matchesRunQuery(run, query) && (!found || runRecency(run) > runRecency(found) || (runRecency(run) === runRecency(found) && run.id > found.id))) return run;
-      }
-      return found;
-    },
-  };
 }

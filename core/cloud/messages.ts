@@ -40,7 +40,11 @@ export function parseDispatchMessage(body: string): DispatchMessage {
   return parseMessage(dispatchMessageSchema, body, 'message body', 'a ujr dispatch message', 'ujr only reads messages its scheduler sent');
 }
 
-/** A run that ended, as a follow-up request names it (the plan reads it by id if its history index lags). */
+/**
+ * A run that ended, as a follow-up request names it: what asked for the plan, for whoever reads the
+ * plan queue. The plan itself reads the run history, which is strongly consistent and holds the
+ * run's record before the request is sent.
+ */
 export const endedRunSchema = z.object({
   runId: z.string().min(1),
   signature: z.string().min(1),

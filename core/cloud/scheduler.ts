@@ -22,16 +22,15 @@ import { z } from 'zod';
 import { formatProblem } from '../config.js';
 import { mapLimit } from '../concurrency.js';
 import { InvalidTaskSpecError, toErrorInfo } from '../errors.js';
-import { buildPlanContext, resolveSpecs, type PlannedTask, type PlanOutcome, type PlanStore } from '../engine/planner.js';
+import { buildPlanContext, resolveSpecs, type PlannedTask, type PlanOutcome } from '../engine/planner.js';
 import { withTimeout } from '../engine/with-timeout.js';
 import { realTimers } from '../ports/timers.js';
 import { parseSchedule } from '../schedule.js';
 import type { FencedWrites, InstanceStatus, LeaseGrant, LeaseRef } from '../ports/store.js';
 import type { Json, ObjectReader, PlanContext, RunOrigin, RunRecord } from '../types.js';
-import { newRunId } from './attempt.js';
+import { runIdFor } from '../run-ids.js';
 import type { Board, BoardEntry, PostRequest, Route } from './board.js';
 import type { InstanceDirectory, LoadedInstance } from './instances.js';
-import { withEndedRuns } from './follow-ups.js';
 import type { DispatchMessage, EndedRun, FollowUpMessage } from './messages.js';
 import type { Fleet, TaskQueue, Telemetry } from './ports.js';
 
@@ -226,7 +225,7 @@ export class Scheduler {
           // Read now, not from the cached snapshot: a status written back must not undo a tick's.
           const status = await board.getInstanceStatus(instanceId);
           if (status?.retiredAt !== undefined) return;
-          const plan = await this.plan(loaded, 'followup', status, report, withEndedRuns(board, instanceId, request.ended));
+          const plan = await this.plan(loaded, 'followup', status, report);
           if (plan) await this.dispatch([{ ...plan, passOverReleasedSince: status?.lastPlannedAt ?? 0 }], report, 'followup');
         } finally {
           requestedAt = await board.endFollowUp(instanceId, gate.from);
@@ -261,7 +260,6 @@ export class Scheduler {
     reason: PlanContext<unknown>['reason'],
     status: InstanceStatus | undefined,
     report: TickReport,
-    history: PlanStore = this.deps.board,
   ): Promise<Plan | undefined> {
     const { now, telemetry, config } = this.deps;
     const { config: instance, job } = loaded;
@@ -271,7 +269,7 @@ export class Scheduler {
       instance,
       job,
       reason,
-      store: history,
+      store: this.deps.board,
       objects: this.deps.objects,
       log,
       now,
@@ -360,7 +358,9 @@ export class Scheduler {
         if (inFlight >= instance.concurrency) break;
         inFlight += 1;
         const route = routeOf(planned, config);
-        const runId = newRunId();
+        const queuedAt = now();
+        // The id says the queue time and the task: the record's key derives from it (core/run-ids.ts).
+        const runId = runIdFor(instance.id, planned.task, queuedAt);
         const timeoutMs = timeoutOf(planned, config);
         const request: PostRequest = {
           signature: planned.signature,
@@ -376,7 +376,7 @@ export class Scheduler {
           attempt: 1,
           maxAttempts: planned.kind === 'continuous' ? 0 : planned.retry.attempts,
           origin: plan.origin,
-          queuedAt: now(),
+          queuedAt,
           retry: planned.retry,
         };
         if (Number.isFinite(plan.plannedAt)) request.notReleasedSince = historySince(plan.plannedAt);
@@ -530,10 +530,10 @@ function planLogger(telemetry: Telemetry, instanceId: string, jobType: string) {
 }
 
 /**
- * How long a run record may take to show in the run history after its lease was released: the
- * history is read from global secondary indexes, which DynamoDB keeps eventually consistent (a
- * record written in the same transaction as the release can be missing from an index read a
- * moment later). A signature released that shortly before a plan is left to the next tick.
+ * How long a run record may take to show in the run history after its lease was released: a
+ * task's end releases the lease and then writes the record (two writes, no transaction), and
+ * queries of live runs read the `byLive` index, which DynamoDB keeps eventually consistent. A
+ * signature released that shortly before a plan is left to the next tick.
  */
 export const HISTORY_INDEX_LAG_MS = 5_000;
 

@@ -22,7 +22,8 @@ import { MAX_RESULT_BYTES } from '../limits.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { Json, RunRecord, TaskDefinition } from '../types.js';
 import { resolveSpecs } from '../engine/planner.js';
-import { endedRun, entryFields, newRunId, runAttempt, type AttemptDeps, type AttemptResult } from './attempt.js';
+import { runIdFor } from '../run-ids.js';
+import { endedRun, entryFields, runAttempt, type AttemptDeps, type AttemptResult } from './attempt.js';
 import type { BoardEntry } from './board.js';
 import { PoisonMessageError } from './errors.js';
 import type { InstanceDirectory, LoadedInstance } from './instances.js';
@@ -181,14 +182,15 @@ export class TaskWorker {
     const retryable = !outcome.ok && outcome.retryable;
     if (retryable && entry.attempt < entry.maxAttempts) {
       const delayMs = backoffDelay(entry.retry ?? DEFAULT_RETRY, entry.attempt, this.deps.random);
-      const next = { runId: newRunId(), attempt: entry.attempt + 1, owner: `queue:${entry.signature}:${entry.attempt + 1}` };
+      const queuedAt = now();
+      const next = { runId: runIdFor(entry.instanceId, entry.task, queuedAt), attempt: entry.attempt + 1, owner: `queue:${entry.signature}:${entry.attempt + 1}` };
       run.nextRunId = next.runId;
       const token = await board.repost(
         ref,
         {
           owner: next.owner,
           ttlMs: delayMs + message.timeoutMs + this.deps.config.queueLeaseTtlMs,
-          now: now(),
+          now: queuedAt,
           runId: next.runId,
           attempt: next.attempt,
           origin: 'retry',
@@ -229,7 +231,8 @@ export class TaskWorker {
     const outcome = resolveSpecs(loaded.job, loaded.config.id, [{ task: message.task, input: redrive.input, signature: message.signature }]);
     const planned = outcome.tasks[0];
     if (!planned) throw new PoisonMessageError(`the redriven task cannot be planned again: ${outcome.rejected[0]?.message ?? 'rejected'}`);
-    const runId = newRunId();
+    const queuedAt = now();
+    const runId = runIdFor(loaded.config.id, message.task, queuedAt);
     const owner = `queue:${runId}`;
     const [grant] = await board.post(
       [
@@ -247,7 +250,7 @@ export class TaskWorker {
           attempt: 1,
           maxAttempts: planned.retry.attempts,
           origin: 'manual',
-          queuedAt: now(),
+          queuedAt,
           timeoutMs: message.timeoutMs,
           retry: planned.retry,
           notReleasedSince: redrive.deadLetteredAt,

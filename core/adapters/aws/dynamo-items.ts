@@ -13,9 +13,9 @@ import { z } from 'zod';
 import type { BoardEntry, BoardTask } from '../../cloud/board.js';
 import { StoreError } from '../../errors.js';
 import type { Checkpoint, InstanceStatus, Lease, Trigger, TriggerResult } from '../../ports/store.js';
+import { parseRunId, taskHash } from '../../run-ids.js';
 import { parseJson } from '../../signature.js';
 import { LIVE_STATUSES, RUN_STATUSES, type Json, type LogLine, type RunRecord } from '../../types.js';
-import { runRecency } from '../run-query.js';
 import { isIndexedRoute } from './tables.js';
 
 export type Item = Record<string, NativeAttributeValue>;
@@ -35,12 +35,54 @@ export function numberKey(value: number, what: string): string {
   return String(Math.floor(value)).padStart(KEY_DIGITS, '0');
 }
 
-/** Partition key of a run's item and its log lines. */
+/**
+ * Partition of a run's log lines and, for a run whose id does not locate its record
+ * (core/run-ids.ts), its locator item (`run#<id>` / {@link RUN_SK}).
+ */
 export function runPk(runId: string): string {
   return `run#${runId}`;
 }
 
+/** Sort key of a run's locator item, in the partition of its log lines. */
 export const RUN_SK = 'run';
+
+/** Partition of an instance's task's run records (a hash of both: see core/run-ids.ts). */
+export function taskPk(hash: string): string {
+  return `task#${hash}`;
+}
+
+/** Run record sort keys lie between `run#` and `run$`: `run#<queuedAt, 15 digits>#<id>`, in queue order. */
+export const RUN_SK_PREFIX = 'run#';
+export const RUN_SK_END = 'run$';
+
+export function runSk(queuedAt: number, id: string): string {
+  return `${RUN_SK_PREFIX}${numberKey(queuedAt, 'a run’s queuedAt')}#${id}`;
+}
+
+/** The key of a run's record: its task's partition, in queue order. */
+export function runKey(run: Pick<RunRecord, 'id' | 'instanceId' | 'task' | 'queuedAt'>): { pk: string; sk: string } {
+  return { pk: taskPk(taskHash(run.instanceId, run.task)), sk: runSk(run.queuedAt, run.id) };
+}
+
+/** The key of a run's record as its id says it (core/run-ids.ts); `undefined` when the id does not say. */
+export function runKeyOfId(id: string): { pk: string; sk: string } | undefined {
+  const parsed = parseRunId(id);
+  return parsed && { pk: taskPk(parsed.taskHash), sk: runSk(parsed.queuedAt, id) };
+}
+
+/** The item that points from a run id to its record, for runs whose id does not locate it. */
+export function locatorItem(run: Pick<RunRecord, 'id' | 'instanceId' | 'task' | 'queuedAt'>): Item {
+  const { pk, sk } = runKey(run);
+  return { pk: runPk(run.id), sk: RUN_SK, recordPk: pk, recordSk: sk };
+}
+
+const locatorSchema = z.object({ recordPk: z.string(), recordSk: z.string() });
+
+export function locatorOf(item: unknown, table: string): { pk: string; sk: string } {
+  const { recordPk, recordSk } = parse(locatorSchema, item, `a run locator item of table ${table}`);
+  return { pk: recordPk, sk: recordSk };
+}
+
 export const TRIGGER_PK = 'trigger';
 
 /** Partition key of what became of a trigger (its result item). */
@@ -63,17 +105,6 @@ export function logSk(seq: number): string {
 
 /** Log line sort keys lie between `log#` and `log$` (`$` follows `#`). */
 export const LOG_SK_END = 'log$';
-
-/** The `recencyKey` prefix of a run: `S` for succeeded, `R` for every other status. */
-export function recencyPrefix(succeeded: boolean): 'S' | 'R' {
-  return succeeded ? 'S' : 'R';
-}
-
-/** `taskKey`: instance ids cannot contain `#`, so the instance part is unambiguous. */
-export function taskKey(instanceId: string, task: string): string {
-  return `${instanceId}#${task}`;
-}
-
 
 // ---------------------------------------------------------------------------------------------
 // Shared schemas
@@ -290,13 +321,12 @@ export function taskAttributes(task: BoardTask): Item {
 // Runs table: runs, log lines, triggers
 
 /**
- * The item of a run record, with the attributes its indexes are keyed on, and `priorRunId`, the
+ * The item of a run record, with the attributes its index is keyed on, and `priorRunId`, the
  * run of its signature written before it (./dynamo/run-pointers.ts) when given.
  */
 export function runItem(run: RunRecord, priorRunId?: string): Item {
   return defined({
-    pk: runPk(run.id),
-    sk: RUN_SK,
+    ...runKey(run),
     id: run.id,
     instanceId: run.instanceId,
     jobType: run.jobType,
@@ -321,8 +351,6 @@ export function runItem(run: RunRecord, priorRunId?: string): Item {
     triggerId: run.triggerId,
     priorRunId,
     liveKey: LIVE_STATUSES.includes(run.status) ? LIVE_KEY : undefined,
-    recencyKey: recencyKey(run),
-    taskKey: taskKey(run.instanceId, run.task),
     queuedKey: `${numberKey(run.queuedAt, 'a run’s queuedAt')}#${run.id}`,
   });
 }
@@ -394,14 +422,11 @@ export function priorOf(item: unknown, table: string): string | undefined {
   return parse(runLinkSchema, item, `a run item of table ${table}`).priorRunId;
 }
 
-/** The `recencyKey` of a run (see tables.ts). */
-export function recencyKey(run: RunRecord): string {
-  return `${recencyPrefix(run.status === 'succeeded')}#${numberKey(runRecency(run), 'a run’s end (or queue) time')}#${run.id}`;
-}
-
 /** What `pruneRuns` reads of each run. */
 const runBriefSchema = z.object({
   id: z.string(),
+  instanceId: z.string(),
+  task: z.string(),
   signature: z.string(),
   status: z.enum(RUN_STATUSES),
   queuedAt: z.number(),
@@ -409,7 +434,7 @@ const runBriefSchema = z.object({
   priorRunId: z.string().optional(),
 });
 export type RunBrief = z.output<typeof runBriefSchema>;
-export const RUN_BRIEF_ATTRIBUTES = ['id', 'signature', 'status', 'queuedAt', 'endedAt', 'priorRunId'] as const;
+export const RUN_BRIEF_ATTRIBUTES = ['id', 'instanceId', 'task', 'signature', 'status', 'queuedAt', 'endedAt', 'priorRunId'] as const;
 
 export function runBriefOf(item: unknown, table: string): RunBrief {
   return parse(runBriefSchema, item, `a run item of table ${table}`);

@@ -11,15 +11,18 @@
  *   that renewals (which change no key) never write it. What is leased on the queue route (batch
  *   tasks) is listed by manifests in the runs table instead (./dynamo/queue-manifests.ts): an
  *   index entry cost a write unit at post and another at release.
- * - **runs**: run records (`run#<id>` / `run`), their log lines (`run#<id>` / `log#<seq>`) and
- *   pending triggers (`trigger` / `<at>#<ulid>`), what became of triggers (`trigger#<id>` /
- *   `result`), the manifests of the queue route (`queued` / `<at>#<ulid>`). One index written with every run record, `byTask`, which orders the runs of an
- *   instance's task by recency (`S#` successes apart from `R#` the rest); and the sparse
- *   `byLive`, which holds only runs whose status is live (queued, running, retrying), for the
- *   sweeper and the queries of live runs, so a final record never writes it. No index is keyed by
- *   signature: the lease item of a signature points at its runs (./dynamo/run-pointers.ts). No
- *   index holds every run, or an instance's: queries that name no task read `byTask` of each task
- *   with runs (./dynamo/run-instances.ts).
+ * - **runs**: run records, one partition per instance's task (`task#<hash>` /
+ *   `run#<queuedAt>#<id>`, in queue order: core/run-ids.ts), so that a task's runs and its newest
+ *   run are read from the table itself, strongly consistent, and a run's record from its id
+ *   alone (an id minted by the runtime says its queue time and task; any other id gets a locator
+ *   item, `run#<id>` / `run`); their log lines (`run#<id>` / `log#<seq>`), pending triggers
+ *   (`trigger` / `<at>#<ulid>`), what became of triggers (`trigger#<id>` / `result`), the
+ *   manifests of the queue route (`queued` / `<at>#<ulid>`). One index, the sparse `byLive`,
+ *   which holds only runs whose status is live (queued, running, retrying), for the sweeper and
+ *   the queries of live runs, so a final record never writes it: a run record costs one write
+ *   unit and no index write. No index is keyed by signature: the lease item of a signature points
+ *   at its runs (./dynamo/run-pointers.ts). No index holds every run, or an instance's: queries
+ *   that name no task read the partition of each task with runs (./dynamo/run-instances.ts).
  * - **instances**: per instance, its configuration entry (`config`), its status (`status`), its
  *   small key/value state (`state#<key>`), its follow-up gate (`followup`) and, once it has run
  *   records, a note saying so (`runs`).
@@ -99,23 +102,15 @@ export const LEASES_TABLE = {
 
 /**
  * The runs table. Index attributes of a run item:
- * - `taskKey` = `<instanceId>#<task>`, with `recencyKey` = `S#<recency, 15 digits>#<id>` for a
- *   succeeded run, `R#…` otherwise, where recency is `endedAt ?? queuedAt` (the order of `lastRun`);
- * - `queuedKey` = `<queuedAt, 15 digits>#<id>` (the order of `listRuns`), for `byLive`.
+ * - `queuedKey` = `<queuedAt, 15 digits>#<id>` (the order of `listRuns`), for `byLive`;
  * - `liveKey` = `live` while the run's status is live, absent once it is final: the sparse
  *   `byLive` index, what the sweeper reads instead of scanning the table.
- * Log lines and triggers carry none of them, so the indexes hold runs only.
+ * Log lines and triggers carry neither, so the index holds runs only.
  */
 export const RUNS_TABLE = {
   partitionKey: { name: 'pk', type: 'S' },
   sortKey: { name: 'sk', type: 'S' },
   globalSecondaryIndexes: [
-    {
-      indexName: 'byTask',
-      partitionKey: { name: 'taskKey', type: 'S' },
-      sortKey: { name: 'recencyKey', type: 'S' },
-      projection: 'ALL',
-    },
     {
       indexName: 'byLive',
       partitionKey: { name: 'liveKey', type: 'S' },

@@ -215,7 +215,7 @@ describe('ujr status and runs --stack', () => {
     ]);
     expectExit(queuedText, 0);
     expect(queuedText.stdout).toMatch(/^running and queued:\nRUN\s+INSTANCE\s+TASK\s+STATUS\s+ATTEMPT\s+ROUTE\s+OWNER\s+STARTED\s+EXPIRES\s+SIGNATURE/m);
-    expect(queuedText.stdout).toMatch(/^\w+\s+fan\s+item\s+queued\s+1\/3\s+queue\s+/m);
+    expect(queuedText.stdout).toMatch(/^[\w-]+\s+fan\s+item\s+queued\s+1\/3\s+queue\s+/m);
     // after the worker: last runs, nothing on the board, the failure of the last day
     expect(done.instances.map((i) => [i.instance.id, i.instance.enabled, i.tasks.map((t) => [t.task, t.last?.status])])).toEqual([
       ['broken', true, [['item', 'failed']]],
@@ -228,13 +228,13 @@ describe('ujr status and runs --stack', () => {
     expect(doneText.stdout).toMatch(/^fan\s+fanout\s+enabled\s+item\s+succeeded /m);
     expect(doneText.stdout).toMatch(/^broken\s+fanout\s+enabled\s+item\s+failed /m);
     expect(doneText.stdout).toContain('nothing running');
-    expect(doneText.stdout).toMatch(/failures in the last 24h:\n.*\n\w+\s+broken\s+item\s+failed/);
+    expect(doneText.stdout).toMatch(/failures in the last 24h:\n.*\n[\w-]+\s+broken\s+item\s+failed/);
     // runs: every record, filters served by the DynamoDB indexes
     expect(runs).toHaveLength(4);
     expect(runs.every((run) => run.origin === 'schedule')).toBe(true);
     expect(fanRuns.map((run) => run.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
     expectExit(failedText, 0);
-    expect(failedText.stdout).toMatch(/^\w+\s+broken\s+item\s+failed\s+1\/1 .*NonRetryableError: item 0 cannot be done/m);
+    expect(failedText.stdout).toMatch(/^[\w-]+\s+broken\s+item\s+failed\s+1\/1 .*NonRetryableError: item 0 cannot be done/m);
   });
 });
 
@@ -294,7 +294,7 @@ describe('ujr trigger --stack', () => {
     // Assess
     expectExit(trigger, 0);
     expect(trigger.stdout).toContain('triggered fan/item on stack "ujr-test": dispatched 1 (queue 1, conductor 0, fargate 0)');
-    expect(trigger.stdout).toMatch(/^\w+\s+fan\s+item\s+succeeded\s+1\/3/m);
+    expect(trigger.stdout).toMatch(/^[\w-]+\s+fan\s+item\s+succeeded\s+1\/3/m);
     expect(lambdaFn.events).toEqual([{ instanceId: 'fan', task: 'item', input: { i: 7 } }]);
     const invoke = lambdaMock.commandCalls(InvokeCommand)[0]?.args[0].input;
     expect(invoke).toMatchObject({ FunctionName: SCHEDULER_FUNCTION, InvocationType: 'RequestResponse' });
@@ -339,7 +339,7 @@ describe('ujr trigger --stack', () => {
     // Assess
     expectExit(failed, 1);
     // an ad-hoc task has the default retry policy; a non-retryable error ends it at the first attempt
-    expect(failed.stdout).toMatch(/^\w+\s+bad\s+item\s+failed\s+1\/3 .*NonRetryableError: item 5 cannot be done/m);
+    expect(failed.stdout).toMatch(/^[\w-]+\s+bad\s+item\s+failed\s+1\/3 .*NonRetryableError: item 5 cannot be done/m);
     expectExit(again, 0);
     const report = z.object({ trigger: z.looseObject({ instanceId: z.string() }), report: z.looseObject({ dispatched: z.looseObject({ queue: z.number() }) }) }).parse(JSON.parse(again.stdout));
     expect(report).toMatchObject({ trigger: { instanceId: 'bad', task: 'item', input: { i: 6 } }, report: { dispatched: { queue: 1 } } });

@@ -12,6 +12,7 @@ import { ENDING_GRACE_MS } from '../../../core/adapters/aws/dynamo/sweeper.js';
 import type { TableNames } from '../../../core/adapters/aws/tables.js';
 import type { PostRequest } from '../../../core/cloud/board.js';
 import { StoreError } from '../../../core/errors.js';
+import { runIdFor } from '../../../core/run-ids.js';
 import type { RunRecord } from '../../../core/types.js';
 import { describeStoreContract } from '../../contract/store-contract.js';
 import { countOperations, freshDynamoStore } from '../../helpers/stores.js';
@@ -525,7 +526,9 @@ describe('DynamoStore fenced writes and the sweeper', () => {
     const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
     const writer = new DynamoStore({ client: counted, tables: names, now: () => T0 });
     const counts = countOperations(counted);
-    const run = makeRun('r1', { signature: 's1', runner: 'w', status: 'succeeded', fencingToken: token, startedAt: T0 + 1, endedAt: T0 + 9, result: { n: 1 } });
+    // An id as the runtime mints it: it says where the record is, so no locator is written.
+    const id = runIdFor('collector-a', 'fetch', T0);
+    const run = makeRun(id, { signature: 's1', runner: 'w', status: 'succeeded', fencingToken: token, startedAt: T0 + 1, endedAt: T0 + 9, result: { n: 1 } });
 
     const result = await writer.commit({ fenced: [{ fence: { signature: 's1', owner: 'w', token }, runs: [run], release: true }], at: T0 + 9 });
     const stale = await writer.commit({ fenced: [{ fence: { signature: 's1', owner: 'w', token }, runs: [{ ...run, id: 'r2' }], release: true }] });
@@ -536,7 +539,7 @@ describe('DynamoStore fenced writes and the sweeper', () => {
     // The release and the record (an update that keeps the prior of a record written before), the
     // stale release, and this store's note that the instance has runs (once per store).
     expect(Object.fromEntries(counts)).toStrictEqual({ UpdateItem: 4 });
-    expect(await store.getRun('r1')).toStrictEqual(run);
+    expect(await store.getRun(id)).toStrictEqual(run);
     expect(await store.getRun('r2')).toBeUndefined();
     expect(await store.getLease('s1')).toMatchObject({ owner: null, token });
   });
@@ -700,8 +703,8 @@ describe('DynamoStore run history', () => {
     expect(ended.map((r) => r.id)).toStrictEqual(['last-year']);
     expect(limited.map((r) => r.id)).toStrictEqual(['today', 'last-month']);
     // Each listing: one Scan of the instances table, and per task with runs (one per instance
-    // here) a Query of its successes and one of its other runs.
-    expect(readsOfAll).toStrictEqual({ Scan: 3, Query: 18 });
+    // here) one Query of its partition.
+    expect(readsOfAll).toStrictEqual({ Scan: 3, Query: 9 });
     // Live runs only: the sparse byLive index, one Query.
     expect(live.map((r) => r.id)).toStrictEqual(['today', 'last-month']);
     expect(Object.fromEntries(counts)).toStrictEqual({ Query: 1 });
@@ -725,13 +728,14 @@ describe('DynamoStore run history', () => {
 
     counted.destroy();
     expect(listed.map((r) => r.id)).toStrictEqual(['parse', 'fetch-2', 'fetch-1']);
-    // The instance's tasks with runs (one read by key), then two Queries per task.
-    expect(reads).toStrictEqual({ GetItem: 1, Query: 4 });
-    expect(last?.id).toBe('fetch-1');
-    expect(lastEnded?.id).toBe('fetch-1');
+    // The instance's tasks with runs (one read by key), then one Query per task.
+    expect(reads).toStrictEqual({ GetItem: 1, Query: 2 });
+    // Newest by queue time, as listed.
+    expect(last?.id).toBe('parse');
+    expect(lastEnded?.id).toBe('fetch-2');
   });
 
-  it('lists a signature’s runs by queue time although a long run ended last', async () => {
+  it('lists a signature’s runs, and finds its newest, by queue time although a long run ended last', async () => {
     await writeRuns([
       makeRun('long', { queuedAt: T0, status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 10_000_000 }),
       ...Array.from({ length: 5 }, (_, i) => makeRun(`short-${i}`, { queuedAt: T0 + 100 + i, status: 'failed', endedAt: T0 + 200 + i })),
@@ -742,7 +746,7 @@ describe('DynamoStore run history', () => {
     const lastFailure = await store.lastRun({ instanceId: 'collector-a', task: 'fetch', status: ['failed', 'cancelled'] });
 
     expect(listed.map((r) => r.id)).toStrictEqual(['short-4', 'short-3', 'short-2']);
-    expect(last?.id).toBe('long');
+    expect(last?.id).toBe('short-4');
     expect(lastFailure?.id).toBe('short-4');
   });
 
@@ -757,8 +761,12 @@ describe('DynamoStore run history', () => {
   const ended = (id: string, status: RunRecord['status'], endedAt: number) => makeRun(id, { status, queuedAt: endedAt - 20, startedAt: endedAt - 10, endedAt });
 
   it('answers lastRun by signature from the pointers of its lease item: two reads by key, no query', async () => {
-    await finish(ended('ok', 'succeeded', T0 + 10), T0 + 10);
-    await finish(ended('failed', 'failed', T0 + 20), T0 + 20);
+    // Ids as the runtime mints them, which say where their records are (no locator to read).
+    const minted = (run: RunRecord) => ({ ...run, id: runIdFor(run.instanceId, run.task, run.queuedAt) });
+    const ok = minted(ended('ok', 'succeeded', T0 + 10));
+    const failed = minted(ended('failed', 'failed', T0 + 20));
+    await finish(ok, T0 + 10);
+    await finish(failed, T0 + 20);
     const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
     const reader = new DynamoStore({ client: counted, tables: names, now: () => T0 });
     const counts = countOperations(counted);
@@ -769,7 +777,7 @@ describe('DynamoStore run history', () => {
     const failure = await reader.lastRun({ signature: 'collector-a/fetch/x', status: ['failed', 'cancelled'] });
 
     counted.destroy();
-    expect([last?.id, success?.id, failure?.id]).toStrictEqual(['failed', 'ok', 'failed']);
+    expect([last?.id, success?.id, failure?.id]).toStrictEqual([failed.id, ok.id, failed.id]);
     expect(Object.fromEntries(counts)).toStrictEqual({ GetItem: 6 });
   });
 
@@ -820,6 +828,38 @@ describe('DynamoStore run history', () => {
     expect((await store.listRuns({ signature: 'collector-a/fetch/x' })).map((r) => r.id)).toStrictEqual(['before']);
   });
 
+  it('finds a run whose id does not say where its record is through a locator item, and prunes the locator with the run', async () => {
+    const doc = DynamoDBDocumentClient.from(client);
+    const partition = async (runId: string) =>
+      (await doc.send(new QueryCommand({ TableName: names.runs, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': `run#${runId}` }, ConsistentRead: true }))).Items ?? [];
+    // Another program's id, and a minted id whose run was queued at another time than it says (a takeover's, say).
+    const foreign = ended('from-elsewhere', 'failed', T0 + 10);
+    const moved = { ...ended('x', 'failed', T0 + 20), id: runIdFor('collector-a', 'fetch', T0 + 999) };
+    const minted = { ...ended('x', 'succeeded', T0 + 30) };
+    minted.id = runIdFor(minted.instanceId, minted.task, minted.queuedAt);
+    await finish(foreign, T0 + 10);
+    await finish(moved, T0 + 20);
+    await finish(minted, T0 + 30);
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const reader = new DynamoStore({ client: counted, tables: names, now: () => T0 });
+    const counts = countOperations(counted);
+
+    const read = await Promise.all([foreign.id, moved.id, minted.id].map((id) => reader.getRun(id)));
+    const reads = Object.fromEntries(counts);
+    const locators = [(await partition(foreign.id)).length, (await partition(moved.id)).length, (await partition(minted.id)).length];
+    const removed = await store.pruneRuns(T0 + 25);
+
+    counted.destroy();
+    expect(read).toStrictEqual([foreign, moved, minted]);
+    // The foreign id: its locator, then the record; the moved one: the key it says (no record there) too; the minted one: its record.
+    expect(reads).toStrictEqual({ GetItem: 2 + 3 + 1 });
+    expect(locators).toStrictEqual([1, 1, 0]);
+    expect(removed).toBe(2);
+    expect([await partition(foreign.id), await partition(moved.id)]).toStrictEqual([[], []]);
+    expect(await store.getRun(foreign.id)).toBeUndefined();
+    expect((await store.listRuns({ instanceId: 'collector-a', task: 'fetch' })).map((run) => run.id)).toStrictEqual([minted.id]);
+  });
+
   it('walks a signature’s runs past pruned ones, and moves a pointer off a pruned run', async () => {
     const cutoff = T0 + 1000;
     await finish(ended('old-success', 'succeeded', T0 + 100), T0 + 100);
@@ -843,7 +883,8 @@ describe('DynamoStore run history', () => {
 
     expect(error).toBeInstanceOf(StoreError);
     expect(error).toBeInstanceOf(DynamoStoreError);
-    expect(error).toMatchObject({ table: 'no-such-runs', operation: 'GetItem (read a run)', retryable: false, cause: { name: 'ResourceNotFoundException' } });
+    // 'r1' does not say where its record is: the first read is of its locator.
+    expect(error).toMatchObject({ table: 'no-such-runs', operation: 'GetItem (find a run’s record)', retryable: false, cause: { name: 'ResourceNotFoundException' } });
     expect((error as Error).message).toContain('no-such-runs');
   });
 

@@ -9,7 +9,7 @@ import { Expr } from '../../../core/adapters/aws/dynamo/expressions.js';
 import { makeRun, T0 } from '../../helpers/records.js';
 
 describe('run pointers', () => {
-  it('orders runs as lastRun does: later recency first, then the greater id, a run equal to the pointer counting as ahead', () => {
+  it('orders runs as lastRun does: queued later first, then the greater id, a run equal to the pointer counting as ahead', () => {
     expect([ahead(T0 + 1, 'a', T0, 'z'), ahead(T0, 'b', T0, 'a'), ahead(T0, 'a', T0, 'a'), ahead(T0, 'a', T0, 'b'), ahead(T0 - 1, 'z', T0, 'a'), ahead(T0, 'a', undefined, undefined)]).toStrictEqual([
       true,
       true,
@@ -20,23 +20,25 @@ describe('run pointers', () => {
     ]);
   });
 
-  it('moves the newest-run and newest-success pointers forward only, and chains each new record to the head before it', () => {
+  it('moves the newest-run and newest-success pointers forward only, by queue time, and chains each new record to the head before it', () => {
+    // The first ended last; the second was queued last, so it is the newest run.
     const first = makeRun('first', { status: 'succeeded', queuedAt: T0, endedAt: T0 + 100 });
     const second = makeRun('second', { status: 'failed', queuedAt: T0 + 10, endedAt: T0 + 50 });
+    const older = makeRun('older', { status: 'succeeded', queuedAt: T0 - 10, endedAt: T0 + 200 });
 
-    const { next, priors } = advance({ headRunId: 'zero', lastRunId: 'zero', lastRunAt: T0 - 5, lastSuccessId: 'zero', lastSuccessAt: T0 - 5 }, [first, second], new Set());
+    const { next, priors } = advance({ headRunId: 'zero', lastRunId: 'zero', lastRunAt: T0 - 5, lastSuccessId: 'zero', lastSuccessAt: T0 - 5 }, [first, second, older], new Set());
 
-    expect(next).toStrictEqual({ headRunId: 'second', lastRunId: 'first', lastRunAt: T0 + 100, lastSuccessId: 'first', lastSuccessAt: T0 + 100 });
-    expect(Object.fromEntries(priors)).toStrictEqual({ first: 'zero', second: 'first' });
+    expect(next).toStrictEqual({ headRunId: 'older', lastRunId: 'second', lastRunAt: T0 + 10, lastSuccessId: 'first', lastSuccessAt: T0 });
+    expect(Object.fromEntries(priors)).toStrictEqual({ first: 'zero', second: 'first', older: 'second' });
   });
 
-  it('keeps the prior of a record written before and follows its recency as it ends', () => {
+  it('keeps the prior of a record written before, and its place, as it ends', () => {
     const live = makeRun('live', { status: 'running', queuedAt: T0 });
     const ended = { ...live, status: 'succeeded' as const, endedAt: T0 + 30 };
 
     const { next, priors } = advance({ headRunId: 'live', lastRunId: 'live', lastRunAt: T0 }, [ended], new Set(['live']));
 
-    expect(next).toStrictEqual({ headRunId: 'live', lastRunId: 'live', lastRunAt: T0 + 30, lastSuccessId: 'live', lastSuccessAt: T0 + 30 });
+    expect(next).toStrictEqual({ headRunId: 'live', lastRunId: 'live', lastRunAt: T0, lastSuccessId: 'live', lastSuccessAt: T0 });
     expect(priors.size).toBe(0);
   });
 

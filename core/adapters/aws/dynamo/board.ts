@@ -16,7 +16,7 @@ import type { Checkpoint, LeaseGrant, LeaseRef } from '../../../ports/store.js';
 import type { Progress, RunRecord } from '../../../types.js';
 import { LEASE_ATTRIBUTES, TASK_ATTRIBUTES, checkpointAttribute, checkpointOf, entryOf, leaseOf, parseLeaseItem, taskAttributes } from '../dynamo-items.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
-import { runUpdate, type FencedWriter } from './fenced-writes.js';
+import { locatorPuts, runUpdate, type FencedWriter } from './fenced-writes.js';
 import { bySignature, requestedLease, type Leases } from './leases.js';
 import { POINTER_ATTRIBUTES, advance, pointerSets, pointersOf } from './run-pointers.js';
 import type { TableCalls } from './table-calls.js';
@@ -186,7 +186,7 @@ export class BoardEntries {
       // The ended attempt's record and the repost, fenced together: the condition held on
       // `token`, so the new token is the old one plus one.
       const record = { Update: runUpdate(tables.runs, ended, moved?.priors.get(ended.id)) };
-      const outcome = await this.calls.transact('TransactWriteItems (record an attempt and repost its entry)', [{ Update: update }, record], 0);
+      const outcome = await this.calls.transact('TransactWriteItems (record an attempt and repost its entry)', [{ Update: update }, record, ...locatorPuts(tables.runs, ended)], 0);
       return outcome.ok ? ref.token + 1 : undefined;
     }
     const result = await this.calls.conditional('leases', 'UpdateItem (repost a board entry)', () =>

@@ -18,18 +18,19 @@
  *   log lines go first, each part carrying the lease condition, and the part with the run
  *   records, the lease update and the pointers goes last. A refused lease condition refuses the
  *   group (its fence goes to `refused`), a part already applied stays (log lines only).
- * - a run write ({@link runPut}, {@link runUpdate}) is conditioned on "no item, or its status is
+ * - a run write ({@link runPuts}, {@link runUpdate}) is conditioned on "no item, or its status is
  *   live": a final record is never replaced. When that condition alone fails the transaction,
- *   the group is applied again without that record.
+ *   the group is applied again without that record. A run whose id does not say where its record
+ *   is (core/run-ids.ts) gets its locator item written with it (an id the runtime mints needs none).
  */
-import { BatchGetCommand, UpdateCommand, type NativeAttributeValue } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, PutCommand, UpdateCommand, type NativeAttributeValue } from '@aws-sdk/lib-dynamodb';
 import { mapLimit, mapLimitInKeyOrder } from '../../../concurrency.js';
 import { StoreError } from '../../../errors.js';
 import { fenceHolds } from '../../../ports/fencing.js';
 import type { CommitResult, FencedWrites, LeaseRef, WriteBatch } from '../../../ports/store.js';
-import { runRecency } from '../../run-query.js';
+import { idLocates } from '../../../run-ids.js';
 import { LIVE_STATUSES, TERMINAL_STATUSES, type RunRecord } from '../../../types.js';
-import { OPTIONAL_RUN_ATTRIBUTES, RUN_SK, TASK_ATTRIBUTES, checkpointAttribute, logItem, parseLeaseItem, priorOf, runItem, runPk, triggerResultItem, type Item } from '../dynamo-items.js';
+import { OPTIONAL_RUN_ATTRIBUTES, RUN_SK_PREFIX, TASK_ATTRIBUTES, checkpointAttribute, locatorItem, logItem, parseLeaseItem, priorOf, runItem, runKey, triggerResultItem, type Item } from '../dynamo-items.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
 import type { LeaseItem, Leases } from './leases.js';
 import { HEAD_PRIOR_ATTRIBUTE, POINTER_ATTRIBUTES, advance, ahead, pointerSets, pointersOf, type RunPointers } from './run-pointers.js';
@@ -56,10 +57,18 @@ function notFinal(e: Expr): string {
   return `attribute_not_exists(${e.n('pk')}) OR ${e.n('status')} IN (${LIVE_STATUSES.map((status) => e.v(status)).join(', ')})`;
 }
 
-/** A transaction's Put of a run record that never replaces a final one; `priorRunId`: see ./run-pointers.ts. */
-export function runPut(runsTable: string, run: RunRecord, priorRunId?: string): Record<string, unknown> {
+/**
+ * A transaction's Put of a run record that never replaces a final one (`priorRunId`: see
+ * ./run-pointers.ts), and the Put of its locator when its id does not say where it is.
+ */
+export function runPuts(runsTable: string, run: RunRecord, priorRunId?: string): Record<string, unknown>[] {
   const e = new Expr();
-  return { Put: { TableName: runsTable, Item: runItem(run, priorRunId), ConditionExpression: notFinal(e), ...e.params() } };
+  return [...locatorPuts(runsTable, run), { Put: { TableName: runsTable, Item: runItem(run, priorRunId), ConditionExpression: notFinal(e), ...e.params() } }];
+}
+
+/** The transaction Put of a run's locator item, when its id does not say where its record is (core/run-ids.ts). */
+export function locatorPuts(runsTable: string, run: RunRecord): Record<string, unknown>[] {
+  return idLocates(run) ? [] : [{ Put: { TableName: runsTable, Item: locatorItem(run) } }];
 }
 
 /**
@@ -74,7 +83,7 @@ export function runUpdate(runsTable: string, run: RunRecord, priorRunId: string 
     .map(([name, value]) => `${e.n(name)} = ${e.v(value)}`);
   if (priorRunId !== undefined) sets.push(`${e.n('priorRunId')} = if_not_exists(${e.n('priorRunId')}, ${e.v(priorRunId)})`);
   const removes = OPTIONAL_RUN_ATTRIBUTES.filter((name) => !(name in item)).map((name) => e.n(name));
-  return { TableName: runsTable, Key: { pk: runPk(run.id), sk: RUN_SK }, UpdateExpression: updateExpression(sets, removes), ConditionExpression: notFinal(e), ...e.params() };
+  return { TableName: runsTable, Key: runKey(run), UpdateExpression: updateExpression(sets, removes), ConditionExpression: notFinal(e), ...e.params() };
 }
 
 /** The lease condition that `at`/`id` moves a pointer forward (or leaves it where it is). */
@@ -161,7 +170,7 @@ export class FencedWriter {
         const sets = pointerSets(e, seen, next);
         return sets.length === 0 ? [] : [{ Update: { TableName: tables.leases, Key: { signature }, UpdateExpression: updateExpression(sets, []), ...e.params() } }];
       });
-      const puts = [...logs.map((Item) => ({ Put: { TableName: tables.runs, Item } })), ...runs.map((run) => runPut(tables.runs, run, plan.priors.get(run.id)))];
+      const puts = [...logs.map((Item) => ({ Put: { TableName: tables.runs, Item } })), ...runs.flatMap((run) => runPuts(tables.runs, run, plan.priors.get(run.id)))];
       const room = TRANSACT_ITEMS - 1 - others.length;
       if (room < 1) throw new StoreError(`a fenced write of ${fence.signature} carries run records of ${others.length + 1} signatures, more than one transaction holds; commit them in smaller groups`);
       const parts: Record<string, unknown>[][] = [];
@@ -178,7 +187,7 @@ export class FencedWriter {
         // A run already final is never replaced: leave it out and apply the rest.
         finalRuns = outcome.failed.map((index) => part[index - 1 - extra.length]).flatMap((action) => {
           const item = (action as { Put?: { Item?: Item } } | undefined)?.Put?.Item;
-          return item && item.sk === RUN_SK && typeof item.id === 'string' ? [item.id] : [];
+          return item && typeof item.sk === 'string' && item.sk.startsWith(RUN_SK_PREFIX) && typeof item.id === 'string' ? [item.id] : [];
         });
         ok = false;
         break;
@@ -201,7 +210,7 @@ export class FencedWriter {
    */
   private async finish(group: FencedWrites, run: RunRecord, at: number): Promise<boolean> {
     const { doc, tables } = this.calls;
-    const recency = runRecency(run);
+    const queuedAt = run.queuedAt;
     // The pointers move to this run unless a newer run of the signature was written (a record
     // written out of order): the condition says so, and the update goes again without them.
     let moveLast = true;
@@ -217,12 +226,12 @@ export class FencedWriter {
         ];
         const conditions: string[] = [];
         if (moveLast) {
-          sets.push(`${e.n('lastRunId')} = ${e.v(run.id)}`, `${e.n('lastRunAt')} = ${e.v(recency)}`);
-          conditions.push(pointerAdvances(e, 'lastRunAt', 'lastRunId', recency, run.id));
+          sets.push(`${e.n('lastRunId')} = ${e.v(run.id)}`, `${e.n('lastRunAt')} = ${e.v(queuedAt)}`);
+          conditions.push(pointerAdvances(e, 'lastRunAt', 'lastRunId', queuedAt, run.id));
         }
         if (moveSuccess) {
-          sets.push(`${e.n('lastSuccessId')} = ${e.v(run.id)}`, `${e.n('lastSuccessAt')} = ${e.v(recency)}`);
-          conditions.push(pointerAdvances(e, 'lastSuccessAt', 'lastSuccessId', recency, run.id));
+          sets.push(`${e.n('lastSuccessId')} = ${e.v(run.id)}`, `${e.n('lastSuccessAt')} = ${e.v(queuedAt)}`);
+          conditions.push(pointerAdvances(e, 'lastSuccessAt', 'lastSuccessId', queuedAt, run.id));
         }
         return { sets, conditions };
       };
@@ -237,11 +246,13 @@ export class FencedWriter {
       const holder = released.item ? parseLeaseItem(released.item, tables.leases) : undefined;
       if (!holder || !fenceHolds({ owner: holder.owner ?? null, token: holder.token ?? -1 }, group.fence)) return false;
       if (attempt >= 2) throw new StoreError(`the release of ${group.fence.signature} in table ${tables.leases} kept failing a condition while its fence held; try again`);
-      moveLast = moveLast && ahead(recency, run.id, holder.lastRunAt, holder.lastRunId);
-      moveSuccess = moveSuccess && ahead(recency, run.id, holder.lastSuccessAt, holder.lastSuccessId);
+      moveLast = moveLast && ahead(queuedAt, run.id, holder.lastRunAt, holder.lastRunId);
+      moveSuccess = moveSuccess && ahead(queuedAt, run.id, holder.lastSuccessAt, holder.lastSuccessId);
     }
     // A record first written now follows the head before it; one written before (live) keeps its own.
     const prior = old?.headRunId !== run.id ? old?.headRunId : undefined;
+    // The locator first: a locator whose record never comes finds nothing, a record without one could not be found by id.
+    if (!idLocates(run)) await this.calls.call('runs', 'PutItem (a run’s locator)', () => doc.send(new PutCommand({ TableName: tables.runs, Item: locatorItem(run) })));
     // A record already final (the sweeper's, say) stays: the condition refuses this one.
     await this.calls.conditional('runs', 'UpdateItem (a run’s final record)', () => doc.send(new UpdateCommand(runUpdate(tables.runs, run, prior))));
     return true;
@@ -251,7 +262,7 @@ export class FencedWriter {
   private async planPointers(runs: readonly RunRecord[]): Promise<PointerPlan> {
     const { tables } = this.calls;
     const signatures = [...new Set(runs.map((run) => run.signature))];
-    const [leaseItems, stored] = await Promise.all([this.leases.batchGetLeases(signatures, ['signature', ...POINTER_ATTRIBUTES], true), this.storedPriors(runs.map((run) => run.id))]);
+    const [leaseItems, stored] = await Promise.all([this.leases.batchGetLeases(signatures, ['signature', ...POINTER_ATTRIBUTES], true), this.storedPriors(runs)]);
     const seen = new Map<string, RunPointers>();
     for (const item of leaseItems) {
       const lease = parseLeaseItem(item, tables.leases);
@@ -268,12 +279,12 @@ export class FencedWriter {
   }
 
   /** The `priorRunId` of each of these runs whose record is stored already (`undefined`: stored without one). */
-  private async storedPriors(ids: readonly string[]): Promise<Map<string, string | undefined>> {
+  private async storedPriors(runs: readonly RunRecord[]): Promise<Map<string, string | undefined>> {
     const { doc, tables } = this.calls;
     const found = new Map<string, string | undefined>();
-    await mapLimit(chunks(ids, BATCH_GET_KEYS), BATCH_CONCURRENCY, async (chunk) => {
+    await mapLimit(chunks(runs, BATCH_GET_KEYS), BATCH_CONCURRENCY, async (chunk) => {
       const e = new Expr();
-      let keys: Record<string, NativeAttributeValue>[] = chunk.map((id) => ({ pk: runPk(id), sk: RUN_SK }));
+      let keys: Record<string, NativeAttributeValue>[] = chunk.map((run) => runKey(run));
       for (let attempt = 0; keys.length > 0; attempt += 1) {
         if (attempt > 0) await this.calls.backoff(attempt, 'runs', 'BatchGetItem', `${keys.length} keys`);
         const request = keys;

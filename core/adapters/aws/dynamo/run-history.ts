@@ -1,33 +1,32 @@
 /**
  * Reading runs back from the runs table: one run, its log lines, `listRuns` and `lastRun` (the
- * planner's run history). A run is `run#<id>`/`run`, its log lines `run#<id>`/`log#<seq>`. Runs
- * are indexed by instance+task in recency order (see tables.ts and ./run-queries.ts),
- * successes (`S#`) apart from the rest (`R#`), so that `lastRun` of a task is one or two
- * single-item queries, and `listRuns` of a task merges the two; live runs apart (`byLive`), in
- * queue order. A signature's
- * runs are found from the pointers of its lease item (./run-pointers.ts): `lastRun` by signature
- * is the lease item and the run read by key (two consistent reads), `listRuns` by signature a walk
- * back along the runs' `priorRunId`, a read by key per run.
+ * planner's run history), all in one order: newest by queue time, then the greater id. Each
+ * instance's task keeps its runs in a partition of its own in that order (`task#<hash>` /
+ * `run#<queuedAt>#<id>`, see tables.ts), so `listRuns` and `lastRun` of a task are one Query of
+ * the table, strongly consistent, that stops once it has what it was asked for; a run is read by
+ * key from its id (core/run-ids.ts), or through its locator item when its id does not say.
+ * A signature's runs are found from the pointers of its lease item (./run-pointers.ts): `lastRun`
+ * by signature is the lease item and the run read by key (two consistent reads), `listRuns` by
+ * signature a walk back along the runs' `priorRunId`, a read by key per run.
  *
- * `listRuns` without a task (by instance, or neither instance nor signature) reads the `byTask`
- * partition of each task with runs (./run-instances.ts: of the instance, or of every instance) at
- * once and merges them, or only the sparse `byLive` index when it asks for live statuses only.
- * `listRuns` of a task reads its recency partition and
- * stops once no unread run can rank: a run is never queued after it ended, give or take one
- * minute of clock skew between machines. `lastRun` with only an instance is the newest of its
- * tasks' (two single-item queries each), and `lastRun` with neither instance nor signature is a
- * Scan; no caller in ujr asks for it. Reads of the tables are
- * strongly consistent (the pointers too); the index queries read global secondary indexes,
- * which are eventually consistent.
+ * `listRuns` without a task (by instance, or neither instance nor signature) reads the partition
+ * of each task with runs (./run-instances.ts: of the instance, or of every instance) at once and
+ * merges them, or only the sparse `byLive` index (eventually consistent) when it asks for live
+ * statuses only. `lastRun` with only an instance is the newest of its tasks' newest, and
+ * `lastRun` with neither instance nor signature is a Scan; no caller in ujr asks for it.
+ *
+ * A status filter is a FilterExpression: `lastRun` of a task's newest success reads back past the
+ * newer runs that did not succeed (1 read unit per 4 KB read, about 8 runs).
  */
-import { GetCommand, QueryCommand, type QueryCommandInput, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, type QueryCommandInput, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { RunQuery } from '../../../ports/store.js';
 import { mapLimit } from '../../../concurrency.js';
+import { taskHash } from '../../../run-ids.js';
 import { LIVE_STATUSES, type LogLine, type RunRecord } from '../../../types.js';
-import { matchesRunQuery, runRecency } from '../../run-query.js';
-import { LIVE_KEY, LOG_SK_END, RUN_SK, logOf, logSk, priorOf, runOf, runPk, taskKey } from '../dynamo-items.js';
+import { matchesRunQuery } from '../../run-query.js';
+import { LIVE_KEY, LOG_SK_END, RUN_SK, RUN_SK_PREFIX, locatorOf, logOf, logSk, priorOf, runKeyOfId, runOf, runPk, taskPk, type Item } from '../dynamo-items.js';
 import { Expr } from './expressions.js';
-import { PageStream, newer, queuedOrder, queuedQuery, recencyQuery, runFilters, statusSet } from './run-queries.js';
+import { newer, queuedOrder, queuedQuery, runFilters, statusSet, taskQuery } from './run-queries.js';
 import { readPointers, type RunPointers } from './run-pointers.js';
 import type { RunInstances } from './run-instances.js';
 import { BATCH_CONCURRENCY, type TableCalls } from './table-calls.js';
@@ -45,11 +44,28 @@ export class RunHistory {
   ) {}
 
   async getRun(id: string): Promise<RunRecord | undefined> {
+    const item = await this.runItemOf(id);
+    return item === undefined ? undefined : runOf(item, this.calls.tables.runs);
+  }
+
+  /**
+   * The item of a run by id: by the key its id says (one consistent read), else through its
+   * locator item (two); `undefined` for no record.
+   */
+  private async runItemOf(id: string): Promise<Item | undefined> {
+    const own = runKeyOfId(id);
+    if (own) {
+      const item = await this.readItem(own, 'GetItem (read a run)');
+      if (item) return item;
+    }
+    const locator = await this.readItem({ pk: runPk(id), sk: RUN_SK }, 'GetItem (find a run’s record)');
+    return locator && this.readItem(locatorOf(locator, this.calls.tables.runs), 'GetItem (read a run)');
+  }
+
+  private async readItem(Key: { pk: string; sk: string }, operation: string): Promise<Item | undefined> {
     const { doc, tables } = this.calls;
-    const output = await this.calls.call('runs', 'GetItem (read a run)', () =>
-      doc.send(new GetCommand({ TableName: tables.runs, Key: { pk: runPk(id), sk: RUN_SK }, ConsistentRead: true })),
-    );
-    return output.Item === undefined ? undefined : runOf(output.Item, tables.runs);
+    const output = await this.calls.call('runs', operation, () => doc.send(new GetCommand({ TableName: tables.runs, Key, ConsistentRead: true })));
+    return output.Item;
   }
 
   async listRuns(query: RunQuery): Promise<RunRecord[]> {
@@ -61,7 +77,7 @@ export class RunHistory {
     if (query.signature !== undefined) {
       runs = await this.listBySignature(query.signature, query, limit);
     } else if (query.instanceId !== undefined && query.task !== undefined) {
-      runs = await this.listByRecency('byTask', taskKey(query.instanceId, query.task), query, limit);
+      runs = await this.listOfTask(query.instanceId, query.task, query, limit);
     } else if (statuses && [...statuses].every((status) => LIVE_STATUSES.includes(status))) {
       runs = await this.listLive(query, limit);
     } else {
@@ -75,17 +91,17 @@ export class RunHistory {
     if (statuses?.size === 0) return undefined;
     if (query.signature !== undefined) return this.lastBySignature(query.signature, query);
     if (query.instanceId !== undefined && query.task !== undefined) {
-      return this.lastByRecency('byTask', taskKey(query.instanceId, query.task), query);
+      return (await this.listOfTask(query.instanceId, query.task, query, 1))[0];
     }
     let best: RunRecord | undefined;
     if (query.instanceId !== undefined) {
       // The newest of the newest of each of the instance's tasks.
       const tasks = await this.tasksWithRuns(query);
-      const heads = await mapLimit(tasks, BATCH_CONCURRENCY, (task) => this.lastByRecency('byTask', taskKey(task.instanceId, task.task), query));
-      for (const head of heads) if (head && matchesRunQuery(head, query) && (!best || newer(head, best))) best = head;
+      const heads = await mapLimit(tasks, BATCH_CONCURRENCY, (task) => this.listOfTask(task.instanceId, task.task, query, 1));
+      for (const [head] of heads) if (head && matchesRunQuery(head, query) && (!best || newer(head, best))) best = head;
       return best;
     }
-    // No index orders every run by recency; no caller in ujr asks for this on a hot path.
+    // Nothing orders every run; no caller in ujr asks for this on a hot path.
     for await (const run of this.scanRuns(query)) {
       if (matchesRunQuery(run, query) && (!best || newer(run, best))) best = run;
     }
@@ -113,9 +129,9 @@ export class RunHistory {
 
   /** A run and the run of its signature written before it; `undefined` for no record. */
   private async runLink(id: string): Promise<{ run: RunRecord; prior: string | undefined } | undefined> {
-    const { doc, tables } = this.calls;
-    const output = await this.calls.call('runs', 'GetItem (read a run)', () => doc.send(new GetCommand({ TableName: tables.runs, Key: { pk: runPk(id), sk: RUN_SK }, ConsistentRead: true })));
-    return output.Item === undefined ? undefined : { run: runOf(output.Item, tables.runs), prior: priorOf(output.Item, tables.runs) };
+    const { tables } = this.calls;
+    const item = await this.runItemOf(id);
+    return item === undefined ? undefined : { run: runOf(item, tables.runs), prior: priorOf(item, tables.runs) };
   }
 
   /**
@@ -179,61 +195,19 @@ export class RunHistory {
     for await (const item of this.calls.queryItems('runs', `Query (${input.IndexName ?? 'table'})`, input)) yield runOf(item, this.calls.tables.runs);
   }
 
-  /** The newest `limit` runs of a recency index partition by queue time. */
-  private async listByRecency(index: 'byTask', keyValue: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
-    const streams = this.recencyStreams(index, keyValue, query, Math.min(1000, Math.max(limit, 10)));
-    const picked: RunRecord[] = [];
-    for (;;) {
-      const heads = await Promise.all(streams.map((stream) => stream.peek()));
-      let best = -1;
-      heads.forEach((head, i) => {
-        const current = heads[best];
-        if (head && (!current || newer(head, current))) best = i;
-      });
-      const head = heads[best];
-      const stream = streams[best];
-      if (!head || !stream) break;
-      // Unread runs ended (or were queued) no later than `head`, so were queued no later than
-      // that plus the clock skew: once the last of `limit` picked was queued after it, stop.
-      const last = picked[limit - 1];
-      if (last && last.queuedAt > runRecency(head) + CLOCK_SKEW_MS) break;
-      stream.shift();
-      picked.push(head);
-      picked.sort(queuedOrder);
-      if (picked.length > limit) picked.pop();
+  /**
+   * The newest `limit` runs of an instance's task matching the query: its partition read newest
+   * first, a page at a time, until `limit` match.
+   */
+  private async listOfTask(instanceId: string, task: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
+    const input = taskQuery(this.calls.tables.runs, taskPk(taskHash(instanceId, task)), { ...query, instanceId, task }, Math.min(1000, Math.max(limit, 10)));
+    const runs: RunRecord[] = [];
+    if (!input) return runs;
+    for await (const run of this.queryRuns(input)) {
+      runs.push(run);
+      if (runs.length >= limit) break;
     }
-    return picked;
-  }
-
-  /** The most recent run of a recency index partition: the newer of the first success and the first other. */
-  private async lastByRecency(
-    index: 'byTask',
-    keyValue: string,
-    query: Omit<RunQuery, 'limit' | 'since' | 'until'>,
-  ): Promise<RunRecord | undefined> {
-    const heads = await Promise.all(this.recencyStreams(index, keyValue, query, 1).map((stream) => stream.peek()));
-    let best: RunRecord | undefined;
-    for (const head of heads) if (head && (!best || newer(head, best))) best = head;
-    return best;
-  }
-
-  private recencyStreams(
-    index: 'byTask',
-    keyValue: string,
-    query: RunQuery,
-    pageSize: number,
-  ): PageStream<RunRecord>[] {
-    const runsTable = this.calls.tables.runs;
-    const statuses = statusSet(query.status);
-    const others = statuses && new Set([...statuses].filter((status) => status !== 'succeeded'));
-    const streams: PageStream<RunRecord>[] = [];
-    if (!statuses || statuses.has('succeeded')) {
-      streams.push(this.runStream(recencyQuery(runsTable, index, keyValue, 'S', query, undefined, pageSize)));
-    }
-    if (!others || others.size > 0) {
-      streams.push(this.runStream(recencyQuery(runsTable, index, keyValue, 'R', query, others, pageSize)));
-    }
-    return streams;
+    return runs;
   }
 
   /** Up to `limit` live runs, newest first: the sparse `byLive` index, which holds nothing else. */
@@ -254,28 +228,18 @@ export class RunHistory {
   }
 
   /**
-   * The newest `limit` runs of these tasks by queue time: each task's `byTask` partition read at
-   * once (as `listRuns` by instance and task reads it), merged.
+   * The newest `limit` runs of these tasks by queue time: each task's partition read at once (as
+   * `listRuns` by instance and task reads it), merged.
    */
   private async listAcrossTasks(tasks: readonly { instanceId: string; task: string }[], query: RunQuery, limit: number): Promise<RunRecord[]> {
-    const found = await mapLimit(tasks, BATCH_CONCURRENCY, ({ instanceId, task }) => this.listByRecency('byTask', taskKey(instanceId, task), query, limit));
+    const found = await mapLimit(tasks, BATCH_CONCURRENCY, ({ instanceId, task }) => this.listOfTask(instanceId, task, query, limit));
     return found.flat().sort(queuedOrder).slice(0, limit);
-  }
-
-  private runStream(input: QueryCommandInput): PageStream<RunRecord> {
-    const { doc, tables } = this.calls;
-    return new PageStream(async (startKey) => {
-      const page = await this.calls.call('runs', `Query (${input.IndexName ?? 'table'})`, () =>
-        doc.send(new QueryCommand({ ...input, ...(startKey ? { ExclusiveStartKey: startKey } : {}) })),
-      );
-      return { items: (page.Items ?? []).map((item) => runOf(item, tables.runs)), lastKey: page.LastEvaluatedKey };
-    });
   }
 
   /** Every run item matching the query's filters: a Scan, for queries no index serves. */
   private async *scanRuns(query: Omit<RunQuery, 'limit'>): AsyncGenerator<RunRecord> {
     const e = new Expr();
-    const filters = [`${e.n('sk')} = ${e.v(RUN_SK)}`];
+    const filters = [`begins_with(${e.n('sk')}, ${e.v(RUN_SK_PREFIX)})`];
     const more = runFilters(e, query, { task: true, instanceId: true, statuses: statusSet(query.status) });
     if (more) filters.push(more);
     const input: ScanCommandInput = { TableName: this.calls.tables.runs, FilterExpression: filters.join(' AND '), ConsistentRead: true, ...e.params() };

@@ -1,6 +1,6 @@
 /**
  * Which tasks of which instances have runs, for the run queries that name no task: they read the
- * `byTask` index partition (`<instanceId>#<task>`) of each, in place of indexes of every run by
+ * runs table's partition of each (`task#<hash>`, see tables.ts), in place of indexes of every run by
  * instance and by day, which took a write unit each with every run record. An instance's tasks
  * are its job type's task names (a task's inputs share its partition), so they are few.
  *

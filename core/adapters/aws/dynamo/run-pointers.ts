@@ -3,9 +3,9 @@
  * signature (which took a write unit with every run record). Every run of a signature is written
  * under that signature's lease, so the lease item, which the write updates anyway (the release),
  * keeps them at no extra write:
- * - `lastRunId`/`lastRunAt`: the newest run in the order of `lastRun` (end time, else queue time,
- *   then the greater id), and `lastSuccessId`/`lastSuccessAt`: the newest success. `lastRun`
- *   by signature, the question plans ask, is two consistent reads by key;
+ * - `lastRunId`/`lastRunAt`: the newest run in the order of `lastRun` (queue time, then the
+ *   greater id), and `lastSuccessId`/`lastSuccessAt`: the newest success. `lastRun` by
+ *   signature, the question plans ask, is two consistent reads by key;
  * - `headRunId`: the run of the signature whose record was first written last. Each run item
  *   names the head before it (`priorRunId`, set once, when its record is first written), so
  *   walking back from the head (and from the two pointers) reaches the signature's runs, newest
@@ -15,7 +15,6 @@
  * arithmetic, the writes that carry them are in ./fenced-writes.ts, ./board.ts and ./sweeper.ts.
  */
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { runRecency } from '../../run-query.js';
 import type { RunRecord } from '../../../types.js';
 import { parseLeaseItem } from '../dynamo-items.js';
 import { Expr, updateExpression } from './expressions.js';
@@ -59,7 +58,7 @@ export function advance(seen: RunPointers, runs: readonly RunRecord[], existing:
       priors.set(run.id, next.headRunId);
       next.headRunId = run.id;
     }
-    const at = runRecency(run);
+    const at = run.queuedAt;
     if (next.lastRunId === run.id || ahead(at, run.id, next.lastRunAt, next.lastRunId)) {
       next.lastRunId = run.id;
       next.lastRunAt = at;

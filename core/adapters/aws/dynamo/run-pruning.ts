@@ -1,14 +1,15 @@
 /**
  * Pruning the runs table (`pruneRuns`, maintenance): deletes every final run that ended before a
- * time, with its log lines (its whole `run#<id>` partition), keeping each signature's latest
- * success (the planner's history). Finding them is a Scan of run briefs; deleting is a Query per
- * pruned run for its keys and `BatchWriteItem` deletes; then the signatures' run pointers and
+ * time, with its log lines and locator (its whole `run#<id>` partition), keeping each signature's
+ * latest success (the planner's history). Finding them is a Scan of run briefs; deleting is a
+ * Query per pruned run for the keys of that partition and `BatchWriteItem` deletes of those and
+ * the record; then the signatures' run pointers and
  * chains are moved off the pruned runs (./run-pointers.ts).
  */
 import { UpdateCommand, type QueryCommandInput, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import { mapLimit } from '../../../concurrency.js';
 import { TERMINAL_STATUSES } from '../../../types.js';
-import { RUN_BRIEF_ATTRIBUTES, RUN_SK, runBriefOf, runPk, type Item, type RunBrief } from '../dynamo-items.js';
+import { RUN_BRIEF_ATTRIBUTES, RUN_SK_PREFIX, runBriefOf, runKey, runPk, type Item, type RunBrief } from '../dynamo-items.js';
 import { Expr, updateExpression } from './expressions.js';
 import { readPointers } from './run-pointers.js';
 import { newer } from './run-queries.js';
@@ -23,7 +24,7 @@ export class RunPruner {
     const e = new Expr();
     const input: ScanCommandInput = {
       TableName: tables.runs,
-      FilterExpression: `${e.n('sk')} = ${e.v(RUN_SK)}`,
+      FilterExpression: `begins_with(${e.n('sk')}, ${e.v(RUN_SK_PREFIX)})`,
       ProjectionExpression: RUN_BRIEF_ATTRIBUTES.map((a) => e.n(a)).join(', '),
       ConsistentRead: true,
       ...e.params(),
@@ -51,7 +52,7 @@ export class RunPruner {
           ConsistentRead: true,
           ...k.params(),
         };
-        const found: Item[] = [];
+        const found: Item[] = [runKey(run)];
         for await (const item of this.calls.queryItems('runs', 'Query (list a pruned run’s items)', partition)) {
           const { pk, sk }: { pk?: unknown; sk?: unknown } = item;
           if (typeof pk === 'string' && typeof sk === 'string') found.push({ pk, sk });
@@ -90,7 +91,7 @@ export class RunPruner {
         doc.send(
           new UpdateCommand({
             TableName: tables.runs,
-            Key: { pk: runPk(run.id), sk: RUN_SK },
+            Key: runKey(run),
             UpdateExpression: prior === undefined ? `REMOVE ${e.n('priorRunId')}` : `SET ${e.n('priorRunId')} = ${e.v(prior)}`,
             ConditionExpression: `attribute_exists(${e.n('pk')})`,
             ...e.params(),
@@ -108,7 +109,7 @@ export class RunPruner {
       if (seen.lastRunId !== undefined && pruned.has(seen.lastRunId)) {
         let newest: RunBrief | undefined;
         for (const run of briefs) if (run.signature === signature && !pruned.has(run.id) && (!newest || newer(run, newest))) newest = run;
-        if (newest) sets.push(`${e.n('lastRunId')} = ${e.v(newest.id)}`, `${e.n('lastRunAt')} = ${e.v(newest.endedAt ?? newest.queuedAt)}`);
+        if (newest) sets.push(`${e.n('lastRunId')} = ${e.v(newest.id)}`, `${e.n('lastRunAt')} = ${e.v(newest.queuedAt)}`);
         else removes.push(e.n('lastRunId'), e.n('lastRunAt'));
         conditions.push(`${e.n('lastRunId')} = ${e.v(seen.lastRunId)}`);
       }

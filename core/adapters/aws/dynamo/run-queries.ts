@@ -1,14 +1,12 @@
 /**
- * The Queries of the runs table's indexes (tables.ts), built from a `RunQuery`: queue order
- * (`byLive`: newest first) and recency order (`byTask`: successes under `S#`
- * apart from the rest under `R#`, most recent first), with the filters the key does
- * not cover; the two orders runs are compared in; and {@link PageStream}, a paginated read whose
- * head can be looked at before it is taken (to merge streams).
+ * The Queries of runs (tables.ts), built from a `RunQuery`: a task's partition of the runs
+ * table and the sparse `byLive` index, both newest first by queue time, with the filters the key
+ * does not cover; and the order runs are compared in (`listRuns` and `lastRun` share it).
  */
-import type { NativeAttributeValue, QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { RunQuery } from '../../../ports/store.js';
 import type { RunRecord, RunStatus } from '../../../types.js';
-import { numberKey } from '../dynamo-items.js';
+import { RUN_SK_END, RUN_SK_PREFIX, numberKey, runSk } from '../dynamo-items.js';
 import { runIndex } from '../tables.js';
 import { Expr } from './expressions.js';
 
@@ -18,11 +16,9 @@ export function statusSet(status: RunQuery['status']): Set<RunStatus> | undefine
   return new Set(Array.isArray(status) ? status : [status]);
 }
 
-/** Whether `a` comes after `b` in the order of `lastRun`: recency, then the greater id. */
-export function newer(a: RunRecord | { id: string; queuedAt: number; endedAt?: number }, b: { id: string; queuedAt: number; endedAt?: number }): boolean {
-  const ra = a.endedAt ?? a.queuedAt;
-  const rb = b.endedAt ?? b.queuedAt;
-  return ra > rb || (ra === rb && a.id > b.id);
+/** Whether `a` comes after `b` in the order of `listRuns` and `lastRun`: queued later, then the greater id. */
+export function newer(a: { id: string; queuedAt: number }, b: { id: string; queuedAt: number }): boolean {
+  return a.queuedAt > b.queuedAt || (a.queuedAt === b.queuedAt && a.id > b.id);
 }
 
 /** The order of `listRuns`: queued later first, ties by the greater id. */
@@ -55,26 +51,28 @@ export function queuedQuery(runsTable: string, index: 'byLive', keyValue: string
   };
 }
 
-/** A Query of a recency index's `S#` (successes) or `R#` (the rest) runs, most recent first. */
-export function recencyQuery(
-  runsTable: string,
-  index: 'byTask',
-  keyValue: string,
-  prefix: 'S' | 'R',
-  query: RunQuery,
-  statuses: Set<RunStatus> | undefined,
-  pageSize: number,
-): QueryCommandInput {
-  const { partitionKey, sortKey } = runIndex(index);
+/**
+ * A Query of a task's partition of the runs table (`pk`), newest first: strongly consistent, the
+ * key bounded by `since`, `until` and the cursor (`before`), the instance and task filtered too
+ * (the partition is named by a hash of both). `undefined` when the bounds leave no key between them.
+ */
+export function taskQuery(runsTable: string, pk: string, query: RunQuery, pageSize: number): QueryCommandInput | undefined {
   const e = new Expr();
-  // A run's recency is never before its queue time, so `since` bounds the key too.
-  const lower = query.since !== undefined && query.since > 0 ? `${prefix}#${numberKey(Math.floor(query.since), 'since')}` : `${prefix}#`;
-  const filters = runFilters(e, query, { task: false, instanceId: false, statuses });
+  const lower = query.since !== undefined && query.since > 0 ? `${RUN_SK_PREFIX}${numberKey(Math.floor(query.since), 'since')}` : RUN_SK_PREFIX;
+  // `run#<time>` sorts before every key of a run queued at that time, so it bounds `until` as it is.
+  let upper = query.until !== undefined && query.until <= 999_999_999_999_999 ? `${RUN_SK_PREFIX}${numberKey(Math.max(0, Math.ceil(query.until)), 'until')}` : RUN_SK_END;
+  // The cursor's own key is the bound (BETWEEN includes it; the filter leaves it out).
+  if (query.before !== undefined && query.before.queuedAt >= 0 && query.before.queuedAt <= 999_999_999_999_999) {
+    const cursor = runSk(Math.floor(query.before.queuedAt), query.before.id);
+    if (cursor < upper) upper = cursor;
+  }
+  if (upper < lower) return undefined;
+  const filters = runFilters(e, query, { task: true, instanceId: true, statuses: statusSet(query.status) });
   return {
     TableName: runsTable,
-    IndexName: index,
-    KeyConditionExpression: `${e.n(partitionKey.name)} = ${e.v(keyValue)} AND ${e.n(sortKey.name)} BETWEEN ${e.v(lower)} AND ${e.v(`${prefix}$`)}`,
+    KeyConditionExpression: `${e.n('pk')} = ${e.v(pk)} AND ${e.n('sk')} BETWEEN ${e.v(lower)} AND ${e.v(upper)}`,
     ScanIndexForward: false,
+    ConsistentRead: true,
     Limit: filters ? Math.max(pageSize, 25) : pageSize,
     ...(filters ? { FilterExpression: filters } : {}),
     ...e.params(),
@@ -100,27 +98,4 @@ export function runFilters(
   // The item's `input` is the run's input as compact JSON, the text `inputContains` is matched in.
   if (query.inputContains !== undefined) parts.push(`contains(${e.n('input')}, ${e.v(query.inputContains)})`);
   return parts.length > 0 ? parts.join(' AND ') : undefined;
-}
-
-/** A paginated read in progress: items ahead, fetched a page at a time. */
-export class PageStream<T> {
-  private buffer: T[] = [];
-  private startKey: Record<string, NativeAttributeValue> | undefined;
-  private done = false;
-
-  constructor(private readonly fetch: (startKey: Record<string, NativeAttributeValue> | undefined) => Promise<{ items: T[]; lastKey: Record<string, NativeAttributeValue> | undefined }>) {}
-
-  async peek(): Promise<T | undefined> {
-    while (this.buffer.length === 0 && !this.done) {
-      const page = await this.fetch(this.startKey);
-      this.buffer = page.items;
-      this.startKey = page.lastKey;
-      if (!page.lastKey) this.done = true;
-    }
-    return this.buffer[0];
-  }
-
-  shift(): void {
-    this.buffer.shift();
-  }
 }

@@ -15,10 +15,10 @@ import { mapLimit } from '../../../concurrency.js';
 import { leaseBacksRun, sweepReleases, sweptRun } from '../../../ports/fencing.js';
 import type { Lease, LeaseRef, SweptRun } from '../../../ports/store.js';
 import { LIVE_STATUSES, type RunRecord } from '../../../types.js';
-import { LEASE_ATTRIBUTES, LIVE_KEY, RUN_SK, TASK_ATTRIBUTES, entryOf, leaseOf, parseLeaseItem, recencyKey, runPk } from '../dynamo-items.js';
+import { LEASE_ATTRIBUTES, LIVE_KEY, TASK_ATTRIBUTES, entryOf, leaseOf, parseLeaseItem, runKey } from '../dynamo-items.js';
 import { runIndex } from '../tables.js';
 import { Expr, fenced, updateExpression } from './expressions.js';
-import { runPut } from './fenced-writes.js';
+import { runPuts } from './fenced-writes.js';
 import type { LeaseItem, Leases } from './leases.js';
 import { QueueManifests } from './queue-manifests.js';
 import type { RunHistory } from './run-history.js';
@@ -117,19 +117,18 @@ export class Sweeper {
       const actions: Record<string, unknown>[] = [];
       const pointers = pointersOf(leaseItems.get(run.signature));
       if (fromBoard) {
-        actions.push(runPut(tables.runs, ended, pointers.headRunId !== run.id ? pointers.headRunId : undefined));
+        actions.push(...runPuts(tables.runs, ended, pointers.headRunId !== run.id ? pointers.headRunId : undefined));
       } else {
         const u = new Expr();
         actions.push({
           Update: {
             TableName: tables.runs,
-            Key: { pk: runPk(run.id), sk: RUN_SK },
+            Key: runKey(run),
             UpdateExpression: updateExpression(
               [
                 `${u.n('status')} = ${u.v('interrupted')}`,
                 `${u.n('endedAt')} = ${u.v(ended.endedAt)}`,
                 `${u.n('error')} = ${u.v(JSON.stringify(ended.error))}`,
-                `${u.n('recencyKey')} = ${u.v(recencyKey(ended))}`,
               ],
               [u.n('liveKey')],
             ),
