@@ -40,6 +40,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
 import { bundleAll } from '../build/bundle.js';
+import { runKey } from '../core/adapters/aws/dynamo-items.js';
 import { DynamoStore } from '../core/adapters/aws/dynamo-store.js';
 import { parseEnv, schedulerEnvSchema, workerEnvSchema } from '../core/adapters/aws/env.js';
 import { makeSchedulerHandler, makeWorkerHandler } from '../core/adapters/aws/handlers.js';
@@ -78,7 +79,8 @@ const PRICE = {
 const WORKER_MEMORY_GB = 0.5;
 const BATCH_SIZE = 10;
 /** Targets from the issue. */
-const TARGET = { writesPerTask: 4, sqsPerTask: 0.35, readsPerLeasedTask: 1 / 25, bundleBytes: 1_000_000, initMs: 150 };
+/** Issue 13: at most $3 per million batch tasks (which leaves room for about 4 write units a task). */
+const TARGET = { costPerMillion: 3, sqsPerTask: 0.35, readsPerLeasedTask: 1 / 25, bundleBytes: 1_000_000, initMs: 150 };
 
 const endpointsSchema = z.object({ dynamodb: z.string().url(), sqs: z.string().url(), s3: z.string().url() });
 type Endpoints = z.infer<typeof endpointsSchema>;
@@ -494,8 +496,11 @@ async function apiCalls(endpoints: Endpoints): Promise<ApiResult> {
     const runs = await stack.store().listRuns({ instanceId: 'bench', limit: TASKS + 10 });
     const succeeded = new Set(runs.filter((run) => run.status === 'succeeded').map((run) => run.signature));
     if (runs.length !== TASKS || succeeded.size !== TASKS) throw new Error(`expected ${TASKS} succeeded runs, found ${runs.length} runs, ${succeeded.size} succeeded`);
-    const runItem = (await stack.clients.dynamodb.send(new GetItemCommand({ TableName: stack.names.runs, Key: { pk: { S: `run#${runs[0]?.id ?? ''}` }, sk: { S: 'run' } } }))).Item;
-    const released = (await stack.clients.dynamodb.send(new GetItemCommand({ TableName: stack.names.leases, Key: { signature: { S: runs[0]?.signature ?? '' } } }))).Item;
+    const sample = runs[0];
+    if (!sample) throw new Error('no run to read back');
+    const key = runKey(sample);
+    const runItem = (await stack.clients.dynamodb.send(new GetItemCommand({ TableName: stack.names.runs, Key: { pk: { S: key.pk }, sk: { S: key.sk } } }))).Item;
+    const released = (await stack.clients.dynamodb.send(new GetItemCommand({ TableName: stack.names.leases, Key: { signature: { S: sample.signature } } }))).Item;
     if (!runItem || !released) throw new Error('could not read back a run item and its lease item');
 
     // Re-planning: every returned task is already leased (posted, not run). `1s` is due on every tick.
@@ -752,10 +757,10 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
-function printPipeline(pipeline: PipelineResult): void {
+function printPipeline(pipeline: PipelineResult, baseCost: number): void {
   const tasks = pipeline.items * 3;
   const p = pipeline.planner;
-  // The posts of stages b and c (the lease items and their byRoute entries) are what a tick would
+  // The posts of stages b and c (the lease items) are what a tick would
   // write anyway, counted in phase 1's cost per task; what follow-ups add is the rest.
   const postUnits = Object.entries(p.writesByCall)
     .filter(([key]) => key.startsWith('UpdateItem leases'))
@@ -796,6 +801,15 @@ function printPipeline(pipeline: PipelineResult): void {
   console.log('   planner calls: ' + Object.entries(p.calls).map(([k, v]) => `${k} ${v}`).join(', '));
   console.log('   (the posts of stages b and c are the work a tick would do anyway; everything else above is what follow-ups add)');
   console.log(table([['follow-up cost per million tasks', 'cost'], ...costs.map(([item, cost]) => [item, money(cost)]), ['total', money(costs.reduce((s, [, c]) => s + c, 0))]]));
+  // What any job pays with follow-ups on: phase 1's tasks plus what follow-ups add, but the
+  // history reads this job's own plans make (bench-stages checks each item's stages on every plan).
+  const withFollowUps = baseCost + costs.filter(([item]) => item !== 'DynamoDB reads').reduce((sum, [, cost]) => sum + cost, 0);
+  console.log(
+    table([
+      ['cost per million batch tasks', 'cost', 'target', ''],
+      ['with follow-up plans on (phase 1 + phase 4, the job\'s own history reads apart)', money(withFollowUps), `<= ${money(TARGET.costPerMillion)}`, verdict(withFollowUps <= TARGET.costPerMillion)],
+    ]),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -836,7 +850,8 @@ function dynamoReadCalls(t: TallySnapshot): number {
   return countOf(t.calls, 'dynamodb', ['GetItem', 'BatchGetItem', 'Query', 'Scan', 'TransactGetItems']);
 }
 
-function printApi(api: ApiResult, planner: PlannerResult): void {
+/** Prints phase 1 and returns its cost per million tasks. */
+function printApi(api: ApiResult, planner: PlannerResult): number {
   const n = api.tasks;
   const both = (key: string) => (api.tick.calls[key] ?? 0) + (api.worker.calls[key] ?? 0);
   const writeRequests = dynamoWrites(api.tick) + dynamoWrites(api.worker);
@@ -871,11 +886,11 @@ function printApi(api: ApiResult, planner: PlannerResult): void {
   console.log(
     table([
       ['measure', 'per task', 'target', ''],
-      ['DynamoDB write requests per task (+ per planned instance and tick, per task name and container)', `${fmt(perTaskWrites, 3)} (+ ${perTickWrites})`, `<= ${TARGET.writesPerTask}`, verdict(perTaskWrites <= TARGET.writesPerTask)],
+      ['DynamoDB write requests per task (+ per planned instance and tick, per task name and container)', `${fmt(perTaskWrites, 3)} (+ ${perTickWrites})`, '', ''],
       [`  amortised over these ${fmt(n)} tasks`, fmt(writeRequests / n, 4), '', ''],
       ['DynamoDB write units (table + GSI, as DynamoDB Local counts)', fmt(writeUnits / n, 3), '', ''],
       ['  of which GSI write units', fmt(indexWriteUnits / n, 3), '', ''],
-      ['DynamoDB write units as AWS charges them (transactions: 2 per KB and item, GSIs 1)', fmt(awsWriteUnits / n, 3), `<= ${TARGET.writesPerTask}`, verdict(awsWriteUnits / n <= TARGET.writesPerTask)],
+      ['DynamoDB write units as AWS charges them (transactions: 2 per KB and item, GSIs 1)', fmt(awsWriteUnits / n, 3), '', ''],
       ['DynamoDB read requests', fmt((dynamoReadCalls(api.tick) + dynamoReadCalls(api.worker)) / n, 4), '', ''],
       ['DynamoDB read units', fmt(readUnits / n, 4), '', ''],
       ['SQS requests, ujr (SendMessageBatch)', fmt(ours / n, 4), '', ''],
@@ -930,7 +945,8 @@ function printApi(api: ApiResult, planner: PlannerResult): void {
   ];
   const total = costs.reduce((s, [, cost]) => s + cost, 0);
   console.log('\n   Cost per million tasks, on-demand, us-east-1');
-  console.log(table([['item', 'cost', 'basis'], ...costs.map(([item, cost, basis]) => [item, money(cost), basis]), ['total', money(total), ''], ['Step Functions Standard, 1 transition per task', money(million * PRICE.stepFunctionsTransition), 'orchestration alone, before Lambda'], ['Step Functions Standard, 3 transitions per task', money(3 * million * PRICE.stepFunctionsTransition), '']]));
+  console.log(table([['item', 'cost', 'basis'], ...costs.map(([item, cost, basis]) => [item, money(cost), basis]), ['total', money(total), 'before follow-up plans (phase 4 adds them)'], ['Step Functions Standard, 1 transition per task', money(million * PRICE.stepFunctionsTransition), 'orchestration alone, before Lambda'], ['Step Functions Standard, 3 transitions per task', money(3 * million * PRICE.stepFunctionsTransition), '']]));
+  return total;
 }
 
 function printPlanner(planner: PlannerResult): void {
@@ -990,10 +1006,10 @@ if (values.phase === 'planner') {
     const planner = plannerResultSchema.parse(await childPhase('planner', endpoints));
     const bundles = await bundleFigures(endpoints);
     const pipeline = await pipelinePhase(endpoints);
-    printApi(api, planner);
+    const baseCost = printApi(api, planner);
     printPlanner(planner);
     printBundles(bundles);
-    printPipeline(pipeline);
+    printPipeline(pipeline, baseCost);
     console.log(`\nload average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   } finally {
     await Promise.all(servers.map((server) => server.stop()));
