@@ -735,6 +735,24 @@ describe('DynamoStore run history', () => {
     expect(lastEnded?.id).toBe('fetch-2');
   });
 
+  it('answers a task’s newest live run from the live-run index, not by reading back past its final runs', async () => {
+    await writeRuns([
+      makeRun('running', { queuedAt: T0, status: 'running', startedAt: T0 + 1 }),
+      ...Array.from({ length: 60 }, (_, i) => makeRun(`done-${String(i).padStart(2, '0')}`, { queuedAt: T0 + 10 + i, status: 'succeeded', endedAt: T0 + 20 + i })),
+    ]);
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    const reader = new DynamoStore({ client: counted, tables: names, now: () => T0 });
+    const counts = countOperations(counted);
+
+    const live = await reader.lastRun({ instanceId: 'collector-a', task: 'fetch', status: ['queued', 'running'] });
+    const listed = await reader.listRuns({ instanceId: 'collector-a', task: 'fetch', status: 'running' });
+
+    counted.destroy();
+    expect(live?.id).toBe('running');
+    expect(listed.map((run) => run.id)).toStrictEqual(['running']);
+    expect(Object.fromEntries(counts)).toStrictEqual({ Query: 2 });
+  });
+
   it('lists a signature’s runs, and finds its newest, by queue time although a long run ended last', async () => {
     await writeRuns([
       makeRun('long', { queuedAt: T0, status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 10_000_000 }),

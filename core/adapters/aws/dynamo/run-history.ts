@@ -11,8 +11,8 @@
  *
  * `listRuns` without a task (by instance, or neither instance nor signature) reads the partition
  * of each task with runs (./run-instances.ts: of the instance, or of every instance) at once and
- * merges them, or only the sparse `byLive` index (eventually consistent) when it asks for live
- * statuses only. `lastRun` with only an instance is the newest of its tasks' newest, and
+ * merges them. A query of live statuses only (`listRuns` or `lastRun`, of a task or not) reads
+ * the sparse `byLive` index (eventually consistent) instead. `lastRun` with only an instance is the newest of its tasks' newest, and
  * `lastRun` with neither instance nor signature is a Scan; no caller in ujr asks for it.
  *
  * A status filter is a FilterExpression: `lastRun` of a task's newest success reads back past the
@@ -22,7 +22,7 @@ import { GetCommand, type QueryCommandInput, type ScanCommandInput } from '@aws-
 import type { RunQuery } from '../../../ports/store.js';
 import { mapLimit } from '../../../concurrency.js';
 import { taskHash } from '../../../run-ids.js';
-import { LIVE_STATUSES, type LogLine, type RunRecord } from '../../../types.js';
+import { LIVE_STATUSES, type LogLine, type RunRecord, type RunStatus } from '../../../types.js';
 import { matchesRunQuery } from '../../run-query.js';
 import { LIVE_KEY, LOG_SK_END, RUN_SK, RUN_SK_PREFIX, locatorOf, logOf, logSk, priorOf, runKeyOfId, runOf, runPk, taskPk, type Item } from '../dynamo-items.js';
 import { Expr } from './expressions.js';
@@ -35,6 +35,11 @@ import { BATCH_CONCURRENCY, type TableCalls } from './table-calls.js';
 const CLOCK_SKEW_MS = 60_000;
 /** Runs of one signature a walk back from its pointers reads at most. */
 const MAX_SIGNATURE_RUNS = 10_000;
+
+/** Whether a status filter asks for live runs only (which the sparse `byLive` index holds). */
+function liveOnly(statuses: Set<RunStatus> | undefined): boolean {
+  return statuses !== undefined && [...statuses].every((status) => LIVE_STATUSES.includes(status));
+}
 
 /** The run history of the runs table. */
 export class RunHistory {
@@ -76,10 +81,10 @@ export class RunHistory {
     let runs: RunRecord[];
     if (query.signature !== undefined) {
       runs = await this.listBySignature(query.signature, query, limit);
+    } else if (liveOnly(statuses)) {
+      runs = await this.listLive(query, limit);
     } else if (query.instanceId !== undefined && query.task !== undefined) {
       runs = await this.listOfTask(query.instanceId, query.task, query, limit);
-    } else if (statuses && [...statuses].every((status) => LIVE_STATUSES.includes(status))) {
-      runs = await this.listLive(query, limit);
     } else {
       runs = await this.listAcrossTasks(await this.tasksWithRuns(query), query, limit);
     }
@@ -90,6 +95,8 @@ export class RunHistory {
     const statuses = statusSet(query.status);
     if (statuses?.size === 0) return undefined;
     if (query.signature !== undefined) return this.lastBySignature(query.signature, query);
+    // Live runs only: the sparse index, not a read back past every final run of a task.
+    if (liveOnly(statuses)) return (await this.listLive(query, 1))[0];
     if (query.instanceId !== undefined && query.task !== undefined) {
       return (await this.listOfTask(query.instanceId, query.task, query, 1))[0];
     }
