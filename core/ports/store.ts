@@ -201,9 +201,15 @@ export interface Store {
   sweep(now: number): Promise<SweptRun[]>;
 
   getRun(id: string): Promise<RunRecord | undefined>;
-  /** Newest first by queuedAt. */
+  /** Newest first by queuedAt, ties by the greater id. */
   listRuns(query: RunQuery): Promise<RunRecord[]>;
-  /** The newest run matching, by endedAt when it ended, else queuedAt. */
+  /**
+   * The newest run matching, in listRuns' order: the greatest queuedAt, ties by the greater id,
+   * whether or when it ended. `lastRun(q)` is always `listRuns({ ...q, limit: 1 })[0]`. Queue time
+   * rather than end time, so that a stale run the sweeper ends late does not outrank the run that
+   * took over from it, and so that an adapter can keep a task's runs in one key order for both
+   * questions (DynamoDB: the table's own sort key, no secondary index).
+   */
   lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until' | 'before' | 'inputContains'>): Promise<RunRecord | undefined>;
   getLogs(runId: string, afterSeq?: number): Promise<LogLine[]>;
   getCheckpoint(signature: string): Promise<Checkpoint | undefined>;
@@ -225,7 +231,8 @@ export interface Store {
 
   /**
    * Deletes ended runs (and their logs) that ended before `endedBefore`, except the latest
-   * success of each signature, which run-history queries depend on. Returns how many went.
+   * success of each signature (the one `lastRun` reports: newest by queuedAt, then id), which
+   * run-history queries depend on. Returns how many went.
    */
   pruneRuns(endedBefore: number): Promise<number>;
 

@@ -852,35 +852,47 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
     });
 
     describe('lastRun', () => {
-      it('picks the run that ended last, counting unended runs by their queue time', async () => {
+      it('picks the run queued last, whether it ended and whenever it did', async () => {
         await seed(store, {
           runs: [
-            makeRun('ended-late', { queuedAt: T0, status: 'succeeded', endedAt: T0 + 100 }),
-            makeRun('queued-later', { queuedAt: T0 + 50 }),
-            makeRun('ended-early', { queuedAt: T0 + 60, status: 'failed', endedAt: T0 + 70 }),
+            // Ended last of all, long after the others were queued (a stale run the sweeper ends, say).
+            makeRun('queued-first', { queuedAt: T0, status: 'succeeded', startedAt: T0 + 1, endedAt: T0 + 100 }),
+            makeRun('queued-second', { queuedAt: T0 + 50, status: 'running', startedAt: T0 + 55 }),
+            makeRun('queued-third', { queuedAt: T0 + 60, status: 'failed', startedAt: T0 + 61, endedAt: T0 + 70 }),
           ],
         });
 
-        expect((await store.lastRun({}))?.id).toBe('ended-late');
+        expect((await store.lastRun({}))?.id).toBe('queued-third');
+        expect((await store.lastRun({ status: ['succeeded', 'running'] }))?.id).toBe('queued-second');
+        expect((await store.lastRun({ status: 'succeeded' }))?.id).toBe('queued-first');
 
         await seed(store, { runs: [makeRun('queued-last', { queuedAt: T0 + 101 })] });
 
         expect((await store.lastRun({}))?.id).toBe('queued-last');
       });
 
-      it('breaks ties of time by the greater id', async () => {
+      it('breaks ties of queue time by the greater id, whichever ended and whenever', async () => {
+        const signature = 'collector-a/fetch/x';
         await seed(store, {
           runs: [
-            makeRun('b', { status: 'succeeded', endedAt: T0 + 10 }),
+            makeRun('a', { queuedAt: T0 + 10, status: 'failed', endedAt: T0 + 300 }),
             makeRun('c', { queuedAt: T0 + 10 }),
-            makeRun('a', { status: 'failed', endedAt: T0 + 10 }),
+            makeRun('b', { queuedAt: T0 + 10, status: 'succeeded', endedAt: T0 + 200 }),
+            makeRun('d', { queuedAt: T0 + 5, status: 'succeeded', endedAt: T0 + 400 }),
           ],
         });
 
         expect((await store.lastRun({}))?.id).toBe('c');
+        expect((await store.lastRun({ signature }))?.id).toBe('c');
+        expect((await store.lastRun({ instanceId: 'collector-a', task: 'fetch' }))?.id).toBe('c');
+        expect((await store.lastRun({ status: 'succeeded' }))?.id).toBe('b');
+        expect((await store.lastRun({ signature, status: 'succeeded' }))?.id).toBe('b');
+        expect((await store.lastRun({ instanceId: 'collector-a', task: 'fetch', status: 'succeeded' }))?.id).toBe('b');
+        expect((await store.lastRun({ signature, status: ['failed', 'succeeded'] }))?.id).toBe('b');
+        expect((await store.lastRun({ signature, status: 'failed' }))?.id).toBe('a');
       });
 
-      it("follows a signature's runs as each moves on: newest by end time, else queue time, then id", async () => {
+      it("follows a signature's runs as each moves on: newest by queue time, then id, however they end", async () => {
         const signature = 'collector-a/fetch/x';
         const newest = async () => (await store.lastRun({ signature }))?.id;
         const newestSuccess = async () => (await store.lastRun({ signature, status: 'succeeded' }))?.id;
@@ -888,22 +900,27 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         await seed(store, { runs: [makeRun('second', { queuedAt: T0 + 50 })] });
         expect([await newest(), await newestSuccess()]).toStrictEqual(['second', undefined]);
 
-        // The older run ends after the newer one was queued (a stale run the sweeper ends, say).
+        // The older run ends after the newer one was queued (a stale run the sweeper ends, say):
+        // the newer stays the newest.
         await seed(store, { runs: [makeRun('first', { queuedAt: T0, status: 'succeeded', endedAt: T0 + 100 })] });
-        expect([await newest(), await newestSuccess()]).toStrictEqual(['first', 'first']);
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['second', 'first']);
 
-        // Ended at the same time: the greater id.
-        await seed(store, { runs: [makeRun('second', { queuedAt: T0 + 50, status: 'succeeded', endedAt: T0 + 100 })] });
+        // The newer ends earlier than the older did.
+        await seed(store, { runs: [makeRun('second', { queuedAt: T0 + 50, status: 'succeeded', endedAt: T0 + 80 })] });
         expect([await newest(), await newestSuccess()]).toStrictEqual(['second', 'second']);
 
         await seed(store, { runs: [makeRun('third', { queuedAt: T0 + 200, status: 'failed', endedAt: T0 + 210 })] });
         expect([await newest(), await newestSuccess()]).toStrictEqual(['third', 'second']);
         expect((await store.lastRun({ signature, status: 'failed' }))?.id).toBe('third');
-        expect(ids(await store.listRuns({ signature }))).toStrictEqual(['third', 'second', 'first']);
-        expect(ids(await store.listRuns({ signature, status: 'succeeded', limit: 1 }))).toStrictEqual(['second']);
+
+        // Written last and ended last, queued between second and third: the newest success, not the newest run.
+        await seed(store, { runs: [makeRun('between', { queuedAt: T0 + 60, status: 'succeeded', endedAt: T0 + 1000 })] });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['third', 'between']);
+        expect(ids(await store.listRuns({ signature }))).toStrictEqual(['third', 'between', 'second', 'first']);
+        expect(ids(await store.listRuns({ signature, status: 'succeeded', limit: 1 }))).toStrictEqual(['between']);
       });
 
-      it("follows an instance's task across its inputs as its runs move on: newest by end time, else queue time, then id", async () => {
+      it("follows an instance's task across its inputs as its runs move on: newest by queue time, then id, however they end", async () => {
         const task = { instanceId: 'collector-a', task: 'fetch' } as const;
         const page = (n: number) => ({ signature: `collector-a/fetch/page-${n}`, input: { page: n } });
         const newest = async () => (await store.lastRun(task))?.id;
@@ -919,16 +936,68 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         });
         expect([await newest(), await newestSuccess()]).toStrictEqual(['p2', undefined]);
 
+        // The older input's run ends after the newer one was queued: the newer stays the newest.
         await seed(store, { runs: [makeRun('p1', { ...page(1), queuedAt: T0, status: 'succeeded', endedAt: T0 + 100 })] });
-        expect([await newest(), await newestSuccess()]).toStrictEqual(['p1', 'p1']);
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['p2', 'p1']);
 
-        await seed(store, { runs: [makeRun('p2', { ...page(2), queuedAt: T0 + 50, status: 'succeeded', endedAt: T0 + 100 })] });
+        await seed(store, { runs: [makeRun('p2', { ...page(2), queuedAt: T0 + 50, status: 'succeeded', endedAt: T0 + 80 })] });
         expect([await newest(), await newestSuccess()]).toStrictEqual(['p2', 'p2']);
 
         await seed(store, { runs: [makeRun('p3', { ...page(3), queuedAt: T0 + 200, status: 'failed', endedAt: T0 + 210 })] });
         expect([await newest(), await newestSuccess()]).toStrictEqual(['p3', 'p2']);
         expect((await store.lastRun({ ...task, status: 'failed' }))?.id).toBe('p3');
+
+        // Page 1 again, queued between p2 and p3, ending last of all.
+        await seed(store, { runs: [makeRun('p1-again', { ...page(1), queuedAt: T0 + 100, status: 'succeeded', endedAt: T0 + 1000 })] });
+        expect([await newest(), await newestSuccess()]).toStrictEqual(['p3', 'p1-again']);
         expect((await store.lastRun({ ...task, status: ['queued', 'running'] }))?.id).toBeUndefined();
+      });
+
+      it('reports the first run listRuns lists, for every query it takes', async () => {
+        const sigA = 'collector-a/fetch/a';
+        const sigB = 'collector-a/fetch/b';
+        const sigC = 'collector-b/fetch/a';
+        await seed(store, {
+          runs: [
+            // Queued first, ended last of its signature.
+            makeRun('a1', { signature: sigA, queuedAt: T0, status: 'succeeded', endedAt: T0 + 500 }),
+            makeRun('a2', { signature: sigA, queuedAt: T0 + 100, status: 'failed', endedAt: T0 + 110 }),
+            makeRun('a3', { signature: sigA, queuedAt: T0 + 100, status: 'interrupted', endedAt: T0 + 400 }),
+            makeRun('b1', { signature: sigB, input: { page: 'b' }, queuedAt: T0 + 150, status: 'succeeded', endedAt: T0 + 160 }),
+            makeRun('b2', { signature: sigB, input: { page: 'b' }, queuedAt: T0 + 300, status: 'running', startedAt: T0 + 301 }),
+            makeRun('p1', { task: 'parse', signature: 'collector-a/parse/x', queuedAt: T0 + 200, status: 'succeeded', endedAt: T0 + 450 }),
+            makeRun('c1', { instanceId: 'collector-b', signature: sigC, queuedAt: T0 + 250 }),
+            // Written after c1, queued before it, ended last of all.
+            makeRun('c0', { instanceId: 'collector-b', signature: sigC, queuedAt: T0 + 50, status: 'succeeded', endedAt: T0 + 600 }),
+          ],
+        });
+        const cases: [query: Parameters<Store['lastRun']>[0], expected: string | undefined][] = [
+          [{}, 'b2'],
+          [{ signature: sigA }, 'a3'],
+          [{ signature: sigA, status: 'succeeded' }, 'a1'],
+          [{ signature: sigA, status: 'failed' }, 'a2'],
+          [{ signature: sigA, status: ['failed', 'succeeded'] }, 'a2'],
+          [{ signature: sigC }, 'c1'],
+          [{ signature: sigC, status: 'succeeded' }, 'c0'],
+          [{ signature: sigA, instanceId: 'collector-b' }, undefined],
+          [{ instanceId: 'collector-a', task: 'fetch' }, 'b2'],
+          [{ instanceId: 'collector-a', task: 'fetch', status: 'succeeded' }, 'b1'],
+          [{ instanceId: 'collector-a', task: 'fetch', status: ['interrupted', 'succeeded'] }, 'b1'],
+          [{ instanceId: 'collector-a' }, 'b2'],
+          [{ instanceId: 'collector-a', status: 'succeeded' }, 'p1'],
+          [{ instanceId: 'collector-b' }, 'c1'],
+          [{ task: 'parse' }, 'p1'],
+          [{ status: 'succeeded' }, 'p1'],
+          [{ status: ['failed', 'interrupted'] }, 'a3'],
+          [{ status: ['queued', 'running'] }, 'b2'],
+        ];
+
+        for (const [query, expected] of cases) {
+          const last = await store.lastRun(query);
+          const [listed] = await store.listRuns({ ...query, limit: 1 });
+          expect({ query, last: last?.id }).toStrictEqual({ query, last: expected });
+          expect(last).toStrictEqual(listed);
+        }
       });
 
       it('applies the instance, task, signature and status filters', async () => {
@@ -999,7 +1068,9 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         await seed(store, {
           runs: [
             endedRun('s1-old', 'succeeded', T0 + 100),
-            endedRun('s1-latest', 'succeeded', T0 + 200),
+            // Queued before s1-latest, ended after it: older in lastRun's order (queue time).
+            endedRun('s1-old-ended-late', 'succeeded', T0 + 250, { queuedAt: T0 + 150 }),
+            endedRun('s1-latest', 'succeeded', T0 + 200, { queuedAt: T0 + 180 }),
             endedRun('s1-failed-after', 'failed', T0 + 300),
             endedRun('s2-only', 'succeeded', T0 + 50, { signature: 's2' }),
           ],
@@ -1007,19 +1078,24 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
         const removed = await store.pruneRuns(CUTOFF);
 
-        expect(removed).toBe(2);
+        expect(removed).toBe(3);
         expect(ids(await store.listRuns({})).sort()).toStrictEqual(['s1-latest', 's2-only']);
+        expect((await store.lastRun({ signature: 'collector-a/fetch/x' }))?.id).toBe('s1-latest');
       });
 
-      it('keeps the success that lastRun reports when two ended at the same time', async () => {
+      it('keeps the success that lastRun reports when two were queued at the same time, though the other ended later', async () => {
         await seed(store, {
-          runs: [endedRun('succ-a', 'succeeded', T0 + 100), endedRun('succ-b', 'succeeded', T0 + 100)],
+          runs: [
+            endedRun('succ-a', 'succeeded', T0 + 300, { queuedAt: T0 + 50 }),
+            endedRun('succ-b', 'succeeded', T0 + 100, { queuedAt: T0 + 50 }),
+          ],
         });
         const latest = await store.lastRun({ signature: 'collector-a/fetch/x', status: 'succeeded' });
 
         await store.pruneRuns(CUTOFF);
 
-        expect(ids(await store.listRuns({}))).toStrictEqual([latest?.id]);
+        expect(latest?.id).toBe('succ-b');
+        expect(ids(await store.listRuns({}))).toStrictEqual(['succ-b']);
       });
 
       it('keeps a newer success that ended after the cutoff and prunes the old one', async () => {

@@ -117,7 +117,7 @@ describe('SqliteStore on a file', () => {
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(9);
+      expect(raw.pragma('user_version', { simple: true })).toBe(10);
     } finally {
       raw.close();
     }
@@ -306,7 +306,7 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(9);
+    expect(version).toBe(10);
     expect(indexes).toContain('runs_live');
     expect(indexes).not.toContain('runs_signature');
     expect(indexes).not.toContain('runs_status');
@@ -344,7 +344,7 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(9);
+    expect(version).toBe(10);
     expect(indexes).not.toContain('runs_signature_recency');
   });
 
@@ -374,8 +374,91 @@ describe('SqliteStore on a file', () => {
       await upgraded.close();
     }
     const { version, indexes } = runIndexes();
-    expect(version).toBe(9);
+    expect(version).toBe(10);
     expect(indexes).not.toContain('runs_instance_task_recency');
+  });
+
+  it("upgrades a version 9 file in place: a signature's and a task's newest run and newest success, and its chain of runs, follow queue time, not end time", async () => {
+    const store = openStore();
+    const signature = 'collector-a/fetch/one';
+    const task = { instanceId: 'collector-a', task: 'fetch' } as const;
+    await seed(store, {
+      runs: [
+        // Queued first, ended last of its signature (a stale run the sweeper ended late, say).
+        makeRun('s-old', { signature, queuedAt: T0, endedAt: T0 + 500 }),
+        makeRun('s-new', { signature, queuedAt: T0 + 100, endedAt: T0 + 200 }),
+        makeRun('f-newest', { signature, status: 'failed', queuedAt: T0 + 300, endedAt: T0 + 310 }),
+        // Another input of the task, ended last of all.
+        makeRun('p2', { signature: 'collector-a/fetch/two', queuedAt: T0 + 50, endedAt: T0 + 1_000 }),
+      ],
+    });
+    await store.close();
+    // What version 9 kept: pointers and chain by end time, else queue time, then id.
+    const raw = new Database(path);
+    raw.exec(`
+      UPDATE leases SET (last_run_id, last_run_at) = (
+        SELECT id, COALESCE(ended_at, queued_at) FROM runs WHERE runs.signature = leases.signature
+        ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1);
+      UPDATE leases SET (last_success_id, last_success_at) = (
+        SELECT id, COALESCE(ended_at, queued_at) FROM runs WHERE runs.signature = leases.signature AND status = 'succeeded'
+        ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1);
+      UPDATE task_heads SET (last_run_id, last_run_at) = (
+        SELECT id, COALESCE(ended_at, queued_at) FROM runs WHERE runs.instance_id = task_heads.instance_id AND runs.task = task_heads.task
+        ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1);
+      UPDATE task_heads SET (last_success_id, last_success_at) = (
+        SELECT id, COALESCE(ended_at, queued_at) FROM runs WHERE runs.instance_id = task_heads.instance_id AND runs.task = task_heads.task
+          AND status = 'succeeded'
+        ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1);
+      UPDATE runs SET prior_run_id = (
+        SELECT prior FROM (SELECT id, LAG(id) OVER (PARTITION BY signature ORDER BY COALESCE(ended_at, queued_at), id) AS prior FROM runs) AS chain
+        WHERE chain.id = runs.id);
+    `);
+    raw.pragma('user_version = 9');
+    raw.close();
+
+    const upgraded = openStore();
+    try {
+      const check = new Database(path, { readonly: true });
+      try {
+        expect(check.prepare('SELECT last_run_id, last_run_at, last_success_id, last_success_at FROM leases WHERE signature = ?').get(signature)).toStrictEqual({
+          last_run_id: 'f-newest',
+          last_run_at: T0 + 300,
+          last_success_id: 's-new',
+          last_success_at: T0 + 100,
+        });
+        expect(check.prepare('SELECT last_run_id, last_run_at, last_success_id, last_success_at FROM task_heads WHERE instance_id = ? AND task = ?').get(task.instanceId, task.task)).toStrictEqual({
+          last_run_id: 'f-newest',
+          last_run_at: T0 + 300,
+          last_success_id: 's-new',
+          last_success_at: T0 + 100,
+        });
+        const chain = check.prepare('SELECT id, prior_run_id AS prior FROM runs WHERE signature = ? ORDER BY id').all(signature);
+        expect(chain).toStrictEqual([
+          { id: 'f-newest', prior: 's-new' },
+          { id: 's-new', prior: 's-old' },
+          { id: 's-old', prior: null },
+        ]);
+      } finally {
+        check.close();
+      }
+      expect((await upgraded.lastRun({ signature }))?.id).toBe('f-newest');
+      expect((await upgraded.lastRun({ signature, status: 'succeeded' }))?.id).toBe('s-new');
+      expect((await upgraded.lastRun(task))?.id).toBe('f-newest');
+      expect((await upgraded.lastRun({ ...task, status: 'succeeded' }))?.id).toBe('s-new');
+      expect(ids(await upgraded.listRuns({ signature }))).toStrictEqual(['f-newest', 's-new', 's-old']);
+
+      // A newer run after the upgrade joins the signature's chain.
+      await seed(upgraded, { runs: [makeRun('g-live', { signature, status: 'queued', startedAt: undefined, endedAt: undefined, queuedAt: T0 + 400 })] }, T0 + 400);
+      expect(ids(await upgraded.listRuns({ signature }))).toStrictEqual(['g-live', 'f-newest', 's-new', 's-old']);
+      // s-old ended last but s-new is the newest success: s-old and the failure go, s-new stays.
+      expect(await upgraded.pruneRuns(T0 + 1_000)).toBe(2);
+      expect(ids(await upgraded.listRuns({ signature }))).toStrictEqual(['g-live', 's-new']);
+      expect((await upgraded.lastRun({ signature, status: 'succeeded' }))?.id).toBe('s-new');
+      expect((await upgraded.lastRun(task))?.id).toBe('g-live');
+    } finally {
+      await upgraded.close();
+    }
+    expect(runIndexes().version).toBe(10);
   });
 
   it('commits with synchronous NORMAL by default and FULL with durability full', async () => {

@@ -20,7 +20,7 @@ import type {
 } from '../../ports/store.js';
 import { LIVE_STATUSES, TERMINAL_STATUSES, type Json, type LogLine, type RunRecord } from '../../types.js';
 import { fenceHolds, leaseBacksRun, mayReplaceRun, sweepReleases, sweptRun } from '../../ports/fencing.js';
-import { matchesRunQuery, runRecency } from '../run-query.js';
+import { matchesRunQuery } from '../run-query.js';
 
 /** A lease as this store keeps it: with the time it was last released. */
 type StoredLease = Lease & { releasedAt?: number };
@@ -139,17 +139,15 @@ export class MemoryStore implements Store {
         (before === undefined || run.queuedAt < before.queuedAt || (run.queuedAt === before.queuedAt && run.id < before.id)) &&
         (inputContains === undefined || JSON.stringify(run.input).includes(inputContains)),
     );
-    matching.sort((a, b) => b.queuedAt - a.queuedAt || (b.id < a.id ? -1 : 1));
+    matching.sort(newestFirst);
     return Promise.resolve(matching.slice(0, limit).map(clone));
   }
 
   lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
+    // listRuns' order: the first run listRuns would return.
     let best: RunRecord | undefined;
     for (const run of this.runs.values()) {
-      if (!matchesRunQuery(run, query)) continue;
-      if (!best || runRecency(run) > runRecency(best) || (runRecency(run) === runRecency(best) && run.id > best.id)) {
-        best = run;
-      }
+      if (matchesRunQuery(run, query) && (!best || newestFirst(run, best) < 0)) best = run;
     }
     return Promise.resolve(best ? clone(best) : undefined);
   }
@@ -212,10 +210,8 @@ export class MemoryStore implements Store {
     for (const run of this.runs.values()) {
       if (run.status !== 'succeeded') continue;
       const best = latestSuccess.get(run.signature);
-      // Same order as lastRun: recency, then the greater id.
-      if (!best || runRecency(run) > runRecency(best) || (runRecency(run) === runRecency(best) && run.id > best.id)) {
-        latestSuccess.set(run.signature, run);
-      }
+      // The success lastRun reports: newest by queue time, then the greater id.
+      if (!best || newestFirst(run, best) < 0) latestSuccess.set(run.signature, run);
     }
     for (const run of latestSuccess.values()) keep.add(run.id);
     let removed = 0;
@@ -239,6 +235,14 @@ export class MemoryStore implements Store {
     lease.expiresAt = 0;
     lease.releasedAt = now;
   }
+}
+
+/**
+ * The order of listRuns and lastRun: newest queued first, ties by the greater id (ids compared as
+ * strings, by UTF-16 code units). Negative when `a` comes first.
+ */
+function newestFirst(a: RunRecord, b: RunRecord): number {
+  return b.queuedAt - a.queuedAt || (b.id < a.id ? -1 : b.id > a.id ? 1 : 0);
 }
 
 /** The port's view of a stored lease (without the release time). */

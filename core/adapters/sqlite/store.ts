@@ -47,7 +47,7 @@ import {
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 9;
+const SCHEMA_VERSION = 10;
 
 /**
  * Migrations by the version they lead to; each runs once, in its own transaction. Each can run on
@@ -282,6 +282,43 @@ const MIGRATIONS: readonly (readonly [version: number, step: string | ((db: Data
     UPDATE limit_buckets SET holders = '{}';
     `,
   ],
+  [
+    10,
+    `
+    -- lastRun orders like listRuns (issue 13): newest by queue time, then id, where it took the
+    -- end time, else the queue time. A stale run the sweeper ends late no longer outranks the run
+    -- that took over from it, and the DynamoDB adapter keeps a task's runs in its table's key
+    -- order. The pointers of each signature (leases, schema 5) and of each instance's task
+    -- (task_heads, schema 6) are computed again in that order, their times now queue times, and
+    -- each run's prior_run_id names the run of its signature queued before it.
+    UPDATE leases SET last_run_id = NULL, last_run_at = NULL, last_success_id = NULL, last_success_at = NULL;
+    UPDATE leases SET last_run_id = newest.id, last_run_at = newest.queued_at FROM (
+      SELECT signature, id, queued_at,
+        ROW_NUMBER() OVER (PARTITION BY signature ORDER BY queued_at DESC, id DESC) AS n
+      FROM runs
+    ) AS newest WHERE newest.signature = leases.signature AND newest.n = 1;
+    UPDATE leases SET last_success_id = newest.id, last_success_at = newest.queued_at FROM (
+      SELECT signature, id, queued_at,
+        ROW_NUMBER() OVER (PARTITION BY signature ORDER BY queued_at DESC, id DESC) AS n
+      FROM runs WHERE status = 'succeeded'
+    ) AS newest WHERE newest.signature = leases.signature AND newest.n = 1;
+    DELETE FROM task_heads;
+    INSERT INTO task_heads (instance_id, task, last_run_id, last_run_at)
+      SELECT instance_id, task, id, queued_at FROM (
+        SELECT instance_id, task, id, queued_at,
+          ROW_NUMBER() OVER (PARTITION BY instance_id, task ORDER BY queued_at DESC, id DESC) AS n
+        FROM runs
+      ) WHERE n = 1;
+    UPDATE task_heads SET last_success_id = newest.id, last_success_at = newest.queued_at FROM (
+      SELECT instance_id, task, id, queued_at,
+        ROW_NUMBER() OVER (PARTITION BY instance_id, task ORDER BY queued_at DESC, id DESC) AS n
+      FROM runs WHERE status = 'succeeded'
+    ) AS newest WHERE newest.instance_id = task_heads.instance_id AND newest.task = task_heads.task AND newest.n = 1;
+    UPDATE runs SET prior_run_id = chain.prior FROM (
+      SELECT id, LAG(id) OVER (PARTITION BY signature ORDER BY queued_at, id) AS prior FROM runs
+    ) AS chain WHERE runs.id = chain.id AND runs.prior_run_id IS NOT chain.prior;
+    `,
+  ],
 ];
 
 const TERMINAL_LIST = [...TERMINAL_STATUSES].map((s) => `'${s}'`).join(', ');
@@ -300,7 +337,8 @@ const PRUNE_CHUNK = 500;
 /**
  * Runs that `pruneRuns` deletes (parameters: the cutoff, then a limit): terminal, ended before
  * the cutoff, and not the latest success of their signature. A success goes only when a newer
- * success of its signature exists, newer in the order of `lastRun`: recency, then id.
+ * success of its signature exists (its lease row points at another), newer in the order of
+ * `lastRun`: queue time, then id.
  */
 const SELECT_PRUNABLE = `
   SELECT id, signature, instance_id, task FROM runs AS r
@@ -389,7 +427,7 @@ type RunParams = [
 /** A run as the pointers to it name it (each pointer statement binds the names it uses). */
 interface PointerParams {
   id: string;
-  /** The run's recency: end time, else queue time. */
+  /** The run's queue time: pointers follow lastRun's order, queue time then id. */
   at: number;
   signature: string;
   instanceId: string;
@@ -642,7 +680,7 @@ export class SqliteStore implements Store {
     this.forgetLastRun = db.prepare(
       'UPDATE leases SET last_run_id = last_success_id, last_run_at = last_success_at WHERE signature = ? AND last_run_id = ?',
     );
-    // Newer means later recency (end time, else queue time), then the larger id: lastRun's order.
+    // Newer means a later queue time, then the larger id: lastRun's order (and listRuns').
     this.pointAtLast = db.prepare(`
       UPDATE leases SET last_run_id = @id, last_run_at = @at
       WHERE signature = @signature AND (last_run_id IS NULL OR (last_run_at, last_run_id) < (@at, @id))`);
@@ -663,8 +701,8 @@ export class SqliteStore implements Store {
     };
     this.forgetTaskHead = db.prepare(`
       UPDATE task_heads SET (last_run_id, last_run_at) = (
-        SELECT id, COALESCE(ended_at, queued_at) FROM runs WHERE instance_id = @instanceId AND task = @task
-        ORDER BY COALESCE(ended_at, queued_at) DESC, id DESC LIMIT 1)
+        SELECT id, queued_at FROM runs WHERE instance_id = @instanceId AND task = @task
+        ORDER BY queued_at DESC, id DESC LIMIT 1)
       WHERE instance_id = @instanceId AND task = @task AND last_run_id = @id`);
     this.selectPointed = {
       last: db.prepare('SELECT r.* FROM leases AS l JOIN runs AS r ON r.id = l.last_run_id WHERE l.signature = ?'),
@@ -701,8 +739,11 @@ export class SqliteStore implements Store {
       for (const { id, signature, instance_id: instanceId, task } of rows) {
         this.deleteRunLogs.run(id);
         this.deleteRun.run(id);
-        // This was its signature's newest run: the runs before it ended before it did, so they are
-        // pruned too, all but the newest success, which is now the newest run left.
+        // This was its signature's newest run (by queue time), and it ended before the cutoff. The
+        // runs queued before it ran before it under the same lease, so they ended before the cutoff
+        // too and are pruned, all but the newest success, which is now the newest run left. (The
+        // exception: a stale run the sweeper ended after the cutoff, a whole retention period
+        // after the run that took over from it ended. It stays, out of its signature's chain.)
         this.forgetLastRun.run(signature, id);
         // A task's runs have many signatures: its newest run left is looked for.
         this.forgetTaskHead.run({ instanceId, task, id });
@@ -801,14 +842,16 @@ export class SqliteStore implements Store {
   }
 
   listRuns(query: RunQuery): Promise<RunRecord[]> {
-    return this.exec('listing runs', () => {
-      const limit = Math.floor(query.limit ?? 100);
-      if (!(limit > 0)) return [];
-      if (query.instanceId !== undefined && query.task === undefined && query.signature === undefined) {
-        return this.instanceRuns({ ...query, instanceId: query.instanceId }, limit).map(rowToRun);
-      }
-      return this.queryRuns(query, 'queued', limit).map(rowToRun);
-    });
+    return this.exec('listing runs', () => this.listRows(query, Math.floor(query.limit ?? 100)).map(rowToRun));
+  }
+
+  /** The first `limit` runs matching, in listRuns' order (and lastRun's): newest queued first, then id. */
+  private listRows(query: Omit<RunQuery, 'limit'>, limit: number): RunRow[] {
+    if (!(limit > 0)) return [];
+    if (query.instanceId !== undefined && query.task === undefined && query.signature === undefined) {
+      return this.instanceRuns({ ...query, instanceId: query.instanceId }, limit);
+    }
+    return this.queryRuns(query, limit);
   }
 
   /**
@@ -820,15 +863,16 @@ export class SqliteStore implements Store {
    */
   private instanceRuns(query: Omit<RunQuery, 'limit'> & { instanceId: string }, limit: number): RunRow[] {
     const tasks = this.selectInstanceTasks.all({ instanceId: query.instanceId }).map((row) => row.task);
-    if (tasks.length <= 1) return this.queryRuns(tasks.length === 1 ? { ...query, task: tasks[0] } : query, 'queued', limit);
-    const rows = tasks.flatMap((task) => this.queryRuns({ ...query, task }, 'queued', limit));
+    if (tasks.length <= 1) return this.queryRuns(tasks.length === 1 ? { ...query, task: tasks[0] } : query, limit);
+    const rows = tasks.flatMap((task) => this.queryRuns({ ...query, task }, limit));
     rows.sort((a, b) => b.queued_at - a.queued_at || (b.id < a.id ? -1 : b.id > a.id ? 1 : 0));
     return rows.slice(0, limit);
   }
 
   lastRun(query: Omit<RunQuery, 'limit' | 'since' | 'until'>): Promise<RunRecord | undefined> {
     return this.exec('reading the last run', () => {
-      const [row] = this.pointedRun(query) ?? this.queryRuns(query, 'recency', 1);
+      // listRuns' first run: the pointers answer what plans ask, any other query is a listing.
+      const [row] = this.pointedRun(query) ?? this.listRows(query, 1);
       return row && rowToRun(row);
     });
   }
@@ -1046,8 +1090,9 @@ export class SqliteStore implements Store {
       run.triggerId ?? null,
     );
     if (moved.changes === 1) {
-      // Until it ends, a run's recency is its queue time, where its insert left the pointers.
-      if (run.endedAt !== undefined) this.pointAt(run);
+      // The pointers order by queue time, which never moves: the run's insert placed it as its
+      // signature's and task's newest run already; only a success moves the success pointers.
+      if (run.status === 'succeeded') this.pointAtSuccessOf(run);
       return;
     }
     this.upsert(run, input);
@@ -1082,14 +1127,21 @@ export class SqliteStore implements Store {
     if (put.changes === 1) this.pointAt(run);
   }
 
+  /** Moves the pointers of the run's signature and task to a run just inserted or replaced, where it is newer. */
   private pointAt(run: RunRecord): void {
-    const pointer = { id: run.id, at: run.endedAt ?? run.queuedAt, signature: run.signature, instanceId: run.instanceId, task: run.task };
+    const pointer = pointerTo(run);
     this.pointAtLast.run(pointer);
     this.pointTaskAtLast.run(pointer);
     if (run.status === 'succeeded') {
       this.pointAtSuccess.run(pointer);
       this.pointTaskAtSuccess.run(pointer);
     }
+  }
+
+  private pointAtSuccessOf(run: RunRecord): void {
+    const pointer = pointerTo(run);
+    this.pointAtSuccess.run(pointer);
+    this.pointTaskAtSuccess.run(pointer);
   }
 
   private putTrigger(trigger: Trigger): void {
@@ -1103,10 +1155,10 @@ export class SqliteStore implements Store {
     );
   }
 
-  /** Runs matching `query`, in `order`; one prepared statement per combination of filters. */
-  private queryRuns(query: Omit<RunQuery, 'limit'>, order: RunOrder, limit: number): RunRow[] {
+  /** Runs matching `query`, newest queued first; one prepared statement per combination of filters. */
+  private queryRuns(query: Omit<RunQuery, 'limit'>, limit: number): RunRow[] {
     const params: unknown[] = [];
-    let shape = order === 'queued' ? 0 : 1;
+    let shape = 0;
     if (query.instanceId !== undefined) {
       shape |= 2;
       params.push(query.instanceId);
@@ -1172,12 +1224,9 @@ export class SqliteStore implements Store {
   }
 }
 
-/** `listRuns` orders by queue time, `lastRun` by recency (end time, else queue time). */
-type RunOrder = 'queued' | 'recency';
-
 /**
- * The run query of a shape: bit 1 orders by recency (else queue time), then one bit per filter,
- * whose parameters come in this order: 2 instance, 4 task, 8 signature, 16 one status,
+ * The run query of a shape, newest queued first (then id): one bit per filter, whose parameters
+ * come in this order: 2 instance, 4 task, 8 signature, 16 one status,
  * 32 a JSON array of statuses, 64 since, 128 until, 256 a cursor (queued_at, id), 512 a text
  * the input contains (1024, no parameter: every status asked for is live); the limit comes last.
  */
@@ -1199,7 +1248,7 @@ function runQuerySql(shape: number): string {
   // A page's cursor: a row value, so that the index on (…, queued_at, id) seeks to it.
   if (shape & 256) where.push('(queued_at, id) < (?, ?)');
   if (shape & 512) where.push('instr(input, ?) > 0');
-  const order = shape & 1 ? 'COALESCE(ended_at, queued_at) DESC, id DESC' : 'queued_at DESC, id DESC';
+  const order = 'queued_at DESC, id DESC';
   const filter = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
   if (!(shape & 8)) return `SELECT * FROM runs ${filter} ORDER BY ${order} LIMIT ?`;
   // No index is keyed by signature (schema 5): the runs of one are those its lease row points at
@@ -1346,6 +1395,11 @@ function toStoreError(error: unknown, path: string, what: string): StoreError {
 
 function describeFile(path: string): string {
   return path === ':memory:' || path === '' ? 'the in-memory SQLite store' : `SQLite store ${path}`;
+}
+
+/** A run as the pointers name it: by queue time, lastRun's order. */
+function pointerTo(run: RunRecord): PointerParams {
+  return { id: run.id, at: run.queuedAt, signature: run.signature, instanceId: run.instanceId, task: run.task };
 }
 
 function rowToLease(row: LeaseRow): Lease {
