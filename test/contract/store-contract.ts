@@ -873,6 +873,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
       it('breaks ties of queue time by the greater id, whichever ended and whenever', async () => {
         const signature = 'collector-a/fetch/x';
+        // Written out of their order: ties first, the greater id in the middle, the oldest last.
         await seed(store, {
           runs: [
             makeRun('a', { queuedAt: T0 + 10, status: 'failed', endedAt: T0 + 300 }),
@@ -890,6 +891,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         expect((await store.lastRun({ instanceId: 'collector-a', task: 'fetch', status: 'succeeded' }))?.id).toBe('b');
         expect((await store.lastRun({ signature, status: ['failed', 'succeeded'] }))?.id).toBe('b');
         expect((await store.lastRun({ signature, status: 'failed' }))?.id).toBe('a');
+        expect(ids(await store.listRuns({ signature }))).toStrictEqual(['c', 'b', 'a', 'd']);
       });
 
       it("follows a signature's runs as each moves on: newest by queue time, then id, however they end", async () => {

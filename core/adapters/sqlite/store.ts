@@ -460,6 +460,13 @@ type RunProgressParams = [
   triggerId: string | null,
 ];
 
+/** A run's link in its signature's chain (schema 5): the run queued before it. */
+interface ChainLink {
+  id: string;
+  queued_at: number;
+  prior_run_id: string | null;
+}
+
 /** A live run and its lease's columns (all null when the signature has no lease row). */
 interface LiveRunRow extends RunRow {
   lease_signature: string | null;
@@ -575,6 +582,10 @@ export class SqliteStore implements Store {
   private readonly selectPointed: Record<'last' | 'success', Stmt<[string], RunRow>>;
   private readonly deleteRunLogs: Stmt<[string]>;
   private readonly deleteRun: Stmt<[string]>;
+  /** A run's place in its signature's chain (prior_run_id), and the head of a signature's chain. */
+  private readonly selectChainLink: Stmt<[string], ChainLink>;
+  private readonly selectChainHead: Stmt<[string], { last_run_id: string | null }>;
+  private readonly setPriorRun: Stmt<[string | null, string]>;
   /** Run queries by shape (the bits of `runQuerySql`), prepared on first use. */
   private readonly runQueries = new Map<number, Stmt<unknown[], RunRow>>();
 
@@ -710,6 +721,9 @@ export class SqliteStore implements Store {
     };
     this.deleteRunLogs = db.prepare('DELETE FROM logs WHERE run_id = ?');
     this.deleteRun = db.prepare('DELETE FROM runs WHERE id = ?');
+    this.selectChainLink = db.prepare('SELECT id, queued_at, prior_run_id FROM runs WHERE id = ?');
+    this.selectChainHead = db.prepare('SELECT last_run_id FROM leases WHERE signature = ?');
+    this.setPriorRun = db.prepare('UPDATE runs SET prior_run_id = ? WHERE id = ?');
 
     const acquire = db.transaction((requests: LeaseRequest[], now: number) =>
       requests.map((request) => this.acquireOne(request, now)),
@@ -1124,18 +1138,44 @@ export class SqliteStore implements Store {
       run.triggerId ?? null,
       run.signature,
     );
-    if (put.changes === 1) this.pointAt(run);
+    if (put.changes === 1 && !this.pointAt(run)) this.placeInChain(run);
   }
 
-  /** Moves the pointers of the run's signature and task to a run just inserted or replaced, where it is newer. */
-  private pointAt(run: RunRecord): void {
+  /**
+   * Moves the pointers of the run's signature and task to a run just inserted or replaced, where
+   * it is newer. Says whether it became its signature's newest run.
+   */
+  private pointAt(run: RunRecord): boolean {
     const pointer = pointerTo(run);
-    this.pointAtLast.run(pointer);
+    const newest = this.pointAtLast.run(pointer).changes === 1;
     this.pointTaskAtLast.run(pointer);
     if (run.status === 'succeeded') {
       this.pointAtSuccess.run(pointer);
       this.pointTaskAtSuccess.run(pointer);
     }
+    return newest;
+  }
+
+  /**
+   * A run inserted behind a newer one of its signature (queued earlier, or at the same time with a
+   * smaller id: a clock stepped back, a history written out of order) took the newest run as its
+   * prior, where nothing would lead to it. It is linked in where its queue time puts it, so that
+   * the chain stays in lastRun's order and every run of the signature is found by walking it.
+   * A run that was stored already, or that the chain leads to, is left where it is.
+   */
+  private placeInChain(run: RunRecord): void {
+    const head = this.selectChainHead.get(run.signature)?.last_run_id;
+    if (head === null || head === undefined || head === run.id) return;
+    if (this.selectChainLink.get(run.id)?.prior_run_id !== head) return;
+    let after: ChainLink | undefined = this.selectChainLink.get(head);
+    if (!after) return;
+    for (;;) {
+      const prior: ChainLink | undefined = after.prior_run_id === null ? undefined : this.selectChainLink.get(after.prior_run_id);
+      if (!prior || !(prior.queued_at > run.queuedAt || (prior.queued_at === run.queuedAt && prior.id > run.id))) break;
+      after = prior;
+    }
+    this.setPriorRun.run(after.prior_run_id, run.id);
+    this.setPriorRun.run(run.id, after.id);
   }
 
   private pointAtSuccessOf(run: RunRecord): void {
