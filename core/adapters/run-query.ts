@@ -17,8 +17,3 @@ export function matchesRunQuery(run: RunRecord, query: Omit<RunQuery, 'limit'>):
   if (query.inputContains !== undefined && !JSON.stringify(run.input).includes(query.inputContains)) return false;
   return true;
 }
-
-/** The time that orders runs for "latest" queries: when it ended, else when it was queued. */
-export function runRecency(run: RunRecord): number {
-  return run.endedAt ?? run.queuedAt;
-}
