@@ -57,7 +57,7 @@ describe('SQLite limits', () => {
     }
     const check = new Database(path, { readonly: true });
     try {
-      expect(check.pragma('user_version', { simple: true })).toBe(9);
+      expect(check.pragma('user_version', { simple: true })).toBe(10);
     } finally {
       check.close();
     }
