@@ -19,6 +19,9 @@ export const benchFanout = defineJob({
   },
 });
 
+/** Time spent in bench-stages' own plans (its history reads, mostly), so that phase 4 can tell it from the planner's. */
+export const stagesPlanTime = { ms: 0 };
+
 /**
  * A three-stage pipeline for the follow-up benchmark (and test/integration/aws/follow-ups.test.ts):
  * each of `items` goes through stages a, b
@@ -29,6 +32,7 @@ export const benchStages = defineJob({
   name: 'bench-stages',
   params: z.object({ items: z.number().int().positive() }),
   async getRunnableTasks(ctx) {
+    const started = performance.now();
     const tasks: { task: 'a' | 'b' | 'c'; input: { i: number } }[] = [];
     for (let i = 0; i < ctx.params.items; i += 1) {
       for (const task of ['a', 'b', 'c'] as const) {
@@ -37,6 +41,7 @@ export const benchStages = defineJob({
         break;
       }
     }
+    stagesPlanTime.ms += performance.now() - started;
     return tasks;
   },
   tasks: {
