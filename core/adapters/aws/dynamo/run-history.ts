@@ -206,21 +206,20 @@ export class RunHistory {
    * The newest `limit` runs of an instance's task matching the query: its partition read newest
    * first, a page at a time, until `limit` match.
    */
-  private async listOfTask(instanceId: string, task: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
+  private listOfTask(instanceId: string, task: string, query: RunQuery, limit: number): Promise<RunRecord[]> {
     const input = taskQuery(this.calls.tables.runs, taskPk(taskHash(instanceId, task)), { ...query, instanceId, task }, Math.min(1000, Math.max(limit, 10)));
-    const runs: RunRecord[] = [];
-    if (!input) return runs;
-    for await (const run of this.queryRuns(input)) {
-      runs.push(run);
-      if (runs.length >= limit) break;
-    }
-    return runs;
+    return input ? this.firstRuns(input, limit) : Promise.resolve([]);
   }
 
   /** Up to `limit` live runs, newest first: the sparse `byLive` index, which holds nothing else. */
-  private async listLive(query: RunQuery, limit: number): Promise<RunRecord[]> {
+  private listLive(query: RunQuery, limit: number): Promise<RunRecord[]> {
+    return this.firstRuns(queuedQuery(this.calls.tables.runs, 'byLive', LIVE_KEY, query, Math.min(1000, limit)), limit);
+  }
+
+  /** The first `limit` runs a Query finds, read a page at a time until there are that many. */
+  private async firstRuns(input: QueryCommandInput, limit: number): Promise<RunRecord[]> {
     const runs: RunRecord[] = [];
-    for await (const run of this.queryRuns(queuedQuery(this.calls.tables.runs, 'byLive', LIVE_KEY, query, Math.min(1000, limit)))) {
+    for await (const run of this.queryRuns(input)) {
       runs.push(run);
       if (runs.length >= limit) break;
     }
