@@ -7,7 +7,8 @@
  *   a run record only when an attempt ends);
  * - logs: CloudWatch Logs, searched by run id in the stack's log groups;
  * - Run now: the scheduler function, invoked synchronously (as `ujr trigger --stack`);
- * - Enable/Disable: run-time overrides in the instances table (as `ujr jobs enable|disable --stack`).
+ * - Enable/Disable: run-time overrides in the instances table (as `ujr jobs enable|disable --stack`);
+ * - shared limits: their bucket items in the instances table (as `ujr status --stack`).
  *
  * Loaded only in stack mode (it reaches the AWS adapter, hence the SDK).
  */
@@ -48,6 +49,7 @@ export function stackStatusSource(aws: AwsCliContext, target: Target): StatusSou
     label: `stack "${aws.stackName}"`,
     eventIntervalMs: STACK_EVENT_INTERVAL_MS,
     store,
+    limits: () => store.limits.listLimitStates(Date.now()),
     async config() {
       view = target.instances();
       const current = await view;

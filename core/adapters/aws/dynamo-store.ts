@@ -50,6 +50,7 @@ import { FencedWriter } from './dynamo/fenced-writes.js';
 import { FollowUps } from './dynamo/follow-ups.js';
 import { Instances, type InstanceOverride } from './dynamo/instances.js';
 import { Leases } from './dynamo/leases.js';
+import { DynamoLimits } from './dynamo/limits.js';
 import { QueueManifests } from './dynamo/queue-manifests.js';
 import { RunHistory } from './dynamo/run-history.js';
 import { RunInstances } from './dynamo/run-instances.js';
@@ -97,6 +98,8 @@ export class DynamoStore implements Board {
   private readonly triggers: Triggers;
   private readonly instances: Instances;
   private readonly followUps: FollowUps;
+  /** Shared limits (issue 15): one bucket item each in the instances table (./dynamo/limits.ts). */
+  readonly limits: DynamoLimits;
 
   constructor(options: DynamoStoreOptions) {
     const calls = new TableCalls(options);
@@ -110,6 +113,7 @@ export class DynamoStore implements Board {
     this.pruner = new RunPruner(calls);
     this.instances = new Instances(calls);
     this.followUps = new FollowUps(calls);
+    this.limits = new DynamoLimits(calls);
   }
 
   // Leases (Store): ./dynamo/leases.ts

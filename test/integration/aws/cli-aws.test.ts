@@ -238,6 +238,24 @@ describe('ujr status and runs --stack', () => {
   });
 });
 
+describe('ujr status --stack: shared limits', () => {
+  it('lists the buckets the workers take from, with their level and what they refused', async () => {
+    const now = Date.now();
+    const rate = { count: 2, perMs: 60_000, burst: 2 };
+    const take = (holder: string) => stack.store.limits.acquireLimits({ holder, ttlMs: 60_000, limits: [{ name: 'quota-api', key: 'lab-1', rate }] }, now);
+    const grants = [await take('a'), await take('b'), await take('c')];
+
+    const status = await ujrJson(z.object({ limits: z.array(z.looseObject({ name: z.string(), key: z.string(), granted: z.number(), refused: z.number(), tokens: z.number() })) }), ['status']);
+    const text = await ujr(['status']);
+
+    expect(grants.map((grant) => grant.granted)).toEqual([true, true, false]);
+    expect(status.limits).toEqual([expect.objectContaining({ name: 'quota-api', key: 'lab-1', granted: 2, refused: 1 })]);
+    expect(status.limits[0]?.tokens).toBeLessThan(1);
+    expectExit(text, 0);
+    expect(text.stdout).toMatch(/^limits:\n.*\n\s*quota-api\s+lab-1\s/m);
+  });
+});
+
 describe('ujr jobs --stack', () => {
   it('disables and enables instances in the instances table, which the scheduler applies at its next tick', async () => {
     // Prepare

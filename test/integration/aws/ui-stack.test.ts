@@ -136,6 +136,19 @@ describe('status page over a stack: reads', () => {
     expect((await json(missingInstance, errorSchema)).error).toBe(`no job instance "nobody" in the instances table of stack "${STACK}"; known: fan`);
   });
 
+  it("gives the stack's shared-limit buckets from the instances table", async () => {
+    const now = Date.now();
+    const spec = { name: 'archive-host', key: 'example.org', concurrency: 1 };
+    const held = await fixture.stack.store.limits.acquireLimits({ holder: 'attempt-1', ttlMs: 60_000, limits: [spec] }, now);
+    const refused = await fixture.stack.store.limits.acquireLimits({ holder: 'attempt-2', ttlMs: 60_000, limits: [spec] }, now);
+    await start();
+
+    const { limits } = await json(await api('/api/limits'), z.object({ limits: z.array(z.looseObject({ name: z.string(), key: z.string(), held: z.number(), refused: z.number(), waiting: z.number() })) }));
+
+    expect([held.granted, refused.granted]).toEqual([true, false]);
+    expect(limits).toEqual([expect.objectContaining({ name: 'archive-host', key: 'example.org', concurrency: 1, held: 1, refused: 1, waiting: 0 })]);
+  });
+
   it("gives a run's log lines from CloudWatch Logs, by level and after a seq", async () => {
     // Prepare: a run the worker recorded, and the lines CloudWatch Logs holds for it
     await fixture.stack.seedInstances([{ id: 'fan', job: 'fanout', params: { count: 1 }, schedule: '1m' }]);
