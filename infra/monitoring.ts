@@ -2,7 +2,9 @@
  * A ujr deployment's dashboard and alarms. ujr's own metrics are EMF lines written by
  * core/adapters/aws/telemetry.ts: namespace `UJR_METRICS_NAMESPACE`, dimensions
  * `[["service", "jobType"]]`, one line per job type per invocation, where `service` is the
- * serviceName each entry point passes (functions/*.ts, containers/main.ts).
+ * serviceName each entry point passes (functions/*.ts, containers/main.ts); and, for the shared
+ * limits (issue 15), `[["service", "limit"]]`, one line per limit per tick from the scheduler. Limit
+ * names are configuration, not code, so their graphs find them with SEARCH.
  *
  * Containers have no metric of their own for "failed to start" or "exited": ECS reports each
  * stopped task as an EventBridge "ECS Task State Change" event (lastStatus STOPPED, a stopCode,
@@ -485,6 +487,7 @@ export class JobRunnerMonitoring extends Construct {
           width: 12,
         }),
       ],
+      this.limitWidgets(),
       [
         new cloudwatch.GraphWidget({
           title: 'Containers stopped unexpectedly',
@@ -517,6 +520,30 @@ export class JobRunnerMonitoring extends Construct {
       ]);
     }
     return rows;
+  }
+
+  /**
+   * Shared limits, one line per limit, as the scheduler reads their buckets at each tick: the
+   * tokens of the scarcest bucket, the slots held, and per minute the grants, the refusals (tasks
+   * sent back to wait) and the time closed by back-offs (the API's 429s).
+   */
+  private limitWidgets(): cloudwatch.IWidget[] {
+    const search = (metric: string, statistic: string) => `SEARCH('{${this.props.namespace},limit,service} service="${SERVICES.scheduler}" MetricName="${metric}"', '${statistic}', 60)`;
+    const graph = (title: string, lines: [expression: string, label: string][]) =>
+      new cloudwatch.GraphWidget({
+        title,
+        left: lines.map(([expression, label]) => new cloudwatch.MathExpression({ expression, usingMetrics: {}, period: Duration.minutes(1), label })),
+        width: 6,
+      });
+    return [
+      graph('Shared limits: tokens left (scarcest bucket)', [[search('limitTokens', 'Minimum'), 'tokens']]),
+      graph('Shared limits: slots held', [[search('limitHeld', 'Maximum'), 'held']]),
+      graph('Shared limits: grants per minute', [[`DIFF(${search('limitGranted', 'Maximum')})`, 'granted']]),
+      graph('Shared limits: refusals and throttled seconds per minute', [
+        [`DIFF(${search('limitRefused', 'Maximum')})`, 'refused'],
+        [`DIFF(${search('limitThrottledMs', 'Maximum')}) / 1000`, 'throttled s'],
+      ]),
+    ];
   }
 
   /** The same math expression under another label (a graph shows one line per job type). */

@@ -3,6 +3,7 @@
  * the fleet that runs containers (ECS), where instance configuration comes from (the instances
  * table), and telemetry (Powertools Logger and Metrics). Adapters live in core/adapters/aws/.
  */
+import type { LimitState } from '../ports/limits.js';
 import type { InstanceStatus } from '../ports/store.js';
 import type { DispatchMessage, FollowUpMessage } from './messages.js';
 
@@ -66,6 +67,11 @@ export interface Telemetry {
   count(metric: MetricName, jobType: string, value?: number): void;
   /** A task attempt's duration. */
   duration(jobType: string, ms: number): void;
+  /**
+   * The shared limits' buckets as read at a tick (issue 15): per limit, the tokens of its scarcest
+   * bucket, the slots held and, so far, the grants, refusals and throttled time of its buckets.
+   */
+  limits(states: readonly LimitState[]): void;
   /** Writes what was counted (EMF lines); called at the end of each invocation. */
   flush(): void;
 }
@@ -75,5 +81,6 @@ export const silentTelemetry: Telemetry = {
   log() {},
   count() {},
   duration() {},
+  limits() {},
   flush() {},
 };

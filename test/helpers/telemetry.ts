@@ -1,5 +1,6 @@
 /** Telemetry that keeps what it was told, for tests to assert on (logs and metric counts). */
 import type { LogFields, MetricName, Telemetry } from '../../core/cloud/ports.js';
+import type { LimitState } from '../../core/ports/limits.js';
 
 export interface LoggedLine {
   level: 'debug' | 'info' | 'warn' | 'error';
@@ -11,6 +12,8 @@ export class RecordingTelemetry implements Telemetry {
   readonly lines: LoggedLine[] = [];
   readonly counts = new Map<string, number>();
   readonly durations: number[] = [];
+  /** What each sample of the shared limits said, in order. */
+  readonly limitSamples: (readonly LimitState[])[] = [];
   flushes = 0;
 
   log(level: LoggedLine['level'], message: string, fields?: LogFields): void {
@@ -24,6 +27,10 @@ export class RecordingTelemetry implements Telemetry {
 
   duration(_jobType: string, ms: number): void {
     this.durations.push(ms);
+  }
+
+  limits(states: readonly LimitState[]): void {
+    this.limitSamples.push(states);
   }
 
   flush(): void {

@@ -4,7 +4,8 @@
  *
  * - Scheduler: an EventBridge Scheduler tick (`{}` or `{ "tick": true }`), an ad-hoc run
  *   `{ "instanceId": "...", "task"?: "...", "input"?: {...} }` from `ujr trigger --stack`, or a
- *   batch of follow-up requests from the plan queue (SQS event source).
+ *   batch of follow-up requests from the plan queue (SQS event source). After a tick it reads the
+ *   shared limits' buckets for their metrics: one Scan of the instances table, filtered to them.
  * - Worker: an SQS batch, processed with Powertools' BatchProcessor, reporting partial batch
  *   failures (ReportBatchItemFailures): only failed records come back.
  */
@@ -14,6 +15,7 @@ import { z } from 'zod';
 import { FollowUpRequests } from '../../cloud/follow-ups.js';
 import { jsonSchema, parseFollowUpMessage, type FollowUpMessage } from '../../cloud/messages.js';
 import type { PlanQueue, Telemetry } from '../../cloud/ports.js';
+import type { LimitStore } from '../../ports/limits.js';
 import type { Scheduler, TickReport } from '../../cloud/scheduler.js';
 import type { TaskWorker } from '../../cloud/worker.js';
 
@@ -35,7 +37,15 @@ export interface SchedulerHandler {
   (event: unknown): Promise<TickReport>;
 }
 
-export function makeSchedulerHandler(deps: { scheduler: Scheduler; telemetry: Telemetry }): SchedulerHandler {
+/** What the scheduler's handler needs: the scheduler, telemetry and, for the limits' metrics, the store's limits. */
+export interface SchedulerHandlerDeps {
+  scheduler: Scheduler;
+  telemetry: Telemetry;
+  board?: { limits?: Pick<LimitStore, 'listLimitStates'> };
+  now?: () => number;
+}
+
+export function makeSchedulerHandler(deps: SchedulerHandlerDeps): SchedulerHandler {
   return (async (event: unknown): Promise<TickReport | SQSBatchResponse> => {
     const batch = planQueueEventSchema.safeParse(event);
     if (batch.success) return followUps(deps, batch.data.Records);
@@ -49,11 +59,23 @@ export function makeSchedulerHandler(deps: { scheduler: Scheduler; telemetry: Te
       const request = parsed.data;
       const report = 'instanceId' in request ? await deps.scheduler.runNow(request) : await deps.scheduler.tick();
       deps.telemetry.log('info', 'tick', { report });
+      if (!('instanceId' in request)) await sampleLimits(deps);
       return report;
     } finally {
       deps.telemetry.flush();
     }
   }) as SchedulerHandler;
+}
+
+/** Hands the shared limits' buckets to the metrics; a failed read is logged, never fails the tick. */
+async function sampleLimits(deps: SchedulerHandlerDeps): Promise<void> {
+  const limits = deps.board?.limits;
+  if (!limits) return;
+  try {
+    deps.telemetry.limits(await limits.listLimitStates((deps.now ?? Date.now)()));
+  } catch (error) {
+    deps.telemetry.log('warn', `could not read the shared limits for their metrics: ${(error as Error).message}`);
+  }
 }
 
 /**

@@ -134,6 +134,18 @@ describe('what a tick posts', () => {
     expect((await stack.store.getLease(runs[1]!.signature))?.owner ?? null).toBeNull();
   });
 
+  it('reads the shared limits after a tick for their metrics, not after an ad-hoc run', async () => {
+    await stack.seedInstances([{ id: 'adhoc', job: 'fanout', params: { count: 0 }, schedule: '1m' }]);
+    const rate = { count: 5, perMs: 1000, burst: 5 };
+    await stack.store.limits.acquireLimits({ holder: 'attempt-1', ttlMs: 60_000, limits: [{ name: 'quota-api', key: 'lab-1', rate }] }, Date.now());
+    const handler = makeSchedulerHandler(stack.scheduler(jobs));
+
+    await handler({});
+    await handler({ instanceId: 'adhoc', task: 'item', input: { i: 1 } });
+
+    expect(stack.telemetry.limitSamples).toEqual([[expect.objectContaining({ name: 'quota-api', key: 'lab-1', granted: 1, refused: 0, held: 0 })]]);
+  });
+
   it('runs one task now with a given input, as an ad-hoc invocation of the handler', async () => {
     await stack.seedInstances([{ id: 'adhoc', job: 'fanout', params: { count: 0 }, schedule: '1m' }]);
     const runtime = stack.scheduler(jobs);

@@ -100,4 +100,32 @@ describe('Powertools telemetry', () => {
     expect(JSON.stringify(processor)).toContain('"Namespace":"ujr-test"');
     expect(emf.find((line) => line.jobType === 'archiver')).toMatchObject({ failed: 1 });
   });
+
+  it('writes one EMF line per shared limit: its scarcest bucket, the slots held, the totals of its buckets', () => {
+    const lines: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
+      lines.push(args.map(String).join(' '));
+    });
+    const telemetry = new PowertoolsTelemetry({ namespace: 'ujr-test', serviceName: 'ujr-scheduler' });
+    const rate = { count: 10, perMs: 1000, burst: 10 };
+
+    telemetry.limits([
+      { name: 'api', key: 'lab-1', rate, tokens: 7.5, held: 0, granted: 12, refused: 1, throttledMs: 0 },
+      { name: 'api', key: 'lab-2', rate, tokens: 0.25, held: 0, granted: 30, refused: 4, throttledMs: 2000 },
+      { name: 'archive-host', key: 'example.org', concurrency: 3, held: 2, granted: 5, refused: 0, throttledMs: 0 },
+    ]);
+    telemetry.flush();
+    telemetry.flush();
+
+    const emf = lines.filter((line) => line.includes('"_aws"')).map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(emf).toHaveLength(2);
+    expect(emf.find((line) => line.limit === 'api')).toMatchObject({ limitTokens: 0.25, limitHeld: 0, limitGranted: 42, limitRefused: 5, limitThrottledMs: 2000 });
+    const host = emf.find((line) => line.limit === 'archive-host');
+    expect(host).toMatchObject({ limitHeld: 2, limitGranted: 5, limitRefused: 0 });
+    expect(host).not.toHaveProperty('limitTokens');
+  });
 });

@@ -127,6 +127,23 @@ describe('the container alarms', () => {
   });
 });
 
+describe('the shared limits on the dashboard', () => {
+  it('graphs every limit the scheduler reports, found by SEARCH in the runner\'s namespace', () => {
+    const dashboard = render(resources[logicalId(template, 'AWS::CloudWatch::Dashboard', 'RunnerMonitoringDashboard')]?.Properties?.DashboardBody);
+    const search = (metric: string, statistic: string) => `SEARCH('{ujr/Test,limit,service} service=\\"ujr-scheduler\\" MetricName=\\"${metric}\\"', '${statistic}', 60)`;
+
+    for (const expression of [
+      search('limitTokens', 'Minimum'),
+      search('limitHeld', 'Maximum'),
+      `DIFF(${search('limitGranted', 'Maximum')})`,
+      `DIFF(${search('limitRefused', 'Maximum')})`,
+      `DIFF(${search('limitThrottledMs', 'Maximum')}) / 1000`,
+    ]) {
+      expect(dashboard).toContain(expression);
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // The rules' patterns against ECS events. `matches` implements the part of EventBridge's matching
 // the two patterns use (exact values, anything-but, $or, nested objects, an array in the event
