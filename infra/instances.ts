@@ -6,10 +6,17 @@
  * entry goes into the `config` attribute of the `(instanceId, 'config')` item and the `overrides`
  * attribute is created empty only when missing. Run-time overrides (the status page's switches, the
  * CLI) therefore survive every redeploy; only the repository's configuration is replaced.
+ *
+ * The file's `"limits"` (shared limits, issue 15), when it has that key, are validated limit by
+ * limit (core/limit-config.ts) and written whole into the `(limits, limits)` item the runtime reads
+ * with the instances (core/adapters/aws/dynamo/instances.ts); a file without the key leaves the
+ * item as it is.
  */
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { CONFIG_KIND } from '../core/adapters/aws/dynamo-items.js';
+import { LIMITS_ATTRIBUTE, LIMITS_ITEM } from '../core/adapters/aws/dynamo/instances.js';
+import { parseLimits } from '../core/limit-config.js';
 import { INSTANCES_TABLE } from '../core/adapters/aws/tables.js';
 import { formatProblem, instanceEntrySchema, instancesFileSchema, parseInstances } from '../core/config.js';
 import { parseInstancesJson } from '../core/config-file.js';
@@ -146,5 +153,45 @@ export function seedDeleteItem(tableName: string, id: string) {
       [INSTANCES_TABLE.partitionKey.name]: { S: id },
       [INSTANCES_TABLE.sortKey.name]: { S: CONFIG_KIND },
     },
+  };
+}
+
+/**
+ * The instances file's `"limits"` to seed, as written there, once every limit validates; `undefined`
+ * when the file has no `"limits"` (the deployment then leaves the limits item alone).
+ *
+ * @throws {InstanceSeedError} naming each malformed limit and its field, so `cdk synth` fails.
+ * @example
+ * ```ts
+ * loadSeedLimits(readInstances('jobs/instances.json')); // { "feed-api": { rate: 300, per: "15m" } }
+ * ```
+ */
+export function loadSeedLimits(source: InstancesSource): { [name: string]: Json } | undefined {
+  const { raw, name } = source;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !Object.hasOwn(raw, 'limits')) return undefined;
+  const limits = raw['limits'];
+  const { problems } = parseLimits(limits);
+  if (problems.length > 0) {
+    const lines = problems.map((problem) => `${name}: ${problem.field}: ${problem.message}`);
+    throw new InstanceSeedError(`the shared limits to deploy have ${problems.length} problem(s): ${lines.join('; ')}; fix them in "limits"`);
+  }
+  if (typeof limits !== 'object' || limits === null || Array.isArray(limits)) throw new InstanceSeedError(`${name}: "limits" must be an object of limits by name`);
+  return limits;
+}
+
+/**
+ * The `UpdateItem` parameters that write the limits' definitions into the instances table
+ * `tableName`, replacing the ones stored (as `DynamoStore.putLimits` does).
+ */
+export function seedLimitsUpdateItem(tableName: string, limits: { [name: string]: Json }) {
+  return {
+    TableName: tableName,
+    Key: {
+      [INSTANCES_TABLE.partitionKey.name]: { S: LIMITS_ITEM.instanceId },
+      [INSTANCES_TABLE.sortKey.name]: { S: LIMITS_ITEM.kind },
+    },
+    UpdateExpression: 'SET #limits = :limits',
+    ExpressionAttributeNames: { '#limits': LIMITS_ATTRIBUTE },
+    ExpressionAttributeValues: { ':limits': toAttributeValue(limits) },
   };
 }

@@ -47,13 +47,14 @@ import { Construct } from 'constructs';
 import type { z } from 'zod';
 import { resolveJobsModule } from '../build/bundle.js';
 import type { containerEnvSchema, schedulerEnvSchema, workerEnvSchema } from '../core/adapters/aws/env.js';
+import type { Json } from '../core/types.js';
 import { TABLES, type KeyAttribute, type TableDefinition, type TableNames } from '../core/adapters/aws/tables.js';
 import { DEFAULT_CONDUCTOR_CONFIG } from '../core/cloud/conductor.js';
 import { DEFAULT_WORKER_CONFIG } from '../core/cloud/worker.js';
 import { bundledCode, handlerOf } from './bundling.js';
 import { addProgram, CODE_FETCH_IMAGE, containerProgram, NODE_IMAGE, type ContainerImageSource } from './container-program.js';
 import { JobRunnerPropsError, JobsModuleError } from './errors.js';
-import { readInstances, seedUpdateItem, type InstanceEntry, type SeedEntry } from './instances.js';
+import { loadSeedLimits, readInstances, seedLimitsUpdateItem, seedUpdateItem, type InstanceEntry, type SeedEntry } from './instances.js';
 import { JobRunnerMonitoring } from './monitoring.js';
 import { acknowledge, acknowledgeWildcardResources } from './nag.js';
 import { OUTPUT_DESCRIPTIONS, STACK_OUTPUTS, type StackOutputName } from './outputs.js';
@@ -825,7 +826,7 @@ export class JobRunner extends Construct {
     // ---------------------------------------------------------------------------------------
     // The instance configuration, written at every deploy
 
-    this.seedInstances(inspected.entries, settings.logRetention);
+    this.seedInstances(inspected.entries, inspected.limits, settings.logRetention);
 
     // ---------------------------------------------------------------------------------------
     // Monitoring
@@ -997,8 +998,8 @@ export class JobRunner extends Construct {
    * ./instances.ts renders it), nothing at delete, so that the configuration outlives the stack
    * as the retained tables do.
    */
-  private seedInstances(entries: readonly SeedEntry[], retention: logs.RetentionDays): void {
-    if (entries.length === 0) return;
+  private seedInstances(entries: readonly SeedEntry[], limits: { [name: string]: Json } | undefined, retention: logs.RetentionDays): void {
+    if (entries.length === 0 && limits === undefined) return;
     const seed = new Construct(this, 'Seed');
     const logGroup = new logs.LogGroup(seed, 'Logs', { retention });
     const role = new iam.Role(seed, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
@@ -1014,6 +1015,27 @@ export class JobRunner extends Construct {
       };
       const resource = new cr.AwsCustomResource(seed, entry.id, {
         resourceType: 'Custom::UjrInstanceConfig',
+        onCreate: call,
+        onUpdate: call,
+        role,
+        logGroup,
+        installLatestAwsSdk: false,
+        timeout: Duration.minutes(2),
+      });
+      resource.node.addDependency(role);
+    }
+    if (limits !== undefined) {
+      // The shared limits' definitions, one item written whole (the file's "limits"), read with the instances.
+      const call: cr.AwsSdkCall = {
+        service: 'DynamoDB',
+        action: 'UpdateItem',
+        parameters: seedLimitsUpdateItem(this.tables.instances.tableName, limits),
+        physicalResourceId: cr.PhysicalResourceId.of('limits'),
+        logging: cr.Logging.withDataHidden(),
+      };
+      // '#limits': no instance id starts with '#', so no instance's resource has this id.
+      const resource = new cr.AwsCustomResource(seed, '#limits', {
+        resourceType: 'Custom::UjrLimits',
         onCreate: call,
         onUpdate: call,
         role,
@@ -1048,8 +1070,10 @@ const LAMBDA_BASE = {
 /** The job types' names and the validated instance entries; a module that cannot be loaded is named as the `jobs` prop. */
 function inspectJobsOf(jobsModule: string, instances: readonly InstanceEntry[] | string) {
   const source = readInstances(instances);
+  // Checked here too (the child process checks them with the instances): the file's limits are seeded as written.
+  const limits = loadSeedLimits(source);
   try {
-    return inspectJobs(jobsModule, source);
+    return { ...inspectJobs(jobsModule, source), limits };
   } catch (error) {
     if (error instanceof JobsModuleError) throw new JobsModuleError(`JobRunner: jobs: ${error.message}`, { cause: error });
     throw error;

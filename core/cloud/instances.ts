@@ -3,8 +3,14 @@
  * instances table, editable without a redeploy), secret references in params resolved, then
  * validated instance by instance with the same rules as the local instances file. A broken
  * instance is reported and left out; the others run.
+ *
+ * The shared limits' definitions (the instances file's `"limits"`, one item of the same table)
+ * come with them, validated limit by limit: a broken limit is reported (`limits.<name>.<field>`)
+ * and its last good version, as this process read it, stays in use, as `ujr run` does locally.
  */
 import { parseInstances, type ConfigProblem } from '../config.js';
+import { mergeLimitsWithLastGood, parseLimits } from '../limit-config.js';
+import type { LimitDefinition } from '../ports/limits.js';
 import type { InstanceStatus } from '../ports/store.js';
 import type { InstanceConfig, JobType } from '../types.js';
 import type { InstanceCatalog } from './ports.js';
@@ -17,6 +23,8 @@ export interface LoadedInstance {
 export interface InstanceSnapshot {
   instances: Map<string, LoadedInstance>;
   statuses: Map<string, InstanceStatus>;
+  /** The shared limits tasks may name, by name (core/limit-config.ts). */
+  limits: ReadonlyMap<string, LimitDefinition>;
   problems: ConfigProblem[];
   loadedAt: number;
 }
@@ -50,7 +58,8 @@ export class InstanceDirectory {
   }
 
   private async load(): Promise<InstanceSnapshot> {
-    const { entries, statuses } = await this.options.catalog.loadInstancesAndStatus();
+    const { entries, statuses, limits: rawLimits } = await this.options.catalog.loadInstancesAndStatus();
+    const limits = parseLimits(rawLimits);
     const problems: ConfigProblem[] = [];
     const resolved = await Promise.all(entries.map((entry) => this.resolve(entry, problems)));
     const parsed = parseInstances({ instances: resolved.filter((entry) => entry !== undefined) }, this.options.jobs);
@@ -63,7 +72,8 @@ export class InstanceDirectory {
     this.snapshot = {
       instances,
       statuses: new Map(statuses.map((status) => [status.instanceId, status])),
-      problems: [...problems, ...parsed.problems],
+      limits: mergeLimitsWithLastGood(this.snapshot?.limits ?? new Map(), limits.limits, limits.problems, false),
+      problems: [...problems, ...parsed.problems, ...limits.problems],
       loadedAt: this.options.now(),
     };
     return this.snapshot;

@@ -35,8 +35,11 @@ export interface Fleet {
 }
 
 export interface InstanceCatalog {
-  /** Raw instance entries (validated by the caller) and every instance's status, in one read. */
-  loadInstancesAndStatus(): Promise<{ entries: unknown[]; statuses: InstanceStatus[] }>;
+  /**
+   * Raw instance entries and the raw `"limits"` object of the shared limits (both validated by the
+   * caller; `limits` undefined when none are configured), and every instance's status, in one read.
+   */
+  loadInstancesAndStatus(): Promise<{ entries: unknown[]; statuses: InstanceStatus[]; limits?: unknown }>;
 }
 
 /** Metric names, each counted per job type. */

@@ -276,9 +276,17 @@ export class DynamoStore implements Board {
     return this.instances.listInstanceEntries();
   }
 
-  /** Entries and statuses of every instance, in one paginated Scan (the scheduler's every tick). */
-  loadInstancesAndStatus(): Promise<{ entries: Record<string, unknown>[]; statuses: InstanceStatus[] }> {
+  /**
+   * Entries and statuses of every instance, and the shared limits' definitions as written in the
+   * instances file (unvalidated), in one paginated Scan (the scheduler's every tick).
+   */
+  loadInstancesAndStatus(): Promise<{ entries: Record<string, unknown>[]; statuses: InstanceStatus[]; limits?: unknown }> {
     return this.instances.loadInstancesAndStatus();
+  }
+
+  /** Replaces the shared limits' definitions (the instances file's `"limits"` object), as the deployment's seeding does. */
+  putLimits(limits: Record<string, Json>): Promise<void> {
+    return this.instances.putLimits(limits);
   }
 
   /** Leaves the client open: it belongs to the caller. */

@@ -10,7 +10,8 @@ import { DynamoStore } from '../../../core/adapters/aws/dynamo-store.js';
 import { createTables, deleteTables, type TableNames } from '../../../core/adapters/aws/tables.js';
 import { ROOT } from '../../../core/package-root.js';
 import jobTypes from '../../../jobs/index.js';
-import { loadSeedEntries, seedUpdateItem, type SeedEntry } from '../../../infra/instances.js';
+import { InstanceDirectory } from '../../../core/cloud/instances.js';
+import { loadSeedEntries, loadSeedLimits, readInstances, seedLimitsUpdateItem, seedUpdateItem, type SeedEntry } from '../../../infra/instances.js';
 import { emulatorClientConfig, uniqueName } from '../../servers/endpoints.js';
 
 const client = new DynamoDBClient(emulatorClientConfig('dynamodb'));
@@ -67,5 +68,21 @@ describe('the instance seed', () => {
     await deploy(names.instances, loadSeedEntries([{ id: 'seeded', job: 'summary', params: { source: 'metrics' } }], jobTypes));
 
     expect((await store.listInstanceEntries()).map((entry) => entry.id).sort()).toEqual(['added', 'seeded']);
+  });
+
+  it('writes the shared limits of jobs/instances.json where the runtime reads them, and a redeploy replaces them live', async () => {
+    const directory = new InstanceDirectory({ catalog: store, jobs: jobTypes, maxAgeMs: 0, now: Date.now });
+    const limits = loadSeedLimits(readInstances(join(ROOT, 'jobs', 'instances.json')));
+    if (!limits) throw new Error('jobs/instances.json has no limits');
+
+    await client.send(new UpdateItemCommand(seedLimitsUpdateItem(names.instances, limits)));
+    const first = await directory.get();
+    await client.send(new UpdateItemCommand(seedLimitsUpdateItem(names.instances, { 'quota-api': { rate: 2, per: '1m', burst: 2 }, host: { concurrency: 3 } })));
+    const second = await directory.get();
+
+    expect([...first.limits.keys()]).toEqual(Object.keys(limits));
+    expect(first.problems).toEqual([]);
+    expect(second.limits.get('quota-api')).toEqual({ name: 'quota-api', rate: { count: 2, perMs: 60_000, burst: 2 } });
+    expect(second.limits.get('host')).toEqual({ name: 'host', concurrency: 3 });
   });
 });

@@ -12,7 +12,7 @@ import { ROOT } from '../../../core/package-root.js';
 import type { Json } from '../../../core/types.js';
 import jobTypes from '../../../jobs/index.js';
 import { InstanceSeedError } from '../../../infra/errors.js';
-import { loadSeedEntries, readInstances, seedUpdateItem, toAttributeValue } from '../../../infra/instances.js';
+import { loadSeedEntries, loadSeedLimits, readInstances, seedLimitsUpdateItem, seedUpdateItem, toAttributeValue } from '../../../infra/instances.js';
 
 const EXAMPLE_INSTANCES = join(ROOT, 'jobs', 'instances.json');
 
@@ -80,5 +80,42 @@ describe('seedUpdateItem', () => {
     const update = seedUpdateItem('instances', { id: 'metrics', config: { id: 'metrics', job: 'collector' } });
     expect(update.Key).toEqual({ instanceId: { S: 'metrics' }, kind: { S: 'config' } });
     expect(update.ExpressionAttributeValues[':config']).toEqual({ M: { id: { S: 'metrics' }, job: { S: 'collector' } } });
+  });
+});
+
+describe('loadSeedLimits', () => {
+  /** An instances file holding `file`, read as the construct reads it. */
+  function source(file: Json) {
+    const dir = mkdtempSync(join(tmpdir(), 'ujr-seed-limits-'));
+    try {
+      const path = join(dir, 'instances.json');
+      writeFileSync(path, JSON.stringify(file));
+      return readInstances(path);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('reads the limits of jobs/instances.json as written', () => {
+    const file = JSON.parse(readFileSync(EXAMPLE_INSTANCES, 'utf8')) as { limits: Json };
+    expect(loadSeedLimits(readInstances(EXAMPLE_INSTANCES))).toEqual(file.limits);
+  });
+
+  it('seeds nothing for a file without "limits" (the item is left as it is)', () => {
+    expect(loadSeedLimits(source({ instances: [] }))).toBeUndefined();
+  });
+
+  it('refuses a malformed limit, naming the file, the limit and its field', () => {
+    const bad = source({ instances: [], limits: { 'feed-api': { rate: 300 }, host: { concurrency: 0 }, fine: { concurrency: 2 } } });
+    expect(() => loadSeedLimits(bad)).toThrow(InstanceSeedError);
+    expect(() => loadSeedLimits(bad)).toThrow(/the shared limits to deploy have 2 problem\(s\): .*instances\.json: limits\.feed-api\.per: a rate needs "per".*; .*instances\.json: limits\.host\.concurrency: use a whole number of at least 1/);
+  });
+
+  it('renders the UpdateItem of the limits item as the document client marshals it', () => {
+    const limits = { 'feed-api': { rate: 300, per: '15m' }, host: { concurrency: 3 } };
+    const update = seedLimitsUpdateItem('instances', limits);
+    expect(update.Key).toEqual({ instanceId: { S: 'limits' }, kind: { S: 'limits' } });
+    expect(update.UpdateExpression).toBe('SET #limits = :limits');
+    expect(update.ExpressionAttributeValues[':limits']).toEqual({ M: marshall(limits) });
   });
 });

@@ -13,7 +13,7 @@ import { DEFAULT_WORKER_CONFIG } from '../../../core/cloud/worker.js';
 import jobTypes from '../../../jobs/index.js';
 import { bootstrapProgram, CODE_SHA256_VARIABLE } from '../../../containers/bootstrap.js';
 import { ROOT } from '../../../core/package-root.js';
-import { loadSeedEntries, seedUpdateItem } from '../../../infra/instances.js';
+import { loadSeedEntries, loadSeedLimits, readInstances, seedLimitsUpdateItem, seedUpdateItem } from '../../../infra/instances.js';
 import { CODE_FETCH_CONTAINER, CODE_FETCH_IMAGE, CONDUCTOR_CONTAINER, LONG_TASK_CONTAINER, NODE_IMAGE, WORKER_START_HEADROOM } from '../../../infra/job-runner.js';
 import { METRIC_SERVICES, SERVICES } from '../../../infra/monitoring.js';
 import { OPTIONAL_STACK_OUTPUTS, STACK_OUTPUTS as CLI_STACK_OUTPUTS } from '../../../core/adapters/aws/stack-outputs.js';
@@ -404,6 +404,17 @@ describe('the instance seed', () => {
     const expected = { service: 'DynamoDB', action: 'UpdateItem', parameters: seedUpdateItem(`<${ids.instancesTable}>`, entry), physicalResourceId: { id: entry.id }, logApiResponseData: false };
     const seed = seeds.find(([, resource]) => callOf(resource.Properties?.Create).physicalResourceId !== undefined && (callOf(resource.Properties?.Create).physicalResourceId as Props).id === entry.id);
     expect(seed).toBeDefined();
+    expect(callOf(seed?.[1].Properties?.Create)).toEqual(expected);
+    expect(callOf(seed?.[1].Properties?.Update)).toEqual(expected);
+    expect(seed?.[1].Properties?.Delete).toBeUndefined();
+  });
+
+  it('writes the shared limits of jobs/instances.json into the limits item, on create and on update, and never deletes it', () => {
+    const limits = loadSeedLimits(readInstances(join(ROOT, 'jobs', 'instances.json')));
+    expect(limits).toBeDefined();
+    const [seed, ...more] = resourcesOf(template, 'Custom::UjrLimits');
+    expect(more).toEqual([]);
+    const expected = { service: 'DynamoDB', action: 'UpdateItem', parameters: seedLimitsUpdateItem(`<${ids.instancesTable}>`, limits ?? {}), physicalResourceId: { id: 'limits' }, logApiResponseData: false };
     expect(callOf(seed?.[1].Properties?.Create)).toEqual(expected);
     expect(callOf(seed?.[1].Properties?.Update)).toEqual(expected);
     expect(seed?.[1].Properties?.Delete).toBeUndefined();

@@ -2,6 +2,8 @@
  * JobRunner props: a runner tuned away from every default (one synthesis), and the props a
  * deployment must refuse before CloudFormation or the runtime would.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
@@ -148,6 +150,18 @@ describe('props a deployment refuses', () => {
   it('refuses an instance of a job type the bundles do not have, naming the instance and field', () => {
     expect(construct({ instances: [{ id: 'x', job: 'nope' }] })).toThrow(InstanceSeedError);
     expect(construct({ instances: [{ id: 'x', job: 'nope' }] })).toThrow(/instance "x": job: no job type is named "nope"/);
+  });
+
+  it('refuses an instances file with a malformed shared limit, naming the limit and field', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ujr-props-limits-'));
+    try {
+      const file = join(dir, 'instances.json');
+      writeFileSync(file, JSON.stringify({ instances: [], limits: { 'feed-api': { rate: 300, per: 'soon' } } }));
+      expect(construct({ instances: file })).toThrow(InstanceSeedError);
+      expect(construct({ instances: file })).toThrow(/limits\.feed-api\.per: use a duration such as "500ms"/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses an instances file that does not exist, naming it', () => {

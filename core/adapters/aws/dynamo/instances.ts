@@ -4,6 +4,10 @@
  * (`status`) and its state keys (`state#<key>`). `loadInstancesAndStatus` reads entries and
  * statuses in one paginated Scan (the scheduler's every tick). Entries are stored as maps, so
  * that overrides can be set field by field; state values as JSON text.
+ *
+ * The shared limits' definitions (issue 15: the instances file's `"limits"`, as written there)
+ * are one more item, `(limits, limits)`, whose `limits` attribute holds the whole object; the
+ * same Scan reads it, so the runtime sees an edit of it as it sees an edit of an instance.
  */
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
@@ -19,6 +23,11 @@ import type { TableCalls } from './table-calls.js';
 export type InstanceOverride = Record<string, Json | undefined>;
 
 const entryIdSchema = z.looseObject({ id: z.string().min(1) });
+
+/** The key of the item holding the limits' definitions (`instanceId`, `kind`): no instance's config or status item has this kind. */
+export const LIMITS_ITEM = { instanceId: 'limits', kind: 'limits' } as const;
+/** The attribute of that item holding the `"limits"` object as written in the instances file. */
+export const LIMITS_ATTRIBUTE = 'limits';
 
 /** Entries, overrides, statuses and state of the instances table. */
 export class Instances {
@@ -150,12 +159,27 @@ export class Instances {
     return (await this.scanInstances([CONFIG_KIND])).entries;
   }
 
-  /** Entries and statuses of every instance, in one paginated Scan (the scheduler's every tick). */
-  async loadInstancesAndStatus(): Promise<{ entries: Record<string, unknown>[]; statuses: InstanceStatus[] }> {
-    return this.scanInstances([CONFIG_KIND, STATUS_KIND]);
+  /**
+   * Entries and statuses of every instance, and the limits' definitions (unvalidated; `undefined`
+   * when the table has none), in one paginated Scan (the scheduler's every tick).
+   */
+  async loadInstancesAndStatus(): Promise<{ entries: Record<string, unknown>[]; statuses: InstanceStatus[]; limits?: unknown }> {
+    return this.scanInstances([CONFIG_KIND, STATUS_KIND, LIMITS_ITEM.kind]);
   }
 
-  private async scanInstances(kinds: readonly string[]): Promise<{ entries: Record<string, unknown>[]; statuses: InstanceStatus[] }> {
+  /**
+   * Replaces the limits' definitions with `limits`, the `"limits"` object of an instances file
+   * (validated by whoever reads it: core/limit-config.ts), as the deployment's seeding does.
+   */
+  async putLimits(limits: Record<string, Json>): Promise<void> {
+    const { doc, tables } = this.calls;
+    const value = toJsonObject(limits, 'the limits');
+    await this.calls.call('instances', 'PutItem (write the limits)', () =>
+      doc.send(new PutCommand({ TableName: tables.instances, Item: { ...LIMITS_ITEM, [LIMITS_ATTRIBUTE]: value } })),
+    );
+  }
+
+  private async scanInstances(kinds: readonly string[]): Promise<{ entries: Record<string, unknown>[]; statuses: InstanceStatus[]; limits?: unknown }> {
     const { tables } = this.calls;
     const e = new Expr();
     const input: ScanCommandInput = {
@@ -166,14 +190,16 @@ export class Instances {
     };
     const entries: Record<string, unknown>[] = [];
     const statuses: InstanceStatus[] = [];
+    let limits: unknown;
     for await (const item of this.calls.scanItems('instances', 'Scan (instance entries and statuses)', input)) {
       if (item.kind === STATUS_KIND) statuses.push(statusOf(item, tables.instances));
+      else if (item.kind === LIMITS_ITEM.kind && item.instanceId === LIMITS_ITEM.instanceId) limits = item[LIMITS_ATTRIBUTE];
       else if (item.kind === CONFIG_KIND) {
         const entry = entryOfConfigItem(item, tables.instances);
         if (entry) entries.push(entry);
       }
     }
-    return { entries, statuses };
+    return limits === undefined ? { entries, statuses } : { entries, statuses, limits };
   }
 }
 
