@@ -43,6 +43,10 @@ export interface AttemptRequest {
    * handler's grace period is over, its process is killed. Default: in this process.
    */
   executor?: Executor;
+  /** Called after each renewal that found the lease still held (the worker renews the task's limit slots with it). */
+  onRenewed?: () => void;
+  /** `tctx.limits.backoff(name, retryAfterMs)`; without it the handler's call is refused (no shared limits here). */
+  backoff?: (name: string, retryAfterMs: number) => Promise<void>;
 }
 
 export interface AttemptResult {
@@ -110,7 +114,8 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
         const result = await board.heartbeat(ref, request.leaseTtlMs, now(), progress);
         lastRenewal = now();
         if (!result.held) abort(new LeaseLostError(`the lease of "${entry.signature}" was taken over (token ${entry.token} is no longer current); this attempt stops and writes nothing more`));
-        else if (result.stopRequested) abort(new CancelledError(`task "${entry.task}" of instance "${entry.instanceId}" was asked to stop: the job no longer returns it, or its instance was disabled or retired`));
+        else request.onRenewed?.();
+        if (result.held && result.stopRequested) abort(new CancelledError(`task "${entry.task}" of instance "${entry.instanceId}" was asked to stop: the job no longer returns it, or its instance was disabled or retired`));
       } catch (error) {
         telemetry.log('warn', 'could not renew the lease; will try again', { ...fields, error: (error as Error).message });
       } finally {
@@ -179,6 +184,7 @@ export async function runAttempt(deps: AttemptDeps, request: AttemptRequest): Pr
           throw error;
         }
       },
+      ...(request.backoff ? { backoff: request.backoff } : {}),
       async checkpoint(value) {
         const held = await board.saveCheckpoint(ref, { signature: entry.signature, value, runId: entry.runId, at: now() });
         if (!held) {

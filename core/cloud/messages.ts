@@ -13,6 +13,9 @@ export const jsonSchema: z.ZodType<Json> = z.lazy(() =>
   z.union([z.null(), z.boolean(), z.number(), z.string(), z.array(jsonSchema), z.record(z.string(), jsonSchema)]),
 );
 
+/** Most shared-limit buckets one task may take (a task names a few; this keeps a message far below SQS's 256 KiB). */
+export const LIMITS_PER_TASK = 25;
+
 export const dispatchMessageSchema = z.object({
   v: z.literal(1),
   signature: z.string().min(1),
@@ -25,6 +28,16 @@ export const dispatchMessageSchema = z.object({
   runId: z.string().min(1),
   attempt: z.number().int().positive(),
   timeoutMs: z.number().positive(),
+  /**
+   * When the entry's lease (the dispatcher's, posted with this message) expires, as of the post:
+   * a worker whose limits make it wait past this extends it first. Absent: not known.
+   */
+  leaseExpiresAt: z.number().optional(),
+  /**
+   * The shared-limit buckets the task takes before it is claimed (issue 15), resolved at plan
+   * time: limit name and key. The worker takes each limit's definition as configured when it runs.
+   */
+  limits: z.array(z.object({ name: z.string().min(1), key: z.string() })).max(LIMITS_PER_TASK).optional(),
   /** Not to be run before this time (epoch ms): retry delays longer than SQS's 15 minutes. */
   notBefore: z.number().optional(),
   /**

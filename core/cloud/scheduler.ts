@@ -22,7 +22,8 @@ import { z } from 'zod';
 import { formatProblem } from '../config.js';
 import { mapLimit } from '../concurrency.js';
 import { InvalidTaskSpecError, toErrorInfo } from '../errors.js';
-import { buildPlanContext, resolveSpecs, type PlannedTask, type PlanOutcome } from '../engine/planner.js';
+import { buildPlanContext, resolveLimits, resolveSpecs, type PlannedTask, type PlanOutcome } from '../engine/planner.js';
+import type { LimitDefinition } from '../ports/limits.js';
 import { withTimeout } from '../engine/with-timeout.js';
 import { realTimers } from '../ports/timers.js';
 import { parseSchedule } from '../schedule.js';
@@ -31,7 +32,7 @@ import type { Json, ObjectReader, PlanContext, RunOrigin, RunRecord } from '../t
 import { runIdFor } from '../run-ids.js';
 import type { Board, BoardEntry, PostRequest, Route } from './board.js';
 import type { InstanceDirectory, LoadedInstance } from './instances.js';
-import type { DispatchMessage, EndedRun, FollowUpMessage } from './messages.js';
+import { LIMITS_PER_TASK, type DispatchMessage, type EndedRun, type FollowUpMessage } from './messages.js';
 import type { Fleet, TaskQueue, Telemetry } from './ports.js';
 
 export interface SchedulerConfig {
@@ -144,7 +145,7 @@ export class Scheduler {
       const status = snapshot.statuses.get(loaded.config.id);
       return loaded.config.enabled && status?.retiredAt === undefined && this.isDue(loaded, status, tickAt);
     });
-    const plans = await mapLimit(due, config.planConcurrency, (loaded) => this.plan(loaded, 'schedule', snapshot.statuses.get(loaded.config.id), report));
+    const plans = await mapLimit(due, config.planConcurrency, (loaded) => this.plan(loaded, 'schedule', snapshot.statuses.get(loaded.config.id), report, snapshot.limits));
     const offline = new Set(
       [...snapshot.instances.values()]
         .filter((loaded) => !loaded.config.enabled || snapshot.statuses.get(loaded.config.id)?.retiredAt !== undefined)
@@ -173,9 +174,9 @@ export class Scheduler {
     const report = emptyReport();
     let plan: Plan | undefined;
     if (request.task === undefined) {
-      plan = await this.plan(loaded, 'manual', snapshot.statuses.get(loaded.config.id), report);
+      plan = await this.plan(loaded, 'manual', snapshot.statuses.get(loaded.config.id), report, snapshot.limits);
     } else {
-      const outcome = refuseLimits(resolveSpecs(loaded.job, loaded.config.id, [{ task: request.task, input: request.input ?? {} }]), loaded.config.id);
+      const outcome = withLimits(resolveSpecs(loaded.job, loaded.config.id, [{ task: request.task, input: request.input ?? {} }]), loaded, snapshot.limits, this.deps.config);
       const rejected = outcome.rejected[0];
       if (rejected) throw rejected;
       plan = { loaded, tasks: outcome.tasks, origin: 'manual', reconcile: false, plannedAt: Number.POSITIVE_INFINITY };
@@ -225,7 +226,7 @@ export class Scheduler {
           // Read now, not from the cached snapshot: a status written back must not undo a tick's.
           const status = await board.getInstanceStatus(instanceId);
           if (status?.retiredAt !== undefined) return;
-          const plan = await this.plan(loaded, 'followup', status, report);
+          const plan = await this.plan(loaded, 'followup', status, report, snapshot.limits);
           if (plan) await this.dispatch([{ ...plan, passOverReleasedSince: status?.lastPlannedAt ?? 0 }], report, 'followup');
         } finally {
           requestedAt = await board.endFollowUp(instanceId, gate.from);
@@ -260,6 +261,7 @@ export class Scheduler {
     reason: PlanContext<unknown>['reason'],
     status: InstanceStatus | undefined,
     report: TickReport,
+    limits: ReadonlyMap<string, LimitDefinition>,
   ): Promise<Plan | undefined> {
     const { now, telemetry, config } = this.deps;
     const { config: instance, job } = loaded;
@@ -294,7 +296,7 @@ export class Scheduler {
       return undefined;
     }
     // Inputs over MAX_INPUT_BYTES (core/limits.ts) are rejected here, as the local runner does.
-    const outcome = refuseLimits(resolveSpecs(job, instance.id, specs), instance.id);
+    const outcome = withLimits(resolveSpecs(job, instance.id, specs), loaded, limits, config);
     const tasks = outcome.tasks;
     for (const rejected of outcome.rejected) {
       telemetry.log('error', rejected.message, { instanceId: instance.id, jobType: job.name });
@@ -420,7 +422,10 @@ export class Scheduler {
         runId: request.runId,
         attempt: 1,
         timeoutMs: request.timeoutMs ?? config.workerTaskLimitMs,
+        leaseExpiresAt: grant.lease.expiresAt,
       };
+      const limits = post.planned.limits;
+      if (limits && limits.length > 0) message.limits = limits.map(({ name, key }) => ({ name, key }));
       if (request.route === 'queue') toQueue.push(message);
       else if (request.route === 'fargate') toFargate.push(message);
     });
@@ -543,22 +548,46 @@ function historySince(plannedAt: number): number {
 }
 
 /**
- * Shared limits (issue 15) are enforced by the local runner only so far: a task that names one is
- * refused here, with a plan error saying so, rather than run on AWS without its limit (which
- * would spend an API's quota the limit exists to keep).
+ * Shared limits (issue 15): the buckets of each task that names limits, resolved against the
+ * configured definitions as the local runner resolves them (`resolveLimits`: name, and key from the
+ * key function or the spec), for the worker to take before it claims the task. A limit that is not
+ * configured, or whose key cannot be had, is a plan error naming the instance, task and limit.
+ * Only the queue route (the worker Lambda) takes limits so far: a task that names limits and would
+ * run on a conductor (continuous) or on Fargate (a timeout longer than the worker allows) is
+ * refused with a plan error saying so, rather than run without its limit (which would spend an
+ * API's quota the limit exists to keep).
  */
-export function refuseLimits(outcome: PlanOutcome, instanceId: string): PlanOutcome {
+export function withLimits(outcome: PlanOutcome, loaded: LoadedInstance, definitions: ReadonlyMap<string, LimitDefinition>, config: SchedulerConfig): PlanOutcome {
   if (!outcome.tasks.some((task) => task.limitRequests.length > 0)) return outcome;
+  const instanceId = loaded.config.id;
   const rejected = [...outcome.rejected];
-  const tasks = outcome.tasks.filter((task) => {
-    if (task.limitRequests.length === 0) return true;
-    const names = task.limitRequests.map((limit) => `"${typeof limit === 'string' ? limit : limit.name}"`).join(', ');
-    rejected.push(
-      new InvalidTaskSpecError(
-        `instance "${instanceId}", task "${task.task}" takes shared limits (${names}), which the AWS runtime does not enforce yet; it is not run, so that the quota they keep is not spent. Run it with "ujr run", or drop its limits to run it on AWS without them`,
-      ),
-    );
-    return false;
-  });
+  const tasks: PlannedTask[] = [];
+  for (const task of outcome.tasks) {
+    if (task.limitRequests.length === 0) {
+      tasks.push(task);
+      continue;
+    }
+    const route = routeOf(task, config);
+    if (route !== 'queue') {
+      const names = task.limitRequests.map((limit) => `"${typeof limit === 'string' ? limit : limit.name}"`).join(', ');
+      const where = route === 'conductor' ? 'a continuous task, which runs on a conductor' : `a batch task whose timeout is over the worker's ${config.workerTaskLimitMs} ms, which runs on Fargate`;
+      rejected.push(
+        new InvalidTaskSpecError(
+          `instance "${instanceId}", task "${task.task}" takes shared limits (${names}) and is ${where}; the AWS runtime enforces shared limits only for batch tasks the worker Lambda runs, so it is not run, so that the quota they keep is not spent. Run it with "ujr run", give it a timeout the worker allows, or drop its limits`,
+        ),
+      );
+      continue;
+    }
+    try {
+      const limits = resolveLimits(task, instanceId, loaded.config.params, definitions);
+      if (limits.length > LIMITS_PER_TASK) {
+        throw new InvalidTaskSpecError(`instance "${instanceId}", task "${task.task}" takes ${limits.length} shared-limit buckets; a task on AWS takes at most ${LIMITS_PER_TASK}`);
+      }
+      tasks.push({ ...task, limits });
+    } catch (error) {
+      if (!(error instanceof InvalidTaskSpecError)) throw error;
+      rejected.push(error);
+    }
+  }
   return { ...outcome, tasks, rejected };
 }

@@ -16,9 +16,19 @@
  *   lease is released and the message goes to the dead-letter queue.
  * - A message ujr cannot use (unparseable, unknown instance or task) fails its delivery; on its
  *   last delivery the run is recorded failed where possible, and the queue moves it to the DLQ.
+ * - Shared limits (issue 15): a message that names limit buckets takes them from the limit store
+ *   before the claim (holder: the claimer's owner id; slots last as long as its lease, renewed
+ *   with it, released when the attempt ends). Refused, it claims nothing and counts no attempt: the
+ *   message is sent again, delayed until the bucket can grant (see `waitForLimits`). A handler that
+ *   throws `RateLimitedError` (or calls `tctx.limits.backoff`) drains the buckets for the time the
+ *   API asked; the same run is handed back to the queue for then, not counted as a failure.
  */
 import { backoffDelay, DEFAULT_RETRY } from '../retry.js';
 import { MAX_RESULT_BYTES } from '../limits.js';
+import { toErrorInfo } from '../errors.js';
+import type { RateLimitRequest } from '../engine/executor.js';
+import { waitingMessage } from '../engine/limit-messages.js';
+import type { LimitPermit, LimitSpec, LimitStore } from '../ports/limits.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { Json, RunRecord, TaskDefinition } from '../types.js';
 import { resolveSpecs } from '../engine/planner.js';
@@ -26,7 +36,7 @@ import { runIdFor } from '../run-ids.js';
 import { endedRun, entryFields, runAttempt, type AttemptDeps, type AttemptResult } from './attempt.js';
 import type { BoardEntry } from './board.js';
 import { PoisonMessageError } from './errors.js';
-import type { InstanceDirectory, LoadedInstance } from './instances.js';
+import type { InstanceDirectory, InstanceSnapshot, LoadedInstance } from './instances.js';
 import { parseDispatchMessage, type DispatchMessage } from './messages.js';
 import type { TaskQueue } from './ports.js';
 
@@ -64,6 +74,8 @@ export interface WorkerDeps extends AttemptDeps {
   instances: InstanceDirectory;
   config: WorkerConfig;
   random?: () => number;
+  /** The shared limits' buckets (issue 15). Without it, a message that names limits cannot run (it is poison). */
+  limits?: LimitStore;
 }
 
 export interface Delivery {
@@ -117,12 +129,37 @@ export class TaskWorker {
       message = reposted;
     }
     const owner = `worker:${delivery.deliveryId}`;
+    const leaseTtlMs = message.timeoutMs + safetyMarginMs + graceMs;
+    let held: HeldLimits | undefined;
+    if (message.limits !== undefined && message.limits.length > 0) {
+      const taken = await this.takeLimits(message, message.limits, snapshot.limits, delivery, loaded, owner, leaseTtlMs);
+      if (taken.kind !== 'granted') return taken;
+      held = taken.held;
+    }
+    try {
+      return await this.claimAndRun(message, snapshot, loaded, definition, owner, leaseTtlMs, held);
+    } finally {
+      if (held) await this.releaseLimits(held, message, loaded);
+    }
+  }
+
+  private async claimAndRun(
+    message: DispatchMessage,
+    snapshot: InstanceSnapshot,
+    loaded: LoadedInstance,
+    definition: TaskDefinition,
+    owner: string,
+    leaseTtlMs: number,
+    held: HeldLimits | undefined,
+  ): Promise<DeliveryOutcome> {
+    const { now, telemetry } = this.deps;
+    const { graceMs } = this.deps.config;
     const entry = await this.deps.board.claim({
       signature: message.signature,
       token: message.token,
       owner: message.owner,
       newOwner: owner,
-      ttlMs: message.timeoutMs + safetyMarginMs + graceMs,
+      ttlMs: leaseTtlMs,
       now: now(),
     });
     if (!entry) {
@@ -154,11 +191,20 @@ export class TaskWorker {
       params: loaded.config.params,
       owner,
       budgetMs: message.timeoutMs,
-      leaseTtlMs: message.timeoutMs + safetyMarginMs + graceMs,
+      leaseTtlMs,
       graceMs,
       maxResultBytes: this.deps.config.maxResultBytes,
+      ...(held ? { onRenewed: () => this.renewLimits(held, leaseTtlMs, entry), backoff: (name: string, ms: number) => this.backOff(held, entry.task, name, ms) } : {}),
     });
     telemetry.duration(entry.jobType, (result.run.endedAt ?? now()) - (result.run.startedAt ?? now()));
+    // The attempt is over: its concurrency slots are free for others before it is recorded.
+    if (held) await this.releaseLimits(held, message, loaded);
+    const outcome = result.outcome;
+    if (!outcome.ok && outcome.rateLimited && result.abortReason === undefined) {
+      const requeued = await this.requeueRateLimited(message, entry, result.ref, outcome.rateLimited, outcome.error, held);
+      if (!requeued) return { kind: 'dropped', why: 'the lease moved on before the rate-limited attempt was handed back' };
+      return { kind: 'deferred', until: requeued };
+    }
     const recorded = await this.settle(message, entry, definition, loaded, result);
     if (!recorded) return { kind: 'dropped', why: 'the lease moved on before the attempt was recorded' };
     return { kind: 'ran', run: result.run };
@@ -199,7 +245,7 @@ export class TaskWorker {
         run,
       );
       if (token === undefined) return lost();
-      const retry: DispatchMessage = { ...message, token, owner: next.owner, runId: next.runId, attempt: next.attempt };
+      const retry: DispatchMessage = { ...message, token, owner: next.owner, runId: next.runId, attempt: next.attempt, leaseExpiresAt: queuedAt + delayMs + message.timeoutMs + this.deps.config.queueLeaseTtlMs };
       delete retry.notBefore;
       if (this.deps.redispatch) {
         await this.deps.redispatch(retry, delayMs);
@@ -259,7 +305,191 @@ export class TaskWorker {
       now(),
     );
     if (!grant?.granted) return undefined;
-    return { v: 1, signature: message.signature, token: grant.lease.token, owner, instanceId: message.instanceId, task: message.task, runId, attempt: 1, timeoutMs: message.timeoutMs };
+    const next: DispatchMessage = { v: 1, signature: message.signature, token: grant.lease.token, owner, instanceId: message.instanceId, task: message.task, runId, attempt: 1, timeoutMs: message.timeoutMs, leaseExpiresAt: grant.lease.expiresAt };
+    if (message.limits) next.limits = message.limits;
+    return next;
+  }
+
+  /**
+   * Takes the message's limit buckets before the claim, as each limit is configured now. Refused,
+   * the task is not claimed and no attempt is counted: the message waits for the bucket (see
+   * {@link waitForLimits}). A limit no longer configured makes the message poison, naming it.
+   */
+  private async takeLimits(
+    message: DispatchMessage,
+    refs: NonNullable<DispatchMessage['limits']>,
+    definitions: InstanceSnapshot['limits'],
+    delivery: Delivery,
+    loaded: LoadedInstance,
+    owner: string,
+    leaseTtlMs: number,
+  ): Promise<{ kind: 'granted'; held: HeldLimits } | Exclude<DeliveryOutcome, { kind: 'ran' }>> {
+    const { now } = this.deps;
+    const limits = this.deps.limits;
+    if (!limits) return this.poison(message, delivery, 'it takes shared limits and this worker has no limit store; deploy the worker with one (core/adapters/aws/runtime.ts)', loaded);
+    const specs: LimitSpec[] = [];
+    for (const ref of refs) {
+      const definition = definitions.get(ref.name);
+      if (!definition) {
+        const known = [...definitions.keys()];
+        return this.poison(
+          message,
+          delivery,
+          `task "${message.task}" of instance "${message.instanceId}" takes limit "${ref.name}", which is no longer configured (known: ${known.length > 0 ? known.join(', ') : 'none'}); add it back to "limits" in the instances table, or the run fails on its last delivery`,
+          loaded,
+        );
+      }
+      specs.push({ name: ref.name, key: ref.key, ...(definition.rate ? { rate: definition.rate } : {}), ...(definition.concurrency !== undefined ? { concurrency: definition.concurrency } : {}) });
+    }
+    const grant = await limits.acquireLimits({ holder: owner, ttlMs: leaseTtlMs, limits: specs }, now());
+    if (grant.granted) {
+      return { kind: 'granted', held: { specs, permit: grant.permit, released: false } };
+    }
+    return this.waitForLimits(message, loaded, grant.retryAt, waitingMessage({ ...grant.waitingOn, until: grant.retryAt }));
+  }
+
+  /**
+   * A task refused by its limits waits for the bucket without being claimed: the message is sent
+   * again, delayed until `until` (at most SQS's 15 minutes a send; past that `notBefore` carries
+   * the rest), and this delivery succeeds, so SQS deletes it.
+   *
+   * Why a new message rather than ChangeMessageVisibility of this one: every receive of a message
+   * counts towards the queue's maxReceiveCount, so a task refused that many times would be moved
+   * to the dead-letter queue without ever running, and the worker's poison accounting, which reads
+   * the receive count, would take a waiting task for a broken one. A new message starts from zero.
+   * It is safe with duplicate deliveries: every copy names the same lease (signature, owner,
+   * token), and the claim is conditioned on it, so however many copies a duplicate delivery, or a
+   * worker that dies between this send and SQS's delete, leaves in the queue, one claims and runs
+   * the task and the others are dropped as stale. (A stale copy that gets a grant before its claim
+   * fails spends one token; its concurrency slots are released at once.)
+   *
+   * When the wait would outlast the dispatcher's lease on the entry, the lease is extended first
+   * (a heartbeat fenced on that lease, which also stores what the task waits for), so that the
+   * next tick does not take the waiting task for a lost one; a heartbeat that finds the lease
+   * moved on means this message is stale, and it is dropped.
+   */
+  private async waitForLimits(message: DispatchMessage, loaded: LoadedInstance, until: number, why: string): Promise<Exclude<DeliveryOutcome, { kind: 'ran' }>> {
+    const { board, now, queue, telemetry } = this.deps;
+    const at = now();
+    const next: DispatchMessage = { ...message };
+    delete next.notBefore;
+    const needed = until + message.timeoutMs + this.deps.config.queueLeaseTtlMs;
+    if (message.leaseExpiresAt === undefined || message.leaseExpiresAt < until + message.timeoutMs + this.deps.config.safetyMarginMs) {
+      const beat = await board.heartbeat({ signature: message.signature, owner: message.owner, token: message.token }, needed - at, at, { current: 0, message: why, updatedAt: at });
+      if (!beat.held) {
+        telemetry.count('dropped', loaded.job.name);
+        telemetry.log('info', 'dropped a duplicate or stale delivery waiting for its limits: the lease moved on', { ...messageFields(message, loaded), token: message.token });
+        return { kind: 'dropped', why: 'stale' };
+      }
+      next.leaseExpiresAt = needed;
+    }
+    const delayMs = Math.max(0, until - at);
+    if (delayMs > MAX_DELAY_SEC * 1000) next.notBefore = until;
+    // At least a second: SQS delays are whole seconds, and a message sent back at once would ask the bucket again in a loop.
+    await queue.sendLater(next, Math.max(1, Math.min(MAX_DELAY_SEC, Math.ceil(delayMs / 1000))));
+    telemetry.log('debug', `task "${message.task}" is ${why}; queued again for then, not claimed`, messageFields(message, loaded));
+    return { kind: 'deferred', until };
+  }
+
+  /** Renews the attempt's concurrency slots with its lease; a slot lost (expired and maybe taken) is logged, the task goes on. */
+  private renewLimits(held: HeldLimits, ttlMs: number, entry: BoardEntry): void {
+    const { limits, now, telemetry } = this.deps;
+    if (!limits || held.released || held.permit.slots.length === 0) return;
+    limits.renewLimits(held.permit, ttlMs, now()).then(
+      (ok) => {
+        if (!ok) telemetry.log('warn', 'a concurrency slot of this task expired before it was renewed; the cap may be exceeded until the task ends', entryFields(entry));
+      },
+      (error: unknown) => telemetry.log('warn', `could not renew the task's concurrency slots: ${toErrorInfo(error).message}; will try again at the next heartbeat`, entryFields(entry)),
+    );
+  }
+
+  /** Gives back the attempt's concurrency slots (tokens are never given back); a failure is logged, the slots expire by themselves. */
+  private async releaseLimits(held: HeldLimits, message: DispatchMessage, loaded: LoadedInstance): Promise<void> {
+    const { limits, now, telemetry } = this.deps;
+    if (!limits || held.released) return;
+    held.released = true;
+    if (held.permit.slots.length === 0) return;
+    try {
+      await limits.releaseLimits(held.permit, now());
+    } catch (error) {
+      telemetry.log('warn', `could not release the task's concurrency slots: ${toErrorInfo(error).message}; they free themselves when their lease period ends`, messageFields(message, loaded));
+    }
+  }
+
+  /**
+   * `tctx.limits.backoff(name, retryAfterMs)`: no task taking the attempt's buckets of limit
+   * `name` starts before now + `retryAfterMs`, in any worker of the deployment.
+   * @throws {Error} naming the limits the task takes, when it does not take `name`.
+   */
+  private async backOff(held: HeldLimits, task: string, name: string, retryAfterMs: number): Promise<void> {
+    const { limits, now } = this.deps;
+    const buckets = held.specs.filter((spec) => spec.name === name);
+    if (!limits || buckets.length === 0) {
+      const taken = [...new Set(held.specs.map((spec) => `"${spec.name}"`))];
+      throw new Error(`tctx.limits.backoff: task "${task}" does not take limit "${name}" (it takes ${taken.length > 0 ? taken.join(', ') : 'none'}); add it to the task's limits`);
+    }
+    const at = now();
+    await Promise.all(buckets.map((bucket) => limits.backoffLimit(bucket.name, bucket.key, at + retryAfterMs, at)));
+  }
+
+  /**
+   * The handler threw `RateLimitedError`: its limits of that name (all its rate limits, unnamed)
+   * are drained for the time the API asked, and the same run (same id and attempt; no record
+   * written) is handed back to the queue for then, as the local runner queues it again. Not a
+   * failure, not a retry. Returns when it runs again, or `undefined` when the lease was lost.
+   */
+  private async requeueRateLimited(
+    message: DispatchMessage,
+    entry: BoardEntry,
+    ref: LeaseRef,
+    request: RateLimitRequest,
+    error: { name: string; message: string },
+    held: HeldLimits | undefined,
+  ): Promise<number | undefined> {
+    const { board, limits, now, queue, telemetry } = this.deps;
+    const at = now();
+    const until = at + request.retryAfterMs;
+    const fields = entryFields(entry);
+    const buckets = (held?.specs ?? []).filter((spec) => (request.limit === undefined ? spec.rate !== undefined : spec.name === request.limit));
+    if (limits) {
+      await Promise.all(
+        buckets.map((bucket) =>
+          limits.backoffLimit(bucket.name, bucket.key, until, at).catch((failed: unknown) => {
+            telemetry.log('error', `could not back off limit "${bucket.name}": ${toErrorInfo(failed).message}`, fields);
+          }),
+        ),
+      );
+    }
+    // The run keeps its id, whose time is its queue time (core/run-ids.ts): the entry keeps its
+    // queuedAt, and the lease runs from then to past the delay, the task's timeout and the wait in the queue.
+    const ttlMs = until - entry.queuedAt + message.timeoutMs + this.deps.config.queueLeaseTtlMs;
+    const owner = `queue:${entry.runId}`;
+    const token = await board.repost(ref, {
+      owner,
+      ttlMs,
+      now: entry.queuedAt,
+      runId: entry.runId,
+      attempt: entry.attempt,
+      origin: entry.origin,
+      ...(entry.previousRunId !== undefined ? { previousRunId: entry.previousRunId } : {}),
+    });
+    if (token === undefined) {
+      telemetry.log('warn', 'the lease moved on during the attempt (it expired and was taken over or swept); the rate-limited task is not queued again by this worker', { ...fields, token: ref.token });
+      return undefined;
+    }
+    const next: DispatchMessage = { ...message, token, owner, leaseExpiresAt: entry.queuedAt + ttlMs };
+    delete next.notBefore;
+    delete next.redrive;
+    if (this.deps.redispatch) {
+      // The long-task container runs it again itself, as it does its retries.
+      await this.deps.redispatch(next, request.retryAfterMs);
+    } else {
+      if (request.retryAfterMs > MAX_DELAY_SEC * 1000) next.notBefore = until;
+      await queue.sendLater(next, Math.min(MAX_DELAY_SEC, Math.ceil(request.retryAfterMs / 1000)));
+    }
+    const drained = buckets.length > 0 ? `; limit ${[...new Set(buckets.map((bucket) => `"${bucket.name}"`))].join(', ')} backs off until then for every task that takes it` : '';
+    telemetry.log('warn', `rate limited (${error.name}: ${error.message}): queued again in ${request.retryAfterMs} ms, not counted as a failure${drained}`, fields);
+    return until;
   }
 
   private async revert(definition: TaskDefinition, entry: BoardEntry, loaded: LoadedInstance, run: RunRecord): Promise<void> {
@@ -293,6 +523,13 @@ export class TaskWorker {
     telemetry.log('error', `cannot run this message (delivery ${delivery.receiveCount} of ${this.deps.config.maxReceiveCount}): ${why}`, messageFields(message, loaded));
     throw new PoisonMessageError(why);
   }
+}
+
+/** The limits an attempt took: the buckets as configured when it took them, and its permit. */
+interface HeldLimits {
+  specs: LimitSpec[];
+  permit: LimitPermit;
+  released: boolean;
 }
 
 function refOf(entry: BoardEntry, owner: string): LeaseRef {

@@ -135,7 +135,7 @@ export function workerRuntime(env: WorkerEnv, options: RuntimeOptions) {
   const base = common(env, options);
   const queue = queueOf(env, options);
   const planQueue = planQueueOf(env, options);
-  const worker = new TaskWorker({ ...base, queue, config: {
+  const worker = new TaskWorker({ ...base, queue, limits: base.board.limits, config: {
       ...DEFAULT_WORKER_CONFIG,
       maxReceiveCount: env.UJR_MAX_RECEIVE_COUNT,
       safetyMarginMs: env.UJR_SAFETY_MARGIN_MS,

@@ -4,6 +4,8 @@
  * continuous tasks, and that racing ticks post each signature once.
  */
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { dispatchMessageSchema } from '../../../core/cloud/messages.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeSchedulerHandler } from '../../../core/adapters/aws/handlers.js';
 import { DEFAULT_WORKER_CONFIG } from '../../../core/cloud/worker.js';
@@ -82,7 +84,7 @@ describe('what a tick posts', () => {
     expect(status?.planError?.message).toMatch(/instance "huge" \(job type "literal"\), task spec #0 \(task "echo"\): its input is \d+ bytes as JSON, over the 204800-byte limit/);
   });
 
-  it('refuses a task that takes shared limits, which the AWS runtime does not enforce yet, and posts the others', async () => {
+  it('refuses a task that takes a limit not configured, naming it, and posts the others', async () => {
     await stack.seedInstances([{ id: 'limited', job: 'literal', params: { specs: [{ task: 'echo', input: { a: 1 }, limits: ['feed-api'] }, { task: 'echo', input: { b: 2 } }] }, schedule: '1m' }]);
 
     const report = await stack.scheduler(jobs).scheduler.tick();
@@ -91,7 +93,20 @@ describe('what a tick posts', () => {
     expect(report.rejected).toBe(1);
     const status = await stack.store.getInstanceStatus('limited');
     expect(status?.planError).toMatchObject({ name: 'InvalidTaskSpecError' });
-    expect(status?.planError?.message).toContain('instance "limited", task "echo" takes shared limits ("feed-api"), which the AWS runtime does not enforce yet; it is not run');
+    expect(status?.planError?.message).toContain('instance "limited", task "echo" takes limit "feed-api", which is not configured; add it to "limits" in the instances file (known: none)');
+  });
+
+  it('puts the buckets a task takes, by name and key, in its dispatch message', async () => {
+    await stack.store.putLimits({ 'feed-api': { rate: 300, per: '15m' }, host: { concurrency: 2 } });
+    await stack.seedInstances([{ id: 'limited', job: 'literal', params: { specs: [{ task: 'echo', input: { a: 1 }, limits: ['feed-api', { name: 'host', key: 'example.org' }] }] }, schedule: '1m' }]);
+    const { scheduler } = stack.scheduler(jobs);
+
+    const report = await scheduler.tick();
+
+    expect(report.dispatched.queue).toBe(1);
+    const received = await stack.clients.sqs.send(new ReceiveMessageCommand({ QueueUrl: stack.queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0, VisibilityTimeout: 60 }));
+    const sent = (received.Messages ?? []).map((message) => dispatchMessageSchema.parse(JSON.parse(message.Body ?? 'null')));
+    expect(sent).toEqual([expect.objectContaining({ limits: [{ name: 'feed-api', key: '' }, { name: 'host', key: 'example.org' }], leaseExpiresAt: expect.any(Number) as number })]);
   });
 
   it('keeps to the instance concurrency', async () => {
