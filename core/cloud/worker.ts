@@ -54,6 +54,12 @@ export interface WorkerConfig {
   queueLeaseTtlMs: number;
   /** Largest JSON result kept in a run record. Default `MAX_RESULT_BYTES` (128 KiB; DynamoDB items hold 400 KB). */
   maxResultBytes: number;
+  /**
+   * How soon a task refused for want of a concurrency slot asks again, at most: the store can only
+   * say when the earliest slot expires (a lease period away), and its holder may free it sooner.
+   * Each ask of a waiting task costs a read, a write and a send. Default 2 s.
+   */
+  limitPollMs: number;
 }
 
 export const DEFAULT_WORKER_CONFIG: WorkerConfig = {
@@ -62,6 +68,7 @@ export const DEFAULT_WORKER_CONFIG: WorkerConfig = {
   maxReceiveCount: 5,
   queueLeaseTtlMs: 15 * 60_000,
   maxResultBytes: MAX_RESULT_BYTES,
+  limitPollMs: 2_000,
 };
 
 export interface WorkerDeps extends AttemptDeps {
@@ -345,7 +352,9 @@ export class TaskWorker {
     if (grant.granted) {
       return { kind: 'granted', held: { specs, permit: grant.permit, released: false } };
     }
-    return this.waitForLimits(message, loaded, grant.retryAt, waitingMessage({ ...grant.waitingOn, until: grant.retryAt }));
+    // A slot's holder may free it before it expires: ask again within limitPollMs (as the local runner polls).
+    const until = grant.waitingOn.reason === 'concurrency' ? Math.min(grant.retryAt, now() + this.deps.config.limitPollMs) : grant.retryAt;
+    return this.waitForLimits(message, loaded, until, waitingMessage({ ...grant.waitingOn, until: grant.retryAt }));
   }
 
   /**

@@ -21,6 +21,10 @@ interface Start {
   runId: string;
   attempt: number;
   at: number;
+  /** When the handler returned (set as it returns). */
+  endedAt?: number;
+  /** When it called tctx.limits.backoff (just before). */
+  backoffAt?: number;
 }
 const starts: Start[] = [];
 /** Tasks whose first call answers as an API over its quota would (429 with a Retry-After). */
@@ -29,7 +33,15 @@ const throttleOnce = new Set<string>();
 /** `count` `call` tasks, each until it succeeded once, taking limit `api` (or the limits the params name). */
 const paced = defineJob({
   name: 'paced',
-  params: z.object({ count: z.number().int().positive(), limits: z.array(z.string()).default(['api']), kind: z.enum(['batch', 'continuous']).default('batch') }),
+  params: z.object({
+    count: z.number().int().positive(),
+    limits: z.array(z.string()).default(['api']),
+    kind: z.enum(['batch', 'continuous']).default('batch'),
+    /** How long each call takes (holding its limits). */
+    holdMs: z.number().int().nonnegative().default(0),
+    /** Task 0 calls tctx.limits.backoff('api', this) before it returns. */
+    backoffMs: z.number().int().nonnegative().default(0),
+  }),
   async getRunnableTasks(ctx) {
     const specs = [];
     for (let n = 0; n < ctx.params.count; n++) {
@@ -41,11 +53,18 @@ const paced = defineJob({
   tasks: {
     call: {
       input: z.object({ n: z.number() }),
-      run(input: { n: number }, tctx) {
-        starts.push({ instanceId: tctx.instanceId, n: input.n, runId: tctx.runId, attempt: tctx.attempt, at: Date.now() });
+      async run(input: { n: number }, tctx) {
+        const start: Start = { instanceId: tctx.instanceId, n: input.n, runId: tctx.runId, attempt: tctx.attempt, at: Date.now() };
+        starts.push(start);
         const id = `${tctx.instanceId}#${input.n}`;
         if (throttleOnce.delete(id)) throw new RateLimitedError('the API answered 429', { retryAfterMs: 1500, limit: 'api' });
-        return Promise.resolve({ n: input.n });
+        if (tctx.params.holdMs > 0) await new Promise((resolve) => setTimeout(resolve, tctx.params.holdMs));
+        if (input.n === 0 && tctx.params.backoffMs > 0) {
+          start.backoffAt = Date.now();
+          await tctx.limits.backoff('api', tctx.params.backoffMs);
+        }
+        start.endedAt = Date.now();
+        return { n: input.n };
       },
     },
     watch: { kind: 'continuous', run: () => Promise.resolve() },
@@ -167,6 +186,52 @@ describe('shared limits on the queue route', () => {
     for (const metric of ['failed', 'retried'] as const) expect(stack.telemetry.counted(metric, 'paced')).toBe(0);
     expect(stack.telemetry.lines.some((line) => line.level === 'warn' && line.message.includes('rate limited (RateLimitedError: the API answered 429): queued again in 1500 ms, not counted as a failure'))).toBe(true);
     expect(await stack.drainDeadLetters()).toEqual([]);
+  });
+});
+
+describe('concurrency caps and back-off on the queue route', () => {
+  it('runs the tasks of a cap of 1 one at a time across 4 invocations, and frees the slot when each ends', async () => {
+    // Prepare: one slot, three tasks holding it 300 ms each
+    await stack.store.putLimits({ host: { concurrency: 1 } });
+    await stack.seedInstances([{ id: 'feed', job: 'paced', params: { count: 3, limits: ['host'], holdMs: 300 }, schedule: '1h' }]);
+    await stack.scheduler(jobs).scheduler.tick();
+
+    // Act
+    const source = workerSource();
+    source.start({ concurrency: 4 });
+    await until(async () => (await stack.store.listRuns({ status: ['succeeded'], limit: 10 })).length === 3, 30_000);
+    await source.stop();
+
+    // Assess: no two calls overlapped, each ran once, and the slot is free again
+    const calls = [...starts].sort((a, b) => a.at - b.at);
+    expect(calls).toHaveLength(3);
+    for (let i = 1; i < calls.length; i++) expect(calls[i]?.at).toBeGreaterThanOrEqual(calls[i - 1]?.endedAt ?? Number.POSITIVE_INFINITY);
+    const [bucket] = await stack.store.limits.listLimitStates(Date.now());
+    expect(bucket).toMatchObject({ name: 'host', granted: 3, held: 0 });
+    expect(stack.telemetry.counted('failed', 'paced') + stack.telemetry.counted('retried', 'paced')).toBe(0);
+  });
+
+  it('lets a handler drain its limit with tctx.limits.backoff: every worker waits it out, the task itself succeeds', async () => {
+    // Prepare: a roomy rate; task 0 asks for a 2 s back-off before it returns
+    await stack.store.putLimits({ api: { rate: 100, per: '1s', burst: 100 } });
+    await stack.seedInstances([{ id: 'feed', job: 'paced', params: { count: 1, backoffMs: 2000 }, schedule: '1h' }]);
+    await stack.scheduler(jobs).scheduler.tick();
+    await workerSource().pollOnce();
+    const drainedAt = Date.now();
+
+    // Act: a task of another instance taking the same limit is dispatched after the back-off began
+    await stack.seedInstances([{ id: 'other', job: 'paced', params: { count: 1 }, schedule: '1h' }]);
+    await stack.scheduler(jobs).scheduler.tick();
+    await workerSource().drain({ until: () => starts.length === 2, timeoutMs: 20_000, includeDelayed: true });
+
+    // Assess: the first succeeded at once; the second started only after the back-off
+    const [first, second] = starts;
+    expect(first).toMatchObject({ instanceId: 'feed', attempt: 1 });
+    expect(second).toMatchObject({ instanceId: 'other', attempt: 1 });
+    expect(first?.backoffAt).toBeLessThan(drainedAt);
+    expect(second?.at).toBeGreaterThanOrEqual((first?.backoffAt ?? Number.POSITIVE_INFINITY) + 2000);
+    const runs = await stack.store.listRuns({ limit: 10 });
+    expect(runs.map((run) => run.status)).toEqual(['succeeded', 'succeeded']);
   });
 });
 
