@@ -328,9 +328,8 @@ export class DynamoLimits implements LimitStore {
 }
 
 /**
- * The limit store over the tables a `DynamoStore` with the same options uses. Apart from
- * `DynamoStore` so that the Lambda and container bundles, which do not take limits yet, do not
- * carry this module (about 10 KB of a 1 MB budget the container bundle is near).
+ * The limit store over the tables a `DynamoStore` with the same options uses, for code that has
+ * no `DynamoStore` (a `DynamoStore` carries one as `limits`, which the worker Lambda takes from).
  *
  * @example
  * ```ts
