@@ -41,12 +41,14 @@ const paced = defineJob({
     holdMs: z.number().int().nonnegative().default(0),
     /** Task 0 calls tctx.limits.backoff('api', this) before it returns. */
     backoffMs: z.number().int().nonnegative().default(0),
+    /** The tasks' timeout; above the worker's limit they run on Fargate. */
+    timeoutMs: z.number().int().positive().optional(),
   }),
   async getRunnableTasks(ctx) {
     const specs = [];
     for (let n = 0; n < ctx.params.count; n++) {
       if (await ctx.history.lastSuccess({ task: 'call', input: { n } })) continue;
-      specs.push({ task: ctx.params.kind === 'batch' ? 'call' : 'watch', input: { n }, limits: ctx.params.limits });
+      specs.push({ task: ctx.params.kind === 'batch' ? 'call' : 'watch', input: { n }, limits: ctx.params.limits, ...(ctx.params.timeoutMs ? { timeoutMs: ctx.params.timeoutMs } : {}) });
     }
     return specs;
   },
@@ -258,6 +260,18 @@ describe('what the scheduler refuses', () => {
     expect(report.dispatched).toEqual({ queue: 0, conductor: 0, fargate: 0 });
     const status = await stack.store.getInstanceStatus('watcher');
     expect(status?.planError?.message).toContain('instance "watcher", task "watch" takes shared limits ("api") and is a continuous task, which runs on a conductor; the AWS runtime enforces shared limits only for batch tasks the worker Lambda runs');
+  });
+
+  it('refuses a batch task that would run on Fargate and takes limits, saying why', async () => {
+    await stack.store.putLimits({ api: { rate: 10, per: '1s' } });
+    await stack.seedInstances([{ id: 'long', job: 'paced', params: { count: 1, timeoutMs: 3_600_000 }, schedule: '1h' }]);
+
+    const report = await stack.scheduler(jobs).scheduler.tick();
+
+    expect(report.dispatched).toEqual({ queue: 0, conductor: 0, fargate: 0 });
+    expect(stack.longTasks).toEqual([]);
+    const status = await stack.store.getInstanceStatus('long');
+    expect(status?.planError?.message).toContain("instance \"long\", task \"call\" takes shared limits (\"api\") and is a batch task whose timeout is over the worker's 20000 ms, which runs on Fargate");
   });
 
   it('reports a malformed limit in the instances table by name and keeps planning', async () => {
