@@ -101,6 +101,13 @@ export type DeliveryOutcome =
   | { kind: 'deferred'; until: number };
 
 export class TaskWorker {
+  /**
+   * The acquire in flight per set of buckets: the tasks of one batch that take the same buckets
+   * ask one after the other. Asked at once, all but one would lose the race on the bucket item and
+   * write again (a write unit each: measured 4.8 writes a grant for 10 at once, in bench:aws).
+   */
+  private readonly acquiring = new Map<string, Promise<unknown>>();
+
   constructor(private readonly deps: WorkerDeps) {}
 
   /** Handles one delivery; throws when the delivery should count as failed (the message comes back). */
@@ -348,13 +355,31 @@ export class TaskWorker {
       }
       specs.push({ name: ref.name, key: ref.key, ...(definition.rate ? { rate: definition.rate } : {}), ...(definition.concurrency !== undefined ? { concurrency: definition.concurrency } : {}) });
     }
-    const grant = await limits.acquireLimits({ holder: owner, ttlMs: leaseTtlMs, limits: specs }, now());
+    const grant = await this.oneAtATime(specs.map((spec) => `${spec.name}\u0000${spec.key}`).sort().join('\u0001'), () =>
+      limits.acquireLimits({ holder: owner, ttlMs: leaseTtlMs, limits: specs }, now()),
+    );
     if (grant.granted) {
       return { kind: 'granted', held: { specs, permit: grant.permit, released: false } };
     }
     // A slot's holder may free it before it expires: ask again within limitPollMs (as the local runner polls).
     const until = grant.waitingOn.reason === 'concurrency' ? Math.min(grant.retryAt, now() + this.deps.config.limitPollMs) : grant.retryAt;
     return this.waitForLimits(message, loaded, until, waitingMessage({ ...grant.waitingOn, until: grant.retryAt }));
+  }
+
+  /** Runs `fn` after the one before it of the same key has settled (this process's acquires of one set of buckets). */
+  private async oneAtATime<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.acquiring.get(key) ?? Promise.resolve();
+    const mine = before.then(fn, fn);
+    const settled = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.acquiring.set(key, settled);
+    try {
+      return await mine;
+    } finally {
+      if (this.acquiring.get(key) === settled) this.acquiring.delete(key);
+    }
   }
 
   /**

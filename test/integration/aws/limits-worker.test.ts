@@ -4,6 +4,7 @@
  * claims the task. A refused delivery claims nothing and comes back as a new, delayed message; a
  * handler's `RateLimitedError` drains the bucket and hands the same run back to the queue.
  */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { makeWorkerHandler } from '../../../core/adapters/aws/handlers.js';
@@ -13,6 +14,7 @@ import type { JobType } from '../../../core/types.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
 import { until } from '../../helpers/runner.js';
 import { SqsEventSource } from '../../helpers/sqs-event-source.js';
+import { emulatorClientConfig } from '../../servers/endpoints.js';
 
 /** What the handlers saw: one line per call, by the handler's own clock. */
 interface Start {
@@ -135,6 +137,33 @@ describe('shared limits on the queue route', () => {
     expect(bucket).toMatchObject({ name: 'api', key: '', granted: 40 });
     expect(bucket?.refused).toBeGreaterThan(0);
   }, 90_000);
+
+  it('takes the limit once per task of a batch: the batch\'s tasks ask one after the other, so none loses a race on the bucket and writes again', async () => {
+    await stack.store.putLimits({ api: { rate: 1000, per: '1s', burst: 1000 } });
+    await stack.seedInstances([{ id: 'feed', job: 'paced', params: { count: 10 }, schedule: '1h' }]);
+    expect((await stack.scheduler(jobs).scheduler.tick()).dispatched.queue).toBe(10);
+    const counted = new DynamoDBClient(emulatorClientConfig('dynamodb'));
+    let bucketWrites = 0;
+    counted.middlewareStack.add(
+      (next, context) => async (args) => {
+        const table = (args.input as { TableName?: string }).TableName;
+        if (context.commandName === 'UpdateItemCommand' && table === stack.tables().instances) bucketWrites += 1;
+        return next(args);
+      },
+      { step: 'initialize', name: 'countBucketWrites' },
+    );
+    const { worker, telemetry } = stack.worker(jobs, {}, { clients: { ...stack.clients, dynamodb: counted } });
+
+    const invocations = await new SqsEventSource({ client: stack.clients.sqs, queueUrl: stack.queueUrl, handler: makeWorkerHandler({ worker, telemetry }), batchSize: 10, functionTimeoutMs: 60_000 }).drain({ timeoutMs: 20_000 });
+
+    counted.destroy();
+    expect(starts).toHaveLength(10);
+    expect(invocations.length).toBeLessThanOrEqual(2);
+    const [bucket] = await stack.store.limits.listLimitStates(Date.now());
+    expect(bucket).toMatchObject({ name: 'api', granted: 10, refused: 0 });
+    // Ten grants, and the note that the instance has runs: no write lost a race.
+    expect(bucketWrites).toBe(10 + 1);
+  });
 
   it('claims nothing when the limit refuses: the entry stays posted to the queue and the message comes back delayed', async () => {
     // Prepare: one token an hour, two tasks
