@@ -19,6 +19,19 @@ export const benchFanout = defineJob({
   },
 });
 
+/** bench-fanout's tasks, each taking the shared limit `bench-api` (phase 5: what a limit adds per task). */
+export const benchLimited = defineJob({
+  name: 'bench-limited',
+  params: z.object({ count: z.number().int().nonnegative() }),
+  getRunnableTasks: (ctx) => Array.from({ length: ctx.params.count }, (_, i) => ({ task: 'noop', input: { i }, limits: ['bench-api'] })),
+  tasks: {
+    noop: {
+      input: z.object({ i: z.number().int() }),
+      run: () => undefined,
+    },
+  },
+});
+
 /** Time spent in bench-stages' own plans (its history reads, mostly), so that phase 4 can tell it from the planner's. */
 export const stagesPlanTime = { ms: 0 };
 
@@ -51,5 +64,5 @@ export const benchStages = defineJob({
   },
 });
 
-const jobs: JobType[] = [benchFanout, benchStages];
+const jobs: JobType[] = [benchFanout, benchStages, benchLimited];
 export default jobs;

@@ -24,6 +24,8 @@
  *    stage's handler start − previous stage's handler end, from the run records) p50/p99, and
  *    every call the follow-ups add (the planner's clients are counted apart from the worker's,
  *    the plan-queue sends by a wrapper) with its cost per million tasks.
+ * 5. **A shared limit** (issue 15): phase 1's tasks again, each taking one rate limit that never
+ *    refuses (`bench-limited`), the worker's calls counted: what a limit adds per task.
  *
  * The emulators are started here with the functions of test/servers/emulators.ts.
  */
@@ -756,6 +758,71 @@ async function pipelinePhase(endpoints: Endpoints): Promise<PipelineResult> {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Phase 5: what a shared limit adds per task on the queue route
+
+interface LimitResult {
+  tasks: number;
+  worker: TallySnapshot;
+  /** The bucket afterwards: every task granted, none refused (the rate is far above the drain's). */
+  granted: number;
+  refused: number;
+}
+
+/**
+ * Phase 1's tasks again, each taking one rate limit (`bench-api`, 1,000,000 a second, burst as many: never
+ * refused), and only the worker's calls counted: what the limit adds is the difference.
+ */
+async function limitPhase(endpoints: Endpoints): Promise<LimitResult> {
+  const stack = await new BenchStack(endpoints).create();
+  try {
+    await stack.seed([{ id: 'bench-limited', job: 'bench-limited', params: { count: TASKS }, schedule: '1h' }]);
+    await stack.store().putLimits({ 'bench-api': { rate: 1_000_000, per: '1s', burst: 1_000_000 } });
+    const report = await stack.scheduler().scheduler.tick();
+    if (report.dispatched.queue !== TASKS) throw new Error(`the tick queued ${report.dispatched.queue} of ${TASKS} limited tasks: ${JSON.stringify(report)}`);
+    stack.tally.reset();
+    const { worker, telemetry } = stack.worker();
+    const failures: unknown[] = [];
+    const source = new SqsEventSource({ client: stack.mappingSqs, queueUrl: stack.queueUrl, handler: timed(makeWorkerHandler({ worker, telemetry }), [], failures), batchSize: BATCH_SIZE, functionTimeoutMs: 15 * 60_000 });
+    await source.drain({ timeoutMs: 30 * 60_000, until: () => failures.length > 0 });
+    if (failures.length > 0) throw new Error(`the worker failed a limited delivery: ${JSON.stringify(failures[0]) ?? String(failures[0])}`);
+    const snapshot = stack.tally.snapshot();
+    const runs = await stack.store().listRuns({ instanceId: 'bench-limited', limit: TASKS + 10 });
+    if (runs.length !== TASKS || runs.some((run) => run.status !== 'succeeded')) throw new Error(`expected ${TASKS} succeeded limited runs, found ${runs.length}`);
+    const [bucket] = await stack.store().limits.listLimitStates(Date.now());
+    return { tasks: TASKS, worker: snapshot, granted: bucket?.granted ?? 0, refused: bucket?.refused ?? 0 };
+  } finally {
+    await stack.destroy();
+  }
+}
+
+function printLimit(limited: LimitResult, api: ApiResult): void {
+  const n = limited.tasks;
+  const per = (value: number, of: number) => value / of;
+  const reads = (t: TallySnapshot) => t.readUnits.table + t.readUnits.indexes;
+  // Bucket items stay well under 1 KB, so each write to them is one write unit, and AWS charges it
+  // whether its condition held or not (a lost race too); DynamoDB Local reports no capacity for a
+  // failed condition, so these are counted by request.
+  const rows: [string, number, number][] = [
+    ['DynamoDB write requests', dynamoWrites(limited.worker), dynamoWrites(api.worker)],
+    ['  of them to the instances table (bucket items: 1 write unit each, condition held or not)', dynamoWrites(limited.worker, 'instances'), dynamoWrites(api.worker, 'instances')],
+    ['DynamoDB read requests', dynamoReadCalls(limited.worker), dynamoReadCalls(api.worker)],
+    ['DynamoDB read units', reads(limited.worker), reads(api.worker)],
+  ];
+  const writeUnits = per(dynamoWrites(limited.worker, 'instances'), n) - per(dynamoWrites(api.worker, 'instances'), api.tasks);
+  const readUnits = per(reads(limited.worker), n) - per(reads(api.worker), api.tasks);
+  console.log(`\n5. A shared limit on the queue route: phase 1's ${fmt(n)} tasks, each taking one rate limit that never refuses (worker calls only; one invocation at a time, its ${BATCH_SIZE} tasks asking one after the other)`);
+  console.log(
+    table([
+      ['per task', 'with the limit', 'without (phase 1)', 'added'],
+      ...rows.map(([label, withLimit, without]) => [label, fmt(per(withLimit, n), 3), fmt(per(without, api.tasks), 3), fmt(per(withLimit, n) - per(without, api.tasks), 3)]),
+    ]),
+  );
+  console.log('   worker calls: ' + Object.entries(limited.worker.calls).map(([k, v]) => `${k} ${v}`).join(', '));
+  console.log(`   bucket afterwards: granted ${fmt(limited.granted)}, refused ${fmt(limited.refused)}; a grant is 1 read and 1 write, each lost race on the bucket 1 write more`);
+  console.log(`   the limit adds ${money(1e6 * (writeUnits * PRICE.dynamoWriteUnit + readUnits * PRICE.dynamoReadUnit))} per million tasks (a refusal adds a read, a write and a SendMessage more)`);
+}
+
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
@@ -1016,10 +1083,12 @@ if (values.phase === 'planner') {
     const planner = plannerResultSchema.parse(await childPhase('planner', endpoints));
     const bundles = await bundleFigures(endpoints);
     const pipeline = await pipelinePhase(endpoints);
+    const limited = await limitPhase(endpoints);
     const baseCost = printApi(api, planner);
     printPlanner(planner);
     printBundles(bundles);
     printPipeline(pipeline, baseCost);
+    printLimit(limited, api);
     console.log(`\nload average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   } finally {
     await Promise.all(servers.map((server) => server.stop()));
