@@ -1005,46 +1005,22 @@ export class JobRunner extends Construct {
     const role = new iam.Role(seed, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
     logGroup.grantWrite(role);
     iam.Grant.addToPrincipal({ grantee: role, actions: ['dynamodb:UpdateItem'], resourceArns: [this.tables.instances.tableArn] });
-    for (const entry of entries) {
+    /** A custom resource that sends this UpdateItem at create and update, nothing at delete. */
+    const seedItem = (id: string, resourceType: string, parameters: unknown, physicalId: string) => {
       const call: cr.AwsSdkCall = {
         service: 'DynamoDB',
         action: 'UpdateItem',
-        parameters: seedUpdateItem(this.tables.instances.tableName, entry),
-        physicalResourceId: cr.PhysicalResourceId.of(entry.id),
+        parameters,
+        physicalResourceId: cr.PhysicalResourceId.of(physicalId),
         logging: cr.Logging.withDataHidden(),
       };
-      const resource = new cr.AwsCustomResource(seed, entry.id, {
-        resourceType: 'Custom::UjrInstanceConfig',
-        onCreate: call,
-        onUpdate: call,
-        role,
-        logGroup,
-        installLatestAwsSdk: false,
-        timeout: Duration.minutes(2),
-      });
+      const resource = new cr.AwsCustomResource(seed, id, { resourceType, onCreate: call, onUpdate: call, role, logGroup, installLatestAwsSdk: false, timeout: Duration.minutes(2) });
       resource.node.addDependency(role);
-    }
-    if (limits !== undefined) {
-      // The shared limits' definitions, one item written whole (the file's "limits"), read with the instances.
-      const call: cr.AwsSdkCall = {
-        service: 'DynamoDB',
-        action: 'UpdateItem',
-        parameters: seedLimitsUpdateItem(this.tables.instances.tableName, limits),
-        physicalResourceId: cr.PhysicalResourceId.of('limits'),
-        logging: cr.Logging.withDataHidden(),
-      };
-      // '#limits': no instance id starts with '#', so no instance's resource has this id.
-      const resource = new cr.AwsCustomResource(seed, '#limits', {
-        resourceType: 'Custom::UjrLimits',
-        onCreate: call,
-        onUpdate: call,
-        role,
-        logGroup,
-        installLatestAwsSdk: false,
-        timeout: Duration.minutes(2),
-      });
-      resource.node.addDependency(role);
-    }
+    };
+    for (const entry of entries) seedItem(entry.id, 'Custom::UjrInstanceConfig', seedUpdateItem(this.tables.instances.tableName, entry), entry.id);
+    // The shared limits' definitions, one item written whole (the file's "limits"), read with the
+    // instances. '#limits': no instance id starts with '#', so no instance's resource has this id.
+    if (limits !== undefined) seedItem('#limits', 'Custom::UjrLimits', seedLimitsUpdateItem(this.tables.instances.tableName, limits), 'limits');
     // The provider is a singleton function of the stack (one per stack, whatever the number of instances).
     const provider = Stack.of(this).node.tryFindChild(`AWS${cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '')}`);
     if (provider) {

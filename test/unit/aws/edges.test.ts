@@ -74,16 +74,22 @@ describe('dispatch messages', () => {
   });
 });
 
+/** What the process writes to stdout and console.log from now on (the EMF lines, the logs). */
+function capturedOutput(): string[] {
+  const lines: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  });
+  vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
+    lines.push(args.map(String).join(' '));
+  });
+  return lines;
+}
+
 describe('Powertools telemetry', () => {
   it('writes one EMF line per job type with the counts and durations of the invocation', () => {
-    const lines: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(String(chunk));
-      return true;
-    });
-    vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
-      lines.push(args.map(String).join(' '));
-    });
+    const lines = capturedOutput();
     const telemetry = new PowertoolsTelemetry({ namespace: 'ujr-test', serviceName: 'ujr-worker' });
 
     telemetry.count('started', 'processor', 2);
@@ -102,14 +108,7 @@ describe('Powertools telemetry', () => {
   });
 
   it('writes one EMF line per shared limit: its scarcest bucket, the slots held, the totals of its buckets', () => {
-    const lines: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(String(chunk));
-      return true;
-    });
-    vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
-      lines.push(args.map(String).join(' '));
-    });
+    const lines = capturedOutput();
     const telemetry = new PowertoolsTelemetry({ namespace: 'ujr-test', serviceName: 'ujr-scheduler' });
     const rate = { count: 10, perMs: 1000, burst: 10 };
 
