@@ -260,13 +260,8 @@ export class TaskWorker {
       );
       if (token === undefined) return lost();
       const retry: DispatchMessage = { ...message, token, owner: next.owner, runId: next.runId, attempt: next.attempt, leaseExpiresAt: queuedAt + delayMs + message.timeoutMs + this.deps.config.queueLeaseTtlMs };
-      delete retry.notBefore;
-      if (this.deps.redispatch) {
-        await this.deps.redispatch(retry, delayMs);
-      } else {
-        if (delayMs > MAX_DELAY_SEC * 1000) retry.notBefore = now() + delayMs;
-        await queue.sendLater(retry, Math.min(MAX_DELAY_SEC, Math.ceil(delayMs / 1000)));
-      }
+      if (this.deps.redispatch) await this.deps.redispatch(retry, delayMs);
+      else await this.sendLater(retry, delayMs, now());
       telemetry.count('retried', entry.jobType);
       telemetry.log('warn', `attempt ${entry.attempt} of ${entry.maxAttempts} failed; retrying in ${delayMs} ms`, { ...fields, error: run.error?.message, nextRunId: next.runId });
       return true;
@@ -366,6 +361,17 @@ export class TaskWorker {
     return this.waitForLimits(message, loaded, until, waitingMessage({ ...grant.waitingOn, until: grant.retryAt }));
   }
 
+  /**
+   * Sends `message` back to the queue to run `delayMs` after `at`: SQS delays a message 15 minutes
+   * at the most, and `notBefore` carries the rest (a delivery before it is sent on again).
+   */
+  private async sendLater(message: DispatchMessage, delayMs: number, at: number, minDelaySec = 0): Promise<void> {
+    const next: DispatchMessage = { ...message };
+    delete next.notBefore;
+    if (delayMs > MAX_DELAY_SEC * 1000) next.notBefore = at + delayMs;
+    await this.deps.queue.sendLater(next, Math.max(minDelaySec, Math.min(MAX_DELAY_SEC, Math.ceil(delayMs / 1000))));
+  }
+
   /** Runs `fn` after the one before it of the same key has settled (this process's acquires of one set of buckets). */
   private async oneAtATime<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const before = this.acquiring.get(key) ?? Promise.resolve();
@@ -403,10 +409,9 @@ export class TaskWorker {
    * moved on means this message is stale, and it is dropped.
    */
   private async waitForLimits(message: DispatchMessage, loaded: LoadedInstance, until: number, why: string): Promise<Exclude<DeliveryOutcome, { kind: 'ran' }>> {
-    const { board, now, queue, telemetry } = this.deps;
+    const { board, now, telemetry } = this.deps;
     const at = now();
     const next: DispatchMessage = { ...message };
-    delete next.notBefore;
     const needed = until + message.timeoutMs + this.deps.config.queueLeaseTtlMs;
     if (message.leaseExpiresAt === undefined || message.leaseExpiresAt < until + message.timeoutMs + this.deps.config.safetyMarginMs) {
       const beat = await board.heartbeat({ signature: message.signature, owner: message.owner, token: message.token }, needed - at, at, { current: 0, message: why, updatedAt: at });
@@ -417,10 +422,8 @@ export class TaskWorker {
       }
       next.leaseExpiresAt = needed;
     }
-    const delayMs = Math.max(0, until - at);
-    if (delayMs > MAX_DELAY_SEC * 1000) next.notBefore = until;
     // At least a second: SQS delays are whole seconds, and a message sent back at once would ask the bucket again in a loop.
-    await queue.sendLater(next, Math.max(1, Math.min(MAX_DELAY_SEC, Math.ceil(delayMs / 1000))));
+    await this.sendLater(next, Math.max(0, until - at), at, 1);
     telemetry.log('debug', `task "${message.task}" is ${why}; queued again for then, not claimed`, messageFields(message, loaded));
     return { kind: 'deferred', until };
   }
@@ -480,7 +483,7 @@ export class TaskWorker {
     error: { name: string; message: string },
     held: HeldLimits | undefined,
   ): Promise<number | undefined> {
-    const { board, limits, now, queue, telemetry } = this.deps;
+    const { board, limits, now, telemetry } = this.deps;
     const at = now();
     const until = at + request.retryAfterMs;
     const fields = entryFields(entry);
@@ -514,13 +517,9 @@ export class TaskWorker {
     const next: DispatchMessage = { ...message, token, owner, leaseExpiresAt: entry.queuedAt + ttlMs };
     delete next.notBefore;
     delete next.redrive;
-    if (this.deps.redispatch) {
-      // The long-task container runs it again itself, as it does its retries.
-      await this.deps.redispatch(next, request.retryAfterMs);
-    } else {
-      if (request.retryAfterMs > MAX_DELAY_SEC * 1000) next.notBefore = until;
-      await queue.sendLater(next, Math.min(MAX_DELAY_SEC, Math.ceil(request.retryAfterMs / 1000)));
-    }
+    // The long-task container runs it again itself, as it does its retries.
+    if (this.deps.redispatch) await this.deps.redispatch(next, request.retryAfterMs);
+    else await this.sendLater(next, request.retryAfterMs, at);
     const drained = buckets.length > 0 ? `; limit ${[...new Set(buckets.map((bucket) => `"${bucket.name}"`))].join(', ')} backs off until then for every task that takes it` : '';
     telemetry.log('warn', `rate limited (${error.name}: ${error.message}): queued again in ${request.retryAfterMs} ms, not counted as a failure${drained}`, fields);
     return until;
