@@ -4,8 +4,9 @@
  *
  * - Scheduler: an EventBridge Scheduler tick (`{}` or `{ "tick": true }`), an ad-hoc run
  *   `{ "instanceId": "...", "task"?: "...", "input"?: {...} }` from `ujr trigger --stack`, or a
- *   batch of follow-up requests from the plan queue (SQS event source). After a tick it reads the
- *   shared limits' buckets for their metrics: one Scan of the instances table, filtered to them.
+ *   batch of follow-up requests from the plan queue (SQS event source). After a tick, when shared
+ *   limits are configured, it reads their buckets for their metrics: one Scan of the instances
+ *   table, filtered to them.
  * - Worker: an SQS batch, processed with Powertools' BatchProcessor, reporting partial batch
  *   failures (ReportBatchItemFailures): only failed records come back.
  */
@@ -14,6 +15,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { z } from 'zod';
 import { FollowUpRequests } from '../../cloud/follow-ups.js';
 import { jsonSchema, parseFollowUpMessage, type FollowUpMessage } from '../../cloud/messages.js';
+import type { InstanceDirectory } from '../../cloud/instances.js';
 import type { PlanQueue, Telemetry } from '../../cloud/ports.js';
 import type { LimitStore } from '../../ports/limits.js';
 import type { Scheduler, TickReport } from '../../cloud/scheduler.js';
@@ -37,11 +39,15 @@ export interface SchedulerHandler {
   (event: unknown): Promise<TickReport>;
 }
 
-/** What the scheduler's handler needs: the scheduler, telemetry and, for the limits' metrics, the store's limits. */
+/**
+ * What the scheduler's handler needs: the scheduler, telemetry and, for the limits' metrics, the
+ * store's limits and the instances (which say whether any limit is configured).
+ */
 export interface SchedulerHandlerDeps {
   scheduler: Scheduler;
   telemetry: Telemetry;
   board?: { limits?: Pick<LimitStore, 'listLimitStates'> };
+  instances?: Pick<InstanceDirectory, 'get'>;
   now?: () => number;
 }
 
@@ -67,11 +73,15 @@ export function makeSchedulerHandler(deps: SchedulerHandlerDeps): SchedulerHandl
   }) as SchedulerHandler;
 }
 
-/** Hands the shared limits' buckets to the metrics; a failed read is logged, never fails the tick. */
+/**
+ * Hands the shared limits' buckets to the metrics; a failed read is logged, never fails the tick.
+ * With no limit configured (the instances the tick just read say so) nothing is read.
+ */
 async function sampleLimits(deps: SchedulerHandlerDeps): Promise<void> {
   const limits = deps.board?.limits;
   if (!limits) return;
   try {
+    if (deps.instances && (await deps.instances.get()).limits.size === 0) return;
     deps.telemetry.limits(await limits.listLimitStates((deps.now ?? Date.now)()));
   } catch (error) {
     deps.telemetry.log('warn', `could not read the shared limits for their metrics: ${(error as Error).message}`);

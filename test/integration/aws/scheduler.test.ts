@@ -151,6 +151,7 @@ describe('what a tick posts', () => {
 
   it('reads the shared limits after a tick for their metrics, not after an ad-hoc run', async () => {
     await stack.seedInstances([{ id: 'adhoc', job: 'fanout', params: { count: 0 }, schedule: '1m' }]);
+    await stack.store.putLimits({ 'quota-api': { rate: 5, per: '1s', burst: 5 } });
     const rate = { count: 5, perMs: 1000, burst: 5 };
     await stack.store.limits.acquireLimits({ holder: 'attempt-1', ttlMs: 60_000, limits: [{ name: 'quota-api', key: 'lab-1', rate }] }, Date.now());
     const handler = makeSchedulerHandler(stack.scheduler(jobs));
@@ -159,6 +160,17 @@ describe('what a tick posts', () => {
     await handler({ instanceId: 'adhoc', task: 'item', input: { i: 1 } });
 
     expect(stack.telemetry.limitSamples).toEqual([[expect.objectContaining({ name: 'quota-api', key: 'lab-1', granted: 1, refused: 0, held: 0 })]]);
+  });
+
+  it('reads no bucket after a tick when no limit is configured', async () => {
+    await stack.seedInstances([{ id: 'adhoc', job: 'fanout', params: { count: 0 }, schedule: '1m' }]);
+    // A bucket left from a limit since removed from the configuration.
+    await stack.store.limits.acquireLimits({ holder: 'attempt-1', ttlMs: 60_000, limits: [{ name: 'old-api', key: '', rate: { count: 5, perMs: 1000, burst: 5 } }] }, Date.now());
+    const handler = makeSchedulerHandler(stack.scheduler(jobs));
+
+    await handler({});
+
+    expect(stack.telemetry.limitSamples).toEqual([]);
   });
 
   it('runs one task now with a given input, as an ad-hoc invocation of the handler', async () => {
