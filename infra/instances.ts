@@ -7,16 +7,16 @@
  * attribute is created empty only when missing. Run-time overrides (the status page's switches, the
  * CLI) therefore survive every redeploy; only the repository's configuration is replaced.
  *
- * The file's `"limits"` (shared limits, issue 15), when it has that key, are validated limit by
- * limit (core/limit-config.ts) and written whole into the `(limits, limits)` item the runtime reads
- * with the instances (core/adapters/aws/dynamo/instances.ts); a file without the key leaves the
- * item as it is.
+ * The shared limits (issue 15), from `JobRunner`'s `limits` prop or the file's `"limits"` (one
+ * or the other), are validated limit by limit (core/limit-config.ts) and written whole into the
+ * `(limits, limits)` item the runtime reads with the instances (core/adapters/aws/dynamo/instances.ts);
+ * neither given leaves the item as it is.
  */
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { CONFIG_KIND } from '../core/adapters/aws/dynamo-items.js';
 import { LIMITS_ATTRIBUTE, LIMITS_ITEM } from '../core/adapters/aws/dynamo/instances.js';
-import { parseLimits } from '../core/limit-config.js';
+import { parseLimits, type LimitsConfig } from '../core/limit-config.js';
 import { INSTANCES_TABLE } from '../core/adapters/aws/tables.js';
 import { formatProblem, instanceEntrySchema, instancesFileSchema, parseInstances } from '../core/config.js';
 import { parseInstancesJson } from '../core/config-file.js';
@@ -156,26 +156,41 @@ export function seedDeleteItem(tableName: string, id: string) {
   };
 }
 
+/** What messages call the `limits` prop of `JobRunner`. */
+const LIMITS_PROP = 'the limits prop';
+
 /**
- * The instances file's `"limits"` to seed, as written there, once every limit validates; `undefined`
- * when the file has no `"limits"` (the deployment then leaves the limits item alone).
+ * The shared limits to seed, as written, once every limit validates: the `limits` prop of
+ * `JobRunner` (`prop`) or the instances file's `"limits"`; `undefined` when neither gives any (the
+ * deployment then leaves the limits item alone).
  *
- * @throws {InstanceSeedError} naming each malformed limit and its field, so `cdk synth` fails.
+ * @throws {InstanceSeedError} naming each malformed limit and its field, so `cdk synth` fails;
+ * and when both the prop and the file give limits, naming both.
  * @example
  * ```ts
  * loadSeedLimits(readInstances('jobs/instances.json')); // { "feed-api": { rate: 300, per: "15m" } }
+ * loadSeedLimits(readInstances(entries), { 'archive-host': { concurrency: 3 } }); // { "archive-host": { concurrency: 3 } }
  * ```
  */
-export function loadSeedLimits(source: InstancesSource): { [name: string]: Json } | undefined {
+export function loadSeedLimits(source: InstancesSource, prop?: LimitsConfig): { [name: string]: Json } | undefined {
   const { raw, name } = source;
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !Object.hasOwn(raw, 'limits')) return undefined;
-  const limits = raw['limits'];
+  const inSource = typeof raw === 'object' && raw !== null && !Array.isArray(raw) && Object.hasOwn(raw, 'limits');
+  if (prop !== undefined && inSource) {
+    throw new InstanceSeedError(`the shared limits are given twice, as ${LIMITS_PROP} and as "limits" in ${name}; keep one of them`);
+  }
+  if (prop !== undefined) return validateSeedLimits(toJson(prop, LIMITS_PROP), LIMITS_PROP, LIMITS_PROP);
+  if (!inSource) return undefined;
+  return validateSeedLimits(raw['limits'], name, `"limits" of ${name}`);
+}
+
+/** `limits` once every limit validates; problems are reported as `<name>: limits.<limit>.<field>: …`, to fix in `where`. */
+function validateSeedLimits(limits: Json | undefined, name: string, where: string): { [name: string]: Json } {
   const { problems } = parseLimits(limits);
   if (problems.length > 0) {
     const lines = problems.map((problem) => `${name}: ${problem.field}: ${problem.message}`);
-    throw new InstanceSeedError(`the shared limits to deploy have ${problems.length} problem(s): ${lines.join('; ')}; fix them in "limits"`);
+    throw new InstanceSeedError(`the shared limits to deploy have ${problems.length} problem(s): ${lines.join('; ')}; fix them in ${where}`);
   }
-  if (typeof limits !== 'object' || limits === null || Array.isArray(limits)) throw new InstanceSeedError(`${name}: "limits" must be an object of limits by name`);
+  if (typeof limits !== 'object' || limits === null || Array.isArray(limits)) throw new InstanceSeedError(`${where} must be an object of limits by name`);
   return limits;
 }
 

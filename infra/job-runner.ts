@@ -47,6 +47,7 @@ import { Construct } from 'constructs';
 import type { z } from 'zod';
 import { resolveJobsModule } from '../build/bundle.js';
 import type { containerEnvSchema, schedulerEnvSchema, workerEnvSchema } from '../core/adapters/aws/env.js';
+import type { LimitsConfig } from '../core/limit-config.js';
 import type { Json } from '../core/types.js';
 import { TABLES, type KeyAttribute, type TableDefinition, type TableNames } from '../core/adapters/aws/tables.js';
 import { DEFAULT_CONDUCTOR_CONFIG } from '../core/cloud/conductor.js';
@@ -141,6 +142,26 @@ export interface JobRunnerProps {
    * @default none: instances are added at run time (an item in the instances table)
    */
   readonly instances?: readonly InstanceEntry[] | string;
+
+  /**
+   * The shared limits (rate limits and concurrency caps) that tasks name in their `limits` option,
+   * by limit name, as an instances file's `"limits"` holds them: for instances given in code, or
+   * instead of the file's `"limits"` (giving both fails the synthesis). Each limit is validated at
+   * synth; a bad one fails the synthesis, naming the limit and field. The whole object is written
+   * into the instances table at every deploy (`{}` removes every limit), and the scheduler and
+   * workers read it live, as they read the instances.
+   *
+   * @example
+   * ```ts
+   * new JobRunner(stack, 'Ujr', {
+   *   jobs: 'jobs/index.ts',
+   *   instances: [{ id: 'feed', job: 'feed-reader', schedule: '15m' }],
+   *   limits: { 'feed-api': { rate: 300, per: '15m' }, 'archive-host': { concurrency: 3 } },
+   * });
+   * ```
+   * @default none: the instances file's `"limits"`, if any; otherwise the limits item is left alone
+   */
+  readonly limits?: LimitsConfig;
 
   /**
    * Where the conductors and long tasks run from. `'stock'`: the official Node.js image
@@ -502,7 +523,7 @@ export class JobRunner extends Construct {
     const stack = Stack.of(this);
     const settings = resolveProps(props);
     this.jobsModule = jobsModuleOf(props);
-    const inspected = inspectJobsOf(this.jobsModule, props.instances ?? []);
+    const inspected = inspectJobsOf(this.jobsModule, props.instances ?? [], props.limits);
     this.jobTypes = inspected.jobTypes;
     this.metricsNamespace = props.metricsNamespace ?? `ujr/${stack.stackName}`;
     const dataRemovalPolicy = props.dataRemovalPolicy ?? RemovalPolicy.RETAIN;
@@ -1018,8 +1039,9 @@ export class JobRunner extends Construct {
       resource.node.addDependency(role);
     };
     for (const entry of entries) seedItem(entry.id, 'Custom::UjrInstanceConfig', seedUpdateItem(this.tables.instances.tableName, entry), entry.id);
-    // The shared limits' definitions, one item written whole (the file's "limits"), read with the
-    // instances. '#limits': no instance id starts with '#', so no instance's resource has this id.
+    // The shared limits' definitions, one item written whole (the limits prop or the file's
+    // "limits"), read with the instances. '#limits': no instance id starts with '#', so no
+    // instance's resource has this id.
     if (limits !== undefined) seedItem('#limits', 'Custom::UjrLimits', seedLimitsUpdateItem(this.tables.instances.tableName, limits), 'limits');
     // The provider is a singleton function of the stack (one per stack, whatever the number of instances).
     const provider = Stack.of(this).node.tryFindChild(`AWS${cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '')}`);
@@ -1043,11 +1065,14 @@ const LAMBDA_BASE = {
   tracing: lambda.Tracing.ACTIVE,
 } as const;
 
-/** The job types' names and the validated instance entries; a module that cannot be loaded is named as the `jobs` prop. */
-function inspectJobsOf(jobsModule: string, instances: readonly InstanceEntry[] | string) {
+/**
+ * The job types' names, the validated instance entries and the shared limits to seed (the `limits`
+ * prop or the file's); a module that cannot be loaded is named as the `jobs` prop.
+ */
+function inspectJobsOf(jobsModule: string, instances: readonly InstanceEntry[] | string, limitsProp: LimitsConfig | undefined) {
   const source = readInstances(instances);
-  // Checked here too (the child process checks them with the instances): the file's limits are seeded as written.
-  const limits = loadSeedLimits(source);
+  // Checked here too (the child process checks the file's with the instances): the limits are seeded as written.
+  const limits = loadSeedLimits(source, limitsProp);
   try {
     return { ...inspectJobs(jobsModule, source), limits };
   } catch (error) {

@@ -111,6 +111,27 @@ describe('loadSeedLimits', () => {
     expect(() => loadSeedLimits(bad)).toThrow(/the shared limits to deploy have 2 problem\(s\): .*instances\.json: limits\.feed-api\.per: a rate needs "per".*; .*instances\.json: limits\.host\.concurrency: use a whole number of at least 1/);
   });
 
+  it('takes the limits prop with entries given in code, as given', () => {
+    const limits = { 'feed-api': { rate: 300, per: '15m' }, 'archive-host': { concurrency: 3 } };
+    expect(loadSeedLimits(readInstances([]), limits)).toEqual(limits);
+  });
+
+  it('takes the limits prop with a file without "limits"', () => {
+    expect(loadSeedLimits(source({ instances: [] }), { host: { concurrency: 2 } })).toEqual({ host: { concurrency: 2 } });
+  });
+
+  it('refuses a malformed limit of the prop as it refuses the file\'s, naming the prop, the limit and its field', () => {
+    const bad = () => loadSeedLimits(readInstances([]), { host: { concurrency: 0 } });
+    expect(bad).toThrow(InstanceSeedError);
+    expect(bad).toThrow('the shared limits to deploy have 1 problem(s): the limits prop: limits.host.concurrency: use a whole number of at least 1 (how many may run at once); fix them in the limits prop');
+  });
+
+  it('refuses limits given both as the prop and in the file, naming both', () => {
+    const both = () => loadSeedLimits(source({ instances: [], limits: {} }), { host: { concurrency: 2 } });
+    expect(both).toThrow(InstanceSeedError);
+    expect(both).toThrow(/^the shared limits are given twice, as the limits prop and as "limits" in .*instances\.json; keep one of them$/);
+  });
+
   it('renders the UpdateItem of the limits item as the document client marshals it', () => {
     const limits = { 'feed-api': { rate: 300, per: '15m' }, host: { concurrency: 3 } };
     const update = seedLimitsUpdateItem('instances', limits);
