@@ -19,6 +19,7 @@
  * Continuous tasks are posted with route `conductor` and claimed by a conductor polling
  * `listRoute('conductor')`; an entry whose lease expired can be claimed by anyone who read it.
  */
+import type { LimitRef } from '../ports/limits.js';
 import type { Checkpoint, LeaseGrant, LeaseRef, Store } from '../ports/store.js';
 import type { Json, Progress, RetryPolicy, RunOrigin, RunRecord, TaskKind } from '../types.js';
 
@@ -44,6 +45,13 @@ export interface BoardTask {
   retry?: RetryPolicy;
   /** The attempt this one retries (set by `repost` for a retry). */
   previousRunId?: string;
+  /**
+   * The shared-limit buckets the task takes (issue 15), as the scheduler resolved them: whoever
+   * starts it takes them first (the queue route's message carries them too).
+   */
+  limits?: LimitRef[];
+  /** Not to be started before this time: a continuous task the API rate-limited waits for its Retry-After. */
+  notBefore?: number;
 }
 
 /** One signature's entry while it is leased. */
@@ -108,6 +116,10 @@ export interface RepostRequest {
   origin: RunOrigin;
   /** The attempt the next one retries. */
   previousRunId?: string;
+  /** Not to be started before this time (see `BoardTask.notBefore`); cleared when absent. */
+  notBefore?: number;
+  /** What the entry says while it waits (a rate-limited task's Retry-After); cleared when absent. */
+  progress?: Progress;
 }
 
 /**
@@ -133,7 +145,10 @@ export interface Board extends Store {
   peek(signatures: string[], now: number): Promise<PeekResult>;
   /** Leases each signature for its dispatcher (as `acquireLeases`) and writes the task with it. */
   post(requests: PostRequest[], now: number): Promise<LeaseGrant[]>;
-  /** Takes a posted or expired entry; `undefined` when the token moved on or the owner changed (stale). */
+  /**
+   * Takes a posted or expired entry; `undefined` when the token moved on or the owner changed
+   * (stale). Claiming a posted entry clears what it said while it waited (its progress).
+   */
   claim(request: ClaimRequest): Promise<BoardEntry | undefined>;
   /** Extends a held lease, storing progress with it; tells whether a stop was requested. */
   heartbeat(ref: LeaseRef, ttlMs: number, now: number, progress?: Progress): Promise<HeartbeatResult>;

@@ -1,7 +1,10 @@
 /**
  * A batch task longer than the worker Lambda allows, run in a one-off Fargate container: the same
  * claim, attempt and record as in the worker, with the container's own clock as the only limit.
- * Its retries run in the same container after their backoff (a queue worker could not run them).
+ * Its retries run in the same container after their backoff (a queue worker could not run them),
+ * and so does every other wait the worker would hand to the queue: a rate-limited attempt's
+ * Retry-After, and a later attempt's wait for its shared limits (the first attempt's limits were
+ * taken by the scheduler before it started the container: see core/cloud/scheduler.ts).
  */
 import type { RunRecord } from '../types.js';
 import { FollowUpRequests } from './follow-ups.js';
@@ -15,11 +18,18 @@ import { TaskWorker, type DeliveryOutcome, type WorkerDeps } from './worker.js';
  */
 export async function runLongTask(deps: Omit<WorkerDeps, 'redispatch'> & { planQueue?: PlanQueue }, body: string, containerId: string, sleep = defaultSleep): Promise<RunRecord[]> {
   let next: { message: DispatchMessage; delayMs: number } | undefined = { message: parseDispatchMessage(body), delayMs: 0 };
+  const later = (message: DispatchMessage, delayMs: number) => {
+    next = { message, delayMs };
+    return Promise.resolve();
+  };
   const worker = new TaskWorker({
     ...deps,
-    redispatch: (message, delayMs) => {
-      next = { message, delayMs };
-      return Promise.resolve();
+    redispatch: later,
+    // Nothing this container hands back may reach the worker Lambda's queue: it could not run it.
+    queue: {
+      send: (messages) => deps.queue.send(messages),
+      sendLater: (message, delaySec) => later(message, delaySec * 1000),
+      sendToDeadLetter: (message, reason) => deps.queue.sendToDeadLetter(message, reason),
     },
   });
   const runs: RunRecord[] = [];

@@ -38,6 +38,16 @@ export const dispatchMessageSchema = z.object({
    * time: limit name and key. The worker takes each limit's definition as configured when it runs.
    */
   limits: z.array(z.object({ name: z.string().min(1), key: z.string() })).max(LIMITS_PER_TASK).optional(),
+  /**
+   * The bucket (`bucketId`) the entry's progress says the task waits for: the worker wrote it when
+   * the bucket first refused the task, and writes nothing more while the same bucket refuses it.
+   */
+  waitingOn: z.string().optional(),
+  /**
+   * Set by the scheduler on a long task's message (route `fargate`): it took the task's limits
+   * before it started the container (holder: the run id), so the first attempt runs on them.
+   */
+  limitsHeld: z.literal(true).optional(),
   /** Not to be run before this time (epoch ms): retry delays longer than SQS's 15 minutes. */
   notBefore: z.number().optional(),
   /**

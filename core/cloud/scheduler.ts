@@ -16,6 +16,11 @@
  * claimed and never recorded, ends `interrupted`, and its expired lease is released in the same
  * transaction, whether or not the job returns the task again.
  *
+ * Shared limits (issue 15): a task's buckets are resolved at plan time (`withLimits`) and travel
+ * with it, in the dispatch message (queue) or the board entry (conductor, Fargate), to whatever
+ * starts it. A long task's first attempt takes them here, before its container is started; one
+ * refused waits on the board, saying so, and every tick asks again (`startWaitingLongTasks`).
+ *
  * Two ticks at once are safe: both may plan, only one wins each signature's conditional write.
  */
 import { z } from 'zod';
@@ -23,14 +28,17 @@ import { formatProblem } from '../config.js';
 import { mapLimit } from '../concurrency.js';
 import { InvalidTaskSpecError, toErrorInfo } from '../errors.js';
 import { buildPlanContext, resolveLimits, resolveSpecs, type PlannedTask, type PlanOutcome } from '../engine/planner.js';
-import type { LimitDefinition } from '../ports/limits.js';
+import { waitingFor, waitingMessage } from '../engine/limit-messages.js';
+import { type LimitDefinition, type LimitSpec, type LimitStore } from '../ports/limits.js';
 import { withTimeout } from '../engine/with-timeout.js';
 import { realTimers } from '../ports/timers.js';
 import { parseSchedule } from '../schedule.js';
 import type { FencedWrites, InstanceStatus, LeaseGrant, LeaseRef } from '../ports/store.js';
 import type { Json, ObjectReader, PlanContext, RunOrigin, RunRecord } from '../types.js';
 import { runIdFor } from '../run-ids.js';
+import { endedRun } from './attempt.js';
 import type { Board, BoardEntry, PostRequest, Route } from './board.js';
+import { notConfigured, specsOf } from './limit-hold.js';
 import type { InstanceDirectory, LoadedInstance } from './instances.js';
 import { LIMITS_PER_TASK, type DispatchMessage, type EndedRun, type FollowUpMessage } from './messages.js';
 import type { Fleet, TaskQueue, Telemetry } from './ports.js';
@@ -78,6 +86,8 @@ export interface SchedulerDeps {
   instances: InstanceDirectory;
   config: SchedulerConfig;
   now: () => number;
+  /** The shared limits' buckets (issue 15): the scheduler takes a long task's before it starts its container. */
+  limits?: LimitStore;
 }
 
 /** What a tick (or an ad-hoc run) did; it crosses Lambda's Invoke, so callers parse it with this schema. */
@@ -140,6 +150,7 @@ export class Scheduler {
     const report = emptyReport();
     // Before planning: a lease the sweep releases must not look released after the plans read the history.
     await this.sweep(report);
+    if (snapshot.limits.size > 0) await this.startWaitingLongTasks(snapshot.limits, (id) => !snapshot.instances.get(id)?.config.enabled || snapshot.statuses.get(id)?.retiredAt !== undefined);
     const tickAt = now();
     const due = [...snapshot.instances.values()].filter((loaded) => {
       const status = snapshot.statuses.get(loaded.config.id);
@@ -176,7 +187,7 @@ export class Scheduler {
     if (request.task === undefined) {
       plan = await this.plan(loaded, 'manual', snapshot.statuses.get(loaded.config.id), report, snapshot.limits);
     } else {
-      const outcome = withLimits(resolveSpecs(loaded.job, loaded.config.id, [{ task: request.task, input: request.input ?? {} }]), loaded, snapshot.limits, this.deps.config);
+      const outcome = withLimits(resolveSpecs(loaded.job, loaded.config.id, [{ task: request.task, input: request.input ?? {} }]), loaded, snapshot.limits);
       const rejected = outcome.rejected[0];
       if (rejected) throw rejected;
       plan = { loaded, tasks: outcome.tasks, origin: 'manual', reconcile: false, plannedAt: Number.POSITIVE_INFINITY };
@@ -296,7 +307,7 @@ export class Scheduler {
       return undefined;
     }
     // Inputs over MAX_INPUT_BYTES (core/limits.ts) are rejected here, as the local runner does.
-    const outcome = withLimits(resolveSpecs(job, instance.id, specs), loaded, limits, config);
+    const outcome = withLimits(resolveSpecs(job, instance.id, specs), loaded, limits);
     const tasks = outcome.tasks;
     for (const rejected of outcome.rejected) {
       telemetry.log('error', rejected.message, { instanceId: instance.id, jobType: job.name });
@@ -383,6 +394,8 @@ export class Scheduler {
         };
         if (Number.isFinite(plan.plannedAt)) request.notReleasedSince = historySince(plan.plannedAt);
         if (timeoutMs !== undefined) request.timeoutMs = timeoutMs;
+        // The queue route's message carries them; a conductor or long task reads them from the entry.
+        if (route !== 'queue' && planned.limits && planned.limits.length > 0) request.limits = planned.limits.map(({ name, key }) => ({ name, key }));
         posts.push({ request, plan, planned });
       }
     }
@@ -392,7 +405,7 @@ export class Scheduler {
 
     const grants = posts.length > 0 ? await board.post(posts.map((p) => p.request), now()) : [];
     const toQueue: DispatchMessage[] = [];
-    const toFargate: DispatchMessage[] = [];
+    const toFargate: { message: DispatchMessage; specs: LimitSpec[] }[] = [];
     const interrupted: FencedWrites[] = [];
     grants.forEach((grant, index) => {
       const post = posts[index];
@@ -427,7 +440,7 @@ export class Scheduler {
       const limits = post.planned.limits;
       if (limits && limits.length > 0) message.limits = limits.map(({ name, key }) => ({ name, key }));
       if (request.route === 'queue') toQueue.push(message);
-      else if (request.route === 'fargate') toFargate.push(message);
+      else if (request.route === 'fargate') toFargate.push({ message, specs: limits ?? [] });
     });
     if (interrupted.length > 0) await board.commit({ fenced: interrupted });
 
@@ -438,13 +451,8 @@ export class Scheduler {
         unsent.push({ signature: failure.message.signature, owner: failure.message.owner, token: failure.message.token });
       }
     }
-    for (const message of toFargate) {
-      try {
-        await this.deps.fleet.runLongTask(message);
-      } catch (error) {
-        telemetry.log('error', `could not start a container for task "${message.task}": ${(error as Error).message}; its lease is released and the next tick tries again`, { instanceId: message.instanceId, signature: message.signature });
-        unsent.push({ signature: message.signature, owner: message.owner, token: message.token });
-      }
+    for (const { message, specs } of toFargate) {
+      if ((await this.startLongTask(message, specs)) === 'unsent') unsent.push({ signature: message.signature, owner: message.owner, token: message.token });
     }
     if (unsent.length > 0) await board.commit({ fenced: unsent.map((fence) => ({ fence, release: true })) });
 
@@ -455,6 +463,95 @@ export class Scheduler {
     // Conductors asked to stop tasks keep running until they have; the fleet only shrinks once they are gone.
     const running = Math.min(config.maxConductors, Math.ceil(continuous.length / config.tasksPerConductor));
     await this.deps.fleet.setConductors(Math.max(report.conductors, stops.length > 0 ? running : 0));
+  }
+
+  /**
+   * Starts the container of a long task (route `fargate`). A task that takes shared limits takes
+   * them here first, held by the dispatcher's owner (the container renews and releases them), so
+   * that no container is started, and paid for, only to wait. Refused, the entry stays posted and
+   * says what it waits for (a heartbeat fenced on the dispatcher's lease, which extends it past
+   * the wait), and the ticks ask again (`startWaitingLongTasks`). `unsent`: the container could
+   * not be started (the caller releases the lease; the limits taken are given back).
+   */
+  private async startLongTask(message: DispatchMessage, specs: readonly LimitSpec[]): Promise<'started' | 'waiting' | 'unsent' | 'stale'> {
+    const { board, fleet, limits, now, config, telemetry } = this.deps;
+    const fields = { instanceId: message.instanceId, signature: message.signature, runId: message.runId };
+    const ref = { signature: message.signature, owner: message.owner, token: message.token };
+    let started = message;
+    let release = () => Promise.resolve();
+    if (specs.length > 0) {
+      if (!limits) {
+        telemetry.log('error', `task "${message.task}" takes shared limits and this scheduler has no limit store to take them from; deploy it with one (core/adapters/aws/runtime.ts)`, fields);
+        return 'unsent';
+      }
+      const ttlMs = message.timeoutMs + config.fargateStartTtlMs;
+      const grant = await limits.acquireLimits({ holder: message.owner, ttlMs, limits: [...specs] }, now());
+      const at = now();
+      if (!grant.granted) {
+        // Asked again at each tick: the lease lasts past the wait (or the next tick) and the task's run.
+        const until = Math.max(grant.retryAt, at + config.tickMs);
+        const progress = { current: 0, message: waitingMessage({ ...grant.waitingOn, until: grant.retryAt }), updatedAt: at };
+        const beat = await board.heartbeat(ref, until + ttlMs - at, at, progress);
+        if (!beat.held) return 'stale';
+        telemetry.log('info', `long task "${message.task}" is ${progress.message}; no container is started until a tick finds its limits free`, fields);
+        return 'waiting';
+      }
+      const permit = grant.permit;
+      release = () => (permit.slots.length > 0 ? limits.releaseLimits(permit, now()) : Promise.resolve());
+      // The entry no longer says it waits (a tick before the container claims it must not start it again).
+      const beat = await board.heartbeat(ref, ttlMs, at, { current: 0, message: 'starting a container: its shared limits were granted', updatedAt: at });
+      if (!beat.held) {
+        await release();
+        return 'stale';
+      }
+      started = { ...message, limitsHeld: true, leaseExpiresAt: at + ttlMs };
+    }
+    try {
+      await fleet.runLongTask(started);
+      return 'started';
+    } catch (error) {
+      telemetry.log('error', `could not start a container for task "${message.task}": ${(error as Error).message}; its lease is released and the next tick tries again`, fields);
+      await release().catch(() => undefined);
+      return 'unsent';
+    }
+  }
+
+  /**
+   * The long tasks posted at earlier ticks that wait for their shared limits (their entry says so):
+   * each takes its limits again, as configured now, and starts its container when they are granted.
+   * One called off meanwhile (asked to stop, its instance switched off) ends `cancelled`; one whose
+   * limit is no longer configured ends `failed`, naming it.
+   */
+  private async startWaitingLongTasks(definitions: ReadonlyMap<string, LimitDefinition>, isOffline: (instanceId: string) => boolean): Promise<void> {
+    const { board, now, config, telemetry } = this.deps;
+    try {
+      const at = now();
+      const waiting = (await board.listRoute('fargate')).filter(
+        (entry) => entry.owner.startsWith('fargate:') && entry.startedAt === undefined && entry.expiresAt > at && waitingFor(entry.progress?.message) !== undefined,
+      );
+      for (const entry of waiting) {
+        const ref = { signature: entry.signature, owner: entry.owner, token: entry.token };
+        const fields = { instanceId: entry.instanceId, signature: entry.signature, runId: entry.runId };
+        if (entry.stopRequested === true || isOffline(entry.instanceId)) {
+          const why = entry.stopRequested === true ? `task "${entry.task}" was asked to stop while it waited for its shared limits` : `instance "${entry.instanceId}" was disabled or retired while its task "${entry.task}" waited for its shared limits`;
+          await board.finish(ref, endedRun(entry, entry.owner, now(), 'cancelled', { name: 'CancelledError', message: why }));
+          continue;
+        }
+        const resolved = specsOf(entry.limits ?? [], definitions);
+        if (!resolved.ok) {
+          const why = notConfigured(entry, resolved.missing, definitions);
+          telemetry.log('error', `${why}; the waiting long task ends failed`, fields);
+          await board.finish(ref, endedRun(entry, entry.owner, now(), 'failed', { name: 'ConfigError', message: why }));
+          continue;
+        }
+        const timeoutMs = entry.timeoutMs ?? config.workerTaskLimitMs;
+        const message: DispatchMessage = { v: 1, signature: entry.signature, token: entry.token, owner: entry.owner, instanceId: entry.instanceId, task: entry.task, runId: entry.runId, attempt: entry.attempt, timeoutMs, leaseExpiresAt: entry.expiresAt };
+        if (entry.limits) message.limits = entry.limits;
+        if ((await this.startLongTask(message, resolved.specs)) === 'unsent') await board.commit({ fenced: [{ fence: ref, release: true }] });
+      }
+    } catch (error) {
+      telemetry.log('error', `could not start the long tasks waiting for their shared limits: ${(error as Error).message}; the next tick tries again`);
+    }
   }
 
   private async setStatus(instanceId: string, current: InstanceStatus | undefined, patch: Partial<Omit<InstanceStatus, 'instanceId'>>): Promise<void> {
@@ -550,14 +647,12 @@ function historySince(plannedAt: number): number {
 /**
  * Shared limits (issue 15): the buckets of each task that names limits, resolved against the
  * configured definitions as the local runner resolves them (`resolveLimits`: name, and key from the
- * key function or the spec), for the worker to take before it claims the task. A limit that is not
- * configured, or whose key cannot be had, is a plan error naming the instance, task and limit.
- * Only the queue route (the worker Lambda) takes limits so far: a task that names limits and would
- * run on a conductor (continuous) or on Fargate (a timeout longer than the worker allows) is
- * refused with a plan error saying so, rather than run without its limit (which would spend an
- * API's quota the limit exists to keep).
+ * key function or the spec), for whoever starts the task to take first: the worker (from the
+ * message), a conductor (from the board entry), the scheduler itself for a long task (before it
+ * starts the container). A limit that is not configured, or whose key cannot be had, is a plan
+ * error naming the instance, task and limit.
  */
-export function withLimits(outcome: PlanOutcome, loaded: LoadedInstance, definitions: ReadonlyMap<string, LimitDefinition>, config: SchedulerConfig): PlanOutcome {
+export function withLimits(outcome: PlanOutcome, loaded: LoadedInstance, definitions: ReadonlyMap<string, LimitDefinition>): PlanOutcome {
   if (!outcome.tasks.some((task) => task.limitRequests.length > 0)) return outcome;
   const instanceId = loaded.config.id;
   const rejected = [...outcome.rejected];
@@ -565,17 +660,6 @@ export function withLimits(outcome: PlanOutcome, loaded: LoadedInstance, definit
   for (const task of outcome.tasks) {
     if (task.limitRequests.length === 0) {
       tasks.push(task);
-      continue;
-    }
-    const route = routeOf(task, config);
-    if (route !== 'queue') {
-      const names = task.limitRequests.map((limit) => `"${typeof limit === 'string' ? limit : limit.name}"`).join(', ');
-      const where = route === 'conductor' ? 'a continuous task, which runs on a conductor' : `a batch task whose timeout is over the worker's ${config.workerTaskLimitMs} ms, which runs on Fargate`;
-      rejected.push(
-        new InvalidTaskSpecError(
-          `instance "${instanceId}", task "${task.task}" takes shared limits (${names}) and is ${where}; the AWS runtime enforces shared limits only for batch tasks the worker Lambda runs, so it is not run, so that the quota they keep is not spent. Run it with "ujr run", give it a timeout the worker allows, or drop its limits`,
-        ),
-      );
       continue;
     }
     try {

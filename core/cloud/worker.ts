@@ -25,10 +25,9 @@
  */
 import { backoffDelay, DEFAULT_RETRY } from '../retry.js';
 import { MAX_RESULT_BYTES } from '../limits.js';
-import { toErrorInfo } from '../errors.js';
 import type { RateLimitRequest } from '../engine/executor.js';
 import { waitingMessage } from '../engine/limit-messages.js';
-import type { LimitPermit, LimitSpec, LimitStore } from '../ports/limits.js';
+import { bucketId, type LimitRef, type LimitStore } from '../ports/limits.js';
 import type { LeaseRef } from '../ports/store.js';
 import type { Json, RunRecord, TaskDefinition } from '../types.js';
 import { resolveSpecs } from '../engine/planner.js';
@@ -36,6 +35,7 @@ import { runIdFor } from '../run-ids.js';
 import { endedRun, entryFields, runAttempt, type AttemptDeps, type AttemptResult } from './attempt.js';
 import type { BoardEntry } from './board.js';
 import { PoisonMessageError } from './errors.js';
+import { drainBuckets, LimitHold, notConfigured, permitOf, specsOf } from './limit-hold.js';
 import type { InstanceDirectory, InstanceSnapshot, LoadedInstance } from './instances.js';
 import { parseDispatchMessage, type DispatchMessage } from './messages.js';
 import type { TaskQueue } from './ports.js';
@@ -144,8 +144,13 @@ export class TaskWorker {
     }
     const owner = `worker:${delivery.deliveryId}`;
     const leaseTtlMs = message.timeoutMs + safetyMarginMs + graceMs;
-    let held: HeldLimits | undefined;
-    if (message.limits !== undefined && message.limits.length > 0) {
+    let held: LimitHold | undefined;
+    if (message.limitsHeld) {
+      // A long task's first attempt: the scheduler took its limits before it started this container.
+      held = await this.heldFor(message, snapshot.limits, delivery, loaded);
+      message = { ...message };
+      delete message.limitsHeld;
+    } else if (message.limits !== undefined && message.limits.length > 0) {
       const taken = await this.takeLimits(message, message.limits, snapshot.limits, delivery, loaded, owner, leaseTtlMs);
       if (taken.kind !== 'granted') return taken;
       held = taken.held;
@@ -153,7 +158,7 @@ export class TaskWorker {
     try {
       return await this.claimAndRun(message, snapshot, loaded, definition, owner, leaseTtlMs, held);
     } finally {
-      if (held) await this.releaseLimits(held, message, loaded);
+      await held?.release();
     }
   }
 
@@ -164,7 +169,7 @@ export class TaskWorker {
     definition: TaskDefinition,
     owner: string,
     leaseTtlMs: number,
-    held: HeldLimits | undefined,
+    held: LimitHold | undefined,
   ): Promise<DeliveryOutcome> {
     const { now, telemetry } = this.deps;
     const { graceMs } = this.deps.config;
@@ -208,11 +213,11 @@ export class TaskWorker {
       leaseTtlMs,
       graceMs,
       maxResultBytes: this.deps.config.maxResultBytes,
-      ...(held ? { onRenewed: () => this.renewLimits(held, leaseTtlMs, entry), backoff: (name: string, ms: number) => this.backOff(held, entry.task, name, ms) } : {}),
+      ...(held ? { onRenewed: () => held.renew(leaseTtlMs), backoff: (name: string, ms: number) => held.backoff(entry.task, name, ms) } : {}),
     });
     telemetry.duration(entry.jobType, (result.run.endedAt ?? now()) - (result.run.startedAt ?? now()));
     // The attempt is over: its concurrency slots are free for others before it is recorded.
-    if (held) await this.releaseLimits(held, message, loaded);
+    await held?.release();
     const outcome = result.outcome;
     if (!outcome.ok && outcome.rateLimited && result.abortReason === undefined) {
       const requeued = await this.requeueRateLimited(message, entry, result.ref, outcome.rateLimited, outcome.error, held);
@@ -332,33 +337,34 @@ export class TaskWorker {
     loaded: LoadedInstance,
     owner: string,
     leaseTtlMs: number,
-  ): Promise<{ kind: 'granted'; held: HeldLimits } | Exclude<DeliveryOutcome, { kind: 'ran' }>> {
-    const { now } = this.deps;
+  ): Promise<{ kind: 'granted'; held: LimitHold } | Exclude<DeliveryOutcome, { kind: 'ran' }>> {
+    const { now, telemetry } = this.deps;
     const limits = this.deps.limits;
     if (!limits) return this.poison(message, delivery, 'it takes shared limits and this worker has no limit store; deploy the worker with one (core/adapters/aws/runtime.ts)', loaded);
-    const specs: LimitSpec[] = [];
-    for (const ref of refs) {
-      const definition = definitions.get(ref.name);
-      if (!definition) {
-        const known = [...definitions.keys()];
-        return this.poison(
-          message,
-          delivery,
-          `task "${message.task}" of instance "${message.instanceId}" takes limit "${ref.name}", which is no longer configured (known: ${known.length > 0 ? known.join(', ') : 'none'}); add it back to "limits" in the instances table, or the run fails on its last delivery`,
-          loaded,
-        );
-      }
-      specs.push({ name: ref.name, key: ref.key, ...(definition.rate ? { rate: definition.rate } : {}), ...(definition.concurrency !== undefined ? { concurrency: definition.concurrency } : {}) });
-    }
+    const resolved = specsOf(refs, definitions);
+    if (!resolved.ok) return this.poison(message, delivery, `${notConfigured(message, resolved.missing, definitions)}, or the run fails on its last delivery`, loaded);
+    const { specs } = resolved;
     const grant = await this.oneAtATime(specs.map((spec) => `${spec.name}\u0000${spec.key}`).sort().join('\u0001'), () =>
       limits.acquireLimits({ holder: owner, ttlMs: leaseTtlMs, limits: specs }, now()),
     );
     if (grant.granted) {
-      return { kind: 'granted', held: { specs, permit: grant.permit, released: false } };
+      return { kind: 'granted', held: new LimitHold({ limits, telemetry, now }, specs, grant.permit, messageFields(message, loaded)) };
     }
     // A slot's holder may free it before it expires: ask again within limitPollMs (as the local runner polls).
     const until = grant.waitingOn.reason === 'concurrency' ? Math.min(grant.retryAt, now() + this.deps.config.limitPollMs) : grant.retryAt;
-    return this.waitForLimits(message, loaded, until, waitingMessage({ ...grant.waitingOn, until: grant.retryAt }));
+    return this.waitForLimits(message, loaded, until, grant.waitingOn, waitingMessage({ ...grant.waitingOn, until: grant.retryAt }));
+  }
+
+  /**
+   * The limits the scheduler took for a long task (holder: the dispatcher's owner, as the message
+   * names it), as each is configured now; a limit no longer configured makes the message poison.
+   */
+  private async heldFor(message: DispatchMessage, definitions: InstanceSnapshot['limits'], delivery: Delivery, loaded: LoadedInstance): Promise<LimitHold> {
+    const { now, telemetry, limits } = this.deps;
+    if (!limits) return this.poison(message, delivery, 'it holds shared limits and this container has no limit store; deploy it with one (core/adapters/aws/runtime.ts)', loaded);
+    const resolved = specsOf(message.limits ?? [], definitions);
+    if (!resolved.ok) return this.poison(message, delivery, notConfigured(message, resolved.missing, definitions), loaded);
+    return new LimitHold({ limits, telemetry, now }, resolved.specs, permitOf(message.owner, resolved.specs, message.leaseExpiresAt ?? now()), messageFields(message, loaded));
   }
 
   /**
@@ -403,17 +409,22 @@ export class TaskWorker {
    * the task and the others are dropped as stale. (A stale copy that gets a grant before its claim
    * fails spends one token; its concurrency slots are released at once.)
    *
-   * When the wait would outlast the dispatcher's lease on the entry, the lease is extended first
-   * (a heartbeat fenced on that lease, which also stores what the task waits for), so that the
-   * next tick does not take the waiting task for a lost one; a heartbeat that finds the lease
-   * moved on means this message is stale, and it is dropped.
+   * The first time a bucket refuses the task, and whenever the wait would outlast the dispatcher's
+   * lease on the entry, a heartbeat fenced on that lease stores what the task waits for in the
+   * entry (the page and `ujr status --stack` count the tasks waiting for each limit from it) and
+   * extends the lease past the wait, so that the next tick does not take the waiting task for a
+   * lost one; the message remembers the bucket (`waitingOn`), so that refusals by the same bucket
+   * write nothing more. A heartbeat that finds the lease moved on means this message is stale,
+   * and it is dropped. (In the long-task container the wait is the container's own: see
+   * ./long-task.ts.)
    */
-  private async waitForLimits(message: DispatchMessage, loaded: LoadedInstance, until: number, why: string): Promise<Exclude<DeliveryOutcome, { kind: 'ran' }>> {
+  private async waitForLimits(message: DispatchMessage, loaded: LoadedInstance, until: number, on: LimitRef, why: string): Promise<Exclude<DeliveryOutcome, { kind: 'ran' }>> {
     const { board, now, telemetry } = this.deps;
     const at = now();
-    const next: DispatchMessage = { ...message };
-    const needed = until + message.timeoutMs + this.deps.config.queueLeaseTtlMs;
-    if (message.leaseExpiresAt === undefined || message.leaseExpiresAt < until + message.timeoutMs + this.deps.config.safetyMarginMs) {
+    const next: DispatchMessage = { ...message, waitingOn: bucketId(on) };
+    const extend = message.leaseExpiresAt === undefined || message.leaseExpiresAt < until + message.timeoutMs + this.deps.config.safetyMarginMs;
+    if (extend || message.waitingOn !== next.waitingOn) {
+      const needed = Math.max(message.leaseExpiresAt ?? 0, until + message.timeoutMs + this.deps.config.queueLeaseTtlMs);
       const beat = await board.heartbeat({ signature: message.signature, owner: message.owner, token: message.token }, needed - at, at, { current: 0, message: why, updatedAt: at });
       if (!beat.held) {
         telemetry.count('dropped', loaded.job.name);
@@ -428,47 +439,6 @@ export class TaskWorker {
     return { kind: 'deferred', until };
   }
 
-  /** Renews the attempt's concurrency slots with its lease; a slot lost (expired and maybe taken) is logged, the task goes on. */
-  private renewLimits(held: HeldLimits, ttlMs: number, entry: BoardEntry): void {
-    const { limits, now, telemetry } = this.deps;
-    if (!limits || held.released || held.permit.slots.length === 0) return;
-    limits.renewLimits(held.permit, ttlMs, now()).then(
-      (ok) => {
-        if (!ok) telemetry.log('warn', 'a concurrency slot of this task expired before it was renewed; the cap may be exceeded until the task ends', entryFields(entry));
-      },
-      (error: unknown) => telemetry.log('warn', `could not renew the task's concurrency slots: ${toErrorInfo(error).message}; will try again at the next heartbeat`, entryFields(entry)),
-    );
-  }
-
-  /** Gives back the attempt's concurrency slots (tokens are never given back); a failure is logged, the slots expire by themselves. */
-  private async releaseLimits(held: HeldLimits, message: DispatchMessage, loaded: LoadedInstance): Promise<void> {
-    const { limits, now, telemetry } = this.deps;
-    if (!limits || held.released) return;
-    held.released = true;
-    if (held.permit.slots.length === 0) return;
-    try {
-      await limits.releaseLimits(held.permit, now());
-    } catch (error) {
-      telemetry.log('warn', `could not release the task's concurrency slots: ${toErrorInfo(error).message}; they free themselves when their lease period ends`, messageFields(message, loaded));
-    }
-  }
-
-  /**
-   * `tctx.limits.backoff(name, retryAfterMs)`: no task taking the attempt's buckets of limit
-   * `name` starts before now + `retryAfterMs`, in any worker of the deployment.
-   * @throws {Error} naming the limits the task takes, when it does not take `name`.
-   */
-  private async backOff(held: HeldLimits, task: string, name: string, retryAfterMs: number): Promise<void> {
-    const { limits, now } = this.deps;
-    const buckets = held.specs.filter((spec) => spec.name === name);
-    if (!limits || buckets.length === 0) {
-      const taken = [...new Set(held.specs.map((spec) => `"${spec.name}"`))];
-      throw new Error(`tctx.limits.backoff: task "${task}" does not take limit "${name}" (it takes ${taken.length > 0 ? taken.join(', ') : 'none'}); add it to the task's limits`);
-    }
-    const at = now();
-    await Promise.all(buckets.map((bucket) => limits.backoffLimit(bucket.name, bucket.key, at + retryAfterMs, at)));
-  }
-
   /**
    * The handler threw `RateLimitedError`: its limits of that name (all its rate limits, unnamed)
    * are drained for the time the API asked, and the same run (same id and attempt; no record
@@ -481,22 +451,13 @@ export class TaskWorker {
     ref: LeaseRef,
     request: RateLimitRequest,
     error: { name: string; message: string },
-    held: HeldLimits | undefined,
+    held: LimitHold | undefined,
   ): Promise<number | undefined> {
-    const { board, limits, now, telemetry } = this.deps;
+    const { board, now, telemetry } = this.deps;
     const at = now();
     const until = at + request.retryAfterMs;
     const fields = entryFields(entry);
-    const buckets = (held?.specs ?? []).filter((spec) => (request.limit === undefined ? spec.rate !== undefined : spec.name === request.limit));
-    if (limits) {
-      await Promise.all(
-        buckets.map((bucket) =>
-          limits.backoffLimit(bucket.name, bucket.key, until, at).catch((failed: unknown) => {
-            telemetry.log('error', `could not back off limit "${bucket.name}": ${toErrorInfo(failed).message}`, fields);
-          }),
-        ),
-      );
-    }
+    const drained = await drainBuckets(this.deps, held?.specs ?? [], request, until, fields);
     // The run keeps its id, whose time is its queue time (core/run-ids.ts): the entry keeps its
     // queuedAt, and the lease runs from then to past the delay, the task's timeout and the wait in the queue.
     const ttlMs = until - entry.queuedAt + message.timeoutMs + this.deps.config.queueLeaseTtlMs;
@@ -520,7 +481,6 @@ export class TaskWorker {
     // The long-task container runs it again itself, as it does its retries.
     if (this.deps.redispatch) await this.deps.redispatch(next, request.retryAfterMs);
     else await this.sendLater(next, request.retryAfterMs, at);
-    const drained = buckets.length > 0 ? `; limit ${[...new Set(buckets.map((bucket) => `"${bucket.name}"`))].join(', ')} backs off until then for every task that takes it` : '';
     telemetry.log('warn', `rate limited (${error.name}: ${error.message}): queued again in ${request.retryAfterMs} ms, not counted as a failure${drained}`, fields);
     return until;
   }
@@ -556,13 +516,6 @@ export class TaskWorker {
     telemetry.log('error', `cannot run this message (delivery ${delivery.receiveCount} of ${this.deps.config.maxReceiveCount}): ${why}`, messageFields(message, loaded));
     throw new PoisonMessageError(why);
   }
-}
-
-/** The limits an attempt took: the buckets as configured when it took them, and its permit. */
-interface HeldLimits {
-  specs: LimitSpec[];
-  permit: LimitPermit;
-  released: boolean;
 }
 
 function refOf(entry: BoardEntry, owner: string): LeaseRef {

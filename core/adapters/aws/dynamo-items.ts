@@ -185,6 +185,8 @@ export const TASK_ATTRIBUTES = [
   'progress',
   'stopRequested',
   'previousRunId',
+  'limits',
+  'notBefore',
 ] as const;
 
 const checkpointAttributeSchema = z.object({ value: jsonText, runId: z.string(), at: z.number() });
@@ -213,6 +215,8 @@ const leaseItemSchema = z.object({
   progress: jsonOf(progressSchema).optional(),
   stopRequested: z.boolean().optional(),
   previousRunId: z.string().optional(),
+  limits: jsonOf(z.array(z.object({ name: z.string(), key: z.string() }))).optional(),
+  notBefore: z.number().optional(),
   checkpoint: checkpointAttributeSchema.optional(),
   /** When the lease was last released (the scheduler's guard against stale plans). */
   releasedAt: z.number().optional(),
@@ -294,6 +298,8 @@ export function entryOf(item: LeaseItem | undefined, table: string, withCheckpoi
   if (item.progress !== undefined) entry.progress = item.progress;
   if (item.stopRequested === true) entry.stopRequested = true;
   if (item.previousRunId !== undefined) entry.previousRunId = item.previousRunId;
+  if (item.limits !== undefined && item.limits.length > 0) entry.limits = item.limits;
+  if (item.notBefore !== undefined) entry.notBefore = item.notBefore;
   const checkpoint = withCheckpoint ? checkpointOf(item) : undefined;
   if (checkpoint) entry.checkpoint = checkpoint;
   return entry;
@@ -314,6 +320,8 @@ export function taskAttributes(task: BoardTask): Item {
     timeoutMs: task.timeoutMs,
     retry: task.retry === undefined ? undefined : JSON.stringify(task.retry),
     previousRunId: task.previousRunId,
+    limits: task.limits === undefined || task.limits.length === 0 ? undefined : JSON.stringify(task.limits.map(({ name, key }) => ({ name, key }))),
+    notBefore: task.notBefore,
   });
 }
 

@@ -112,6 +112,7 @@ export function schedulerRuntime(env: SchedulerEnv, options: RuntimeOptions) {
   const base = common(env, options);
   const scheduler = new Scheduler({
     ...base,
+    limits: base.board.limits,
     queue: queueOf(env, options),
     fleet: fleetOf(env, options),
     config: {
@@ -151,6 +152,7 @@ export function containerRuntime(env: ContainerEnv, options: RuntimeOptions) {
   const planQueue = planQueueOf(env, options);
   const conductor = new Conductor({
     ...base,
+    limits: base.board.limits,
     executor: options.conductorExecutor,
     planQueue,
     config: {
@@ -161,5 +163,5 @@ export function containerRuntime(env: ContainerEnv, options: RuntimeOptions) {
       graceMs: env.UJR_GRACE_MS,
     },
   });
-  return { ...base, queue, conductor, planQueue };
+  return { ...base, queue, conductor, planQueue, limits: base.board.limits };
 }

@@ -184,6 +184,9 @@ describe('shared limits on the queue route', () => {
     const waiting = posted.find((entry) => entry.input !== undefined && (entry.input as { n: number }).n !== starts[0]?.n);
     const lease = await stack.store.getLease(waiting?.signature ?? '');
     expect(lease).toMatchObject({ owner: waiting?.owner, token: waiting?.token });
+    // Its entry says what it waits for (what the page counts per limit).
+    const said = (await stack.store.listRoute('queue')).find((entry) => entry.signature === waiting?.signature);
+    expect(said?.progress?.message).toMatch(/^waiting for limit "api": no token before \d\d:\d\d:\d\d\.\d{3}$/);
     // Its message waits, delayed (SQS's 15 minutes at most), in the queue, and not in the dead-letter queue.
     expect(await stack.queueDepth()).toBe(1);
     expect(await stack.drainDeadLetters()).toEqual([]);
@@ -280,27 +283,19 @@ describe('what the scheduler refuses', () => {
     expect(status?.planError?.message).toContain('instance "feed", task "call" takes limit "feed-api", which is not configured; add it to "limits" in the instances file (known: api)');
   });
 
-  it('refuses a continuous task that takes limits: conductors do not enforce them yet', async () => {
+  it('posts a continuous task and a long task that take limits, with their buckets on the board entry for whoever starts them', async () => {
     await stack.store.putLimits({ api: { rate: 10, per: '1s' } });
-    await stack.seedInstances([{ id: 'watcher', job: 'paced', params: { count: 1, kind: 'continuous' }, schedule: '1h' }]);
+    await stack.seedInstances([
+      { id: 'watcher', job: 'paced', params: { count: 1, kind: 'continuous' }, schedule: '1h' },
+      { id: 'long', job: 'paced', params: { count: 1, timeoutMs: 3_600_000 }, schedule: '1h' },
+    ]);
 
     const report = await stack.scheduler(jobs).scheduler.tick();
 
-    expect(report.dispatched).toEqual({ queue: 0, conductor: 0, fargate: 0 });
-    const status = await stack.store.getInstanceStatus('watcher');
-    expect(status?.planError?.message).toContain('instance "watcher", task "watch" takes shared limits ("api") and is a continuous task, which runs on a conductor; the AWS runtime enforces shared limits only for batch tasks the worker Lambda runs');
-  });
-
-  it('refuses a batch task that would run on Fargate and takes limits, saying why', async () => {
-    await stack.store.putLimits({ api: { rate: 10, per: '1s' } });
-    await stack.seedInstances([{ id: 'long', job: 'paced', params: { count: 1, timeoutMs: 3_600_000 }, schedule: '1h' }]);
-
-    const report = await stack.scheduler(jobs).scheduler.tick();
-
-    expect(report.dispatched).toEqual({ queue: 0, conductor: 0, fargate: 0 });
-    expect(stack.longTasks).toEqual([]);
-    const status = await stack.store.getInstanceStatus('long');
-    expect(status?.planError?.message).toContain("instance \"long\", task \"call\" takes shared limits (\"api\") and is a batch task whose timeout is over the worker's 20000 ms, which runs on Fargate");
+    expect(report.dispatched).toEqual({ queue: 0, conductor: 1, fargate: 1 });
+    expect(report.rejected).toBe(0);
+    expect((await stack.store.listRoute('conductor'))[0]?.limits).toEqual([{ name: 'api', key: '' }]);
+    expect((await stack.store.listRoute('fargate'))[0]?.limits).toEqual([{ name: 'api', key: '' }]);
   });
 
   it('reports a malformed limit in the instances table by name and keeps planning', async () => {

@@ -93,7 +93,8 @@ export class BoardEntries {
               ...(request.runId !== undefined ? [`${e.n('runId')} = ${e.v(request.runId)}`] : []),
               ...(request.origin !== undefined ? [`${e.n('origin')} = ${e.v(request.origin)}`] : []),
             ],
-            [],
+            // What a posted entry said while it waited (for its limits) is not what it says running.
+            request.owner !== undefined ? [e.n('progress')] : [],
           ),
           // Only an entry with a task can be claimed (not a lease taken through acquireLeases).
           ConditionExpression: `${e.n('token')} = ${e.v(request.token)} AND ${expected} AND attribute_exists(${e.n('jobType')})`,
@@ -174,9 +175,16 @@ export class BoardEntries {
           `${e.n('origin')} = ${e.v(next.origin)}`,
           `${e.n('queuedAt')} = ${e.v(next.now)}`,
           ...(next.previousRunId !== undefined ? [`${e.n('previousRunId')} = ${e.v(next.previousRunId)}`] : []),
+          ...(next.notBefore !== undefined ? [`${e.n('notBefore')} = ${e.v(next.notBefore)}`] : []),
+          ...(next.progress !== undefined ? [`${e.n('progress')} = ${e.v(JSON.stringify(next.progress))}`] : []),
           ...(seen && moved ? pointerSets(e, seen, moved.next) : []),
         ],
-        [e.n('startedAt'), e.n('progress'), ...(next.previousRunId === undefined ? [e.n('previousRunId')] : [])],
+        [
+          e.n('startedAt'),
+          ...(next.progress === undefined ? [e.n('progress')] : []),
+          ...(next.previousRunId === undefined ? [e.n('previousRunId')] : []),
+          ...(next.notBefore === undefined ? [e.n('notBefore')] : []),
+        ],
       ),
       ConditionExpression: fenced(e, ref),
       ...e.params(),
