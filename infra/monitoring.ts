@@ -524,7 +524,7 @@ export class JobRunnerMonitoring extends Construct {
 
   /**
    * Shared limits, one line per limit, as the scheduler reads their buckets at each tick: the
-   * tokens of the scarcest bucket, the slots held, and per minute the grants, the refusals (tasks
+   * tokens of the scarcest bucket, the slots held and the tasks waiting, and per minute the grants, the refusals (tasks
    * sent back to wait) and the time closed by back-offs (the API's 429s).
    */
   private limitWidgets(): cloudwatch.IWidget[] {
@@ -537,7 +537,10 @@ export class JobRunnerMonitoring extends Construct {
       });
     return [
       graph('Shared limits: tokens left (scarcest bucket)', [[search('limitTokens', 'Minimum'), 'tokens']]),
-      graph('Shared limits: slots held', [[search('limitHeld', 'Maximum'), 'held']]),
+      graph('Shared limits: slots held and tasks waiting', [
+        [search('limitHeld', 'Maximum'), 'held'],
+        [search('limitWaiting', 'Maximum'), 'waiting'],
+      ]),
       graph('Shared limits: grants per minute', [[`DIFF(${search('limitGranted', 'Maximum')})`, 'granted']]),
       graph('Shared limits: refusals and throttled seconds per minute', [
         [`DIFF(${search('limitRefused', 'Maximum')})`, 'refused'],

@@ -4,7 +4,7 @@
  * all of them: `Name: message` (see `errorLine`), with its stack where a command shows one.
  */
 import { formatDuration } from '../limit-config.js';
-import type { LimitState } from '../ports/limits.js';
+import { withWaiting, type LimitView } from '../engine/limit-messages.js';
 import { canonicalJson } from '../signature.js';
 import { LIVE_STATUSES, TERMINAL_STATUSES, type RunRecord, type RunStatus } from '../types.js';
 import type { Store } from '../ports/store.js';
@@ -23,7 +23,8 @@ export interface OutputOptions {
  * `ujr status`: each instance with the last run of each task (invalid entries too, with their
  * problems), what runs now, the failures of the last 24 hours. Resolves with the exit code: 2 when
  * the instances have problems (printed on stderr, and in the JSON's `problems`). When the store
- * keeps shared limits and a bucket was used, a Limits table follows (the JSON's `limits`).
+ * keeps shared limits and a bucket was used, a Limits table follows (the JSON's `limits`), with
+ * the queued tasks that wait for each bucket.
  */
 export async function statusCommand(target: Target, opts: OutputOptions, io: Io): Promise<number> {
   const view = await target.instances();
@@ -44,7 +45,7 @@ export async function statusCommand(target: Target, opts: OutputOptions, io: Io)
   const active: ActiveRun[] | undefined = target.board ? await activeRuns(target.board) : undefined;
   const running: RunRecord[] = active ?? (await store.listRuns({ status: [...LIVE_STATUSES], limit: 200 }));
   const failures = await store.listRuns({ status: 'failed', since: now - 86_400_000, limit: 20 });
-  const limits = store.limits ? await store.limits.listLimitStates(now) : [];
+  const limits = store.limits ? withWaiting(await store.limits.listLimitStates(now), running) : [];
   const problems = formatProblems(target, view.problems);
   const code = problems.length > 0 ? EXIT.usage : EXIT.ok;
   if (opts.json) {
@@ -77,8 +78,8 @@ export async function statusCommand(target: Target, opts: OutputOptions, io: Io)
   return code;
 }
 
-/** The store's limit buckets, one row each: what it allows, what it holds now, what it did. */
-export function limitsTable(states: readonly LimitState[], now: number, c: Paint): string {
+/** The store's limit buckets, one row each: what it allows, what it holds now, who waits for it, what it did. */
+export function limitsTable(states: readonly LimitView[], now: number, c: Paint): string {
   const rows = states.map((state) => [
     state.name,
     state.key === '' ? '—' : state.key,
@@ -86,11 +87,12 @@ export function limitsTable(states: readonly LimitState[], now: number, c: Paint
     state.tokens !== undefined ? state.tokens.toFixed(1) : '-',
     state.concurrency !== undefined ? `${state.held}/${state.concurrency}` : '-',
     state.blockedUntil !== undefined && state.blockedUntil > now ? c.red(time(state.blockedUntil)) : '-',
+    String(state.waiting),
     String(state.granted),
     String(state.refused),
     state.throttledMs > 0 ? duration(state.throttledMs) : '-',
   ]);
-  return table(['LIMIT', 'KEY', 'RATE', 'TOKENS', 'HELD', 'BLOCKED UNTIL', 'GRANTED', 'REFUSED', 'THROTTLED'], rows, c);
+  return table(['LIMIT', 'KEY', 'RATE', 'TOKENS', 'HELD', 'BLOCKED UNTIL', 'WAITING', 'GRANTED', 'REFUSED', 'THROTTLED'], rows, c);
 }
 
 export interface RunsFilter {

@@ -326,7 +326,7 @@ export class Conductor {
     const fields = entryFields(entry);
     const at = now();
     const until = at + request.retryAfterMs;
-    const drained = await drainBuckets(this.deps, hold?.specs ?? [], request, until, fields);
+    const drained = await drainBuckets(this.deps, hold?.specs ?? [], request, at, fields);
     // The run keeps its id, whose time is its queue time (core/run-ids.ts): the entry keeps its queuedAt.
     const token = await board.repost(ref, {
       owner: `${PENDING_PREFIX}${ownerId()}`,

@@ -5,8 +5,8 @@
  * edit of a limit in the instances table applies from the next grant.
  *
  * A {@link LimitHold} is the buckets one attempt took: its concurrency slots are renewed with the
- * attempt's lease and released when it ends; `tctx.limits.backoff` and `RateLimitedError` drain
- * them for every task that takes them.
+ * attempt's lease and released when it ends; `tctx.limits.backoff` and `RateLimitedError`
+ * (`drainBuckets`) drain them for every task that takes them.
  */
 import { toErrorInfo } from '../errors.js';
 import type { RateLimitRequest } from '../engine/executor.js';
@@ -95,28 +95,25 @@ export class LimitHold {
     const at = now();
     await Promise.all(buckets.map((bucket) => limits.backoffLimit(bucket.name, bucket.key, at + retryAfterMs, at)));
   }
-
-  /**
-   * The handler threw `RateLimitedError`: the buckets of the limit it named (all its rate limits,
-   * unnamed) back off until `until`. Returns what to add to the log line: which limits back off.
-   */
-  async drain(request: RateLimitRequest, until: number): Promise<string> {
-    return drainBuckets(this.deps, this.specs, request, until, this.fields);
-  }
 }
 
-/** {@link LimitHold.drain}, for an attempt that may hold no limits (then nothing backs off). */
+/**
+ * The handler threw `RateLimitedError` at `at`: the buckets of `specs` of the limit it named (all
+ * its rate limits, unnamed) back off for the Retry-After from then (so the time they are closed
+ * is the API's, however late this write lands). Returns what to add to the log line: which limits
+ * back off (nothing when the attempt holds none).
+ */
 export async function drainBuckets(
-  deps: { limits?: LimitStore | undefined; telemetry: Telemetry; now: () => number },
+  deps: { limits?: LimitStore | undefined; telemetry: Telemetry },
   specs: readonly LimitSpec[],
   request: RateLimitRequest,
-  until: number,
+  at: number,
   fields: LogFields,
 ): Promise<string> {
-  const { limits, now, telemetry } = deps;
+  const { limits, telemetry } = deps;
   const buckets = specs.filter((spec) => (request.limit === undefined ? spec.rate !== undefined : spec.name === request.limit));
   if (!limits || buckets.length === 0) return '';
-  const at = now();
+  const until = at + request.retryAfterMs;
   await Promise.all(
     buckets.map((bucket) =>
       limits.backoffLimit(bucket.name, bucket.key, until, at).catch((failed: unknown) => {

@@ -72,9 +72,10 @@ export interface Telemetry {
   duration(jobType: string, ms: number): void;
   /**
    * The shared limits' buckets as read at a tick (issue 15): per limit, the tokens of its scarcest
-   * bucket, the slots held and, so far, the grants, refusals and throttled time of its buckets.
+   * bucket, the slots held, the tasks waiting for its buckets (when counted) and, so far, the
+   * grants, refusals and throttled time of its buckets.
    */
-  limits(states: readonly LimitState[]): void;
+  limits(states: readonly (LimitState & { waiting?: number })[]): void;
   /** Writes what was counted (EMF lines); called at the end of each invocation. */
   flush(): void;
 }

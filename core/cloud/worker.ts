@@ -457,7 +457,7 @@ export class TaskWorker {
     const at = now();
     const until = at + request.retryAfterMs;
     const fields = entryFields(entry);
-    const drained = await drainBuckets(this.deps, held?.specs ?? [], request, until, fields);
+    const drained = await drainBuckets(this.deps, held?.specs ?? [], request, at, fields);
     // The run keeps its id, whose time is its queue time (core/run-ids.ts): the entry keeps its
     // queuedAt, and the lease runs from then to past the delay, the task's timeout and the wait in the queue.
     const ttlMs = until - entry.queuedAt + message.timeoutMs + this.deps.config.queueLeaseTtlMs;

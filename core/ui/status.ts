@@ -4,8 +4,7 @@
  * (masked params, tasks, charts' data) and the live snapshot pushed to open pages. Pure reads; the
  * HTTP layer is in server.ts.
  */
-import { waitingFor } from '../engine/limit-messages.js';
-import { bucketId, type LimitState } from '../ports/limits.js';
+import { withWaiting, type LimitView } from '../engine/limit-messages.js';
 import type { InstanceStatus } from '../ports/store.js';
 import { parseSchedule } from '../schedule.js';
 import type { InstanceConfig, Json, LogLevel, Progress, RunRecord, RunStatus, TaskKind } from '../types.js';
@@ -182,7 +181,7 @@ function whenOf(run: RunRecord): number {
 
 /** Reads the configuration and the store on every call, so edits show at once. */
 /** A limit bucket as the page shows it: its state, and the queued runs waiting for it. */
-export type LimitView = LimitState & { waiting: number };
+export type { LimitView } from '../engine/limit-messages.js';
 
 export class StatusReader {
   constructor(
@@ -205,12 +204,7 @@ export class StatusReader {
   async limits(): Promise<{ limits: LimitView[] }> {
     if (!this.source.limits) return { limits: [] };
     const [states, active] = await Promise.all([this.source.limits(), this.source.activeRuns()]);
-    const waiting = new Map<string, number>();
-    for (const run of active) {
-      const bucket = run.status === 'queued' ? waitingFor(run.progress?.message) : undefined;
-      if (bucket) waiting.set(bucketId(bucket), (waiting.get(bucketId(bucket)) ?? 0) + 1);
-    }
-    return { limits: states.map((state) => ({ ...state, waiting: waiting.get(bucketId(state)) ?? 0 })) };
+    return { limits: withWaiting(states, active) };
   }
 
   async instances(): Promise<{ instances: InstanceSummary[]; problems: string[] }> {

@@ -13,7 +13,7 @@ export class RecordingTelemetry implements Telemetry {
   readonly counts = new Map<string, number>();
   readonly durations: number[] = [];
   /** What each sample of the shared limits said, in order. */
-  readonly limitSamples: (readonly LimitState[])[] = [];
+  readonly limitSamples: (readonly (LimitState & { waiting?: number })[])[] = [];
   flushes = 0;
 
   log(level: LoggedLine['level'], message: string, fields?: LogFields): void {
@@ -29,7 +29,7 @@ export class RecordingTelemetry implements Telemetry {
     this.durations.push(ms);
   }
 
-  limits(states: readonly LimitState[]): void {
+  limits(states: readonly (LimitState & { waiting?: number })[]): void {
     this.limitSamples.push(states);
   }
 

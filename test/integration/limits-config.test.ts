@@ -156,9 +156,9 @@ describe('ujr status', () => {
     const printed = out.find((o) => o.includes('limits:')) ?? '';
     const lines = printed.split('\n');
     expect(lines.slice(0, 2)).toEqual(['', 'limits:']);
-    expect(lines[2]?.split(/\s{2,}/)).toEqual(['LIMIT', 'KEY', 'RATE', 'TOKENS', 'HELD', 'BLOCKED UNTIL', 'GRANTED', 'REFUSED', 'THROTTLED']);
-    expect(lines[3]?.split(/\s{2,}/)).toEqual(['api', '—', '300/15m burst 5', '0.0', '-', expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/), '1', '0', '1h0m']);
-    expect(lines[4]?.split(/\s{2,}/)).toEqual(['host', 'example.org', '-', '-', '1/1', '-', '1', '1', '-']);
+    expect(lines[2]?.split(/\s{2,}/)).toEqual(['LIMIT', 'KEY', 'RATE', 'TOKENS', 'HELD', 'BLOCKED UNTIL', 'WAITING', 'GRANTED', 'REFUSED', 'THROTTLED']);
+    expect(lines[3]?.split(/\s{2,}/)).toEqual(['api', '—', '300/15m burst 5', '0.0', '-', expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/), '0', '1', '0', '1h0m']);
+    expect(lines[4]?.split(/\s{2,}/)).toEqual(['host', 'example.org', '-', '-', '1/1', '-', '0', '1', '1', '-']);
     const parsed = JSON.parse(out.at(-1) ?? '{}') as { limits: { name: string; key: string; held: number }[] };
     expect(parsed.limits.map((l) => [l.name, l.key, l.held])).toEqual([
       ['api', '', 0],

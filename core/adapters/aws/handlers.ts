@@ -6,7 +6,8 @@
  *   `{ "instanceId": "...", "task"?: "...", "input"?: {...} }` from `ujr trigger --stack`, or a
  *   batch of follow-up requests from the plan queue (SQS event source). After a tick, when shared
  *   limits are configured, it reads their buckets for their metrics: one Scan of the instances
- *   table, filtered to them.
+ *   table, filtered to them; and, only when a bucket is closed (no token, every slot taken, or
+ *   backing off), the board's entries, to count the tasks waiting for each bucket.
  * - Worker: an SQS batch, processed with Powertools' BatchProcessor, reporting partial batch
  *   failures (ReportBatchItemFailures): only failed records come back.
  */
@@ -17,7 +18,9 @@ import { FollowUpRequests } from '../../cloud/follow-ups.js';
 import { jsonSchema, parseFollowUpMessage, type FollowUpMessage } from '../../cloud/messages.js';
 import type { InstanceDirectory } from '../../cloud/instances.js';
 import type { PlanQueue, Telemetry } from '../../cloud/ports.js';
-import type { LimitStore } from '../../ports/limits.js';
+import type { LimitState, LimitStore } from '../../ports/limits.js';
+import { withWaiting } from '../../engine/limit-messages.js';
+import type { BoardEntry, Route } from '../../cloud/board.js';
 import type { Scheduler, TickReport } from '../../cloud/scheduler.js';
 import type { TaskWorker } from '../../cloud/worker.js';
 
@@ -46,7 +49,7 @@ export interface SchedulerHandler {
 export interface SchedulerHandlerDeps {
   scheduler: Scheduler;
   telemetry: Telemetry;
-  board?: { limits?: Pick<LimitStore, 'listLimitStates'> };
+  board?: { limits?: Pick<LimitStore, 'listLimitStates'>; listRoute?(route: Route): Promise<BoardEntry[]> };
   instances?: Pick<InstanceDirectory, 'get'>;
   now?: () => number;
 }
@@ -74,18 +77,29 @@ export function makeSchedulerHandler(deps: SchedulerHandlerDeps): SchedulerHandl
 }
 
 /**
- * Hands the shared limits' buckets to the metrics; a failed read is logged, never fails the tick.
- * With no limit configured (the instances the tick just read say so) nothing is read.
+ * Hands the shared limits' buckets to the metrics, with the tasks waiting for each; a failed read
+ * is logged, never fails the tick. With no limit configured (the instances the tick just read say
+ * so) nothing is read. Tasks wait only for a closed bucket, so the board (every posted entry: a
+ * read that grows with the backlog) is read only when a bucket is closed.
  */
 async function sampleLimits(deps: SchedulerHandlerDeps): Promise<void> {
   const limits = deps.board?.limits;
   if (!limits) return;
   try {
     if (deps.instances && (await deps.instances.get()).limits.size === 0) return;
-    deps.telemetry.limits(await limits.listLimitStates((deps.now ?? Date.now)()));
+    const now = (deps.now ?? Date.now)();
+    const states = await limits.listLimitStates(now);
+    const listRoute = deps.board?.listRoute?.bind(deps.board);
+    const entries = listRoute && states.some((state) => closed(state, now)) ? (await Promise.all((['queue', 'conductor', 'fargate'] as const).map((route) => listRoute(route)))).flat() : [];
+    deps.telemetry.limits(withWaiting(states, entries.map((entry) => ({ status: entry.startedAt === undefined ? 'queued' : 'running', progress: entry.progress }))));
   } catch (error) {
     deps.telemetry.log('warn', `could not read the shared limits for their metrics: ${(error as Error).message}`);
   }
+}
+
+/** Whether a task asking `state`'s bucket now would be refused by it. */
+function closed(state: LimitState, now: number): boolean {
+  return (state.blockedUntil !== undefined && state.blockedUntil > now) || (state.tokens !== undefined && state.tokens < 1) || (state.concurrency !== undefined && state.held >= state.concurrency);
 }
 
 /**

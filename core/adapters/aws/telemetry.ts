@@ -3,8 +3,8 @@
  * id on every line of a task) and metrics in CloudWatch's embedded metric format with Powertools
  * Metrics, one EMF line per job type per invocation, and one per shared limit when a tick read
  * them (dimension `limit`: `limitTokens`, the tokens of its scarcest bucket, `limitHeld`, slots
- * held, and the running totals `limitGranted`, `limitRefused`, `limitThrottledMs` of its buckets,
- * which the dashboard turns into rates).
+ * held, `limitWaiting`, the tasks waiting for its buckets, and the running totals `limitGranted`,
+ * `limitRefused`, `limitThrottledMs` of its buckets, which the dashboard turns into rates).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
@@ -15,7 +15,7 @@ export class PowertoolsTelemetry implements Telemetry {
   readonly logger: Logger;
   private counts = new Map<string, Map<MetricName, number>>();
   private durations = new Map<string, number[]>();
-  private limitStates: readonly LimitState[] = [];
+  private limitStates: readonly (LimitState & { waiting?: number })[] = [];
 
   constructor(private readonly options: { namespace: string; serviceName: string; logger?: Logger }) {
     this.logger = options.logger ?? new Logger({ serviceName: options.serviceName });
@@ -39,18 +39,19 @@ export class PowertoolsTelemetry implements Telemetry {
     this.durations.set(jobType, list);
   }
 
-  limits(states: readonly LimitState[]): void {
+  limits(states: readonly (LimitState & { waiting?: number })[]): void {
     this.limitStates = states;
   }
 
   flush(): void {
-    const byLimit = new Map<string, LimitState[]>();
+    const byLimit = new Map<string, (LimitState & { waiting?: number })[]>();
     for (const state of this.limitStates) byLimit.set(state.name, [...(byLimit.get(state.name) ?? []), state]);
     for (const [limit, states] of byLimit) {
       const metrics = new Metrics({ namespace: this.options.namespace, serviceName: this.options.serviceName, defaultDimensions: { limit } });
       const tokens = states.flatMap((state) => (state.tokens === undefined ? [] : [state.tokens]));
       if (tokens.length > 0) metrics.addMetric('limitTokens', MetricUnit.Count, Math.min(...tokens));
       metrics.addMetric('limitHeld', MetricUnit.Count, sum(states, (state) => state.held));
+      if (states.some((state) => state.waiting !== undefined)) metrics.addMetric('limitWaiting', MetricUnit.Count, sum(states, (state) => state.waiting ?? 0));
       metrics.addMetric('limitGranted', MetricUnit.Count, sum(states, (state) => state.granted));
       metrics.addMetric('limitRefused', MetricUnit.Count, sum(states, (state) => state.refused));
       metrics.addMetric('limitThrottledMs', MetricUnit.Milliseconds, sum(states, (state) => state.throttledMs));

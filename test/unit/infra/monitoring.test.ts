@@ -135,6 +135,7 @@ describe('the shared limits on the dashboard', () => {
     for (const expression of [
       search('limitTokens', 'Minimum'),
       search('limitHeld', 'Maximum'),
+      search('limitWaiting', 'Maximum'),
       `DIFF(${search('limitGranted', 'Maximum')})`,
       `DIFF(${search('limitRefused', 'Maximum')})`,
       `DIFF(${search('limitThrottledMs', 'Maximum')}) / 1000`,
