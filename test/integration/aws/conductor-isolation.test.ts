@@ -174,8 +174,11 @@ describe('a conductor container', () => {
     const stack = await createStack();
     await stack.seedInstances([{ id: 'stopper', job: 'isolation', params: { tasks: ['failstop'] }, schedule: '1m' }]);
     await stack.scheduler(jobs).scheduler.tick();
+    const { objects } = stack.container(jobs);
     const { proc, owner } = await startConductor(stack);
     await startedBy(stack, owner, ['failstop']);
+    // The handler itself runs (a SIGTERM between the claim and its start would stop a task that never ran).
+    await pidOf(objects, 'stopper', 'failstop');
 
     // Act
     proc.signal('SIGTERM');
