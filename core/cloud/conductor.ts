@@ -132,6 +132,9 @@ export class Conductor {
     const { board, now, config, telemetry } = this.deps;
     if (this.stopping.signal.aborted) return 0;
     const entries = await board.listRoute('conductor');
+    // A wait is kept only while its entry is on the board (one released or taken elsewhere is gone).
+    const listed = new Set(entries.map((entry) => entry.signature));
+    for (const signature of this.limitWaits.keys()) if (!listed.has(signature)) this.limitWaits.delete(signature);
     let started = 0;
     for (const entry of entries) {
       if (this.running.size >= config.capacity || this.stopping.signal.aborted) break;
