@@ -142,12 +142,14 @@ export class Conductor {
       const pending = entry.owner.startsWith(PENDING_PREFIX);
       const expired = entry.expiresAt <= now();
       if (!pending && !expired) continue;
-      if (entry.notBefore !== undefined && entry.notBefore > now()) continue;
-      if ((this.limitWaits.get(entry.signature) ?? 0) > now()) continue;
+      // One asked to stop is claimed only to be called off: it waits for nothing and takes no limits.
+      const stopping = entry.stopRequested === true;
+      if (!stopping && entry.notBefore !== undefined && entry.notBefore > now()) continue;
+      if (!stopping && (this.limitWaits.get(entry.signature) ?? 0) > now()) continue;
       // A takeover keeps the entry's queue time, which its id says too (core/run-ids.ts).
       const runId = pending ? entry.runId : runIdFor(entry.instanceId, entry.task, entry.queuedAt);
       let hold: LimitHold | undefined;
-      if (entry.limits !== undefined && entry.limits.length > 0) {
+      if (entry.limits !== undefined && entry.limits.length > 0 && !stopping) {
         const taken = await this.takeLimits(entry, runId, pending);
         if (taken === 'wait') continue;
         hold = taken;

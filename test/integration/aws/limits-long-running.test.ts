@@ -149,6 +149,30 @@ describe('shared limits on conductors', () => {
     const [bucket] = await stack.store.limits.listLimitStates(Date.now());
     expect(bucket?.throttledMs).toBeGreaterThanOrEqual(1500);
   });
+
+  it('calls off a continuous task waiting for its limit when its instance is switched off, without waiting for the limit', async () => {
+    // Prepare: the one slot of limit export held elsewhere for an hour; a continuous task waits for it
+    await stack.store.putLimits({ export: { concurrency: 1 } });
+    await stack.store.limits.acquireLimits({ holder: 'elsewhere', ttlMs: 3_600_000, limits: [{ name: 'export', key: '', concurrency: 1 }] }, Date.now());
+    const entry = { id: 'feed', job: 'quota', params: { count: 1, kind: 'continuous', limits: ['export'] }, schedule: '1h' };
+    await stack.seedInstances([entry]);
+    const { scheduler } = stack.scheduler(jobs);
+    await scheduler.tick();
+    const c = conductor();
+    await c.pollOnce();
+    expect(waitingFor((await stack.store.listRoute('conductor'))[0]?.progress?.message)).toEqual({ name: 'export', key: '' });
+
+    // Act: switched off, the next tick asks it to stop; the conductor's next poll calls it off
+    await stack.seedInstances([{ ...entry, enabled: false }]);
+    await scheduler.tick();
+    await c.pollOnce();
+
+    // Assess: recorded cancelled, never run, off the board
+    const run = await pollFor(async () => stack.store.lastRun({ instanceId: 'feed', task: 'watch' }), 5_000, 'the run to be recorded');
+    expect(run).toMatchObject({ status: 'cancelled', error: { name: 'CancelledError' } });
+    expect(calls).toEqual([]);
+    expect(await stack.store.listRoute('conductor')).toEqual([]);
+  });
 });
 
 describe('shared limits on long tasks (Fargate)', () => {
