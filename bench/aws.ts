@@ -820,7 +820,7 @@ function printLimit(limited: LimitResult, api: ApiResult): void {
   );
   console.log('   worker calls: ' + Object.entries(limited.worker.calls).map(([k, v]) => `${k} ${v}`).join(', '));
   console.log(`   bucket afterwards: granted ${fmt(limited.granted)}, refused ${fmt(limited.refused)}; a grant is 1 read and 1 write, each lost race on the bucket 1 write more`);
-  console.log(`   the limit adds ${money(1e6 * (writeUnits * PRICE.dynamoWriteUnit + readUnits * PRICE.dynamoReadUnit))} per million tasks (a refusal adds a read, a write and a SendMessage more, and the first refusal by a bucket a heartbeat write)`);
+  console.log(`   the limit adds ${money(1e6 * (writeUnits * PRICE.dynamoWriteUnit + readUnits * PRICE.dynamoReadUnit))} per million tasks (a refusal adds a read, a write and a SendMessage more, and a heartbeat write (the first by a bucket) or half a read unit (later ones))`);
 }
 
 function percentile(values: number[], p: number): number {

@@ -186,12 +186,7 @@ export class TaskWorker {
       telemetry.log('info', 'dropped a duplicate or stale delivery: the lease moved on', { ...messageFields(message, loaded), token: message.token });
       return { kind: 'dropped', why: 'stale' };
     }
-    if (entry.stopRequested) {
-      // Cancelled (from the status page) while it waited in the queue: it never starts.
-      const run = endedRun(entry, owner, now(), 'cancelled', { name: 'CancelledError', message: `task "${entry.task}" of instance "${loaded.config.id}" was asked to stop before it started` });
-      await this.deps.board.finish(refOf(entry, owner), run);
-      return { kind: 'dropped', why: 'stop requested' };
-    }
+    if (entry.stopRequested) return this.callOff(entry, owner, loaded);
     // Manual runs go ahead on a disabled instance, as locally; scheduled ones are called off.
     const off = !loaded.config.enabled || snapshot.statuses.get(loaded.config.id)?.retiredAt !== undefined;
     if (off && entry.origin !== 'manual') {
@@ -352,7 +347,7 @@ export class TaskWorker {
     }
     // A slot's holder may free it before it expires: ask again within limitPollMs (as the local runner polls).
     const until = grant.waitingOn.reason === 'concurrency' ? Math.min(grant.retryAt, now() + this.deps.config.limitPollMs) : grant.retryAt;
-    return this.waitForLimits(message, loaded, until, grant.waitingOn, waitingMessage({ ...grant.waitingOn, until: grant.retryAt }));
+    return this.waitForLimits(message, loaded, owner, until, grant.waitingOn, waitingMessage({ ...grant.waitingOn, until: grant.retryAt }));
   }
 
   /**
@@ -365,6 +360,13 @@ export class TaskWorker {
     const resolved = specsOf(message.limits ?? [], definitions);
     if (!resolved.ok) return this.poison(message, delivery, notConfigured(message, resolved.missing, definitions), loaded);
     return new LimitHold({ limits, telemetry, now }, resolved.specs, permitOf(message.owner, resolved.specs, message.leaseExpiresAt ?? now()), messageFields(message, loaded));
+  }
+
+  /** Records a claimed task that was asked to stop before it started (cancelled from the page while it waited) `cancelled`. */
+  private async callOff(entry: BoardEntry, owner: string, loaded: LoadedInstance): Promise<{ kind: 'dropped'; why: string }> {
+    const run = endedRun(entry, owner, this.deps.now(), 'cancelled', { name: 'CancelledError', message: `task "${entry.task}" of instance "${loaded.config.id}" was asked to stop before it started` });
+    await this.deps.board.finish(refOf(entry, owner), run);
+    return { kind: 'dropped', why: 'stop requested' };
   }
 
   /**
@@ -414,24 +416,37 @@ export class TaskWorker {
    * entry (the page and `ujr status --stack` count the tasks waiting for each limit from it) and
    * extends the lease past the wait, so that the next tick does not take the waiting task for a
    * lost one; the message remembers the bucket (`waitingOn`), so that refusals by the same bucket
-   * write nothing more. A heartbeat that finds the lease moved on means this message is stale,
-   * and it is dropped. (In the long-task container the wait is the container's own: see
-   * ./long-task.ts.)
+   * write nothing more: they read the entry instead (eventually consistent, half a read unit).
+   * Either way, a message whose lease moved on is stale and dropped, and a task asked to stop
+   * while it waits (cancelled from the page, its instance switched off) is claimed and recorded
+   * `cancelled` now, rather than when its bucket would grant. (In the long-task container the wait
+   * is the container's own: see ./long-task.ts.)
    */
-  private async waitForLimits(message: DispatchMessage, loaded: LoadedInstance, until: number, on: LimitRef, why: string): Promise<Exclude<DeliveryOutcome, { kind: 'ran' }>> {
+  private async waitForLimits(message: DispatchMessage, loaded: LoadedInstance, owner: string, until: number, on: LimitRef, why: string): Promise<Exclude<DeliveryOutcome, { kind: 'ran' }>> {
     const { board, now, telemetry } = this.deps;
     const at = now();
     const next: DispatchMessage = { ...message, waitingOn: bucketId(on) };
     const extend = message.leaseExpiresAt === undefined || message.leaseExpiresAt < until + message.timeoutMs + this.deps.config.safetyMarginMs;
+    const stale = () => {
+      telemetry.count('dropped', loaded.job.name);
+      telemetry.log('info', 'dropped a duplicate or stale delivery waiting for its limits: the lease moved on', { ...messageFields(message, loaded), token: message.token });
+      return { kind: 'dropped' as const, why: 'stale' };
+    };
+    let stopRequested: boolean;
     if (extend || message.waitingOn !== next.waitingOn) {
       const needed = Math.max(message.leaseExpiresAt ?? 0, until + message.timeoutMs + this.deps.config.queueLeaseTtlMs);
       const beat = await board.heartbeat({ signature: message.signature, owner: message.owner, token: message.token }, needed - at, at, { current: 0, message: why, updatedAt: at });
-      if (!beat.held) {
-        telemetry.count('dropped', loaded.job.name);
-        telemetry.log('info', 'dropped a duplicate or stale delivery waiting for its limits: the lease moved on', { ...messageFields(message, loaded), token: message.token });
-        return { kind: 'dropped', why: 'stale' };
-      }
+      if (!beat.held) return stale();
+      stopRequested = beat.stopRequested;
       next.leaseExpiresAt = needed;
+    } else {
+      const entry = (await board.peek([message.signature], at)).held.get(message.signature);
+      if (!entry || entry.owner !== message.owner || entry.token !== message.token) return stale();
+      stopRequested = entry.stopRequested === true;
+    }
+    if (stopRequested) {
+      const entry = await board.claim({ signature: message.signature, token: message.token, owner: message.owner, newOwner: owner, ttlMs: 60_000, now: now() });
+      return entry ? this.callOff(entry, owner, loaded) : stale();
     }
     // At least a second: SQS delays are whole seconds, and a message sent back at once would ask the bucket again in a loop.
     await this.sendLater(next, Math.max(0, until - at), at, 1);

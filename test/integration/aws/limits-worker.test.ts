@@ -12,7 +12,8 @@ import { defineJob } from '../../../core/define.js';
 import { RateLimitedError } from '../../../core/errors.js';
 import type { JobType } from '../../../core/types.js';
 import { LocalAwsStack } from '../../helpers/aws-stack.js';
-import { until } from '../../helpers/runner.js';
+import { pollFor, until } from '../../helpers/runner.js';
+import { waitingFor } from '../../../core/engine/limit-messages.js';
 import { SqsEventSource } from '../../helpers/sqs-event-source.js';
 import { emulatorClientConfig } from '../../servers/endpoints.js';
 
@@ -193,6 +194,29 @@ describe('shared limits on the queue route', () => {
     const [bucket] = await stack.store.limits.listLimitStates(Date.now());
     expect(bucket).toMatchObject({ granted: 1, refused: 1 });
     expect(stack.telemetry.counted('started', 'paced')).toBe(1);
+  });
+
+  it('calls off a task cancelled while it waits for a slot at its next delivery, without waiting for the slot; it never runs', async () => {
+    // Prepare: the one slot of limit host held elsewhere for an hour; a task waits for it
+    await stack.store.putLimits({ host: { concurrency: 1 } });
+    await stack.store.limits.acquireLimits({ holder: 'elsewhere', ttlMs: 3_600_000, limits: [{ name: 'host', key: '', concurrency: 1 }] }, Date.now());
+    await stack.seedInstances([{ id: 'feed', job: 'paced', params: { count: 1, limits: ['host'] }, schedule: '1h' }]);
+    await stack.scheduler(jobs).scheduler.tick();
+    const source = workerSource();
+    expect((await source.pollOnce())?.outcome).toBe('succeeded');
+    const [waiting] = await stack.store.listRoute('queue');
+    expect(waitingFor(waiting?.progress?.message)).toEqual({ name: 'host', key: '' });
+
+    // Act: cancelled (as the page does); the message comes back within the 2 s poll of a slot wait
+    await stack.store.requestStop(waiting?.signature ?? '', waiting?.token ?? -1);
+    source.start();
+    const run = await pollFor(async () => stack.store.lastRun({ instanceId: 'feed', task: 'call' }), 15_000, 'the run to be recorded');
+
+    // Assess: recorded cancelled, never started, and the slot still the other holder's alone
+    expect(run).toMatchObject({ status: 'cancelled', error: { name: 'CancelledError' } });
+    expect(starts).toEqual([]);
+    expect(await stack.store.listRoute('queue')).toEqual([]);
+    expect((await stack.store.limits.listLimitStates(Date.now()))[0]).toMatchObject({ held: 1, granted: 1 });
   });
 
   it('hands a run whose handler threw RateLimitedError back to the queue: same run, same attempt, the bucket drained, no failure or retry', async () => {
