@@ -13,7 +13,7 @@ import { TERMINAL_STATUSES, type Json, type RunRecord } from '../types.js';
 import { CliError, EXIT } from './errors.js';
 import { duration, errorWithStack, progress, runsTable, table, time, truncate } from './format.js';
 import type { Io } from './io.js';
-import { boardEntries } from './targets.js';
+import { boardEntries } from '../cloud/board.js';
 
 /** A board entry shown as a run (queued until a claimer started it), with its lease. */
 export type ActiveRun = RunRecord & { lease: { route: Route; owner: string; token: number; expiresAt: number } };

@@ -10,7 +10,7 @@ import { parse as parseJsonc, type ParseError } from 'jsonc-parser';
 import type { AwsCliContext } from '../adapters/aws/cli-context.js';
 import { StoreNotFoundError } from '../adapters/sqlite/errors.js';
 import type { SqliteStore } from '../adapters/sqlite/store.js';
-import type { Board, BoardEntry } from '../cloud/board.js';
+import type { Board } from '../cloud/board.js';
 import { findSecretRefs } from '../cloud/secrets.js';
 import { canonicalInput } from '../engine/planner.js';
 import { DEFAULT_SCHEDULE, formatProblem, instanceEntrySchema, parseInstances, type ConfigProblem } from '../config.js';
@@ -263,12 +263,6 @@ export async function checkTrigger(target: Target, view: InstanceView, instanceI
     }
   }
   return instance;
-}
-
-/** Every entry leased on the board (all routes), by signature. */
-export async function boardEntries(board: Board): Promise<BoardEntry[]> {
-  const routes = await Promise.all((['queue', 'conductor', 'fargate'] as const).map((route) => board.listRoute(route)));
-  return routes.flat();
 }
 
 /**

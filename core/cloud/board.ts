@@ -183,3 +183,9 @@ export interface Board extends Store {
    */
   endFollowUp(instanceId: string, from: number): Promise<number | undefined>;
 }
+
+/** Every entry leased on the board (all routes), by route then signature. */
+export async function boardEntries(board: Pick<Board, 'listRoute'>): Promise<BoardEntry[]> {
+  const routes = await Promise.all((['queue', 'conductor', 'fargate'] as const).map((route) => board.listRoute(route)));
+  return routes.flat();
+}

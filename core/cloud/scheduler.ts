@@ -148,24 +148,23 @@ export class Scheduler {
       telemetry.count('planErrors', 'config');
     }
     const report = emptyReport();
-    // Before planning: a lease the sweep releases must not look released after the plans read the history.
-    await this.sweep(report);
-    if (snapshot.limits.size > 0) await this.startWaitingLongTasks(snapshot.limits, (id) => !snapshot.instances.get(id)?.config.enabled || snapshot.statuses.get(id)?.retiredAt !== undefined);
-    const tickAt = now();
-    const due = [...snapshot.instances.values()].filter((loaded) => {
-      const status = snapshot.statuses.get(loaded.config.id);
-      return loaded.config.enabled && status?.retiredAt === undefined && this.isDue(loaded, status, tickAt);
-    });
-    const plans = await mapLimit(due, config.planConcurrency, (loaded) => this.plan(loaded, 'schedule', snapshot.statuses.get(loaded.config.id), report, snapshot.limits));
+    // Instances switched off or done (or gone from the table): their continuous tasks stop, their waiting long tasks end.
     const offline = new Set(
       [...snapshot.instances.values()]
         .filter((loaded) => !loaded.config.enabled || snapshot.statuses.get(loaded.config.id)?.retiredAt !== undefined)
         .map((loaded) => loaded.config.id),
     );
+    const isOffline = (instanceId: string) => !snapshot.instances.has(instanceId) || offline.has(instanceId);
+    // Before planning: a lease the sweep releases must not look released after the plans read the history.
+    await this.sweep(report);
+    if (snapshot.limits.size > 0) await this.startWaitingLongTasks(snapshot.limits, isOffline);
+    const tickAt = now();
+    const due = [...snapshot.instances.values()].filter((loaded) => !offline.has(loaded.config.id) && this.isDue(loaded, snapshot.statuses.get(loaded.config.id), tickAt));
+    const plans = await mapLimit(due, config.planConcurrency, (loaded) => this.plan(loaded, 'schedule', snapshot.statuses.get(loaded.config.id), report, snapshot.limits));
     await this.dispatch(
       plans.filter((plan): plan is Plan => plan !== undefined),
       report,
-      (entry) => !snapshot.instances.has(entry.instanceId) || offline.has(entry.instanceId),
+      (entry) => isOffline(entry.instanceId),
     );
     return report;
   }

@@ -16,7 +16,8 @@ import { AwsCliError, SchedulerFunctionError, type AwsCliContext, type RunLogEve
 import type { RunNowRequest } from '../cloud/scheduler.js';
 import { CliError, EXIT } from '../cli/errors.js';
 import { activeRun, activeRuns, describeReport, LOG_LOOKBACK_MS, parseLine } from '../cli/stack-commands.js';
-import { boardEntries, formatProblems, type InstanceView, type Target } from '../cli/targets.js';
+import { boardEntries } from '../cloud/board.js';
+import { formatProblems, type InstanceView, type Target } from '../cli/targets.js';
 import type { LogLevel, LogLine } from '../types.js';
 import { HttpError } from './errors.js';
 import type { StatusSource } from './source.js';

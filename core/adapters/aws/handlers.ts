@@ -20,7 +20,8 @@ import type { InstanceDirectory } from '../../cloud/instances.js';
 import type { PlanQueue, Telemetry } from '../../cloud/ports.js';
 import type { LimitState, LimitStore } from '../../ports/limits.js';
 import { withWaiting } from '../../engine/limit-messages.js';
-import type { BoardEntry, Route } from '../../cloud/board.js';
+import { boardEntries, type Board } from '../../cloud/board.js';
+import { baseRun } from '../../cloud/attempt.js';
 import type { Scheduler, TickReport } from '../../cloud/scheduler.js';
 import type { TaskWorker } from '../../cloud/worker.js';
 
@@ -49,7 +50,7 @@ export interface SchedulerHandler {
 export interface SchedulerHandlerDeps {
   scheduler: Scheduler;
   telemetry: Telemetry;
-  board?: { limits?: Pick<LimitStore, 'listLimitStates'>; listRoute?(route: Route): Promise<BoardEntry[]> };
+  board?: Pick<Board, 'listRoute'> & { limits?: Pick<LimitStore, 'listLimitStates'> };
   instances?: Pick<InstanceDirectory, 'get'>;
   now?: () => number;
 }
@@ -83,15 +84,15 @@ export function makeSchedulerHandler(deps: SchedulerHandlerDeps): SchedulerHandl
  * read that grows with the backlog) is read only when a bucket is closed.
  */
 async function sampleLimits(deps: SchedulerHandlerDeps): Promise<void> {
-  const limits = deps.board?.limits;
-  if (!limits) return;
+  const board = deps.board;
+  const limits = board?.limits;
+  if (!board || !limits) return;
   try {
     if (deps.instances && (await deps.instances.get()).limits.size === 0) return;
     const now = (deps.now ?? Date.now)();
     const states = await limits.listLimitStates(now);
-    const listRoute = deps.board?.listRoute?.bind(deps.board);
-    const entries = listRoute && states.some((state) => closed(state, now)) ? (await Promise.all((['queue', 'conductor', 'fargate'] as const).map((route) => listRoute(route)))).flat() : [];
-    deps.telemetry.limits(withWaiting(states, entries.map((entry) => ({ status: entry.startedAt === undefined ? 'queued' : 'running', progress: entry.progress }))));
+    const entries = states.some((state) => closed(state, now)) ? await boardEntries(board) : [];
+    deps.telemetry.limits(withWaiting(states, entries.map((entry) => ({ status: baseRun(entry, entry.owner, entry.startedAt).status, progress: entry.progress }))));
   } catch (error) {
     deps.telemetry.log('warn', `could not read the shared limits for their metrics: ${(error as Error).message}`);
   }
